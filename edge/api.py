@@ -1,0 +1,273 @@
+"""The local POS API under /api/v1.
+
+Each operation is declared once with `@operation(...)`: that registers the route and describes it
+for the OpenAPI document (edge/openapi.py), so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from edge import catalog, context, idempotency, sales, stock
+from edge.clock import business_date, utcnow
+from edge.errors import InputError, validation_fields
+from edge.keys import CONFIG, DEVICE, STORE
+from edge.schemas import AdjustmentIn, CountIn, ReceiptIn, ReturnIn, SaleIn
+
+PREFIX = "/api/v1"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # "path" or "query"
+    schema: dict
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    summary: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    body: type[BaseModel] | None = None
+    params: tuple[Param, ...] = ()
+    responses: dict[int, str] = field(default_factory=dict)
+    public: bool = False
+    tag: str = "pos"
+
+
+OPERATIONS: list[Operation] = []
+
+
+def operation(method: str, path: str, summary: str, *, body=None, params=(), responses=None, public=False,
+              tag="pos"):
+    def register(handler):
+        OPERATIONS.append(Operation(method, PREFIX + path, summary, handler, body, tuple(params),
+                                    responses or {200: "OK"}, public, tag))
+        return handler
+    return register
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.route(op.method.upper(), op.path, op.handler) for op in OPERATIONS]
+
+
+def is_public(path: str) -> bool:
+    return any(op.public and op.path == path for op in OPERATIONS)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def json_response(body: Any, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.json_response(body, status=status, headers=headers,
+                             dumps=lambda obj: json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+
+
+def _reject_constant(name: str):
+    raise InputError("invalid_json", f"{name} is not valid JSON", status=400)
+
+
+async def parse_body(request: web.Request, model: type[BaseModel]) -> tuple[Any, BaseModel]:
+    if request.content_type != "application/json":
+        raise InputError("unsupported_media_type", "send the body as application/json", status=415)
+    raw = await request.read()
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError("invalid_json", f"the body is not valid UTF-8 JSON: {exc}", status=400)
+    try:
+        return data, model.model_validate(data)
+    except ValidationError as exc:
+        fields = validation_fields(exc)
+        raise InputError("invalid_body", "; ".join(f"{f['field']}: {f['reason']}" for f in fields), fields=fields)
+
+
+async def write(request: web.Request, model: type[BaseModel], fn: Callable[..., dict], *args) -> web.Response:
+    """The one path every write takes: key, body, validation, then one idempotent transaction."""
+    key = idempotency.check_key(request.headers.get("Idempotency-Key"))
+    data, body = await parse_body(request, model)
+    req_hash = idempotency.request_hash(request.method, request.path, data)
+    ctx = context.make(request[DEVICE], request.app[CONFIG].tz)
+
+    def run(conn):
+        return idempotency.run_once(conn, key, req_hash, ctx, lambda: fn(conn, *args, body, ctx))
+
+    status, result, replayed = await request.app[STORE].write(run)
+    return json_response(result, status=status, headers={"Idempotent-Replayed": "true" if replayed else "false"})
+
+
+def query_int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"-?\d{1,19}", raw) or not low <= int(raw) <= high:
+        raise InputError("invalid_query", f"{name} must be a whole number from {low} to {high}", field=name,
+                         status=400)
+    return int(raw)
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "").lower()
+    if raw not in ("", "0", "1", "true", "false"):
+        raise InputError("invalid_query", f"{name} must be true or false", field=name, status=400)
+    return raw in ("1", "true")
+
+
+def query_date(request: web.Request, name: str) -> str:
+    raw = request.query.get(name)
+    if raw is None:
+        return business_date(utcnow(), request.app[CONFIG].tz)
+    try:
+        return date.fromisoformat(raw).isoformat() if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw) else _bad_date(name)
+    except ValueError:
+        return _bad_date(name)
+
+
+def _bad_date(name: str):
+    raise InputError("invalid_query", f"{name} must be a date like 2026-11-21", field=name, status=400)
+
+
+async def read(request: web.Request, fn, *args, **kwargs):
+    return json_response(await request.app[STORE].read(lambda conn: fn(conn, *args, **kwargs)))
+
+
+LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Page size")
+SKU = Param("sku", "path", {"type": "string"}, "Product SKU", True)
+
+
+# -- writes ---------------------------------------------------------------------------------------
+
+@operation("post", "/sales", "Record a till sale (stock moves and the outbox event in one transaction)",
+           body=SaleIn, responses={201: "The sale as recorded, and warnings such as negative stock"})
+async def post_sale(request):
+    return await write(request, SaleIn, sales.record_sale)
+
+
+@operation("post", "/sales/{sale_id}/returns", "Return items of a sale (refund, and restock unless told not to)",
+           body=ReturnIn, params=[Param("sale_id", "path", {"type": "string"}, "The sale's id", True)],
+           responses={201: "The return as recorded", 404: "No such sale"})
+async def post_return(request):
+    return await write(request, ReturnIn, sales.record_return, request.match_info["sale_id"])
+
+
+@operation("post", "/receipts", "Record goods received", body=ReceiptIn, responses={201: "The receipt document"})
+async def post_receipt(request):
+    return await write(request, ReceiptIn, stock.record_receipt)
+
+
+@operation("post", "/adjustments", "Adjust on-hand stock (damage, loss, found), with a reason",
+           body=AdjustmentIn, responses={201: "The adjustment document"})
+async def post_adjustment(request):
+    return await write(request, AdjustmentIn, stock.record_adjustment)
+
+
+@operation("post", "/counts", "Record a stock count; each difference becomes a 'count' move",
+           body=CountIn, responses={201: "The count document, with expected and counted per line"})
+async def post_count(request):
+    return await write(request, CountIn, stock.record_count)
+
+
+# -- reads ----------------------------------------------------------------------------------------
+
+@operation("get", "/products/{sku}", "A product of the catalog", params=[SKU], responses={200: "The product",
+                                                                                            404: "No such SKU"})
+async def get_product(request):
+    return await read(request, catalog.get_product, request.match_info["sku"])
+
+
+@operation("get", "/barcodes/{code}", "Look up a product by barcode, with its stock",
+           params=[Param("code", "path", {"type": "string"}, "The scanned barcode", True)],
+           responses={200: "The product and its stock", 404: "No product has this barcode"})
+async def get_by_barcode(request):
+    def lookup(conn, code):
+        product = catalog.product_by_barcode(conn, code)
+        return {**product, "stock": stock.get_balance(conn, product["sku"])}
+    return await read(request, lookup, request.match_info["code"])
+
+
+@operation("get", "/stock/{sku}", "Stock of one SKU: on hand, reserved, available", params=[SKU],
+           responses={200: "The balance", 404: "No such SKU"})
+async def get_stock(request):
+    return await read(request, stock.get_balance, request.match_info["sku"])
+
+
+@operation("get", "/stock", "Stock of many SKUs, filtered and paged in SKU order",
+           params=[Param("q", "query", {"type": "string"}, "Part of a SKU or name, or a whole barcode"),
+                   Param("low", "query", {"type": "boolean"}, "Only items at or below their low-stock threshold"),
+                   Param("category", "query", {"type": "string"}, "Only this category"),
+                   Param("after", "query", {"type": "string"}, "The last SKU of the previous page"), LIMIT],
+           responses={200: "items and next_after (null on the last page)"})
+async def list_stock(request):
+    q = request.query.get("q") or None
+    if q is not None and len(q) > 100:
+        raise InputError("invalid_query", "q is at most 100 characters", field="q", status=400)
+    return await read(request, stock.list_balances, q=q, low=query_bool(request, "low"),
+                      category=request.query.get("category") or None, after=request.query.get("after") or None,
+                      limit=query_int(request, "limit", 100, 1, 1000))
+
+
+@operation("get", "/stock/{sku}/moves", "The ledger moves of one SKU, newest first",
+           params=[SKU, Param("before", "query", {"type": "integer"}, "Only moves with a smaller id"), LIMIT],
+           responses={200: "items and next_before (null on the last page)", 404: "No such SKU"})
+async def list_moves(request):
+    return await read(request, stock.move_history, request.match_info["sku"],
+                      before=query_int(request, "before", None, 0, 2**63 - 1),
+                      limit=query_int(request, "limit", 100, 1, 1000))
+
+
+@operation("get", "/sales", "Sales and returns of one business day, with totals",
+           params=[Param("date", "query", {"type": "string", "format": "date"}, "Business day; today if omitted"),
+                   Param("after", "query", {"type": "integer"}, "The last sale number of the previous page"),
+                   LIMIT],
+           responses={200: "The day's totals and its sales"})
+async def list_sales(request):
+    return await read(request, sales.day_summary, query_date(request, "date"),
+                      after=query_int(request, "after", 0, 0, 2**63 - 1),
+                      limit=query_int(request, "limit", 200, 1, 1000))
+
+
+@operation("get", "/sales/{sale_id}", "One sale with its lines, payments and returns",
+           params=[Param("sale_id", "path", {"type": "string"}, "The sale's id", True)],
+           responses={200: "The sale", 404: "No such sale"})
+async def get_sale(request):
+    return await read(request, sales.get_sale, request.match_info["sale_id"])
+
+
+@operation("get", "/returns/{return_id}", "One return",
+           params=[Param("return_id", "path", {"type": "string"}, "The return's id", True)],
+           responses={200: "The return", 404: "No such return"})
+async def get_return(request):
+    return await read(request, sales.get_return, request.match_info["return_id"])
+
+
+@operation("get", "/stock-documents/{document_id}", "A goods receipt, adjustment or count",
+           params=[Param("document_id", "path", {"type": "string"}, "The document's id", True)],
+           responses={200: "The document", 404: "No such document"})
+async def get_document(request):
+    return await read(request, stock.get_document, request.match_info["document_id"])
+
+
+@operation("get", "/health", "Liveness: the store answers", public=True, tag="ops",
+           responses={200: "ok", 503: "the store is not available"})
+async def health(request):
+    store = request.app[STORE]
+    if not store.healthy:
+        return json_response({"status": "unavailable"}, status=503)
+    return json_response({"status": "ok"})
+
+
+@operation("get", "/openapi.json", "This document", public=True, tag="ops", responses={200: "OpenAPI 3.1"})
+async def openapi_document(request):
+    from edge.openapi import document  # noqa: PLC0415 (it imports this module)
+
+    return json_response(document(request.app[CONFIG]))

@@ -1,0 +1,169 @@
+"""The daemon: the aiohttp application, its subsystems, and the run loop with systemd integration.
+
+Subsystems are aiohttp cleanup contexts listed in SUBSYSTEMS: started in that order, stopped in
+reverse, by construction. A subsystem that later issues add (drivers, sync) goes into that tuple.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from edge import api, status_page, stock, systemd, tokens
+from edge.config import Config
+from edge.errors import InputError
+from edge.keys import CONFIG, DEVICE, STARTED, STORE
+from edge.db import Store
+
+log = logging.getLogger("edge.app")
+
+
+# -- subsystems -----------------------------------------------------------------------------------
+
+async def store_subsystem(app: web.Application):
+    store = Store(app[CONFIG].db_path)
+    await asyncio.get_running_loop().run_in_executor(None, store.open)  # migrations may take a while
+    app[STORE] = store
+    log.info("store open", extra={"kv": {"path": store.path}})
+    yield
+    await asyncio.get_running_loop().run_in_executor(None, store.close)
+    log.info("store closed")
+
+
+async def scheduler_subsystem(app: web.Application):
+    scheduler = AsyncIOScheduler(timezone=app[CONFIG].tz)
+    scheduler.add_job(nightly_ledger_check, "cron", hour=3, minute=30, args=[app[STORE]],
+                      id="ledger-check", coalesce=True, misfire_grace_time=3600)
+    scheduler.start()
+    log.info("scheduler started", extra={"kv": {"jobs": len(scheduler.get_jobs())}})
+    yield
+    scheduler.shutdown(wait=False)
+    log.info("scheduler stopped")
+
+
+SUBSYSTEMS = (store_subsystem, scheduler_subsystem)
+
+
+async def nightly_ledger_check(store: Store) -> None:
+    """Check the ledger invariant once a night; a mismatch is an error the IT person must see."""
+    moves, mismatches = await store.read(stock.verify)
+    if mismatches:
+        log.error("ledger check failed", extra={"kv": {"moves": moves, "mismatches": len(mismatches),
+                                                       "first": str(mismatches[0])}})
+    else:
+        log.info("ledger check passed", extra={"kv": {"moves": moves}})
+    await store.write(lambda conn: conn.execute("PRAGMA optimize"))
+
+
+# -- middlewares ----------------------------------------------------------------------------------
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    """Every error is JSON with a code and a message; never a stack trace or a secret."""
+    try:
+        return await handler(request)
+    except InputError as exc:
+        return api.json_response(exc.as_dict(), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith(api.PREFIX):
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
+        return api.json_response({"error": {"code": code, "message": exc.reason, "fields": []}}, status=exc.status)
+    except Exception:
+        log.exception("request failed", extra={"kv": {"method": request.method, "path": request.path}})
+        return api.json_response({"error": {"code": "internal_error", "message": "internal error; see the "
+                                            "store-edge log", "fields": []}}, status=500)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler):
+    """Tills on the LAN present a per-device token; on loopback-only setups the device is 'local'."""
+    config = request.app[CONFIG]
+    request[DEVICE] = "local"
+    if config.tokens_required and request.path.startswith(api.PREFIX) and not api.is_public(request.path):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        device = None
+        if scheme.lower() == "bearer" and token.strip():
+            device = await request.app[STORE].read(tokens.device_for, token.strip())
+        if device is None:
+            raise InputError("unauthorized", "send 'Authorization: Bearer <token>' with a token from "
+                             "`store-edge token add`", status=401)
+        request[DEVICE] = device
+    return await handler(request)
+
+
+def build_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, auth_middleware],
+                          client_max_size=config.api.max_body_kib * 1024)
+    app[CONFIG] = config
+    app[STARTED] = time.time()
+    app.cleanup_ctx.extend(SUBSYSTEMS)
+    app.add_routes(api.routes())
+    app.add_routes(status_page.routes)
+    return app
+
+
+# -- running --------------------------------------------------------------------------------------
+
+async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set); a second signal exits at once."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = {"count": 0}
+
+    def on_signal(signum: int) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            log.warning("second signal: exiting now", extra={"kv": {"signal": signal.Signals(signum).name}})
+            os._exit(1)
+        log.info("stopping", extra={"kv": {"signal": signal.Signals(signum).name}})
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    app = build_app(config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()  # starts the subsystems, in order
+    try:
+        site = web.TCPSite(runner, config.api.host, config.api.port, reuse_address=True)
+        await site.start()
+        log.info("listening", extra={"kv": {"address": f"http://{config.api.host}:{config.api.port}/",
+                                           "store": config.store.id, "tokens_required": config.tokens_required}})
+        systemd.notify(f"READY=1\nSTATUS=serving on {config.api.host}:{config.api.port}")
+        watchdog = asyncio.create_task(_watchdog(app[STORE]))
+        await stop.wait()
+        systemd.notify("STOPPING=1")
+        watchdog.cancel()
+    finally:
+        await runner.cleanup()  # stops the subsystems, in reverse
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
+
+
+async def _watchdog(store: Store) -> None:
+    """Ping systemd's watchdog from the loop, only while the store answers in time."""
+    interval = systemd.watchdog_interval()
+    if interval is None:
+        return
+    healthy = True
+    while True:
+        try:
+            await asyncio.wait_for(store.read(lambda conn: conn.execute("SELECT 1").fetchone()), interval)
+            ok = store.healthy
+        except Exception:  # noqa: BLE001 (any failure means: do not ping)
+            ok = False
+        if ok:
+            systemd.notify("WATCHDOG=1")
+        if ok != healthy:
+            (log.info if ok else log.error)("health " + ("restored" if ok else "lost: watchdog pings stopped"))
+            healthy = ok
+        await asyncio.sleep(interval)

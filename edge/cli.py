@@ -1,0 +1,252 @@
+"""The `store-edge` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+from edge import __version__, catalog, config as config_mod, db, log as log_mod, stock, tokens
+from edge.context import make as make_context
+from edge.clock import iso, utcnow
+from edge.errors import InputError
+from edge.schemas import ReceiptIn
+
+DEFAULT_CONFIGS = ("config.toml", "/etc/store-edge/config.toml")
+
+
+def default_config() -> str:
+    if os.environ.get("STORE_EDGE_CONFIG"):
+        return os.environ["STORE_EDGE_CONFIG"]
+    return next((p for p in DEFAULT_CONFIGS if Path(p).exists()), DEFAULT_CONFIGS[-1])
+
+
+def load_config(path: str) -> config_mod.Config:
+    try:
+        return config_mod.load(path)
+    except config_mod.ConfigError as exc:
+        print(f"配置错误 / config error in {exc.path}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def open_db(config: config_mod.Config):
+    try:
+        return db.open_store_db(config.db_path)
+    except db.SchemaTooNew as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+def cmd_run(args) -> int:
+    from edge import app  # noqa: PLC0415 (aiohttp is only needed by the daemon)
+
+    config = load_config(args.config)
+    log_mod.setup(config.log.level)
+    try:
+        asyncio.run(app.serve(config))
+    except OSError as exc:
+        logging.getLogger("edge").error("cannot start", extra={"kv": {"error": str(exc)}})
+        return 1
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Seed a demo catalog with opening stock (once), then run the daemon."""
+    config = load_config(args.config)
+    log_mod.setup(config.log.level)
+    conn = open_db(config)
+    try:
+        if conn.execute("SELECT count(*) FROM products").fetchone()[0] == 0:
+            data = resources.files("edge").joinpath("data/demo-catalog.csv").read_bytes()
+            with db.transaction(conn):
+                report = catalog.import_products(conn, catalog.read_rows(data, "csv"), "csv", iso(utcnow()))
+                ctx = make_context("demo", config.tz)
+                lines = [{"sku": r[0], "qty": 40} for r in conn.execute("SELECT sku FROM products ORDER BY sku")]
+                stock.record_receipt(conn, ReceiptIn.model_validate({"lines": lines, "supplier": "演示供应商"}), ctx)
+            print(f"demo catalog: {report.imported} products with opening stock", file=sys.stderr)
+    finally:
+        conn.close()
+    print(f"store-edge demo: status page http://{config.api.host}:{config.api.port}/  (Ctrl-C stops)",
+          file=sys.stderr)
+    return cmd_run(args)
+
+
+def cmd_check_config(args) -> int:
+    try:
+        config = config_mod.load(args.path)
+    except config_mod.ConfigError as exc:
+        print(f"{exc.path}: {len(exc.problems)} problem(s)")
+        for problem in exc.problems:
+            print(f"  {problem}")
+        return 1
+    devices = sum(1 for _ in config.devices())
+    print(f"{config.path}: OK (store {config.store.id}, API on {config.api.host}:{config.api.port}, "
+          f"{devices} device(s), database {config.db_path})")
+    return 0
+
+
+def cmd_catalog_import(args) -> int:
+    config = load_config(args.config)
+    fmt = args.format or ("json" if args.file.lower().endswith(".json") else "csv")
+    try:
+        data = Path(args.file).read_bytes()
+        rows = catalog.read_rows(data, fmt)
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except InputError as exc:
+        print(f"error: {args.file}: {exc.message}", file=sys.stderr)
+        return 2
+    conn = open_db(config)
+    progress = Progress("导入 import")
+    try:
+        with db.transaction(conn):
+            report = catalog.import_products(conn, rows, fmt, iso(utcnow()), progress)
+    finally:
+        conn.close()
+    progress.done()
+    print(f"{report.imported} of {report.total} products imported, {len(report.errors)} rows refused")
+    for error in report.errors:
+        print(f"  {error}")
+    return 1 if report.errors else 0
+
+
+def cmd_catalog_export(args) -> int:
+    config = load_config(args.config)
+    fmt = args.format or ("json" if args.file.lower().endswith(".json") else "csv")
+    conn = open_db(config)
+    try:
+        if args.file == "-":
+            count = catalog.export_products(catalog.iter_products(conn), fmt, sys.stdout)
+        else:
+            # utf-8-sig: Excel opens it with the Chinese names intact
+            with open(args.file, "w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="") as out:
+                count = catalog.export_products(catalog.iter_products(conn), fmt, out)
+    finally:
+        conn.close()
+    print(f"{count} products exported", file=sys.stderr)
+    return 0
+
+
+def cmd_ledger_verify(args) -> int:
+    config = load_config(args.config)
+    conn = db.connect(config.db_path, readonly=True) if config.db_path.exists() else open_db(config)
+    try:
+        conn.execute("BEGIN")
+        moves, mismatches = stock.verify(conn)
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+    if mismatches:
+        print(f"ledger verify FAILED: {len(mismatches)} SKU(s) whose balance is not the sum of their moves:")
+        for mismatch in mismatches:
+            print(f"  {mismatch}")
+        return 1
+    print(f"ledger verify OK: {moves} moves, every balance equals the sum of its moves")
+    return 0
+
+
+def cmd_token(args) -> int:
+    config = load_config(args.config)
+    conn = open_db(config)
+    now = iso(utcnow())
+    try:
+        with db.transaction(conn):
+            if args.action == "add":
+                token = tokens.create(conn, args.device, now)
+                print(f"token for {args.device} (shown once; put it in the till's settings):\n{token}")
+            elif args.action == "revoke":
+                if not tokens.revoke(conn, args.device, now):
+                    print(f"no active token for {args.device}", file=sys.stderr)
+                    return 1
+                print(f"token of {args.device} revoked")
+            else:
+                for row in tokens.listing(conn):
+                    state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+                    print(f"{row['device']}\tcreated {row['created_at']}\t{state}")
+    except InputError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+    return 0
+
+
+class Progress:
+    """A progress bar on stderr when it is a terminal; a final count otherwise."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = done * 100 // max(total, 1)
+        if self.tty and percent != self.shown:
+            self.shown = percent
+            bar = "#" * (percent // 4)
+            sys.stderr.write(f"\r{self.label} [{bar:<25}] {done}/{total}")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+# -- parser ---------------------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="store-edge", description="In-store edge service")
+    top.add_argument("--version", action="version", version=f"store-edge {__version__}")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def with_config(p):
+        p.add_argument("--config", default=default_config(),
+                       help="config file (default: $STORE_EDGE_CONFIG, ./config.toml, /etc/store-edge/config.toml)")
+        return p
+
+    with_config(sub.add_parser("run", help="run the daemon")).set_defaults(func=cmd_run)
+    with_config(sub.add_parser("demo", help="seed a demo catalog (once) and run")).set_defaults(func=cmd_demo)
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("path", nargs="?", default=default_config())
+    check.set_defaults(func=cmd_check_config)
+
+    cat = sub.add_parser("catalog", help="import or export the product catalog").add_subparsers(
+        dest="action", required=True)
+    imp = with_config(cat.add_parser("import", help="import products from CSV or JSON"))
+    imp.add_argument("file")
+    imp.add_argument("--format", choices=("csv", "json"))
+    imp.set_defaults(func=cmd_catalog_import)
+    exp = with_config(cat.add_parser("export", help="export products to CSV or JSON ('-' for stdout)"))
+    exp.add_argument("file")
+    exp.add_argument("--format", choices=("csv", "json"))
+    exp.set_defaults(func=cmd_catalog_export)
+
+    ledger = sub.add_parser("ledger", help="stock ledger tools").add_subparsers(dest="action", required=True)
+    with_config(ledger.add_parser("verify", help="check every balance equals the sum of its moves")) \
+        .set_defaults(func=cmd_ledger_verify)
+
+    tok = sub.add_parser("token", help="API tokens of tills").add_subparsers(dest="action", required=True)
+    for action, text in (("add", "create (or replace) a till's token"), ("revoke", "revoke a till's token")):
+        p = with_config(tok.add_parser(action, help=text))
+        p.add_argument("device", help="the till's name, e.g. till-1")
+        p.set_defaults(func=cmd_token)
+    with_config(tok.add_parser("list", help="list tills and their token state")).set_defaults(func=cmd_token)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,11 @@
+"""Typed keys for what the aiohttp application and requests carry."""
+
+from aiohttp import web
+
+from edge.config import Config
+from edge.db import Store
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", Store)
+STARTED = web.AppKey("started", float)
+DEVICE = "store_edge.device"  # request key: the authenticated till, or "local"

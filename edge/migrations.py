@@ -1,0 +1,172 @@
+"""Versioned schema migrations. PRAGMA user_version holds how many have been applied.
+
+Append new migrations at the end; never edit one that has shipped.
+Money is integer fen; quantities are integers in the product's unit (weighed goods: grams).
+"""
+
+MOVE_REASONS = ("sale", "return", "receipt", "adjustment", "count",
+                "reserve", "release", "pickup", "correction")
+# Moves with these reasons change `reserved`; all others change `on_hand`.
+RESERVATION_REASONS = ("reserve", "release")
+
+_reasons = ", ".join(f"'{r}'" for r in MOVE_REASONS)
+_payment_methods = "'cash', 'wechat', 'alipay', 'card', 'unionpay', 'voucher', 'other'"
+
+INITIAL = f"""
+CREATE TABLE products (
+    sku         TEXT PRIMARY KEY CHECK (length(sku) BETWEEN 1 AND 64),
+    name        TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 200),
+    price_fen   INTEGER NOT NULL CHECK (price_fen >= 0),
+    unit        TEXT NOT NULL DEFAULT '件',
+    category    TEXT,
+    low_stock   INTEGER NOT NULL DEFAULT 0 CHECK (low_stock >= 0),
+    active      INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    updated_at  TEXT NOT NULL
+);
+
+CREATE TABLE barcodes (
+    code TEXT PRIMARY KEY CHECK (length(code) BETWEEN 1 AND 64),
+    sku  TEXT NOT NULL REFERENCES products(sku) ON DELETE CASCADE
+);
+CREATE INDEX barcodes_sku ON barcodes(sku);
+
+-- Append-only: a correction is a new move, never an edit. No running balance on the rows: a late
+-- offline move would force every later row to be rewritten.
+CREATE TABLE stock_moves (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    sku         TEXT NOT NULL REFERENCES products(sku),
+    qty         INTEGER NOT NULL CHECK (qty <> 0),
+    reason      TEXT NOT NULL CHECK (reason IN ({_reasons})),
+    ref_type    TEXT,
+    ref_id      TEXT,
+    device      TEXT NOT NULL,
+    note        TEXT,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX stock_moves_sku ON stock_moves(sku, id);
+CREATE INDEX stock_moves_ref ON stock_moves(ref_type, ref_id);
+CREATE TRIGGER stock_moves_no_update BEFORE UPDATE ON stock_moves
+BEGIN SELECT RAISE(ABORT, 'stock_moves is append-only'); END;
+CREATE TRIGGER stock_moves_no_delete BEFORE DELETE ON stock_moves
+BEGIN SELECT RAISE(ABORT, 'stock_moves is append-only'); END;
+
+CREATE TABLE stock_balances (
+    sku         TEXT PRIMARY KEY REFERENCES products(sku),
+    on_hand     INTEGER NOT NULL DEFAULT 0,
+    reserved    INTEGER NOT NULL DEFAULT 0,
+    available   INTEGER GENERATED ALWAYS AS (on_hand - reserved) VIRTUAL,
+    updated_at  TEXT NOT NULL
+);
+
+CREATE TABLE sales (
+    id             TEXT PRIMARY KEY,
+    number         INTEGER NOT NULL UNIQUE,
+    device         TEXT NOT NULL,
+    cashier        TEXT,
+    business_date  TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    subtotal_fen   INTEGER NOT NULL,
+    discount_fen   INTEGER NOT NULL,
+    total_fen      INTEGER NOT NULL CHECK (total_fen >= 0),
+    paid_fen       INTEGER NOT NULL,
+    change_fen     INTEGER NOT NULL CHECK (change_fen >= 0),
+    note           TEXT
+);
+CREATE INDEX sales_business_date ON sales(business_date);
+
+CREATE TABLE sale_lines (
+    sale_id         TEXT NOT NULL REFERENCES sales(id),
+    line_no         INTEGER NOT NULL,
+    sku             TEXT NOT NULL REFERENCES products(sku),
+    barcode         TEXT,
+    name            TEXT NOT NULL,
+    qty             INTEGER NOT NULL CHECK (qty > 0),
+    unit_price_fen  INTEGER NOT NULL CHECK (unit_price_fen >= 0),
+    discount_fen    INTEGER NOT NULL CHECK (discount_fen >= 0),
+    amount_fen      INTEGER NOT NULL CHECK (amount_fen >= 0),
+    PRIMARY KEY (sale_id, line_no)
+);
+
+CREATE TABLE sale_payments (
+    sale_id     TEXT NOT NULL REFERENCES sales(id),
+    seq         INTEGER NOT NULL,
+    method      TEXT NOT NULL CHECK (method IN ({_payment_methods})),
+    amount_fen  INTEGER NOT NULL CHECK (amount_fen > 0),
+    PRIMARY KEY (sale_id, seq)
+);
+
+CREATE TABLE returns (
+    id             TEXT PRIMARY KEY,
+    sale_id        TEXT NOT NULL REFERENCES sales(id),
+    device         TEXT NOT NULL,
+    business_date  TEXT NOT NULL,
+    created_at     TEXT NOT NULL,
+    refund_fen     INTEGER NOT NULL CHECK (refund_fen >= 0),
+    refund_method  TEXT NOT NULL CHECK (refund_method IN ({_payment_methods})),
+    restock        INTEGER NOT NULL CHECK (restock IN (0, 1)),
+    reason         TEXT
+);
+CREATE INDEX returns_sale ON returns(sale_id);
+CREATE INDEX returns_business_date ON returns(business_date);
+
+CREATE TABLE return_lines (
+    return_id   TEXT NOT NULL REFERENCES returns(id),
+    line_no     INTEGER NOT NULL,
+    sku         TEXT NOT NULL REFERENCES products(sku),
+    qty         INTEGER NOT NULL CHECK (qty > 0),
+    refund_fen  INTEGER NOT NULL CHECK (refund_fen >= 0),
+    PRIMARY KEY (return_id, line_no)
+);
+
+-- Goods received, adjustments and stock counts: one document each, its lines, and their moves.
+CREATE TABLE stock_documents (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL CHECK (kind IN ('receipt', 'adjustment', 'count')),
+    device      TEXT NOT NULL,
+    supplier    TEXT,
+    note        TEXT,
+    created_at  TEXT NOT NULL
+);
+CREATE TABLE stock_document_lines (
+    document_id  TEXT NOT NULL REFERENCES stock_documents(id),
+    line_no      INTEGER NOT NULL,
+    sku          TEXT NOT NULL REFERENCES products(sku),
+    qty          INTEGER NOT NULL,      -- receipt/adjustment: the change; count: the difference
+    counted      INTEGER,               -- count only: what was counted
+    expected     INTEGER,               -- count only: on hand before the count
+    cost_fen     INTEGER,
+    note         TEXT,
+    PRIMARY KEY (document_id, line_no)
+);
+
+-- A write replayed with the same key returns the stored answer; another body is refused.
+CREATE TABLE idempotency_keys (
+    device        TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    request_hash  TEXT NOT NULL,
+    status        INTEGER NOT NULL,
+    response      TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    PRIMARY KEY (device, key)
+);
+
+-- Transactional outbox: written in the same transaction as the fact it reports.
+CREATE TABLE outbox (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    type        TEXT NOT NULL,
+    payload     TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+
+CREATE TABLE api_tokens (
+    device      TEXT PRIMARY KEY CHECK (length(device) BETWEEN 1 AND 32),
+    token_hash  TEXT NOT NULL UNIQUE,
+    created_at  TEXT NOT NULL,
+    revoked_at  TEXT
+);
+"""
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("initial schema", INITIAL),
+]
