@@ -200,7 +200,7 @@ def load(path: str | os.PathLike) -> Config:
     try:
         raw = ConfigFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(path, [lines.describe(path, err["loc"], _message(err))
+        raise ConfigError(path, [lines.describe(path, _error_loc(err), _message(err))
                                  for err in exc.errors()])
 
     problems: list[str] = []
@@ -265,6 +265,11 @@ def read_secret(ref: SecretRef, base: Path) -> Secret:
     if not value:
         raise ValueError(f"secret {label} is empty")
     return Secret(value, label)
+
+
+def _error_loc(err: dict) -> tuple:
+    # a wrong device type is reported on the table; point at its `type =` line instead
+    return tuple(err["loc"]) + (("type",) if err["type"].startswith("union_tag") else ())
 
 
 def _message(err: dict) -> str:

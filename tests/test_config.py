@@ -1,0 +1,173 @@
+"""config.toml validation: every problem named with its key and line; the shipped example passes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge import config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE = """\
+[store]
+id = "s1"
+name = "测试店"
+data_dir = "var"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(config.ConfigError) as info:
+        config.load(write(tmp_path, text))
+    return info.value.problems
+
+
+def test_shipped_example_is_valid():
+    cfg = config.load(ROOT / "config.toml")
+    assert cfg.store.id and cfg.api.host == "127.0.0.1"
+    assert not cfg.tokens_required
+    assert cfg.db_path == (ROOT / "var" / "store.db").resolve()
+
+
+def test_defaults_and_paths_resolve_against_the_file(tmp_path):
+    cfg = config.load(write(tmp_path, BASE))
+    assert cfg.api.port == 8470 and cfg.store.timezone == "Asia/Shanghai"
+    assert cfg.data_dir == (tmp_path / "var").resolve()
+    assert list(cfg.devices()) == []
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ('[api]\nport = "8470"\n', 'config.toml:7: api.port: Input should be a valid integer'),
+    ("[api]\nport = 70000\n", "config.toml:7: api.port: Input should be less than or equal to 65535"),
+    ("[api]\nprot = 8470\n", "config.toml:7: api.prot: unknown key"),
+    ("[apii]\nport = 1\n", "config.toml:6: apii: unknown key"),
+    ('[api]\nhost = "till.local"\n', "config.toml:7: api.host: 'till.local' is not an IP address"),
+    ('[log]\nlevel = "loud"\n', "config.toml:7: log.level: Input should be 'debug', 'info', 'warning' or 'error'"),
+    ('[cloud]\nurl = "ftp://x"\n', "config.toml:7: cloud.url: 'ftp://x' is not an http:// or https:// URL"),
+    ('[[printers]]\nname = "p"\ntype = "network"\nhost = "10.0.0.9"\nport = 0\n',
+     "config.toml:10: printers[0].port: Input should be greater than or equal to 1"),
+    ('[[scanners]]\nname = "s"\ntype = "laser"\n', "config.toml:8: scanners[0].type: type 'laser' does not match"),
+    ('[[scanners]]\nname = "s"\ntype = "serial"\npath = "/dev/ttyACM0"\nbaud = 12345\n',
+     "config.toml:10: scanners[0].baud: Input should be"),
+    ('[[scanners]]\nname = "s"\ntype = "serial"\n', "config.toml:6: scanners[0].path: required key is missing"),
+])
+def test_each_error_names_key_and_line(tmp_path, extra, needle):
+    found = problems(tmp_path, BASE + "\n" + extra)
+    assert any(needle in p for p in found), found
+
+
+def test_missing_store_section_and_bad_timezone(tmp_path):
+    assert any("store: required key is missing" in p for p in problems(tmp_path, "[api]\nport = 1\n"))
+    found = problems(tmp_path, BASE.replace('data_dir', 'timezone = "Mars/Base"\ndata_dir'))
+    assert any("config.toml:4: store.timezone: unknown time zone 'Mars/Base'" in p for p in found), found
+
+
+def test_all_problems_are_reported_at_once(tmp_path):
+    found = problems(tmp_path, BASE + '[api]\nport = "x"\nbogus = 1\n[log]\nlevel = 3\n')
+    assert len(found) == 3
+
+
+def test_duplicate_device_paths_and_names_are_refused(tmp_path):
+    text = BASE + """
+[[printers]]
+name = "receipt"
+type = "serial"
+path = "/dev/ttyUSB0"
+
+[[scanners]]
+name = "gun"
+type = "serial"
+path = "/dev/ttyUSB0"
+
+[[scanners]]
+name = "gun"
+type = "hid"
+path = "/dev/input/by-id/usb-scanner-event-kbd"
+
+[[printers]]
+name = "kitchen"
+type = "network"
+host = "192.0.2.7"
+
+[[printers]]
+name = "bar"
+type = "network"
+host = "192.0.2.7"
+port = 9100
+"""
+    found = problems(tmp_path, text)
+    assert any(p.startswith(f"{tmp_path / 'config.toml'}:14: scanners[0].path: device path '/dev/ttyUSB0' is "
+                            "already used by printers[0].path (line 9)") for p in found), found
+    assert any(":17: scanners[1].name: device name 'gun' is used twice" in p for p in found), found
+    assert any(":29: printers[2].host: device path '192.0.2.7:9100' is already used by printers[1].host"
+               in p for p in found), found
+
+
+def test_invalid_toml_names_the_line(tmp_path):
+    found = problems(tmp_path, BASE + "[api\n")
+    assert "not valid TOML" in found[0] and "line 5" in found[0]
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(config.ConfigError) as info:
+        config.load(tmp_path / "nope.toml")
+    assert "file not found" in str(info.value)
+
+
+def test_secret_from_file_is_read_and_never_shown(tmp_path):
+    (tmp_path / "token").write_text("s3cret-value\n")
+    cfg = config.load(write(tmp_path, BASE + '[cloud]\nurl = "https://c.example"\ntoken = { file = "token" }\n'))
+    assert cfg.cloud_token.reveal() == "s3cret-value"
+    assert "s3cret" not in repr(cfg) and "s3cret" not in str(cfg.cloud_token)
+
+
+def test_secret_from_systemd_credential(tmp_path, monkeypatch):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "cloud-token").write_text("from-systemd")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    cfg = config.load(write(tmp_path, BASE + '[cloud]\nurl = "https://c.example"\n'
+                                           'token = { credential = "cloud-token" }\n'))
+    assert cfg.cloud_token.reveal() == "from-systemd"
+
+
+@pytest.mark.parametrize("token, needle", [
+    ('{ file = "missing" }', "cloud.token: secret file"),
+    ('{ credential = "cloud-token" }', "$CREDENTIALS_DIRECTORY is not set"),
+    ('{ file = "a", credential = "b" }', "give exactly one of"),
+    ('{ path = "a" }', "cloud.token.path: unknown key"),
+])
+def test_secret_problems(tmp_path, monkeypatch, token, needle):
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    found = problems(tmp_path, BASE + f'[cloud]\nurl = "https://c.example"\ntoken = {token}\n')
+    assert any(needle in p for p in found), found
+
+
+def test_cloud_url_without_token(tmp_path):
+    found = problems(tmp_path, BASE + '[cloud]\nurl = "https://c.example"\n')
+    assert any("cloud.token (file or credential) is required" in p for p in found)
+
+
+def test_tokens_required_beyond_loopback(tmp_path):
+    assert config.load(write(tmp_path, BASE + '[api]\nhost = "0.0.0.0"\n')).tokens_required
+    assert config.load(write(tmp_path, BASE + '[api]\nhost = "::1"\n')).tokens_required is False
+    assert config.load(write(tmp_path, BASE + "[api]\nrequire_token = true\n")).tokens_required
+
+
+def test_check_config_command(tmp_path):
+    good = write(tmp_path, BASE)
+    run = subprocess.run([sys.executable, "-m", "edge", "check-config", str(good)], capture_output=True, text=True)
+    assert run.returncode == 0 and "OK" in run.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BASE + "[api]\nport = -1\n", encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "edge", "check-config", str(bad)], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "bad.toml:6: api.port: Input should be greater than or equal to 1" in run.stdout
