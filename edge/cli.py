@@ -52,7 +52,7 @@ def cmd_run(args) -> int:
     log_mod.setup(config.log.level)
     try:
         asyncio.run(app.serve(config))
-    except OSError as exc:
+    except (OSError, db.SchemaTooNew) as exc:  # port taken, data folder not writable, newer database
         logging.getLogger("edge").error("cannot start", extra={"kv": {"error": str(exc)}})
         return 1
     return 0

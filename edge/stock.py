@@ -140,60 +140,57 @@ def verify(conn: sqlite3.Connection) -> tuple[int, list[Mismatch]]:
 
 # -- stock documents: goods received, adjustments, counts ----------------------------------------
 
-def _document(conn, kind: str, ctx: WriteContext, supplier=None, note=None) -> str:
-    doc_id = str(uuid.uuid4())
-    conn.execute("INSERT INTO stock_documents (id, kind, device, supplier, note, created_at) "
-                 "VALUES (?, ?, ?, ?, ?, ?)", (doc_id, kind, ctx.device, supplier, note, ctx.now))
-    return doc_id
+EVENTS = {"receipt": "stock.received", "adjustment": "stock.adjusted", "count": "stock.counted"}
 
 
-def _no_repeats(skus: list[str]) -> None:
-    seen = set()
-    for index, sku in enumerate(skus):
+def _resolve(conn: sqlite3.Connection, lines, *, unique: bool) -> list[str]:
+    skus = [resolve_sku(conn, line, f"lines[{i}]") for i, line in enumerate(lines)]
+    seen: set[str] = set()
+    for index, sku in enumerate(skus if unique else ()):
         if sku in seen:
             raise InputError("duplicate_line", f"SKU {sku} is on more than one line", field=f"lines[{index}]")
         seen.add(sku)
+    return skus
+
+
+def _record_document(conn: sqlite3.Connection, kind: str, ctx: WriteContext, rows: list[tuple], *,
+                     supplier: str | None = None, note: str | None = None) -> dict:
+    """Write a document, its lines (sku, qty, counted, expected, cost_fen), a `kind` move for each
+    non-zero qty, and its outbox event."""
+    doc_id = str(uuid.uuid4())
+    conn.execute("INSERT INTO stock_documents (id, kind, device, supplier, note, created_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?)", (doc_id, kind, ctx.device, supplier, note, ctx.now))
+    conn.executemany("INSERT INTO stock_document_lines (document_id, line_no, sku, qty, counted, expected, cost_fen) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", [(doc_id, no, *row) for no, row in enumerate(rows, start=1)])
+    move_note = note if kind == "adjustment" else None
+    apply_moves(conn, (Move(row[0], row[1], kind, move_note) for row in rows if row[1]), kind, doc_id, ctx)
+    doc = get_document(conn, doc_id)
+    outbox.emit(conn, EVENTS[kind], doc, ctx.now)
+    return doc
 
 
 def record_receipt(conn: sqlite3.Connection, body: ReceiptIn, ctx: WriteContext) -> dict:
-    skus = [resolve_sku(conn, line, f"lines[{i}]") for i, line in enumerate(body.lines)]
-    doc_id = _document(conn, "receipt", ctx, body.supplier, body.note)
-    for no, (sku, line) in enumerate(zip(skus, body.lines), start=1):
-        conn.execute("INSERT INTO stock_document_lines (document_id, line_no, sku, qty, cost_fen) "
-                     "VALUES (?, ?, ?, ?, ?)", (doc_id, no, sku, line.qty, line.cost_fen))
-    apply_moves(conn, (Move(sku, line.qty, "receipt") for sku, line in zip(skus, body.lines)),
-                "receipt", doc_id, ctx)
-    return _finish(conn, doc_id, "stock.received", ctx.now)
+    skus = _resolve(conn, body.lines, unique=False)
+    return _record_document(conn, "receipt", ctx, [(sku, line.qty, None, None, line.cost_fen)
+                                                    for sku, line in zip(skus, body.lines)],
+                            supplier=body.supplier, note=body.note)
 
 
 def record_adjustment(conn: sqlite3.Connection, body: AdjustmentIn, ctx: WriteContext) -> dict:
-    skus = [resolve_sku(conn, line, f"lines[{i}]") for i, line in enumerate(body.lines)]
-    _no_repeats(skus)
-    doc_id = _document(conn, "adjustment", ctx, note=body.note)
-    for no, (sku, line) in enumerate(zip(skus, body.lines), start=1):
-        conn.execute("INSERT INTO stock_document_lines (document_id, line_no, sku, qty) VALUES (?, ?, ?, ?)",
-                     (doc_id, no, sku, line.qty))
-    apply_moves(conn, (Move(sku, line.qty, "adjustment", body.note) for sku, line in zip(skus, body.lines)),
-                "adjustment", doc_id, ctx)
-    return _finish(conn, doc_id, "stock.adjusted", ctx.now)
+    skus = _resolve(conn, body.lines, unique=True)
+    return _record_document(conn, "adjustment", ctx, [(sku, line.qty, None, None, None)
+                                                       for sku, line in zip(skus, body.lines)], note=body.note)
 
 
 def record_count(conn: sqlite3.Connection, body: CountIn, ctx: WriteContext) -> dict:
     """A stocktake: the counted quantity is recorded and the difference becomes a 'count' move."""
-    skus = [resolve_sku(conn, line, f"lines[{i}]") for i, line in enumerate(body.lines)]
-    _no_repeats(skus)
-    doc_id = _document(conn, "count", ctx, note=body.note)
-    moves = []
-    for no, (sku, line) in enumerate(zip(skus, body.lines), start=1):
+    skus = _resolve(conn, body.lines, unique=True)
+    rows = []
+    for sku, line in zip(skus, body.lines):
         row = conn.execute("SELECT on_hand FROM stock_balances WHERE sku = ?", (sku,)).fetchone()
         expected = row[0] if row else 0
-        diff = line.counted - expected
-        conn.execute("INSERT INTO stock_document_lines (document_id, line_no, sku, qty, counted, expected) "
-                     "VALUES (?, ?, ?, ?, ?, ?)", (doc_id, no, sku, diff, line.counted, expected))
-        if diff:
-            moves.append(Move(sku, diff, "count"))
-    apply_moves(conn, moves, "count", doc_id, ctx)
-    return _finish(conn, doc_id, "stock.counted", ctx.now)
+        rows.append((sku, line.counted - expected, line.counted, expected, None))
+    return _record_document(conn, "count", ctx, rows, note=body.note)
 
 
 def get_document(conn: sqlite3.Connection, doc_id: str) -> dict:
@@ -207,9 +204,3 @@ def get_document(conn: sqlite3.Connection, doc_id: str) -> dict:
     out = dict(doc)
     out["lines"] = [{k: v for k, v in dict(r).items() if v is not None or k in ("qty",)} for r in lines]
     return out
-
-
-def _finish(conn, doc_id: str, event: str, now: str) -> dict:
-    doc = get_document(conn, doc_id)
-    outbox.emit(conn, event, doc, now)
-    return doc
