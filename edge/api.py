@@ -83,8 +83,9 @@ async def parse_body(request: web.Request, model: type[BaseModel]) -> tuple[Any,
     raw = await request.read()
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError("invalid_json", f"the body is not valid UTF-8 JSON: {exc}", status=400)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a >4300-digit number, too deep nesting
+        detail = f": {exc}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise InputError("invalid_json", f"the body is not valid UTF-8 JSON{detail}", status=400)
     try:
         return data, model.model_validate(data)
     except ValidationError as exc:
@@ -110,7 +111,7 @@ def query_int(request: web.Request, name: str, default: int | None, low: int, hi
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not re.fullmatch(r"-?\d{1,19}", raw) or not low <= int(raw) <= high:
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw) or not low <= int(raw) <= high:
         raise InputError("invalid_query", f"{name} must be a whole number from {low} to {high}", field=name,
                          status=400)
     return int(raw)
@@ -128,7 +129,7 @@ def query_date(request: web.Request, name: str) -> str:
     if raw is None:
         return business_date(utcnow(), request.app[CONFIG].tz)
     try:
-        return date.fromisoformat(raw).isoformat() if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw) else _bad_date(name)
+        return date.fromisoformat(raw).isoformat() if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw) else _bad_date(name)
     except ValueError:
         return _bad_date(name)
 
@@ -228,7 +229,7 @@ async def list_moves(request):
 @operation("get", "/sales", "Sales and returns of one business day, with totals",
            params=[Param("date", "query", {"type": "string", "format": "date"}, "Business day; today if omitted"),
                    Param("after", "query", {"type": "integer"}, "The last sale number of the previous page"),
-                   LIMIT],
+                   Param("limit", "query", {**LIMIT.schema, "default": 200}, LIMIT.description)],
            responses={200: "The day's totals and its sales"})
 async def list_sales(request):
     return await read(request, sales.day_summary, query_date(request, "date"),

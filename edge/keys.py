@@ -8,4 +8,4 @@ from edge.db import Store
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 STARTED = web.AppKey("started", float)
-DEVICE = "store_edge.device"  # request key: the authenticated till, or "local"
+DEVICE = web.RequestKey("device", str)  # the authenticated till, or "local"

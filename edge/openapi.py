@@ -51,6 +51,8 @@ def _document(tokens_required: bool) -> dict:
         if op.body is not None or op.params:
             codes.setdefault(400, "Malformed request or query")
         if op.body is not None:
+            codes.setdefault(413, "The body is larger than [api] max_body_kib")
+            codes.setdefault(415, "The body is not application/json")
             codes.setdefault(422, "The body is invalid; `fields` says which and why. Nothing was written.")
         if not op.public and tokens_required:
             codes[401] = "Missing or unknown API token"

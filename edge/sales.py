@@ -35,11 +35,11 @@ def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext) -> di
     paid = sum(p.amount_fen for p in body.payments)
     if paid < total:
         raise InputError("underpaid", f"payments add up to {paid} fen, the sale is {total} fen", field="payments")
+    non_cash = sum(p.amount_fen for p in body.payments if p.method != "cash")
+    if non_cash > total:
+        raise InputError("overpaid", f"non-cash payments ({non_cash} fen) exceed the total ({total} fen); "
+                         "only cash can give change", field="payments")
     change = paid - total
-    cash = sum(p.amount_fen for p in body.payments if p.method == "cash")
-    if change > cash:
-        raise InputError("overpaid", f"payments exceed the total by {change} fen; only cash can give change",
-                         field="payments")
 
     sale_id = str(uuid.uuid4())
     number = conn.execute("SELECT coalesce(max(number), 0) + 1 FROM sales").fetchone()[0]

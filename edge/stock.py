@@ -199,7 +199,7 @@ def get_document(conn: sqlite3.Connection, doc_id: str) -> dict:
         raise NotFound("unknown_document", f"no stock document {doc_id}")
     lines = conn.execute(
         "SELECT l.line_no, l.sku, p.name, l.qty, l.counted, l.expected, l.cost_fen, "
-        "coalesce(b.on_hand, 0) AS on_hand_after FROM stock_document_lines l JOIN products p USING (sku) "
+        "coalesce(b.on_hand, 0) AS on_hand_now FROM stock_document_lines l JOIN products p USING (sku) "
         "LEFT JOIN stock_balances b USING (sku) WHERE l.document_id = ? ORDER BY l.line_no", (doc_id,))
     out = dict(doc)
     out["lines"] = [{k: v for k, v in dict(r).items() if v is not None or k in ("qty",)} for r in lines]

@@ -1,0 +1,158 @@
+"""Shared fixtures: a temporary store with a small Chinese catalog, and an HTTP client for its app.
+
+The aiohttp test client is started by hand (aiohttp.test_utils.TestServer/TestClient) rather than
+through aiohttp's pytest plugin, so pytest-asyncio (asyncio_mode=auto) alone owns the event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from edge import catalog, config as config_mod, db, stock
+from edge.app import build_app
+from edge.barcodes import gtin_check_digit
+from edge.clock import iso, utcnow
+from edge.context import WriteContext, make as make_context
+from edge.schemas import ProductIn, ReceiptIn
+
+
+def ean13(body12: str) -> str:
+    assert len(body12) == 12 and body12.isdigit()
+    return body12 + str(gtin_check_digit(body12))
+
+
+# SKU -> (name, price in fen, unit, category, low-stock threshold, barcodes, opening stock)
+CATALOG = {
+    "DRK-001": ("农夫山泉 饮用天然水 550ml", 200, "瓶", "饮料", 12, [ean13("692123450000")], 50),
+    "DRK-002": ("可口可乐 330ml 罐装", 350, "罐", "饮料", 12, [ean13("692123453701")], 30),
+    "SNK-001": ("乐事 薯片 原味 70g", 750, "袋", "零食", 5, [ean13("690123456789"), "IN-SNK-001"], 20),
+    "SNK-002": ("奥利奥 夹心饼干 97g", 890, "盒", "零食", 3, [ean13("690987654321")], 2),
+    "DAI-001": ("伊利 纯牛奶 250ml", 350, "盒", "乳品", 10, [ean13("692123461103")], 40),
+    "HOM-001": ("洁柔 抽纸 3包装", 1590, "提", "日用", 0, [ean13("697111122223")], 0),
+}
+BARCODE = {sku: spec[5][0] for sku, spec in CATALOG.items()}
+PRICE = {sku: spec[1] for sku, spec in CATALOG.items()}
+OPENING = {sku: spec[6] for sku, spec in CATALOG.items()}
+SEED = WriteContext(device="seed", now="2026-01-01T00:00:00.000Z", day="2026-01-01")
+
+
+def write_config(tmp_path: Path, api: str = "") -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text('[store]\nid = "test-store"\nname = "测试门店"\ndata_dir = "var"\n' + api, encoding="utf-8")
+    return path
+
+
+def seed(db_path: Path) -> None:
+    conn = db.open_store_db(db_path)
+    try:
+        with db.transaction(conn):
+            for sku, (name, price, unit, category, low, codes, _) in CATALOG.items():
+                catalog.upsert_product(conn, ProductIn(sku=sku, name=name, price_fen=price, unit=unit,
+                                                       category=category, low_stock=low, barcodes=codes),
+                                       SEED.now)
+            stock.record_receipt(conn, ReceiptIn.model_validate(
+                {"lines": [{"sku": sku, "qty": qty} for sku, qty in OPENING.items() if qty],
+                 "supplier": "开业进货"}), SEED)
+    finally:
+        conn.close()
+
+
+def ledger_mismatches(db_path: Path) -> list:
+    conn = db.connect(db_path, readonly=True)
+    try:
+        return stock.verify(conn)[1]
+    finally:
+        conn.close()
+
+
+def dump(db_path: Path) -> str:
+    """The whole database as SQL text, from a separate connection (sees committed data only)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return "\n".join(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def query(db_path: Path, sql: str, *args) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def local_context(config) -> WriteContext:
+    return make_context("local", config.tz)
+
+
+@pytest.fixture
+def config(tmp_path):
+    cfg = config_mod.load(write_config(tmp_path))
+    seed(cfg.db_path)
+    return cfg
+
+
+@pytest.fixture
+def db_path(config) -> Path:
+    return config.db_path
+
+
+async def start_client(config) -> TestClient:
+    client = TestClient(TestServer(build_app(config)))
+    await client.start_server()
+    return client
+
+
+@pytest.fixture
+async def client(config):
+    """A client of the running app; after the test, the ledger must still add up."""
+    client = await start_client(config)
+    try:
+        yield client
+    finally:
+        await client.close()
+    assert ledger_mismatches(config.db_path) == []
+
+
+_KEYS = iter(range(1, 10**9))
+
+
+def new_key() -> str:
+    return f"test-key-{next(_KEYS)}"
+
+
+class Api:
+    """Small helpers over the client: writes carry a fresh Idempotency-Key unless given one."""
+
+    def __init__(self, client: TestClient, headers: dict | None = None):
+        self.client = client
+        self.headers = headers or {}
+
+    async def post(self, path: str, body, key: str | None = "auto", headers: dict | None = None):
+        hdrs = dict(self.headers)
+        if key == "auto":
+            key = new_key()
+        if key is not None:
+            hdrs["Idempotency-Key"] = key
+        hdrs.update(headers or {})
+        resp = await self.client.post("/api/v1" + path, json=body, headers=hdrs)
+        return resp.status, await resp.json(), resp
+
+    async def get(self, path: str, params=None):
+        resp = await self.client.get("/api/v1" + path, params=params, headers=self.headers)
+        return resp.status, await resp.json()
+
+    async def ok(self, path: str, body, status: int = 201):
+        code, data, _ = await self.post(path, body)
+        assert code == status, data
+        return data
+
+
+@pytest.fixture
+def api(client) -> Api:
+    return Api(client)
