@@ -155,7 +155,9 @@ async def _watchdog(store: Store) -> None:
     if interval is None:
         return
     healthy = True
+    loop = asyncio.get_running_loop()
     while True:
+        started = loop.time()
         try:
             await asyncio.wait_for(store.read(lambda conn: conn.execute("SELECT 1").fetchone()), interval)
             ok = store.healthy
@@ -166,4 +168,5 @@ async def _watchdog(store: Store) -> None:
         if ok != healthy:
             (log.info if ok else log.error)("health " + ("restored" if ok else "lost: watchdog pings stopped"))
             healthy = ok
-        await asyncio.sleep(interval)
+        # keep the pings on a fixed beat: a slow check must not stretch the gap past WatchdogSec
+        await asyncio.sleep(max(0.0, interval - (loop.time() - started)))
