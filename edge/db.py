@@ -62,15 +62,15 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-def migrate(conn: sqlite3.Connection) -> list[int]:
+def migrate(conn: sqlite3.Connection, migrations: list[tuple[str, str]] = MIGRATIONS) -> list[int]:
     """Apply pending migrations, each in its own transaction; return the versions applied."""
     current = schema_version(conn)
-    latest = len(MIGRATIONS)
+    latest = len(migrations)
     if current > latest:
         raise SchemaTooNew(f"the database is at schema version {current}, this store-edge knows only "
                            f"up to {latest}: install the newer store-edge or restore a backup")
     applied = []
-    for version, (name, sql) in enumerate(MIGRATIONS[current:], start=current + 1):
+    for version, (name, sql) in enumerate(migrations[current:], start=current + 1):
         with transaction(conn):
             for statement in split_sql(sql):
                 conn.execute(statement)
@@ -94,19 +94,20 @@ def split_sql(script: str) -> list[str]:
     return statements
 
 
-def open_store_db(path: str | Path) -> sqlite3.Connection:
+def open_store_db(path: str | Path, migrations: list[tuple[str, str]] = MIGRATIONS) -> sqlite3.Connection:
     """Open (creating the folder and schema if needed) the read-write connection."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)
-    migrate(conn)
+    migrate(conn, migrations)
     return conn
 
 
 class Store:
     """The running store: a writer thread and a pool of readers, used from the event loop."""
 
-    def __init__(self, path: str | Path, readers: int = 2):
+    def __init__(self, path: str | Path, readers: int = 2, migrations: list[tuple[str, str]] = MIGRATIONS):
         self.path = Path(path)
+        self.migrations = migrations
         self._readers = readers
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -117,7 +118,7 @@ class Store:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
-        conn = open_store_db(self.path)
+        conn = open_store_db(self.path, self.migrations)
         self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="store-writer",
                                         daemon=True)
         self._writer.start()
