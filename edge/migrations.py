@@ -170,3 +170,94 @@ CREATE TABLE api_tokens (
 MIGRATIONS: list[tuple[str, str]] = [
     ("initial schema", INITIAL),
 ]
+
+SYNC = """
+-- Key/value state of the sync engine: acked_seq (outbox seq the cloud has through), seq_offset
+-- (wire seq = outbox seq + offset), epoch (the cloud's, last seen), cursor (download position).
+CREATE TABLE sync_state (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+
+-- Events the cloud rejected by id. Leaving this list is an operator's act: retry (a new event
+-- with retry_of) or discard (itself reported up); both are recorded here.
+CREATE TABLE dead_letters (
+    seq          INTEGER PRIMARY KEY REFERENCES outbox(seq),
+    reason       TEXT NOT NULL,
+    rejected_at  TEXT NOT NULL,
+    resolution   TEXT CHECK (resolution IN ('retried', 'discarded')),
+    resolved_at  TEXT,
+    operator     TEXT,
+    note         TEXT
+);
+
+-- Every downloaded change, applied or rejected: re-delivery is a no-op.
+CREATE TABLE inbox (
+    id           TEXT PRIMARY KEY,
+    cursor       INTEGER NOT NULL,
+    type         TEXT NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('applied', 'rejected')),
+    reason       TEXT,
+    received_at  TEXT NOT NULL
+);
+CREATE INDEX inbox_rejected ON inbox(status) WHERE status = 'rejected';
+
+CREATE TABLE orders (
+    id                  TEXT PRIMARY KEY,
+    number              TEXT NOT NULL,
+    kind                TEXT NOT NULL CHECK (kind IN ('pickup', 'delivery')),
+    state               TEXT NOT NULL CHECK (state IN ('received', 'accepted', 'ready', 'picked_up',
+                                                       'cancelled', 'refunded')),
+    short               INTEGER NOT NULL DEFAULT 0 CHECK (short IN (0, 1)),
+    conflict            TEXT,
+    total_fen           INTEGER NOT NULL CHECK (total_fen >= 0),
+    pickup_code_sha256  TEXT,
+    pickup_after        TEXT,
+    customer_note       TEXT,
+    created_at          TEXT NOT NULL,
+    received_at         TEXT NOT NULL,
+    updated_at          TEXT NOT NULL
+);
+CREATE INDEX orders_state ON orders(state, received_at);
+
+CREATE TABLE order_lines (
+    order_id   TEXT NOT NULL REFERENCES orders(id),
+    line_no    INTEGER NOT NULL,
+    sku        TEXT NOT NULL REFERENCES products(sku),
+    name       TEXT NOT NULL,
+    qty        INTEGER NOT NULL CHECK (qty > 0),
+    price_fen  INTEGER NOT NULL CHECK (price_fen >= 0),
+    short_qty  INTEGER NOT NULL DEFAULT 0 CHECK (short_qty >= 0),
+    PRIMARY KEY (order_id, line_no)
+);
+
+-- Definitions the verification of pickups and coupons will use (issue 5), kept as the cloud sent them.
+CREATE TABLE coupon_definitions (
+    id             TEXT PRIMARY KEY,
+    definition     TEXT NOT NULL,
+    revoked_at     TEXT,
+    revoke_reason  TEXT,
+    updated_at     TEXT NOT NULL
+);
+CREATE TABLE verification_keys (
+    kid         TEXT PRIMARY KEY,
+    alg         TEXT NOT NULL,
+    public_key  TEXT NOT NULL,
+    revoked_at  TEXT,
+    updated_at  TEXT NOT NULL
+);
+
+-- Differences found between the store's balances and the cloud's copy, and what was sent to fix them.
+CREATE TABLE reconciliations (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_at          TEXT NOT NULL,
+    sku             TEXT NOT NULL,
+    store_on_hand   INTEGER NOT NULL,
+    store_reserved  INTEGER NOT NULL,
+    cloud_on_hand   INTEGER NOT NULL,
+    cloud_reserved  INTEGER NOT NULL,
+    event_id        TEXT NOT NULL
+);
+"""
+
+MIGRATIONS.append(("sync: state, dead letters, inbox, online orders, reconciliation", SYNC))

@@ -54,11 +54,11 @@ def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext) -> di
         [(sale_id, no, *line) for no, line in enumerate(lines, start=1)])
     conn.executemany("INSERT INTO sale_payments (sale_id, seq, method, amount_fen) VALUES (?, ?, ?, ?)",
                      [(sale_id, no, p.method, p.amount_fen) for no, p in enumerate(body.payments, start=1)])
-    apply_moves(conn, (Move(line[0], -line[3], "sale") for line in lines),
+    moves = apply_moves(conn, (Move(line[0], -line[3], "sale") for line in lines),
                 "sale", sale_id, ctx)
 
     sale = get_sale(conn, sale_id)
-    outbox.emit(conn, "sale.recorded", sale, ctx.now)
+    outbox.emit(conn, "sale.recorded", {**sale, "moves": moves}, ctx.now)
     return {"sale": sale, "warnings": _short_stock(conn, {line[0] for line in lines})}
 
 
@@ -136,11 +136,10 @@ def record_return(conn: sqlite3.Connection, sale_id: str, body: ReturnIn, ctx: W
                   body.reason))
     conn.executemany("INSERT INTO return_lines (return_id, line_no, sku, qty, refund_fen) VALUES (?, ?, ?, ?, ?)",
                      [(return_id, *r) for r in out])
-    if body.restock:
-        apply_moves(conn, (Move(sku, qty, "return") for _, sku, qty, _ in out),
-                    "return", return_id, ctx)
+    moves = apply_moves(conn, (Move(sku, qty, "return") for _, sku, qty, _ in out if body.restock),
+                        "return", return_id, ctx)
     result = get_return(conn, return_id)
-    outbox.emit(conn, "sale.returned", result, ctx.now)
+    outbox.emit(conn, "sale.returned", {**result, "moves": moves}, ctx.now)
     return result
 
 

@@ -30,13 +30,15 @@ class Move:
 
 
 def apply_moves(conn: sqlite3.Connection, moves: Iterable[Move], ref_type: str, ref_id: str,
-                ctx: WriteContext) -> None:
-    """Append moves and update their balances; both or neither (the caller's transaction)."""
-    rows = []
+                ctx: WriteContext) -> list[dict]:
+    """Append moves and update their balances; both or neither (the caller's transaction).
+
+    Returns the moves as the sync protocol carries them in an event's payload."""
+    done = []
     for move in moves:
         if move.reason not in MOVE_REASONS:
             raise ValueError(f"unknown move reason {move.reason!r}")
-        rows.append(move)
+        done.append({"sku": move.sku, "qty": move.qty, "reason": move.reason})
         reserved = move.reason in RESERVATION_REASONS
         conn.execute(
             "INSERT INTO stock_moves (sku, qty, reason, ref_type, ref_id, device, note, created_at) "
@@ -47,6 +49,7 @@ def apply_moves(conn: sqlite3.Connection, moves: Iterable[Move], ref_type: str, 
             "ON CONFLICT (sku) DO UPDATE SET on_hand = on_hand + excluded.on_hand, "
             "reserved = reserved + excluded.reserved, updated_at = excluded.updated_at",
             (move.sku, 0 if reserved else move.qty, move.qty if reserved else 0, ctx.now))
+    return done
 
 
 # -- queries --------------------------------------------------------------------------------------
@@ -163,9 +166,9 @@ def _record_document(conn: sqlite3.Connection, kind: str, ctx: WriteContext, row
     conn.executemany("INSERT INTO stock_document_lines (document_id, line_no, sku, qty, counted, expected, cost_fen) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?)", [(doc_id, no, *row) for no, row in enumerate(rows, start=1)])
     move_note = note if kind == "adjustment" else None
-    apply_moves(conn, (Move(row[0], row[1], kind, move_note) for row in rows if row[1]), kind, doc_id, ctx)
+    moves = apply_moves(conn, (Move(row[0], row[1], kind, move_note) for row in rows if row[1]), kind, doc_id, ctx)
     doc = get_document(conn, doc_id)
-    outbox.emit(conn, EVENTS[kind], doc, ctx.now)
+    outbox.emit(conn, EVENTS[kind], {**doc, "moves": moves}, ctx.now)
     return doc
 
 

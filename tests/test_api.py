@@ -52,7 +52,7 @@ async def test_sale_by_sku_with_cash_change(api, db_path):
     assert moves == [("DRK-001", -3, "sale", "sale", sale["id"], "local")]
     events = query(db_path, "SELECT type, payload FROM outbox WHERE type = 'sale.recorded'")
     assert len(events) == 1
-    assert json.loads(events[0][1]) == sale
+    assert json.loads(events[0][1]) == {**sale, "moves": [{"sku": "DRK-001", "qty": -3, "reason": "sale"}]}
 
     status, got = await api.get(f"/sales/{sale['id']}")
     assert status == 200 and got == sale
@@ -298,7 +298,8 @@ async def test_goods_received(api, db_path):
     assert query(db_path, "SELECT sku, qty, reason, ref_type FROM stock_moves WHERE ref_id = ? ORDER BY id",
                  doc["id"]) == [("DRK-001", 24, "receipt", "receipt"), ("HOM-001", 6, "receipt", "receipt")]
     events = query(db_path, "SELECT payload FROM outbox WHERE type = 'stock.received' ORDER BY seq")
-    assert json.loads(events[-1][0]) == doc
+    assert json.loads(events[-1][0]) == {**doc, "moves": [{"sku": "DRK-001", "qty": 24, "reason": "receipt"},
+                                                          {"sku": "HOM-001", "qty": 6, "reason": "receipt"}]}
     status, got = await api.get(f"/stock-documents/{doc['id']}")
     assert status == 200 and got == doc
 
@@ -337,7 +338,8 @@ async def test_stock_count(api, db_path):
     # a zero difference writes no move
     assert query(db_path, "SELECT sku, qty, reason FROM stock_moves WHERE ref_id = ? ORDER BY id", doc["id"]) == [
         ("DRK-001", -5, "count"), ("HOM-001", 3, "count")]
-    assert [json.loads(p) for p, in query(db_path, "SELECT payload FROM outbox WHERE type = 'stock.counted'")] == [doc]
+    assert [json.loads(p) for p, in query(db_path, "SELECT payload FROM outbox WHERE type = 'stock.counted'")] == [
+        {**doc, "moves": [{"sku": "DRK-001", "qty": -5, "reason": "count"}, {"sku": "HOM-001", "qty": 3, "reason": "count"}]}]
 
 
 async def test_count_refuses_the_same_product_twice(api, db_path):
