@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from edge import catalog, context, idempotency, sales, stock
+from edge import catalog, context, idempotency, orders, sales, stock
 from edge.clock import business_date, utcnow
 from edge.errors import InputError, validation_fields
 from edge.keys import CONFIG, DEVICE, STORE
@@ -256,6 +256,36 @@ async def get_return(request):
            responses={200: "The document", 404: "No such document"})
 async def get_document(request):
     return await read(request, stock.get_document, request.match_info["document_id"])
+
+
+ORDER_ID = Param("order_id", "path", {"type": "string"}, "The order's id (the cloud's)", True)
+
+
+@operation("get", "/orders", "Online orders, newest first", tag="orders",
+           params=[Param("state", "query", {"type": "string", "enum": list(orders.ALL_STATES)}, "Only this state"),
+                   Param("short", "query", {"type": "boolean"}, "Only orders whose stock fell short"),
+                   Param("before", "query", {"type": "string"}, "The next_before of the previous page"), LIMIT],
+           responses={200: "items and next_before"})
+async def list_orders(request):
+    state = request.query.get("state") or None
+    if state is not None and state not in orders.ALL_STATES:
+        raise InputError("invalid_query", f"state must be one of {', '.join(orders.ALL_STATES)}", field="state",
+                         status=400)
+    return await read(request, orders.list_orders, state=state, short=query_bool(request, "short"),
+                      before=request.query.get("before") or None, limit=query_int(request, "limit", 100, 1, 1000))
+
+
+@operation("get", "/orders/{order_id}", "One online order with its lines", tag="orders", params=[ORDER_ID],
+           responses={200: "The order", 404: "No such order"})
+async def get_order(request):
+    return await read(request, orders.get_order, request.match_info["order_id"])
+
+
+@operation("post", "/orders/{order_id}/state", "Staff move an order on: accepted, or ready for pickup",
+           tag="orders", body=orders.StateChange, params=[ORDER_ID],
+           responses={201: "The order in its new state", 404: "No such order", 409: "Not allowed from its state"})
+async def change_order_state(request):
+    return await write(request, orders.StateChange, orders.change_state, request.match_info["order_id"])
 
 
 @operation("get", "/health", "Liveness: the store answers", public=True, tag="ops",

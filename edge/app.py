@@ -18,8 +18,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from edge import api, status_page, stock, systemd, tokens
 from edge.config import Config
 from edge.errors import InputError
-from edge.keys import CONFIG, DEVICE, STARTED, STORE
+from edge.keys import CONFIG, DEVICE, STARTED, STORE, SYNC
 from edge.db import Store
+from sync import api as sync_api  # noqa: F401 (registers the /sync operations)
+from sync.client import CloudClient, SyncError
+from sync.engine import SyncEngine
+from sync.reconcile import reconcile
 
 log = logging.getLogger("edge.app")
 
@@ -36,10 +40,32 @@ async def store_subsystem(app: web.Application):
     log.info("store closed")
 
 
+async def sync_subsystem(app: web.Application):
+    """The cloud link, when config.toml names a cloud; without one the store runs alone."""
+    config = app[CONFIG]
+    if not config.cloud.url:
+        log.info("no cloud configured: events wait in the outbox")
+        yield
+        return
+    client = CloudClient(config.cloud.url, config.store.id, config.cloud_token.reveal(),
+                         timeout=config.cloud.timeout_seconds)
+    engine = SyncEngine(app[STORE], client, tz=config.tz, batch_size=config.cloud.batch_size)
+    await engine.start()
+    app[SYNC] = engine
+    log.info("sync started", extra={"kv": {"cloud": config.cloud.url}})
+    yield
+    await engine.stop()
+    log.info("sync stopped")
+
+
 async def scheduler_subsystem(app: web.Application):
-    scheduler = AsyncIOScheduler(timezone=app[CONFIG].tz)
+    config = app[CONFIG]
+    scheduler = AsyncIOScheduler(timezone=config.tz)
     scheduler.add_job(nightly_ledger_check, "cron", hour=3, minute=30, args=[app[STORE]],
                       id="ledger-check", coalesce=True, misfire_grace_time=3600)
+    if SYNC in app and config.cloud.reconcile_minutes:
+        scheduler.add_job(reconcile_job, "interval", minutes=config.cloud.reconcile_minutes, args=[app[SYNC]],
+                          id="reconcile", coalesce=True, max_instances=1)
     scheduler.start()
     log.info("scheduler started", extra={"kv": {"jobs": len(scheduler.get_jobs())}})
     yield
@@ -47,7 +73,16 @@ async def scheduler_subsystem(app: web.Application):
     log.info("scheduler stopped")
 
 
-SUBSYSTEMS = (store_subsystem, scheduler_subsystem)
+SUBSYSTEMS = (store_subsystem, sync_subsystem, scheduler_subsystem)
+
+
+async def reconcile_job(engine: SyncEngine) -> None:
+    try:
+        result = await reconcile(engine.store, engine.client)
+    except SyncError as exc:
+        log.info("reconciliation postponed", extra={"kv": {"reason": str(exc)}})
+        return
+    log.info("reconciliation", extra={"kv": {"result": result["result"]}})
 
 
 async def nightly_ledger_check(store: Store) -> None:

@@ -98,6 +98,14 @@ class SecretRef(Section):
 class CloudSection(Section):
     url: str = ""
     token: SecretRef | None = None
+    batch_size: Annotated[int, Field(ge=1, le=500)] = 200
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    reconcile_minutes: Annotated[int, Field(ge=0, le=1440)] = 60  # 0: never
+
+    @field_validator("timeout_seconds", mode="before")
+    @classmethod
+    def _whole_seconds_ok(cls, value):
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("url")
     @classmethod

@@ -116,6 +116,7 @@ class Store:
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self.listeners: list[Callable[[], None]] = []  # called on the loop after every committed write
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
@@ -150,7 +151,10 @@ class Store:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put((fn, args, future, loop))
-        return await future
+        result = await future
+        for listener in self.listeners:
+            listener()
+        return result
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         try:

@@ -8,4 +8,5 @@ from edge.db import Store
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 STARTED = web.AppKey("started", float)
+SYNC = web.AppKey("sync", object)  # sync.engine.SyncEngine, absent without [cloud] url
 DEVICE = web.RequestKey("device", str)  # the authenticated till, or "local"

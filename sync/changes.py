@@ -1,0 +1,159 @@
+"""Applying the cloud's changes at the store: one page per transaction, with the inbox and cursor.
+
+A change the store cannot apply is recorded as rejected, reported up as `change.rejected` and
+skipped: one bad change never blocks the feed, and none disappears without a trace.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Annotated, Callable, Literal
+
+from pydantic import Field, ValidationError
+
+from edge import catalog, orders, outbox
+from edge.context import WriteContext
+from edge.errors import InputError, validation_fields
+from edge.orders import CloudModel, OrderClosed, OrderCreated
+from edge.schemas import ProductIn, Sku
+from edge.stock import Move, apply_moves
+from sync.queue import set_state
+
+
+class CouponDefined(CloudModel):
+    coupon_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class CouponRevoked(CloudModel):
+    coupon_id: Annotated[str, Field(min_length=1, max_length=64)]
+    reason: str | None = None
+
+
+class KeyPublished(CloudModel):
+    kid: Annotated[str, Field(min_length=1, max_length=64)]
+    alg: Literal["Ed25519"]
+    public_key: Annotated[str, Field(min_length=40, max_length=200)]
+
+
+class KeyRevoked(CloudModel):
+    kid: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class StockCorrection(CloudModel):
+    sku: Sku
+    qty: Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _order_created(conn, payload, ctx, change_id):
+    orders.receive(conn, OrderCreated.model_validate(payload), ctx)
+
+
+def _order_closed(to: str):
+    def apply(conn, payload, ctx, change_id):
+        orders.close_from_cloud(conn, OrderClosed.model_validate(payload), to, ctx)
+    return apply
+
+
+def _product(conn, payload, ctx, change_id):
+    fields = {k: payload[k] for k in ProductIn.model_fields if isinstance(payload, dict) and k in payload}
+    catalog.upsert_product(conn, ProductIn.model_validate(fields), ctx.now)
+
+
+def _coupon_defined(conn, payload, ctx, change_id):
+    coupon = CouponDefined.model_validate(payload)
+    conn.execute("INSERT INTO coupon_definitions (id, definition, updated_at) VALUES (?, ?, ?) ON CONFLICT (id) "
+                 "DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at",
+                 (coupon.coupon_id, json.dumps(payload, ensure_ascii=False), ctx.now))
+
+
+def _coupon_revoked(conn, payload, ctx, change_id):
+    coupon = CouponRevoked.model_validate(payload)
+    if conn.execute("UPDATE coupon_definitions SET revoked_at = ?, revoke_reason = ?, updated_at = ? WHERE id = ?",
+                    (ctx.now, coupon.reason, ctx.now, coupon.coupon_id)).rowcount == 0:
+        raise InputError("unknown_coupon", f"coupon {coupon.coupon_id} was never defined here")
+
+
+def _key_published(conn, payload, ctx, change_id):
+    key = KeyPublished.model_validate(payload)
+    conn.execute("INSERT INTO verification_keys (kid, alg, public_key, updated_at) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT (kid) DO UPDATE SET alg = excluded.alg, public_key = excluded.public_key, "
+                 "revoked_at = NULL, updated_at = excluded.updated_at", (key.kid, key.alg, key.public_key, ctx.now))
+
+
+def _key_revoked(conn, payload, ctx, change_id):
+    key = KeyRevoked.model_validate(payload)
+    if conn.execute("UPDATE verification_keys SET revoked_at = ?, updated_at = ? WHERE kid = ?",
+                    (ctx.now, ctx.now, key.kid)).rowcount == 0:
+        raise InputError("unknown_key", f"key {key.kid} was never published here")
+
+
+def _stock_correction(conn, payload, ctx, change_id):
+    correction = StockCorrection.model_validate(payload)
+    if correction.qty == 0:
+        raise InputError("invalid_change", "a correction of zero changes nothing")
+    if not conn.execute("SELECT 1 FROM products WHERE sku = ?", (correction.sku,)).fetchone():
+        raise InputError("unknown_sku", f"SKU {correction.sku} is not in this store's catalog")
+    moves = apply_moves(conn, [Move(correction.sku, correction.qty, "correction", correction.reason)],
+                        "cloud_change", change_id, ctx)
+    outbox.emit(conn, "stock.corrected", {"source": "cloud", "change_id": change_id, "reason": correction.reason,
+                                          "moves": moves}, ctx.now)
+
+
+APPLY: dict[str, Callable] = {
+    "order.created": _order_created,
+    "order.cancelled": _order_closed("cancelled"),
+    "order.refunded": _order_closed("refunded"),
+    "product.upserted": _product,
+    "coupon.defined": _coupon_defined,
+    "coupon.revoked": _coupon_revoked,
+    "key.published": _key_published,
+    "key.revoked": _key_revoked,
+    "stock.correction": _stock_correction,
+}
+
+
+def apply_page(conn: sqlite3.Connection, changes: list, next_cursor: int, ctx: WriteContext) -> dict:
+    """Apply a page of changes, record each in the inbox, and move the cursor: all in the caller's
+    transaction. Returns counts."""
+    applied = rejected = skipped = 0
+    for change in changes:
+        change_id = change.get("id") if isinstance(change, dict) else None
+        if not isinstance(change_id, str) or not change_id or len(change_id) > 128:
+            rejected += 1
+            outbox.emit(conn, "change.rejected", {"change_id": None, "type": None,
+                                                  "reason": "a change without a valid id"}, ctx.now)
+            continue
+        if conn.execute("SELECT 1 FROM inbox WHERE id = ?", (change_id,)).fetchone():
+            skipped += 1
+            continue
+        change_type = change.get("type")
+        cursor = change.get("cursor") if isinstance(change.get("cursor"), int) else next_cursor
+        reason = None
+        conn.execute("SAVEPOINT change")
+        try:
+            handler = APPLY.get(change_type)
+            if handler is None:
+                raise InputError("unknown_change_type", f"unknown change type {change_type!r}")
+            handler(conn, change.get("payload"), ctx, change_id)
+        except ValidationError as exc:
+            reason = "; ".join(f"{f['field']}: {f['reason']}" for f in validation_fields(exc))
+        except InputError as exc:
+            reason = exc.message
+        except sqlite3.IntegrityError as exc:  # e.g. a barcode another product holds
+            reason = f"conflicts with the store's data: {exc}"
+        if reason is None:
+            conn.execute("RELEASE change")
+            applied += 1
+        else:
+            conn.execute("ROLLBACK TO change")
+            conn.execute("RELEASE change")
+            rejected += 1
+            outbox.emit(conn, "change.rejected", {"change_id": change_id, "type": str(change_type)[:64],
+                                                  "reason": reason[:500]}, ctx.now)
+        conn.execute("INSERT INTO inbox (id, cursor, type, status, reason, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+                     (change_id, cursor, str(change_type)[:64], "applied" if reason is None else "rejected",
+                      reason, ctx.now))
+    set_state(conn, "cursor", next_cursor)
+    return {"applied": applied, "rejected": rejected, "skipped": skipped}

@@ -1,0 +1,266 @@
+"""The edge's sync engine: uploader, downloader and the hint WebSocket, each its own task.
+
+- The uploader sends the outbox in seq order, in batches. It wakes on every committed write and,
+  while the cloud is unreachable, on its own backoff timer: a queue never waits for a new sale.
+- The downloader pulls changes by cursor when a hint arrives, and on a poll timer.
+- The link state is logged once when it changes, never once per retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import aiohttp
+
+from edge.clock import iso, utcnow
+from edge.context import make as make_context
+from edge.db import Store
+from sync import changes as changes_mod
+from sync import queue
+from sync.client import CloudClient, NeedsPerson, RetryLater
+
+log = logging.getLogger("sync")
+
+
+@dataclass
+class Timing:
+    """Delays of the engine; tests shorten them, the daemon uses these."""
+
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    person_retry: float = 300.0       # after 401/403 or a refused request: slowly, a person must act
+    poll_with_hints: float = 300.0
+    poll_without_hints: float = 30.0
+
+
+def backoff(attempt: int, timing: Timing, rng: random.Random) -> float:
+    """Exponential backoff with full jitter."""
+    return rng.uniform(0, min(timing.backoff_cap, timing.backoff_base * 2 ** min(attempt, 30)))
+
+
+@dataclass
+class Link:
+    state: str = "connecting"         # connecting, online, offline, auth_failed, refused
+    since: float = field(default_factory=time.time)
+    last_success_at: str | None = None
+    last_error: str | None = None
+    hints_connected: bool = False
+
+    def succeeded(self) -> None:
+        self.last_success_at = iso(utcnow())
+        self._become("online", None)
+
+    def failed(self, state: str, error: Exception) -> None:
+        self.last_error = str(error)
+        self._become(state, str(error))
+
+    def _become(self, state: str, error: str | None) -> None:
+        if state == self.state:
+            return
+        down_for = time.time() - self.since
+        if state == "online":
+            log.info("cloud link up", extra={"kv": {"was": self.state, "after_s": round(down_for, 1)}})
+        else:
+            (log.error if state in ("auth_failed", "refused") else log.warning)(
+                "cloud link " + state.replace("_", " "), extra={"kv": {"error": error}})
+        self.state, self.since = state, time.time()
+
+    def as_dict(self) -> dict:
+        return {"state": self.state, "since": iso(datetime.fromtimestamp(self.since, timezone.utc)),
+                "last_success_at": self.last_success_at, "last_error": self.last_error,
+                "hints_connected": self.hints_connected}
+
+
+class SyncEngine:
+    def __init__(self, store: Store, client: CloudClient, *, tz, batch_size: int = 200, page_size: int = 500,
+                 timing: Timing | None = None, seed: int | None = None):
+        self.store = store
+        self.client = client
+        self.tz = tz
+        self.batch_size = batch_size
+        self.page_size = page_size
+        self.timing = timing or Timing()
+        self.rng = random.Random(seed)
+        self.link = Link()
+        self.upload_wake = asyncio.Event()
+        self.download_wake = asyncio.Event()
+        self._epoch_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task] = []
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.client.open()
+        self.store.listeners.append(self.upload_wake.set)
+        self._tasks = [asyncio.create_task(coro, name=name) for name, coro in (
+            ("sync-upload", self._uploader()), ("sync-download", self._downloader()), ("sync-hints", self._hints()))]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.upload_wake.set in self.store.listeners:
+            self.store.listeners.remove(self.upload_wake.set)
+        await self.client.close()
+
+    @staticmethod
+    async def _wait(event: asyncio.Event, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        event.clear()
+
+    async def _failed(self, exc: Exception, attempt: int) -> int:
+        """Record a failure and sleep as its class says; returns the next attempt number."""
+        if isinstance(exc, NeedsPerson):
+            self.link.failed("auth_failed" if exc.status in (401, 403) else "refused", exc)
+            await asyncio.sleep(self.timing.person_retry)
+            return attempt
+        self.link.failed("offline", exc)
+        delay = exc.retry_after if getattr(exc, "retry_after", None) is not None else \
+            backoff(attempt, self.timing, self.rng)
+        await asyncio.sleep(delay)
+        return attempt + 1
+
+    # -- upload -----------------------------------------------------------------------------------
+    async def _uploader(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                if await self.upload_once():
+                    attempt = 0
+                    continue
+                attempt = 0
+                await self._wait(self.upload_wake, None)
+            except (RetryLater, NeedsPerson) as exc:
+                attempt = await self._failed(exc, attempt)
+
+    async def upload_once(self) -> bool:
+        """Send one batch; True if there was one (there may be more)."""
+        self.upload_wake.clear()
+        batch = await self.store.read(queue.pending_batch, self.client.store_id, self.batch_size)
+        if not batch:
+            return False
+        answer = await self.client.post_events([queue.envelope(e) for e in batch])
+        if await self._check_epoch(answer.body):
+            return True  # the cloud was restored: the queue was rewound, send again
+        await self.store.write(self._record, batch, answer.status, answer.body)
+        self.link.succeeded()
+        return True
+
+    @staticmethod
+    def _record(conn, batch: list[dict], status: int, body: dict) -> None:
+        now = iso(utcnow())
+        acked_before = queue.acked_seq(conn)
+        if acked_before != batch[0]["local_seq"] - 1:
+            return  # the queue moved meanwhile (an epoch change): this answer is stale
+        results = body.get("results") or []
+        queue.record_results(conn, batch, results, now)
+        if status == 409 and body.get("error") == "seq_taken":
+            done = [r for r in results if isinstance(r, dict) and r.get("status") in ("applied", "duplicate",
+                                                                                       "rejected")]
+            queue.set_state(conn, "acked_seq", batch[len(done) - 1]["local_seq"] if done else acked_before)
+            queue.renumber(conn, body["expected_seq"])
+            log.warning("cloud holds events this store lacks: renumbering the queue",
+                        extra={"kv": {"expected_seq": body["expected_seq"]}})
+        else:
+            expected = body["expected_seq"] if status == 409 else body["next_seq"]
+            queue.resync(conn, expected, batch[-1]["local_seq"])
+
+    # -- epoch ------------------------------------------------------------------------------------
+    async def _check_epoch(self, body: dict) -> bool:
+        """True if the cloud's epoch changed: the queue and the cursor were rewound to its state."""
+        epoch = body.get("epoch")
+        if not isinstance(epoch, str):
+            return False
+        async with self._epoch_lock:
+            known = await self.store.read(queue.get_state, "epoch")
+            if known == epoch:
+                return False
+            if known is None:
+                await self.store.write(queue.set_state, "epoch", epoch)
+                return False
+            state = await self.client.get_state()
+            if state.body.get("epoch") != epoch:
+                return True  # changed again: the next answer tells
+            await self.store.write(self._rewind, epoch, state.body["next_seq"])
+            log.warning("cloud epoch changed (restored from a backup): resending and pulling again",
+                        extra={"kv": {"epoch": epoch, "next_seq": state.body["next_seq"]}})
+            self.download_wake.set()
+            return True
+
+    @staticmethod
+    def _rewind(conn, epoch: str, next_seq: int) -> None:
+        queue.resync(conn, next_seq, queue.max_seq(conn))
+        queue.set_state(conn, "cursor", 0)
+        queue.set_state(conn, "epoch", epoch)
+
+    # -- download ---------------------------------------------------------------------------------
+    async def _downloader(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self.pull()
+                attempt = 0
+                await self._wait(self.download_wake, self.timing.poll_with_hints if self.link.hints_connected
+                                 else self.timing.poll_without_hints)
+            except (RetryLater, NeedsPerson) as exc:
+                attempt = await self._failed(exc, attempt)
+
+    async def pull(self) -> int:
+        """Pull and apply every page of changes; returns how many were applied."""
+        total = 0
+        while True:
+            self.download_wake.clear()
+            cursor = int(await self.store.read(queue.get_state, "cursor", "0"))
+            answer = await self.client.get_changes(cursor, self.page_size)
+            if await self._check_epoch(answer.body):
+                continue
+            body = answer.body
+            if body["changes"] or body["next_cursor"] != cursor:
+                ctx = make_context("cloud", self.tz)
+                counts = await self.store.write(self._apply, cursor, body["changes"], body["next_cursor"], ctx)
+                if counts is None:
+                    continue  # the cursor moved meanwhile: pull again from where it is now
+                total += counts["applied"]
+                if counts["rejected"]:
+                    log.warning("changes rejected", extra={"kv": counts})
+            self.link.succeeded()
+            if not body.get("more"):
+                return total
+
+    @staticmethod
+    def _apply(conn, cursor: int, page: list, next_cursor: int, ctx):
+        if int(queue.get_state(conn, "cursor", "0")) != cursor:
+            return None
+        return changes_mod.apply_page(conn, page, next_cursor, ctx)
+
+    # -- hints ------------------------------------------------------------------------------------
+    async def _hints(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with self.client.hints() as ws:
+                    self.link.hints_connected = True
+                    attempt = 0
+                    self.download_wake.set()   # whatever happened while the socket was down
+                    async for message in ws:
+                        if message.type != aiohttp.WSMsgType.TEXT:
+                            continue
+                        try:
+                            hint = json.loads(message.data)
+                        except ValueError:
+                            continue
+                        if isinstance(hint, dict) and hint.get("type") in ("changes", "hello"):
+                            self.download_wake.set()
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                pass
+            self.link.hints_connected = False
+            await asyncio.sleep(backoff(attempt, self.timing, self.rng))
+            attempt += 1
