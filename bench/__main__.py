@@ -1,0 +1,43 @@
+"""`python -m bench {ledger,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _ledger(quick: bool) -> dict:
+    from bench import ledger  # noqa: PLC0415 (imported when asked for)
+
+    return ledger.run(quick=quick)
+
+
+BENCHMARKS = {"ledger": _ledger}
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = argparse.ArgumentParser(prog="python -m bench", description="store-edge benchmarks")
+    top.add_argument("benchmark", choices=(*BENCHMARKS, "all"), help="which benchmark to run ('all': every one)")
+    top.add_argument("--quick", action="store_true", help="fewer requests (same dataset); under a minute")
+    args = top.parse_args(argv)
+
+    names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
+    results = []
+    for name in names:
+        try:
+            results.append(BENCHMARKS[name](args.quick))
+        except Exception as exc:  # noqa: BLE001 (reported, and the exit status says it failed)
+            print(f"benchmark {name} FAILED: {exc}", file=sys.stderr)
+            print(json.dumps({"benchmark": name, "error": str(exc), "quick": args.quick}, ensure_ascii=False))
+            return 1
+    if args.benchmark == "all":
+        print(json.dumps({"benchmark": "all", "quick": args.quick, "results": results,
+                          "met": all(all(r["met"].values()) for r in results)}, ensure_ascii=False))
+    else:
+        print(json.dumps(results[0], ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
