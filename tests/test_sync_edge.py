@@ -1,0 +1,233 @@
+"""The edge's side of sync without a cloud: the queue bookkeeping, applying changes, online orders,
+dead letters, reconciliation maths, and the client's classification of answers."""
+
+import hashlib
+import json
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from edge import db, orders
+from edge.orders import OrderCreated
+from sync import changes, queue, reconcile
+from sync.client import CloudClient, NeedsPerson, RetryLater, retry_after
+from tests.conftest import OPENING, SEED, ledger_mismatches, query
+
+
+@pytest.fixture
+def conn(db_path):
+    conn = db.connect(db_path)
+    yield conn
+    conn.close()
+
+
+def txn(conn, fn, *args):
+    with db.transaction(conn):
+        return fn(conn, *args)
+
+
+def order_change(order_id="o-1", cursor=1, lines=(("DRK-001", 3),), change_id=None):
+    return {"cursor": cursor, "id": change_id or f"c-{order_id}", "type": "order.created", "payload": {
+        "order_id": order_id, "number": "A001", "kind": "pickup", "total_fen": 600,
+        "pickup_code_sha256": hashlib.sha256(b"123456").hexdigest(), "customer_note": "少冰",
+        "lines": [{"sku": sku, "name": "商品", "qty": qty, "price_fen": 200} for sku, qty in lines]}}
+
+
+def balance(db_path, sku):
+    return query(db_path, "SELECT on_hand, reserved, available FROM stock_balances WHERE sku = ?", sku)[0]
+
+
+def events(db_path, event_type):
+    return [json.loads(p) for p, in query(db_path, "SELECT payload FROM outbox WHERE type = ? ORDER BY seq",
+                                          event_type)]
+
+
+# -- applying changes --------------------------------------------------------------------------------
+
+def test_order_reserves_stock_and_redelivery_is_a_no_op(conn, db_path):
+    page = [order_change()]
+    assert txn(conn, changes.apply_page, page, 1, SEED) == {"applied": 1, "rejected": 0, "skipped": 0}
+    assert balance(db_path, "DRK-001") == (OPENING["DRK-001"], 3, OPENING["DRK-001"] - 3)
+    assert events(db_path, "order.received") == [
+        {"order_id": "o-1", "short": [], "moves": [{"sku": "DRK-001", "qty": 3, "reason": "reserve"}]}]
+    # the same page again (a retry after a lost answer, or a rewound cursor): nothing happens twice
+    assert txn(conn, changes.apply_page, page, 1, SEED) == {"applied": 0, "rejected": 0, "skipped": 1}
+    assert balance(db_path, "DRK-001")[1] == 3
+    assert query(db_path, "SELECT value FROM sync_state WHERE key = 'cursor'") == [("1",)]
+    assert ledger_mismatches(db_path) == []
+
+
+def test_short_order_is_stored_reserved_and_flagged(conn, db_path):
+    # SNK-002 has 2 on the shelf; the order wants 5 in two lines
+    txn(conn, changes.apply_page, [order_change("o-2", lines=(("SNK-002", 1), ("SNK-002", 4)))], 1, SEED)
+    order = orders.get_order(conn, "o-2")
+    assert order["short"] is True and [line["short_qty"] for line in order["lines"]] == [0, 3]
+    assert balance(db_path, "SNK-002") == (2, 5, -3)
+    assert events(db_path, "order.received")[0]["short"] == [{"sku": "SNK-002", "qty": 4, "available": 1}]
+
+
+def test_cancel_releases_and_cancel_after_handover_is_a_conflict(conn, db_path):
+    txn(conn, changes.apply_page, [order_change("o-3")], 1, SEED)
+    cancel = {"cursor": 2, "id": "c-cancel", "type": "order.cancelled", "payload": {"order_id": "o-3",
+                                                                                   "reason": "顾客取消"}}
+    txn(conn, changes.apply_page, [cancel], 2, SEED)
+    assert orders.get_order(conn, "o-3")["state"] == "cancelled"
+    assert balance(db_path, "DRK-001")[1] == 0
+    assert events(db_path, "order.state_changed")[-1]["moves"] == [{"sku": "DRK-001", "qty": -3, "reason": "release"}]
+
+    txn(conn, changes.apply_page, [order_change("o-4", cursor=3)], 3, SEED)
+    conn.execute("UPDATE orders SET state = 'picked_up' WHERE id = 'o-4'")   # handed over (issue 5's path)
+    refund = {"cursor": 4, "id": "c-refund", "type": "order.refunded", "payload": {"order_id": "o-4"}}
+    txn(conn, changes.apply_page, [refund], 4, SEED)
+    order = orders.get_order(conn, "o-4")
+    assert order["state"] == "picked_up" and "refunded upstream after it was handed over" in order["conflict"]
+    assert events(db_path, "order.conflict")[0]["order_id"] == "o-4"
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"type": "order.created", "payload": {"order_id": "x"}}, "number: required field is missing"),
+    ({"type": "order.created", "payload": order_change(lines=(("NOPE", 1),))["payload"]}, "NOPE is not in this"),
+    ({"type": "order.cancelled", "payload": {"order_id": "never-seen"}}, "no order never-seen"),
+    ({"type": "price.exploded", "payload": {}}, "unknown change type 'price.exploded'"),
+    ({"type": "product.upserted", "payload": {"sku": "N-1", "name": "x", "price_fen": -5}}, "price_fen"),
+    ({"type": "product.upserted", "payload": "not an object"}, "sku: required field is missing"),
+    ({"type": "stock.correction", "payload": {"sku": "DRK-001", "qty": "3", "reason": "x"}}, "qty"),
+    ({"type": "key.published", "payload": {"kid": "k1", "alg": "RSA", "public_key": "x" * 44}}, "alg"),
+    ({"type": "coupon.revoked", "payload": {"coupon_id": "c-9"}}, "coupon c-9 was never defined"),
+])
+def test_a_bad_change_is_rejected_reported_and_skipped(conn, db_path, change, reason):
+    before = query(db_path, "SELECT * FROM stock_balances ORDER BY sku")
+    page = [{"cursor": 7, "id": "bad", **change}, order_change("ok", cursor=8)]
+    assert txn(conn, changes.apply_page, page, 8, SEED) == {"applied": 1, "rejected": 1, "skipped": 0}
+    (status, why), = query(db_path, "SELECT status, reason FROM inbox WHERE id = 'bad'")
+    assert status == "rejected" and reason in why, why
+    assert events(db_path, "change.rejected")[0]["change_id"] == "bad"
+    assert query(db_path, "SELECT value FROM sync_state WHERE key = 'cursor'") == [("8",)]
+    after = dict((r[0], r) for r in query(db_path, "SELECT * FROM stock_balances ORDER BY sku"))
+    assert {r[0]: r for r in before if r[0] != "DRK-001"} == {k: v for k, v in after.items() if k != "DRK-001"}
+
+
+def test_catalog_keys_coupons_and_corrections(conn, db_path):
+    page = [
+        {"cursor": 1, "id": "p", "type": "product.upserted", "payload": {
+            "sku": "NEW-1", "name": "新品 酸奶", "price_fen": 650, "barcodes": [], "future_field": 1}},
+        {"cursor": 2, "id": "k", "type": "key.published", "payload": {"kid": "k1", "alg": "Ed25519",
+                                                                      "public_key": "A" * 44}},
+        {"cursor": 3, "id": "cd", "type": "coupon.defined", "payload": {"coupon_id": "c1", "value_fen": 500}},
+        {"cursor": 4, "id": "cr", "type": "coupon.revoked", "payload": {"coupon_id": "c1", "reason": "活动结束"}},
+        {"cursor": 5, "id": "sc", "type": "stock.correction", "payload": {"sku": "NEW-1", "qty": 12,
+                                                                         "reason": "总部调拨"}},
+    ]
+    assert txn(conn, changes.apply_page, page, 5, SEED)["applied"] == 5
+    assert query(db_path, "SELECT name, price_fen FROM products WHERE sku = 'NEW-1'") == [("新品 酸奶", 650)]
+    assert balance(db_path, "NEW-1")[0] == 12
+    assert query(db_path, "SELECT revoke_reason FROM coupon_definitions") == [("活动结束",)]
+    assert events(db_path, "stock.corrected")[0]["moves"] == [{"sku": "NEW-1", "qty": 12, "reason": "correction"}]
+
+
+# -- the upload queue --------------------------------------------------------------------------------
+
+def test_results_dead_letters_and_resync(conn, db_path):
+    txn(conn, changes.apply_page, [order_change("a", 1), order_change("b", 2), order_change("c", 3)], 3, SEED)
+    batch = queue.pending_batch(conn, "test-store", 100)
+    assert [e["local_seq"] for e in batch] == list(range(1, len(batch) + 1))
+    first, second = batch[0], batch[1]
+    results = [{"id": first["id"], "seq": first["seq"], "status": "applied"},
+               {"id": second["id"], "seq": second["seq"], "status": "rejected", "reason": "unknown_sku: X"}]
+    with db.transaction(conn):
+        queue.record_results(conn, batch, results, SEED.now)
+        queue.resync(conn, 3, batch[-1]["local_seq"])
+    assert queue.acked_seq(conn) == 2
+    assert [(d["seq"], d["reason"]) for d in queue.dead_letters(conn)] == [(2, "unknown_sku: X")]
+    assert queue.queue_status(conn)["depth"] == len(batch) - 2
+    # the cloud was restored and expects seq 1 again: everything is resent
+    with db.transaction(conn):
+        queue.resync(conn, 1, queue.max_seq(conn))
+    assert queue.acked_seq(conn) == 0
+    # seq_taken: the cloud holds seqs up to 40 that this store no longer has
+    with db.transaction(conn):
+        queue.renumber(conn, 41)
+    assert queue.pending_batch(conn, "test-store", 1)[0]["seq"] == 41
+
+
+def reject(conn, db_path, event_type) -> int:
+    (seq,), = query(db_path, "SELECT seq FROM outbox WHERE type = ?", event_type)
+    txn(conn, lambda c: c.execute("INSERT INTO dead_letters (seq, reason, rejected_at) VALUES (?, 'r', 'now')",
+                                  (seq,)))
+    return seq
+
+
+def test_dead_letter_retry_and_discard_are_recorded(conn, db_path):
+    txn(conn, changes.apply_page, [order_change("a", 1)], 1, SEED)
+    seq = reject(conn, db_path, "order.received")
+    result = txn(conn, queue.retry_dead_letter, seq, "店长", "商品已发布", SEED)
+    retried = query(db_path, "SELECT type, payload FROM outbox WHERE id = ?", result["new_event_id"])[0]
+    original = query(db_path, "SELECT id, payload FROM outbox WHERE seq = ?", seq)[0]
+    assert retried[0] == "order.received" and json.loads(retried[1])["retry_of"] == original[0]
+    with pytest.raises(Exception, match="already retried"):
+        txn(conn, queue.discard_dead_letter, seq, "店长", None, SEED)
+    assert queue.dead_letters(conn) == []
+    assert queue.dead_letters(conn, include_resolved=True)[0]["operator"] == "店长"
+
+
+def test_reconcile_expectation_leaves_out_rejected_events(conn, db_path):
+    txn(conn, changes.apply_page, [order_change("a", 1)], 1, SEED)
+    expected = reconcile.expected_cloud_balances(conn)
+    assert expected["DRK-001"] == (OPENING["DRK-001"], 3)
+    reject(conn, db_path, "order.received")
+    assert reconcile.expected_cloud_balances(conn)["DRK-001"] == (OPENING["DRK-001"], 0)
+    assert reconcile.checksum({"B": (1, 0), "A": (0, 0), "a": (2, 1)}) == hashlib.sha256(
+        b"B\t1\t0\na\t2\t1\n").hexdigest()
+
+
+# -- the client's classification -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("status, body, headers, error, retry", [
+    (500, {"epoch": "e"}, {}, RetryLater, None),
+    (502, "<html>bad gateway</html>", {}, RetryLater, None),
+    (429, {"error": "injected"}, {"Retry-After": "7"}, RetryLater, 7.0),
+    (503, {"epoch": "e", "error": "unavailable"}, {"Retry-After": "99999"}, RetryLater, 600.0),
+    (401, {"epoch": "e", "error": "unauthorized"}, {}, NeedsPerson, None),
+    (403, "forbidden", {}, NeedsPerson, None),
+    (422, {"error": "injected"}, {}, NeedsPerson, None),        # not this protocol: nothing is dead-lettered
+    (409, {"error": "injected"}, {}, RetryLater, None),      # a 409 the protocol allows, but not from it
+    (409, {"epoch": "e", "error": "sequence_gap"}, {}, RetryLater, None),   # 409 without expected_seq
+    (200, {"epoch": "e", "results": []}, {}, RetryLater, None),             # 200 without next_seq
+    (200, "not json", {}, RetryLater, None),
+])
+async def test_client_classifies_answers(status, body, headers, error, retry):
+    async def handler(request):
+        if isinstance(body, dict):
+            return web.json_response(body, status=status, headers=headers)
+        return web.Response(text=body, status=status, headers=headers)
+
+    app = web.Application()
+    app.router.add_post("/sync/v1/stores/s1/events", handler)
+    server = TestServer(app)
+    await server.start_server()
+    client = CloudClient(str(server.make_url("/")), "s1", "t", timeout=5)
+    await client.open()
+    try:
+        with pytest.raises(error) as info:
+            await client.post_events([{"seq": 1}])
+        if retry is not None:
+            assert info.value.retry_after == retry
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def test_network_errors_are_retried_later(unused_tcp_port):
+    client = CloudClient(f"http://127.0.0.1:{unused_tcp_port}", "s1", "t", timeout=2)
+    await client.open()
+    try:
+        with pytest.raises(RetryLater):
+            await client.get_state()
+    finally:
+        await client.close()
+
+
+def test_retry_after_forms():
+    assert retry_after("3") == 3.0 and retry_after(None) is None and retry_after("soon") is None
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
