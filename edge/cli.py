@@ -240,7 +240,18 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("device", help="the till's name, e.g. till-1")
         p.set_defaults(func=cmd_token)
     with_config(tok.add_parser("list", help="list tills and their token state")).set_defaults(func=cmd_token)
+    proxy = sub.add_parser("fault-proxy", help="fault-injecting HTTP proxy between the edge and the cloud")
+    _lazy(proxy, "sync.faultproxy")
     return top
+
+
+def _lazy(parser: argparse.ArgumentParser, module_name: str) -> None:
+    """A subcommand whose module brings its own arguments and its run(args)."""
+    import importlib  # noqa: PLC0415
+
+    module = importlib.import_module(module_name)
+    module.add_arguments(parser)
+    parser.set_defaults(func=module.run)
 
 
 def main(argv: list[str] | None = None) -> int:
