@@ -150,16 +150,20 @@ class SyncEngine:
         answer = await self.client.post_events([queue.envelope(e) for e in batch])
         if await self._check_epoch(answer.body):
             return True  # the cloud was restored: the queue was rewound, send again
-        await self.store.write(self._record, batch, answer.status, answer.body)
+        moved = await self.store.write(self._record, batch, answer.status, answer.body)
         self.link.succeeded()
+        if not moved:
+            # the cloud answered but the queue did not move: resending at once would spin
+            raise RetryLater(f"the cloud's answer ({answer.status}) did not move the queue")
         return True
 
     @staticmethod
-    def _record(conn, batch: list[dict], status: int, body: dict) -> None:
+    def _record(conn, batch: list[dict], status: int, body: dict) -> bool:
+        """Apply the cloud's answer to the queue; False if nothing moved."""
         now = iso(utcnow())
-        acked_before = queue.acked_seq(conn)
+        acked_before, offset_before = queue.acked_seq(conn), queue.seq_offset(conn)
         if acked_before != batch[0]["local_seq"] - 1:
-            return  # the queue moved meanwhile (an epoch change): this answer is stale
+            return True  # the queue moved meanwhile (an epoch change): this answer is stale
         results = body.get("results") or []
         queue.record_results(conn, batch, results, now)
         if status == 409 and body.get("error") == "seq_taken":
@@ -172,6 +176,7 @@ class SyncEngine:
         else:
             expected = body["expected_seq"] if status == 409 else body["next_seq"]
             queue.resync(conn, expected, batch[-1]["local_seq"])
+        return (queue.acked_seq(conn), queue.seq_offset(conn)) != (acked_before, offset_before)
 
     # -- epoch ------------------------------------------------------------------------------------
     async def _check_epoch(self, body: dict) -> bool:
@@ -234,6 +239,8 @@ class SyncEngine:
             self.link.succeeded()
             if not body.get("more"):
                 return total
+            if body["next_cursor"] == cursor:
+                raise RetryLater("the cloud says there is more but its cursor does not move")
 
     @staticmethod
     def _apply(conn, cursor: int, page: list, next_cursor: int, ctx):
