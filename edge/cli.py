@@ -240,6 +240,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("device", help="the till's name, e.g. till-1")
         p.set_defaults(func=cmd_token)
     with_config(tok.add_parser("list", help="list tills and their token state")).set_defaults(func=cmd_token)
+    _lazy(sub.add_parser("hub", help="run the reference cloud hub (docs/sync-protocol.md)"), "sync.hub")
     proxy = sub.add_parser("fault-proxy", help="fault-injecting HTTP proxy between the edge and the cloud")
     _lazy(proxy, "sync.faultproxy")
     return top

@@ -10,7 +10,8 @@ from aiohttp import web
 
 from edge import __version__
 from edge.clock import business_date, utcnow
-from edge.keys import CONFIG, STARTED, STORE
+from edge.keys import CONFIG, STARTED, STORE, SYNC
+from sync import queue
 
 routes = web.RouteTableDef()
 
@@ -26,7 +27,10 @@ def _figures(conn, day: str) -> dict:
         "moves": one("SELECT coalesce(max(id), 0) FROM stock_moves"),
         "sales": one("SELECT count(*) FROM sales WHERE business_date = ?", day),
         "sales_fen": one("SELECT coalesce(sum(total_fen), 0) FROM sales WHERE business_date = ?", day),
-        "outbox": one("SELECT count(*) FROM outbox"),
+        "queue": queue.queue_status(conn),
+        "orders_open": one("SELECT count(*) FROM orders WHERE state IN ('received', 'accepted', 'ready')"),
+        "orders_short": one("SELECT count(*) FROM orders WHERE short = 1 AND state IN ('received', 'accepted', "
+                            "'ready')"),
     }
 
 
@@ -49,7 +53,13 @@ async def status(request: web.Request) -> web.Response:
     devices = "".join(f"<tr><td>{DEVICE_KINDS[section]}</td><td>{e(d.name)}</td><td>{e(d.type)}</td>"
                       f"<td>已配置（驱动随后续版本提供）</td></tr>" for section, d in config.devices()) \
         or '<tr><td colspan="4">未配置设备。在 config.toml 中添加 [[printers]] 或 [[scanners]]。</td></tr>'
-    cloud = "未配置（仅本地运行）" if not config.cloud.url else e(config.cloud.url)
+    engine = request.app.get(SYNC)
+    if engine is None:
+        cloud = "未配置（仅本地运行）"
+    else:
+        cloud = {"online": "已连接", "offline": "离线（销售照常，恢复后自动补传）", "connecting": "连接中",
+                 "auth_failed": "云端拒绝门店令牌，请联系IT", "refused": "云端拒绝请求，请联系IT"}.get(
+            engine.link.state, engine.link.state)
     page = f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="30"><title>{e(config.store.name)} · store-edge</title>
@@ -64,7 +74,9 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
 <div class="card">今日销售（{day}）<b>{f["sales"]} 笔</b>{_yuan(f["sales_fen"])}</div>
 <div class="card">在售商品<b>{f["products"]}</b>低库存 {f["low"]} 种</div>
 <div class="card">库存流水<b>{f["moves"]}</b>条</div>
-<div class="card">待同步事件<b>{f["outbox"]}</b>云端：{cloud}</div>
+<div class="card">待同步事件<b>{f["queue"]["depth"]}</b>云端：{cloud}<br>
+待处理失败事件 {f["queue"]["dead_letters"]} 条</div>
+<div class="card">线上订单（待处理）<b>{f["orders_open"]}</b>缺货 {f["orders_short"]} 单</div>
 </div>
 <h2>设备</h2><table><tr><th>类型</th><th>名称</th><th>接口</th><th>状态</th></tr>{devices}</table>
 <p><small>收银接口：<a href="/api/v1/openapi.json">/api/v1/openapi.json</a>（OpenAPI 文档）·

@@ -569,3 +569,11 @@ async def test_a_revoked_token_is_refused(token_client):
     assert status == 401
     # the other till is unaffected
     assert (await Api(client, headers={"Authorization": f"Bearer {till2}"}).get("/stock/DRK-001"))[0] == 200
+
+
+async def test_status_page_in_chinese(client, api):
+    await api.ok("/sales", {"lines": [{"sku": "DRK-001", "qty": 1}], "payments": [{"method": "cash", "amount_fen": 200}]})
+    resp = await client.get("/")
+    text = await resp.text()
+    assert resp.status == 200 and resp.content_type == "text/html"
+    assert "测试门店" in text and "今日销售" in text and "1 笔" in text and "未配置（仅本地运行）" in text

@@ -101,6 +101,8 @@ async def test_sales_reach_the_hub_and_balances_agree(linked):
     status, body = await edge.get("/sync/status")
     assert body["link"]["state"] == "online" and body["link"]["last_success_at"]
     assert body["queue"]["dead_letters"] == 0
+    async with edge.client.get("/") as resp:
+        assert "云端：已连接" in await resp.text()
 
 
 async def test_an_online_order_arrives_within_a_second_and_a_cancel_releases_it(linked):
