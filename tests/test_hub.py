@@ -1,0 +1,863 @@
+"""The reference cloud hub (sync/hub.py) against docs/sync-protocol.md and docs/hub-admin-api.md.
+
+In-process: each test starts the hub's aiohttp app on a temporary folder with aiohttp's
+TestServer/TestClient, and a fake clock (stale stores and order days without sleeping). One test
+runs the real command as a process and stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import logging
+import os
+import queue
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import http.client
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from sync.hub import build_hub_app
+
+ADMIN = "test-admin-token"
+REPO = Path(__file__).resolve().parent.parent
+EAN_WATER, EAN_CHIPS, EAN_TISSUE = "6921234500002", "6901234567892", "6971111222237"
+CREATED_AT = "2026-11-21T08:00:00.000Z"
+
+
+class Clock:
+    def __init__(self):
+        self.now = datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+_ids = itertools.count(1)
+
+
+def event(store: str, seq: int, moves=(), etype: str = "stock.received", id: str | None = None, **payload) -> dict:
+    """An envelope; moves as (sku, qty, reason) triples, None for no moves key."""
+    if moves is not None:
+        payload["moves"] = [{"sku": s, "qty": q, "reason": r} for s, q, r in moves]
+    return {"id": id or f"ev-{next(_ids)}", "store_id": store, "seq": seq, "type": etype, "created_at": CREATED_AT,
+            "payload": payload}
+
+
+def product(sku: str, price: int = 100, **fields) -> dict:
+    return {"sku": sku, "name": f"商品 {sku}", "price_fen": price, **fields}
+
+
+class Hub:
+    """A running hub app and a client of it."""
+
+    def __init__(self, client: TestClient, data_dir: Path, clock: Clock):
+        self.client, self.data_dir, self.clock = client, data_dir, clock
+        self.tokens: dict[str, str] = {}
+
+    async def call(self, method: str, path: str, body=None, *, token: str | None = ADMIN, raw: bytes | None = None,
+                   params=None, headers=None) -> tuple[int, dict]:
+        hdrs = {"Authorization": f"Bearer {token}"} if token else {}
+        hdrs.update(headers or {})
+        kwargs = {"data": io.BytesIO(raw)} if raw is not None else ({"json": body} if body is not None else {})
+        resp = await self.client.request(method, path, params=params, headers=hdrs, **kwargs)
+        text = await resp.text()
+        assert resp.content_type == "application/json", (resp.status, text)
+        return resp.status, json.loads(text)
+
+    async def admin(self, method: str, path: str, body=None, status: int = 200, **kw) -> dict:
+        code, data = await self.call(method, "/admin/v1" + path, body, **kw)
+        assert code == status, data
+        assert isinstance(data["epoch"], str)
+        return data
+
+    async def add_store(self, store_id: str) -> str:
+        data = await self.admin("POST", "/stores", {"store_id": store_id, "name": f"门店 {store_id}"}, status=201)
+        self.tokens[store_id] = data["token"]
+        return data["token"]
+
+    async def add_products(self, *products: dict, store_id: str | None = None) -> dict:
+        return await self.admin("POST", "/products", {"products": list(products), "store_id": store_id})
+
+    async def upload(self, store_id: str, events: list[dict], token: str | None = None) -> tuple[int, dict]:
+        return await self.call("POST", f"/sync/v1/stores/{store_id}/events", {"protocol": 1, "events": events},
+                               token=token or self.tokens[store_id])
+
+    async def ok_upload(self, store_id: str, events: list[dict]) -> dict:
+        code, data = await self.upload(store_id, events)
+        assert code == 200, data
+        return data
+
+    async def sync(self, store_id: str, what: str, params=None, token: str | None = None) -> dict:
+        code, data = await self.call("GET", f"/sync/v1/stores/{store_id}/{what}", params=params,
+                                     token=token or self.tokens[store_id])
+        assert code == 200, data
+        return data
+
+    async def order(self, store_id: str, lines: list[tuple[str, int]], status: int = 201, **fields) -> dict:
+        return await self.admin("POST", f"/stores/{store_id}/orders",
+                                {"kind": "pickup", "lines": [{"sku": s, "qty": q} for s, q in lines], **fields},
+                                status=status)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def start_hub(data_dir: Path, clock: Clock | None = None, **options) -> Hub:
+    clock = clock or Clock()
+    client = TestClient(TestServer(build_hub_app(data_dir, admin_token=ADMIN, clock=clock, **options)))
+    await client.start_server()
+    return Hub(client, data_dir, clock)
+
+
+@pytest.fixture
+async def hub(tmp_path):
+    """A hub with stores s1 and s2 and a catalog of three products."""
+    h = await start_hub(tmp_path / "hub")
+    await h.add_store("s1")
+    await h.add_store("s2")
+    await h.add_products(product("DRK-001", 200, barcodes=[EAN_WATER]), product("SNK-001", 750),
+                         product("DAI-001", 350))
+    try:
+        yield h
+    finally:
+        await h.close()
+
+
+def db_dump(data_dir: Path) -> str:
+    conn = sqlite3.connect(f"file:{data_dir / 'hub.db'}?mode=ro", uri=True)
+    try:
+        return "\n".join(conn.iterdump())
+    finally:
+        conn.close()
+
+
+# -- upload ---------------------------------------------------------------------------------------
+
+async def test_events_apply_in_seq_order_and_balances_follow_the_moves(hub):
+    events = [event("s1", 1, [("DRK-001", 48, "receipt"), ("SNK-001", 20, "receipt")]),
+              event("s1", 2, [("DRK-001", -2, "sale")], etype="sale.recorded", sale_id="x-1"),
+              event("s1", 3, [("DRK-001", 3, "reserve"), ("DRK-001", -1, "release")], etype="stock.adjusted")]
+    data = await hub.ok_upload("s1", events)
+    assert data["next_seq"] == 4
+    assert [(r["id"], r["seq"], r["status"]) for r in data["results"]] == \
+        [(e["id"], e["seq"], "applied") for e in events]
+    balances = await hub.sync("s1", "balances")
+    assert balances["next_seq"] == 4
+    assert balances["balances"] == [{"sku": "DRK-001", "on_hand": 46, "reserved": 2},
+                                    {"sku": "SNK-001", "on_hand": 20, "reserved": 0}]
+    assert (await hub.sync("s2", "balances"))["balances"] == []         # another store's copy is untouched
+    assert (await hub.sync("s2", "state"))["next_seq"] == 1
+
+
+async def test_resent_events_are_duplicates_and_change_nothing(hub):
+    first = [event("s1", 1, [("DRK-001", 10, "receipt")]), event("s1", 2, [("DRK-001", -1, "sale")], "sale.recorded")]
+    await hub.ok_upload("s1", first)
+    before = db_dump(hub.data_dir)
+    again = await hub.ok_upload("s1", first)
+    assert [r["status"] for r in again["results"]] == ["duplicate", "duplicate"]
+    assert again["next_seq"] == 3
+    # the same id with another body is still the same event: no effect
+    changed = dict(first[1], payload={"moves": [{"sku": "DRK-001", "qty": -9, "reason": "sale"}]})
+    assert (await hub.ok_upload("s1", [changed]))["results"][0]["status"] == "duplicate"
+    assert db_dump(hub.data_dir) == before
+    # known events followed by new ones: duplicates, then applied
+    mixed = await hub.ok_upload("s1", [first[1], event("s1", 3, [("DRK-001", 5, "receipt")])])
+    assert [r["status"] for r in mixed["results"]] == ["duplicate", "applied"] and mixed["next_seq"] == 4
+    assert (await hub.sync("s1", "balances"))["balances"] == [{"sku": "DRK-001", "on_hand": 14, "reserved": 0}]
+
+
+async def test_a_gap_answers_409_with_expected_seq_and_what_was_done(hub):
+    sent = [event("s1", n, [("DRK-001", 1, "receipt")]) for n in (1, 2, 3)]
+    await hub.ok_upload("s1", sent)
+    before = db_dump(hub.data_dir)
+    code, data = await hub.upload("s1", [event("s1", 6), event("s1", 7)])
+    assert code == 409 and data["error"] == "sequence_gap" and data["expected_seq"] == 4 and data["results"] == []
+    assert isinstance(data["epoch"], str) and data["message"]
+    # the results before the stop are listed: a known id is a duplicate wherever it comes
+    code, data = await hub.upload("s1", [dict(sent[1], seq=5), event("s1", 6)])
+    assert code == 409 and data["error"] == "sequence_gap" and data["expected_seq"] == 4
+    assert data["results"] == [{"id": sent[1]["id"], "seq": 5, "status": "duplicate"}]
+    assert db_dump(hub.data_dir) == before
+    resend = await hub.ok_upload("s1", [event("s1", 4), event("s1", 5)])
+    assert resend["next_seq"] == 6
+
+
+async def test_a_lower_seq_holding_another_event_is_seq_taken(hub):
+    sent = [event("s1", n, [("DRK-001", 1, "receipt")]) for n in (1, 2, 3)]
+    await hub.ok_upload("s1", sent)
+    before = db_dump(hub.data_dir)
+    code, data = await hub.upload("s1", [event("s1", 2, [("DRK-001", 1, "receipt")])])
+    assert (code, data["error"], data["expected_seq"], data["results"]) == (409, "seq_taken", 4, [])
+    code, data = await hub.upload("s1", [sent[0], event("s1", 2)])     # restored store: seq 2 is another event now
+    assert (code, data["error"], data["expected_seq"]) == (409, "seq_taken", 4)
+    assert data["results"] == [{"id": sent[0]["id"], "seq": 1, "status": "duplicate"}]
+    assert db_dump(hub.data_dir) == before
+
+
+async def test_rejected_events_keep_their_seq_and_are_validated_again_when_resent(hub):
+    good = event("s1", 1, [("DRK-001", 10, "receipt")])
+    bad = [
+        (event("s1", 0, [("NEW-001", 5, "receipt")], id="rej-sku"), "unknown_sku: NEW-001 is not in the chain catalog"),
+        (event("s1", 0, [("DRK-001", 1, "pickup")], etype="pickup.verified", id="rej-type"), "unknown_type: "),
+        (event("s1", 0, [("DRK-001", 0, "adjustment")]), "invalid_moves: payload.moves[0].qty"),
+        (event("s1", 0, [("DRK-001", "1", "adjustment")]), "invalid_moves: payload.moves[0].qty"),
+        (event("s1", 0, [("DRK-001", 1.5, "adjustment")]), "invalid_moves: payload.moves[0].qty"),
+        (event("s1", 0, [("DRK-001", 1, "adjustment"), ("DRK-001", True, "adjustment")]),
+         "invalid_moves: payload.moves[1].qty"),
+        (event("s1", 0, [("DRK-001", 10 ** 30, "adjustment")]), "invalid_moves: payload.moves[0].qty"),
+        (event("s1", 0, [("DRK-001", -1, "theft")]), "invalid_moves: payload.moves[0].reason"),
+        (dict(event("s1", 0), payload={"moves": {"sku": "DRK-001", "qty": 1, "reason": "sale"}}),
+         "invalid_moves: payload.moves must"),
+        (dict(event("s1", 0), payload={"moves": ["DRK-001"]}), "invalid_moves: payload.moves[0] must be an object"),
+        (dict(event("s1", 0), payload={"moves": [{"qty": 1, "reason": "sale"}]}),
+         "invalid_moves: payload.moves[0].sku"),
+        (dict(event("s1", 0), payload={"moves": None}), "invalid_moves: payload.moves must"),
+        (dict(event("s1", 0, [("DRK-001", 1, "receipt")]), store_id="s2"), "store_mismatch: "),
+        ({k: v for k, v in event("s1", 0, [("DRK-001", 1, "receipt")]).items() if k != "created_at"},
+         "invalid_envelope: created_at"),
+        (dict(event("s1", 0), created_at="yesterday"), "invalid_envelope: created_at"),
+        (dict(event("s1", 0), payload=[{"sku": "DRK-001"}]), "invalid_envelope: payload"),
+        ({k: v for k, v in event("s1", 0).items() if k != "type"}, "invalid_envelope: type"),
+        (dict(event("s1", 0), id=42), "invalid_envelope: id"),
+        (dict(event("s1", 0), id="\ud800-lone-surrogate"), "invalid_envelope: id"),
+        (dict(event("s1", 0), type="sale.\ud800"), "unknown_type: "),
+        (event("s1", 0, [("DRK-001", 1, "receipt")], note="\udfff"), None),
+        ({k: v for k, v in event("s1", 0).items() if k != "id"}, "invalid_envelope: id"),
+        (event("s1", 0, [("DRK-001", 1, "reserve")], etype="order.received", order_id="o-unknown"), "unknown_order: "),
+        (event("s1", 0, None, etype="order.conflict"), "invalid_payload: order_id"),
+    ]
+    batch = [good] + [dict(e, seq=n) for n, (e, _) in enumerate(bad, start=2)]
+    data = await hub.ok_upload("s1", batch)
+    assert data["next_seq"] == len(batch) + 1                       # every rejected event took its seq
+    assert data["results"][0]["status"] == "applied"
+    for seq, (result, (sent, reason)) in enumerate(zip(data["results"][1:], bad), start=2):
+        if reason is None:   # a lone surrogate deep in a payload is the store's business: applied
+            assert result["status"] == "applied", result
+            continue
+        assert result["status"] == "rejected" and result["reason"].startswith(reason), (result, reason)
+        assert result["seq"] == seq and result["id"] == sent.get("id")
+    assert data["results"][1]["reason"] == "unknown_sku: NEW-001 is not in the chain catalog"
+    assert (await hub.sync("s1", "balances"))["balances"] == [{"sku": "DRK-001", "on_hand": 11, "reserved": 0}]
+
+    # the answer was lost: the same batch again gives the same answers and changes nothing
+    before = db_dump(hub.data_dir)
+    expected = [dict(r, status="duplicate") if r["status"] == "applied" else r for r in data["results"]]
+    assert (await hub.ok_upload("s1", batch))["results"] == expected
+    assert db_dump(hub.data_dir) == before
+
+    # a dead letter retried before its cause was fixed: validated again, rejected again, takes a new seq
+    seq = data["next_seq"]
+    again = await hub.ok_upload("s1", [dict(bad[1][0], seq=seq)])
+    assert again["results"][0]["status"] == "rejected" and again["next_seq"] == seq + 1
+    # after the product is published, the rejected id resent at a new seq applies
+    await hub.add_products(product("NEW-001"))
+    retried = await hub.ok_upload("s1", [dict(bad[0][0], seq=seq + 1)])
+    assert retried["results"] == [{"id": "rej-sku", "seq": seq + 1, "status": "applied"}]
+    assert (await hub.ok_upload("s1", [dict(bad[0][0], seq=seq + 2)]))["results"][0]["status"] == "duplicate"
+    assert (await hub.sync("s1", "balances"))["balances"] == [{"sku": "DRK-001", "on_hand": 11, "reserved": 0},
+                                                              {"sku": "NEW-001", "on_hand": 5, "reserved": 0}]
+    listing = await hub.admin("GET", "/stores/s1/events", params={"status": "rejected", "limit": "1000"})
+    assert len(listing["events"]) == len(bad)            # all but the applied one, plus the retry
+    assert listing["events"][0]["seq"] == 2 and listing["events"][0]["reason"].startswith("unknown_sku")
+    page = await hub.admin("GET", "/stores/s1/events",
+                           params={"status": "applied", "after_seq": str(seq), "limit": "1"})
+    assert [e["id"] for e in page["events"]] == ["rej-sku"] and page["next_after_seq"] is None
+    first = await hub.admin("GET", "/stores/s1/events", params={"limit": "1"})
+    assert [e["seq"] for e in first["events"]] == [1] and first["next_after_seq"] == 1
+
+
+async def test_the_balances_checksum_is_the_documented_one(hub):
+    await hub.add_products(product("b-lower"), product("B-upper"), product("ZERO-1"))
+    await hub.ok_upload("s1", [
+        event("s1", 1, [("DRK-001", 48, "receipt"), ("SNK-001", 20, "receipt"), ("b-lower", 5, "receipt"),
+                        ("B-upper", 7, "receipt"), ("ZERO-1", 3, "receipt")]),
+        event("s1", 2, [("DRK-001", -50, "sale"), ("ZERO-1", -3, "sale")], "sale.recorded"),
+        event("s1", 3, [("SNK-001", 2, "reserve")], "stock.adjusted")])
+    # by hand: non-zero SKUs in byte order ('B' 0x42 < 'D' < 'S' < 'b' 0x62); ZERO-1 nets to zero
+    lines = "B-upper\t7\t0\nDRK-001\t-2\t0\nSNK-001\t20\t2\nb-lower\t5\t0\n"
+    assert hashlib.sha256(lines.encode()).hexdigest() == \
+        "25e2c45ac2f4c788c19c034845a9d50af918b4e5023cae7a9dac324467d40179"
+    state = await hub.sync("s1", "state")
+    assert state["balances_checksum"] == hashlib.sha256(lines.encode()).hexdigest()
+    assert state["balances_count"] == 4 and state["next_seq"] == 4
+    balances = await hub.sync("s1", "balances")
+    assert [b["sku"] for b in balances["balances"]] == ["B-upper", "DRK-001", "SNK-001", "b-lower"]
+    empty = await hub.sync("s2", "state")
+    assert empty["balances_checksum"] == hashlib.sha256(b"").hexdigest() and empty["balances_count"] == 0
+
+
+# -- download -------------------------------------------------------------------------------------
+
+async def test_the_changes_feed_pages_in_cursor_order_with_the_stores_own_and_everyones(hub):
+    # cursors 1-3: the fixture's products for everyone
+    await hub.add_products(product("ONLY-S2"), store_id="s2")                                        # 4
+    corr = await hub.admin("POST", "/stores/s1/corrections", {"sku": "DRK-001", "qty": -2, "reason": "调拨"},
+                           status=201)                                                                # 5
+    await hub.admin("POST", "/changes", {"store_id": None, "type": "coupon.defined",
+                                         "payload": {"coupon_id": "CPN-1", "discount_fen": 500}}, status=201)  # 6
+    assert corr["cursor"] == 5
+    pages, after = [], 0
+    while True:
+        page = await hub.sync("s1", "changes", {"after": str(after), "limit": "2"})
+        pages.append(([c["cursor"] for c in page["changes"]], page["more"]))
+        after = page["next_cursor"]
+        if not page["more"]:
+            break
+    assert pages == [([1, 2], True), ([3, 5], True), ([6], False)]
+    assert after == 6
+    tail = await hub.sync("s1", "changes", {"after": "6"})
+    assert tail["changes"] == [] and tail["next_cursor"] == 6 and tail["more"] is False
+    whole = await hub.sync("s2", "changes")
+    assert [c["cursor"] for c in whole["changes"]] == [1, 2, 3, 4, 6]
+    change = (await hub.sync("s1", "changes", {"after": "4", "limit": "1"}))["changes"][0]
+    assert change["type"] == "stock.correction" and change["id"] == corr["change_id"]
+    assert change["payload"] == {"sku": "DRK-001", "qty": -2, "reason": "调拨"} and change["created_at"].endswith("Z")
+    product_change = whole["changes"][0]
+    assert product_change["type"] == "product.upserted"
+    assert product_change["payload"] == {"sku": "DRK-001", "name": "商品 DRK-001", "price_fen": 200, "unit": "件",
+                                         "category": None, "low_stock": 0, "barcodes": [EAN_WATER], "active": True}
+    assert (await hub.sync("s1", "state"))["last_cursor"] == 6
+    await hub.admin("POST", "/stores/s2/corrections", {"sku": "DRK-001", "qty": 1, "reason": "x"}, status=201)
+    assert (await hub.sync("s1", "state"))["last_cursor"] == 6 and (await hub.sync("s2", "state"))["last_cursor"] == 7
+
+
+async def test_hints_are_pushed_to_the_affected_stores_websockets(hub):
+    path = "/sync/v1/stores/{}/hints"
+    auth = {sid: {"Authorization": f"Bearer {tok}"} for sid, tok in hub.tokens.items()}
+    for headers, status in (({}, 401), (auth["s2"], 403)):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await hub.client.ws_connect(path.format("s1"), headers=headers)
+        assert refused.value.status == status
+    code, data = await hub.call("GET", path.format("s1"), token=hub.tokens["s1"])    # not a WebSocket upgrade
+    assert code == 400 and data["error"] == "invalid_request"
+
+    ws1 = await hub.client.ws_connect(path.format("s1"), headers=auth["s1"])
+    ws1b = await hub.client.ws_connect(path.format("s1"), headers=auth["s1"])
+    ws2 = await hub.client.ws_connect(path.format("s2"), headers=auth["s2"])
+    epoch = (await hub.sync("s1", "state"))["epoch"]
+    for ws in (ws1, ws1b, ws2):
+        assert await ws.receive_json(timeout=5) == {"type": "hello", "epoch": epoch, "cursor": 3}
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 5, "receipt")])])
+    order = await hub.order("s1", [("DRK-001", 1)])
+    for ws in (ws1, ws1b):
+        assert await ws.receive_json(timeout=5) == {"type": "changes", "cursor": order["cursor"]}
+    published = await hub.add_products(product("NEW-002"))          # for every store
+    # s2's next message is this one: it was not told about s1's order
+    assert await ws2.receive_json(timeout=5) == {"type": "changes", "cursor": published["last_cursor"]}
+    for ws in (ws1, ws1b):
+        assert await ws.receive_json(timeout=5) == {"type": "changes", "cursor": published["last_cursor"]}
+    assert (await hub.admin("GET", "/stores/s1"))["hint_sockets"] == 2
+
+    # a new epoch is told at once; a rotated token closes the store's sockets
+    new = await hub.admin("POST", "/epoch")
+    assert await ws2.receive_json(timeout=5) == \
+        {"type": "hello", "epoch": new["epoch"], "cursor": published["last_cursor"]}
+    await hub.admin("POST", "/stores", {"store_id": "s1", "name": "一号店"})
+    for ws in (ws1, ws1b):
+        message = await ws.receive(timeout=5)
+        if message.type == aiohttp.WSMsgType.TEXT:   # the epoch's hello came first
+            message = await ws.receive(timeout=5)
+        assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    await ws2.close()
+
+
+# -- online orders --------------------------------------------------------------------------------
+
+async def test_availability_counts_the_buffer_pending_orders_and_staleness(tmp_path):
+    hub = await start_hub(tmp_path / "hub", safety_buffer=2, stale_after=600)
+    try:
+        await hub.add_store("s1")
+        await hub.add_store("s2")
+        await hub.add_products(product("DRK-001", 200), product("SNK-001", 750), product("OLD-001", active=False))
+
+        def rows(data):
+            return {i["sku"]: (i["balance_available"], i["pending"], i["buffer"], i["online_available"])
+                    for i in data["items"]}
+
+        never = await hub.admin("GET", "/stores/s1/availability")
+        assert never["stale"] is True and never["last_upload_at"] is None
+        assert all(i["online_available"] == 0 for i in never["items"])
+        await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt"), ("SNK-001", 1, "receipt"),
+                                                   ("OLD-001", 9, "receipt")])])
+        fresh = await hub.admin("GET", "/stores/s1/availability")
+        assert fresh["stale"] is False
+        assert rows(fresh) == {"DRK-001": (10, 0, 2, 8), "SNK-001": (1, 0, 2, 0), "OLD-001": (9, 0, 2, 0)}
+        order = await hub.order("s1", [("DRK-001", 2), ("DRK-001", 1)])
+        assert rows(await hub.admin("GET", "/stores/s1/availability"))["DRK-001"] == (10, 3, 2, 5)
+        # the store acknowledges it: the pending quantity becomes a reservation in the store's balances
+        await hub.ok_upload("s1", [event("s1", 2, [("DRK-001", 3, "reserve")], "order.received",
+                                         order_id=order["order_id"], short=[])])
+        assert rows(await hub.admin("GET", "/stores/s1/availability"))["DRK-001"] == (7, 0, 2, 5)
+        short = await hub.order("s1", [("DRK-001", 6)], status=409)
+        assert (short["error"], short["sku"], short["available"]) == ("out_of_stock", "DRK-001", 5)
+        assert (await hub.admin("GET", "/stores/s1/availability"))["items"] == \
+            (await hub.admin("GET", "/stores/s1/availability"))["items"]
+        assert (await hub.order("s1", [("OLD-001", 1)], status=409))["error"] == "product_inactive"
+        assert rows(await hub.admin("GET", "/stores/s2/availability"))["DRK-001"] == (0, 0, 2, 0)
+
+        hub.clock.advance(601)                                    # no upload for more than stale_after
+        stale = await hub.admin("GET", "/stores/s1/availability")
+        assert stale["stale"] is True and rows(stale)["DRK-001"] == (7, 0, 2, 0)
+        refused = await hub.order("s1", [("DRK-001", 1)], status=409)
+        assert (refused["error"], refused["available"]) == ("out_of_stock", 0)
+        feed = await hub.sync("s1", "changes")     # a quiet store that only pulls is in touch: fresh again
+        assert rows(await hub.admin("GET", "/stores/s1/availability"))["DRK-001"] == (7, 0, 2, 5)
+        hub.clock.advance(601)
+        await hub.ok_upload("s1", [event("s1", 3, [("SNK-001", 5, "receipt")])])
+        assert rows(await hub.admin("GET", "/stores/s1/availability"))["DRK-001"] == (7, 0, 2, 5)
+        assert [c["type"] for c in feed["changes"]].count("order.created") == 1   # refused orders left nothing
+    finally:
+        await hub.close()
+
+
+async def test_orders_get_numbers_codes_and_catalog_prices(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 50, "receipt"), ("SNK-001", 50, "receipt")])])
+    await hub.ok_upload("s2", [event("s2", 1, [("DRK-001", 50, "receipt")])])
+    first = await hub.order("s1", [("DRK-001", 2), ("SNK-001", 1)], kind="delivery", customer_note="不要袋子",
+                            pickup_after="2026-11-21T10:00:00.000Z", order_id="wx-1001")
+    second = await hub.order("s1", [("DRK-001", 1)])
+    other = await hub.order("s2", [("DRK-001", 1)])
+    assert (first["number"], second["number"], other["number"]) == ("A001", "A002", "A001")
+    assert first["order_id"] == "wx-1001" and second["order_id"].startswith("o-")
+    assert re.fullmatch(r"[0-9]{6}", first["pickup_code"])
+    assert first["total_fen"] == 2 * 200 + 750 and first["state"] == "created"
+    assert first["lines"] == [{"sku": "DRK-001", "name": "商品 DRK-001", "qty": 2, "price_fen": 200},
+                              {"sku": "SNK-001", "name": "商品 SNK-001", "qty": 1, "price_fen": 750}]
+    change = next(c for c in (await hub.sync("s1", "changes"))["changes"] if c["type"] == "order.created")
+    payload = change["payload"]
+    assert change["id"] == first["change_id"] and change["cursor"] == first["cursor"]
+    assert payload["pickup_code_sha256"] == hashlib.sha256(first["pickup_code"].encode()).hexdigest()
+    assert first["pickup_code"] not in payload.values()
+    assert {k: payload[k] for k in ("order_id", "number", "kind", "lines", "total_fen", "pickup_after",
+                                    "customer_note")} == \
+        {"order_id": "wx-1001", "number": "A001", "kind": "delivery", "lines": first["lines"], "total_fen": 1150,
+         "pickup_after": "2026-11-21T10:00:00.000Z", "customer_note": "不要袋子"}
+    assert (await hub.order("s1", [("DRK-001", 1)], status=409, order_id="wx-1001"))["error"] == "order_exists"
+    assert (await hub.order("s1", [("NOPE-1", 1)], status=400))["error"] == "unknown_sku"
+    assert (await hub.order("s9", [("DRK-001", 1)], status=404))["error"] == "not_found"
+    hub.clock.advance(86400)                                      # the next day numbers start again
+    await hub.ok_upload("s1", [event("s1", 2, [("DRK-001", 1, "receipt")])])
+    assert (await hub.order("s1", [("DRK-001", 1)]))["number"] == "A001"
+
+
+async def test_cancel_and_refund_only_open_orders(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 50, "receipt")])])
+    o1, o2, o3 = [(await hub.order("s1", [("DRK-001", 2)]))["order_id"] for _ in range(3)]
+    cancelled = await hub.admin("POST", f"/orders/{o1}/cancel", {"reason": "顾客取消"})
+    assert cancelled["state"] == "cancelled"
+    for action in ("cancel", "refund"):
+        closed = await hub.admin("POST", f"/orders/{o1}/{action}", {"reason": "x"}, status=409)
+        assert (closed["error"], closed["state"]) == ("order_closed", "cancelled")
+    refunded = await hub.admin("POST", f"/orders/{o2}/refund", {"reason": "缺货退款"})
+    assert refunded["state"] == "refunded"
+    assert (await hub.admin("POST", f"/orders/{o2}/cancel", {"reason": "x"}, status=409))["state"] == "refunded"
+    # o3 is received, prepared and handed over at the store
+    await hub.ok_upload("s1", [
+        event("s1", 2, [("DRK-001", 2, "reserve")], "order.received", order_id=o3, short=[]),
+        event("s1", 3, [], "order.state_changed", order_id=o3, to="ready", operator="小王", **{"from": "received"}),
+        event("s1", 4, [("DRK-001", -2, "release"), ("DRK-001", -2, "pickup")], "order.state_changed",
+              order_id=o3, to="picked_up", operator="小王", **{"from": "ready"})])
+    for action in ("cancel", "refund"):
+        assert (await hub.admin("POST", f"/orders/{o3}/{action}", {"reason": "x"}, status=409))["state"] == "picked_up"
+    feed = [(c["type"], c["payload"]) for c in (await hub.sync("s1", "changes"))["changes"]
+            if c["type"] in ("order.cancelled", "order.refunded")]
+    assert feed == [("order.cancelled", {"order_id": o1, "reason": "顾客取消"}),
+                    ("order.refunded", {"order_id": o2, "reason": "缺货退款"})]
+    assert (await hub.sync("s2", "changes"))["changes"][-1]["type"] == "product.upserted"   # not in s2's feed
+    assert (await hub.admin("POST", "/orders/o-none/cancel", {"reason": "x"}, status=404))["error"] == "not_found"
+    assert (await hub.admin("POST", f"/orders/{o3}/cancel", {}, status=400))["error"] == "invalid_request"
+    view = await hub.admin("GET", "/stores/s1")
+    assert view["orders"] == {"cancelled": 1, "refunded": 1, "picked_up": 1} and view["orders_pending"] == 0
+    assert view["balances"][0]["on_hand"] == 48 and view["balances"][0]["reserved"] == 0
+    assert all(i["pending"] == 0 for i in (await hub.admin("GET", "/stores/s1/availability"))["items"])
+
+
+async def test_order_events_move_the_hubs_order_state(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    o1 = await hub.order("s1", [("DRK-001", 4)])
+    o2 = await hub.order("s1", [("DRK-001", 1)])
+    s2_order = (await hub.order("s2", [("DRK-001", 1)], status=409))   # s2 never synced
+    assert s2_order["error"] == "out_of_stock"
+    got = await hub.admin("GET", f"/orders/{o1['order_id']}")
+    assert got["state"] == "created" and got["pending"] is True and got["received_at"] is None
+    short = [{"sku": "DRK-001", "qty": 4, "available": 3}]
+    data = await hub.ok_upload("s1", [
+        event("s1", 2, [("DRK-001", 4, "reserve")], "order.received", order_id=o1["order_id"], short=short),
+        event("s1", 3, [], "order.state_changed", order_id=o1["order_id"], to="accepted", operator="小李"),
+        event("s1", 4, None, "order.conflict", order_id=o1["order_id"], reason="cancelled upstream after hand-over"),
+        event("s1", 5, None, "change.rejected", change_id=o2["change_id"], type="order.created",
+              reason="unknown_sku"),
+        event("s1", 6, [], "order.state_changed", order_id=o1["order_id"], to="lost", operator="x")])
+    assert [r["status"] for r in data["results"]] == ["applied"] * 4 + ["rejected"]
+    got = await hub.admin("GET", f"/orders/{o1['order_id']}")
+    assert (got["state"], got["pending"], got["short"]) == ("accepted", False, short)
+    assert got["received_at"] is not None and got["conflict"] == "cancelled upstream after hand-over"
+    assert got["lines"] == [{"line_no": 1, "sku": "DRK-001", "name": "商品 DRK-001", "qty": 4, "price_fen": 200}]
+    assert (await hub.admin("GET", f"/orders/{o2['order_id']}"))["state"] == "rejected"   # the store refused it
+    item = next(i for i in (await hub.admin("GET", "/stores/s1/availability"))["items"] if i["sku"] == "DRK-001")
+    assert (item["balance_available"], item["pending"], item["online_available"]) == (6, 0, 6)
+    # an order of another store is not this store's to report on
+    await hub.ok_upload("s2", [event("s2", 1, [("DRK-001", 3, "receipt")])])
+    theirs = await hub.order("s2", [("DRK-001", 1)])
+    wrong = await hub.ok_upload("s1", [event("s1", 7, [], "order.state_changed", order_id=theirs["order_id"],
+                                             to="ready", operator="x")])
+    assert wrong["results"][0]["reason"].startswith("unknown_order: ")
+
+
+async def test_corrections_and_published_changes(hub):
+    code, data = await hub.call("POST", "/admin/v1/changes", {"type": "key.published", "payload": {
+        "kid": "k1", "alg": "Ed25519", "public_key": "A" * 43 + "="}})
+    assert code == 201 and data["cursor"] == 4
+    for bad in ({"type": "order.created", "payload": {"order_id": "x"}},
+                {"type": "coupon.revoked", "payload": {}},
+                {"type": "key.published", "payload": {"kid": "k2", "alg": "RSA", "public_key": "A" * 43 + "="}},
+                {"type": "key.published", "payload": {"kid": "k2", "alg": "Ed25519", "public_key": "short"}},
+                {"type": "key.revoked", "payload": {"kid": "k1"}, "store_id": "s1", "extra": 1}):
+        code, data = await hub.call("POST", "/admin/v1/changes", bad)
+        assert code == 400 and data["error"] == "invalid_request", bad
+    code, data = await hub.call("POST", "/admin/v1/changes", {"type": "key.revoked", "payload": {"kid": "k1"},
+                                                              "store_id": "s9"})
+    assert code == 404
+    await hub.admin("POST", "/changes", {"type": "key.revoked", "payload": {"kid": "k1"}, "store_id": "s2"}, status=201)
+    assert [c["type"] for c in (await hub.sync("s1", "changes", {"after": "3"}))["changes"]] == ["key.published"]
+    assert [c["type"] for c in (await hub.sync("s2", "changes", {"after": "3"}))["changes"]] == \
+        ["key.published", "key.revoked"]
+    assert (await hub.admin("POST", "/stores/s1/corrections", {"sku": "DRK-001", "qty": 0, "reason": "x"},
+                            status=400))["error"] == "invalid_request"
+    assert (await hub.admin("POST", "/stores/s1/corrections", {"sku": "NOPE-1", "qty": 1, "reason": "x"},
+                            status=400))["error"] == "unknown_sku"
+
+
+async def test_admin_store_views(hub):
+    code, data = await hub.call("POST", "/admin/v1/stores", {"store_id": "s1", "name": "一号店 新名"})
+    assert code == 200 and data["created"] is False and data["token"] != hub.tokens["s1"]
+    hub.tokens["s1"] = data["token"]
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 3, "receipt")]), event("s1", 2, etype="nope.nope")])
+    view = await hub.admin("GET", "/stores/s1")
+    assert (view["name"], view["next_seq"], view["events"]) == ("一号店 新名", 3, {"applied": 1, "rejected": 1})
+    assert view["last_upload_at"] == "2026-11-21T08:00:00.000Z" and view["last_seen_at"] is not None
+    assert view["balances"][0]["sku"] == "DRK-001" and view["balances"][0]["on_hand"] == 3
+    stores = (await hub.admin("GET", "/stores"))["stores"]
+    assert [s["store_id"] for s in stores] == ["s1", "s2"] and "token" not in json.dumps(stores)
+    assert (await hub.admin("GET", "/stores/s9", status=404))["error"] == "not_found"
+    assert (await hub.admin("GET", "/stores/s9/events", status=404))["error"] == "not_found"
+
+
+# -- authentication -------------------------------------------------------------------------------
+
+async def test_store_tokens_401_and_403(hub):
+    old = hub.tokens["s1"]
+    for what, method in (("events", "POST"), ("changes", "GET"), ("state", "GET"), ("balances", "GET")):
+        path = f"/sync/v1/stores/s1/{what}"
+        body = {"protocol": 1, "events": [event("s1", 1)]} if method == "POST" else None
+        for token, headers, status, error in (
+                (None, None, 401, "unauthorized"),
+                (None, {"Authorization": f"Basic {old}"}, 401, "unauthorized"),
+                ("st_not-a-token", None, 401, "unauthorized"),
+                (hub.tokens["s2"], None, 403, "forbidden"),
+                (ADMIN, None, 401, "unauthorized")):
+            code, data = await hub.call(method, path, body, token=token, headers=headers)
+            assert (code, data["error"]) == (status, error), (what, token, headers)
+            assert "epoch" not in data and data["message"]
+    code, data = await hub.call("GET", "/sync/v1/stores/s9/state", token=old)
+    assert code == 403
+    assert (await hub.sync("s1", "state"))["next_seq"] == 1
+    assert (await hub.sync("s1", "state"))["epoch"]
+    await hub.admin("POST", "/stores", {"store_id": "s1", "name": "一号店"})          # rotation
+    code, data = await hub.call("GET", "/sync/v1/stores/s1/state", token=old)
+    assert code == 401
+    assert (await hub.sync("s2", "state"))["next_seq"] == 1
+
+
+async def test_admin_api_needs_the_admin_token(hub):
+    routes = [("GET", "/admin/v1/stores"), ("POST", "/admin/v1/stores"), ("GET", "/admin/v1/stores/s1"),
+              ("GET", "/admin/v1/stores/s1/events"), ("GET", "/admin/v1/stores/s1/availability"),
+              ("POST", "/admin/v1/stores/s1/orders"), ("POST", "/admin/v1/stores/s1/corrections"),
+              ("POST", "/admin/v1/products"), ("GET", "/admin/v1/orders/o-1"), ("POST", "/admin/v1/orders/o-1/cancel"),
+              ("POST", "/admin/v1/orders/o-1/refund"), ("POST", "/admin/v1/changes"), ("POST", "/admin/v1/epoch")]
+    before = db_dump(hub.data_dir)
+    for method, path in routes:
+        for token in (None, "wrong", hub.tokens["s1"], ADMIN + "x"):
+            code, data = await hub.call(method, path, {"store_id": "s3", "name": "x"}, token=token)
+            assert (code, data["error"]) == (401, "unauthorized") and "epoch" not in data, (method, path, token)
+    assert db_dump(hub.data_dir) == before
+
+
+# -- the epoch ------------------------------------------------------------------------------------
+
+async def test_a_restart_on_an_older_copy_of_the_database_starts_a_new_epoch(tmp_path, caplog):
+    data_dir = tmp_path / "hub"
+    hub = await start_hub(data_dir)
+    token = await hub.add_store("s1")
+    await hub.add_products(product("DRK-001"))
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    epoch1 = (await hub.sync("s1", "state"))["epoch"]
+    backup = tmp_path / "backup.db"
+    src, dst = sqlite3.connect(data_dir / "hub.db"), sqlite3.connect(backup)
+    src.backup(dst)                                               # the nightly copy
+    src.close()
+    dst.close()
+    later = [event("s1", 2, [("DRK-001", -1, "sale")], "sale.recorded"),
+             event("s1", 3, [("DRK-001", -1, "sale")], "sale.recorded")]
+    await hub.ok_upload("s1", later)
+    await hub.add_products(product("NEW-001"))
+    await hub.close()
+    mark = json.loads((data_dir / "hub.highwater").read_text())
+    assert (mark["epoch"], mark["cursor"], mark["event_row"]) == (epoch1, 2, 3)
+
+    hub = await start_hub(data_dir)                               # a plain restart keeps the epoch
+    assert (await hub.sync("s1", "state", token=token))["epoch"] == epoch1
+    await hub.close()
+
+    for suffix in ("", "-wal", "-shm"):
+        (data_dir / f"hub.db{suffix}").unlink(missing_ok=True)
+    shutil.copy(backup, data_dir / "hub.db")                      # restored, nobody told the hub
+    caplog.set_level(logging.INFO, logger="sync.hub")
+    hub = await start_hub(data_dir)
+    hub.tokens["s1"] = token
+    try:
+        state = await hub.sync("s1", "state")
+        assert state["epoch"] != epoch1 and state["next_seq"] == 2
+        warning = next(r for r in caplog.records if r.name == "sync.hub" and r.getMessage() == "new epoch")
+        assert warning.levelno == logging.WARNING and "older" in warning.kv["why"]
+        assert warning.kv["previous"] == epoch1 and warning.kv["hw_event_row"] == 3
+        # the store resends from next_seq; the hub dedupes what it still has
+        resent = await hub.ok_upload("s1", later)
+        assert [r["status"] for r in resent["results"]] == ["applied", "applied"]
+        assert (await hub.sync("s1", "balances"))["balances"] == [{"sku": "DRK-001", "on_hand": 8, "reserved": 0}]
+        mark = json.loads((data_dir / "hub.highwater").read_text())
+        assert mark["epoch"] == state["epoch"] and mark["event_row"] == 3
+    finally:
+        await hub.close()
+
+
+async def test_new_epoch_on_request(tmp_path):
+    data_dir = tmp_path / "hub"
+    epochs = []
+    for new in (False, False, True, False):
+        hub = await start_hub(data_dir, new_epoch=new)
+        if not hub.tokens:
+            hub.tokens["s1"] = (await hub.admin("POST", "/stores", {"store_id": "s1", "name": "x"},
+                                                status=201 if not epochs else 200))["token"]
+        epochs.append((await hub.sync("s1", "state"))["epoch"])
+        await hub.close()
+    assert epochs[0] == epochs[1] != epochs[2] == epochs[3]
+    hub = await start_hub(data_dir)
+    try:
+        hub.tokens["s1"] = (await hub.admin("POST", "/stores", {"store_id": "s1", "name": "x"}))["token"]
+        changed = await hub.admin("POST", "/epoch")
+        assert changed["previous_epoch"] == epochs[3] and changed["epoch"] != epochs[3]
+        assert (await hub.sync("s1", "state"))["epoch"] == changed["epoch"]
+        assert json.loads((data_dir / "hub.highwater").read_text())["epoch"] == changed["epoch"]
+    finally:
+        await hub.close()
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+def _events(*seqs, **fields) -> dict:
+    return {"protocol": 1, "events": [dict(event("s1", s), **fields) for s in seqs]}
+
+
+S1 = "/sync/v1/stores/s1"
+STORE = "store"    # the request carries s1's store token; otherwise the admin token
+BAD = [
+    # (id, method, path, json body or raw bytes, token, status, error)
+    ("invalid-json", "POST", S1 + "/events", b'{"protocol": 1, "events": [', STORE, 400, "invalid_request"),
+    ("empty-body", "POST", S1 + "/events", b"", STORE, 400, "invalid_request"),
+    ("not-utf8", "POST", S1 + "/events", b'{"protocol": 1, "events": "\xff"}', STORE, 400, "invalid_request"),
+    ("nan", "POST", S1 + "/events", b'{"protocol": NaN, "events": []}', STORE, 400, "invalid_request"),
+    ("5000-digits", "POST", S1 + "/events", b'{"protocol": ' + b"9" * 5000 + b"}", STORE, 400, "invalid_request"),
+    ("deep", "POST", S1 + "/events", b"[" * 100_000 + b"]" * 100_000, STORE, 400, "invalid_request"),
+    ("array-body", "POST", S1 + "/events", [], STORE, 400, "invalid_request"),
+    ("no-protocol", "POST", S1 + "/events", {"events": [event("s1", 1)]}, STORE, 400, "invalid_request"),
+    ("protocol-2", "POST", S1 + "/events", dict(_events(1), protocol=2), STORE, 400, "invalid_request"),
+    ("protocol-true", "POST", S1 + "/events", dict(_events(1), protocol=True), STORE, 400, "invalid_request"),
+    ("protocol-string", "POST", S1 + "/events", dict(_events(1), protocol="1"), STORE, 400, "invalid_request"),
+    ("events-missing", "POST", S1 + "/events", {"protocol": 1}, STORE, 400, "invalid_request"),
+    ("events-empty", "POST", S1 + "/events", {"protocol": 1, "events": []}, STORE, 400, "invalid_request"),
+    ("events-object", "POST", S1 + "/events", {"protocol": 1, "events": {}}, STORE, 400, "invalid_request"),
+    ("501-events", "POST", S1 + "/events", _events(*range(1, 502)), STORE, 400, "invalid_request"),
+    ("event-not-object", "POST", S1 + "/events", {"protocol": 1, "events": [1]}, STORE, 400, "invalid_request"),
+    ("seq-missing", "POST", S1 + "/events", {"protocol": 1, "events": [{"id": "a"}]}, STORE, 400, "invalid_request"),
+    ("seq-string", "POST", S1 + "/events", _events(1, seq="1"), STORE, 400, "invalid_request"),
+    ("seq-float", "POST", S1 + "/events", _events(1, seq=1.0), STORE, 400, "invalid_request"),
+    ("seq-bool", "POST", S1 + "/events", _events(1, seq=True), STORE, 400, "invalid_request"),
+    ("seq-zero", "POST", S1 + "/events", _events(0), STORE, 400, "invalid_request"),
+    ("seq-huge", "POST", S1 + "/events", _events(10 ** 30), STORE, 400, "invalid_request"),
+    ("seq-not-consecutive", "POST", S1 + "/events", _events(1, 3), STORE, 400, "invalid_request"),
+    ("seq-repeated", "POST", S1 + "/events", _events(1, 1), STORE, 400, "invalid_request"),
+    ("too-large", "POST", S1 + "/events", b" " * (17 * 1024 * 1024), STORE, 413, "body_too_large"),
+    ("after-negative", "GET", S1 + "/changes?after=-1", None, STORE, 400, "invalid_request"),
+    ("after-text", "GET", S1 + "/changes?after=abc", None, STORE, 400, "invalid_request"),
+    ("after-float", "GET", S1 + "/changes?after=1.5", None, STORE, 400, "invalid_request"),
+    ("after-huge", "GET", S1 + "/changes?after=" + "9" * 40, None, STORE, 400, "invalid_request"),
+    ("limit-zero", "GET", S1 + "/changes?limit=0", None, STORE, 400, "invalid_request"),
+    ("limit-1001", "GET", S1 + "/changes?limit=1001", None, STORE, 400, "invalid_request"),
+    ("unknown-path", "GET", S1 + "/nothing", None, STORE, 404, "not_found"),
+    ("wrong-method", "DELETE", S1 + "/events", None, STORE, 405, "method_not_allowed"),
+    ("get-events", "GET", S1 + "/events", None, STORE, 405, "method_not_allowed"),
+    ("store-empty", "POST", "/admin/v1/stores", {}, ADMIN, 400, "invalid_request"),
+    ("store-id-space", "POST", "/admin/v1/stores", {"store_id": "s 3", "name": "x"}, ADMIN, 400, "invalid_request"),
+    ("store-name-empty", "POST", "/admin/v1/stores", {"store_id": "s3", "name": ""}, ADMIN, 400, "invalid_request"),
+    ("store-name-number", "POST", "/admin/v1/stores", {"store_id": "s3", "name": 3}, ADMIN, 400, "invalid_request"),
+    ("store-extra", "POST", "/admin/v1/stores", {"store_id": "s3", "name": "x", "t": 1}, ADMIN, 400,
+     "invalid_request"),
+    ("store-surrogate", "POST", "/admin/v1/stores", b'{"store_id": "s3", "name": "\\ud800"}', ADMIN, 400,
+     "invalid_request"),
+    ("store-bad-json", "POST", "/admin/v1/stores", b"{", ADMIN, 400, "invalid_request"),
+    ("products-none", "POST", "/admin/v1/products", {"products": []}, ADMIN, 400, "invalid_request"),
+    ("product-price-text", "POST", "/admin/v1/products", {"products": [product("X-1", "100")]}, ADMIN, 400,
+     "invalid_request"),
+    ("product-price-negative", "POST", "/admin/v1/products", {"products": [product("X-1", -1)]}, ADMIN, 400,
+     "invalid_request"),
+    ("product-bad-barcode", "POST", "/admin/v1/products", {"products": [product("X-1", barcodes=["6921234500003"])]},
+     ADMIN, 400, "invalid_request"),
+    ("product-bad-sku", "POST", "/admin/v1/products", {"products": [product("-X")]}, ADMIN, 400, "invalid_request"),
+    ("product-unknown-store", "POST", "/admin/v1/products", {"products": [product("X-1")], "store_id": "s9"}, ADMIN,
+     404, "not_found"),
+    ("product-barcode-taken", "POST", "/admin/v1/products",
+     {"products": [product("X-1"), product("X-2", barcodes=[EAN_WATER])]}, ADMIN, 409, "barcode_taken"),
+    ("order-kind", "POST", "/admin/v1/stores/s1/orders", {"kind": "mail", "lines": [{"sku": "DRK-001", "qty": 1}]},
+     ADMIN, 400, "invalid_request"),
+    ("order-no-kind", "POST", "/admin/v1/stores/s1/orders", {"lines": [{"sku": "DRK-001", "qty": 1}]}, ADMIN, 400,
+     "invalid_request"),
+    ("order-no-lines", "POST", "/admin/v1/stores/s1/orders", {"kind": "pickup", "lines": []}, ADMIN, 400,
+     "invalid_request"),
+    ("order-qty-zero", "POST", "/admin/v1/stores/s1/orders",
+     {"kind": "pickup", "lines": [{"sku": "DRK-001", "qty": 0}]},
+     ADMIN, 400, "invalid_request"),
+    ("order-qty-text", "POST", "/admin/v1/stores/s1/orders",
+     {"kind": "pickup", "lines": [{"sku": "DRK-001", "qty": "1"}]}, ADMIN, 400, "invalid_request"),
+    ("order-qty-huge", "POST", "/admin/v1/stores/s1/orders",
+     {"kind": "pickup", "lines": [{"sku": "DRK-001", "qty": 10 ** 30}]}, ADMIN, 400, "invalid_request"),
+    ("order-bad-id", "POST", "/admin/v1/stores/s1/orders",
+     {"order_id": "a b", "kind": "pickup", "lines": [{"sku": "DRK-001", "qty": 1}]}, ADMIN, 400, "invalid_request"),
+    ("order-bad-time", "POST", "/admin/v1/stores/s1/orders",
+     {"kind": "pickup", "lines": [{"sku": "DRK-001", "qty": 1}], "pickup_after": "明天"}, ADMIN, 400,
+     "invalid_request"),
+    ("order-note-long", "POST", "/admin/v1/stores/s1/orders",
+     {"kind": "pickup", "lines": [{"sku": "DRK-001", "qty": 1}], "customer_note": "x" * 201}, ADMIN, 400,
+     "invalid_request"),
+    ("order-unknown-sku", "POST", "/admin/v1/stores/s1/orders",
+     {"kind": "pickup", "lines": [{"sku": "NO-1", "qty": 1}]},
+     ADMIN, 400, "unknown_sku"),
+    ("order-out-of-stock", "POST", "/admin/v1/stores/s1/orders",
+     {"kind": "pickup", "lines": [{"sku": "DRK-001", "qty": 1}]}, ADMIN, 409, "out_of_stock"),
+    ("order-unknown-store", "POST", "/admin/v1/stores/s9/orders",
+     {"kind": "pickup", "lines": [{"sku": "DRK-001", "qty": 1}]}, ADMIN, 404, "not_found"),
+    ("cancel-unknown", "POST", "/admin/v1/orders/o-x/cancel", {"reason": "x"}, ADMIN, 404, "not_found"),
+    ("cancel-no-reason", "POST", "/admin/v1/orders/o-x/cancel", {}, ADMIN, 400, "invalid_request"),
+    ("refund-reason-number", "POST", "/admin/v1/orders/o-x/refund", {"reason": 1}, ADMIN, 400, "invalid_request"),
+    ("correction-zero", "POST", "/admin/v1/stores/s1/corrections", {"sku": "DRK-001", "qty": 0, "reason": "x"},
+     ADMIN, 400, "invalid_request"),
+    ("correction-unknown-store", "POST", "/admin/v1/stores/s9/corrections", {"sku": "DRK-001", "qty": 1, "reason": "x"},
+     ADMIN, 404, "not_found"),
+    ("change-type", "POST", "/admin/v1/changes", {"type": "stock.correction", "payload": {}}, ADMIN, 400,
+     "invalid_request"),
+    ("change-payload-list", "POST", "/admin/v1/changes", {"type": "coupon.defined", "payload": []}, ADMIN, 400,
+     "invalid_request"),
+    ("events-status", "GET", "/admin/v1/stores/s1/events?status=lost", None, ADMIN, 400, "invalid_request"),
+    ("events-after", "GET", "/admin/v1/stores/s1/events?after_seq=-1", None, ADMIN, 400, "invalid_request"),
+    ("events-limit", "GET", "/admin/v1/stores/s1/events?limit=5000", None, ADMIN, 400, "invalid_request"),
+    ("availability-unknown", "GET", "/admin/v1/stores/s9/availability", None, ADMIN, 404, "not_found"),
+    ("order-get-unknown", "GET", "/admin/v1/orders/o-x", None, ADMIN, 404, "not_found"),
+    ("admin-unknown-path", "GET", "/admin/v1/nothing", None, ADMIN, 404, "not_found"),
+    ("root", "GET", "/", None, None, 404, "not_found"),
+]
+
+
+NO_ROUTE = {"unknown-path", "admin-unknown-path", "root"}
+
+
+async def test_bad_input_gets_a_4xx_json_error_and_changes_nothing(hub):
+    before = db_dump(hub.data_dir)
+    seen = set()
+    for case_id, method, path, body, token, status, error in BAD:
+        assert case_id not in seen
+        seen.add(case_id)
+        raw = body if isinstance(body, bytes) else None
+        code, data = await hub.call(method, path, None if raw is not None else body, raw=raw,
+                                    token=hub.tokens["s1"] if token == STORE else token)
+        assert (code, data.get("error")) == (status, error), (case_id, data)
+        assert isinstance(data.get("message"), str) and "Traceback" not in data["message"], case_id
+        # authorised answers carry the epoch; a path or method no route has never reaches authorisation
+        assert ("epoch" in data) == (token is not None and status not in (404, 405) or error == "not_found" and
+                                     case_id not in NO_ROUTE), case_id
+    assert db_dump(hub.data_dir) == before
+
+
+# -- the command, as a process --------------------------------------------------------------------
+
+def hub_command(data_dir: Path) -> list[str]:
+    """`store-edge hub`, from the console script next to this interpreter (as systemd would run it)."""
+    script = Path(sys.executable).with_name("store-edge")
+    return [*([str(script)] if script.exists() else [sys.executable, "-m", "edge"]), "hub", "--data", str(data_dir)]
+
+
+def test_the_command_starts_answers_and_stops_on_sigterm(tmp_path):
+    data_dir = tmp_path / "hub"
+    env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
+    proc = subprocess.Popen([*hub_command(data_dir), "--port", "0", "--safety-buffer", "1"], cwd=REPO, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    seen: list[str] = []
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
+
+    def wait_for(pattern: str, timeout: float = 30.0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in seen:
+                if match := re.search(pattern, line):
+                    return match
+            try:
+                seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r}; log:\n" + "".join(seen)) from None
+
+    def request(method, path, body=None, token=None):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                         headers={"Authorization": f"Bearer {token}"} if token else {})
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read())
+        finally:
+            conn.close()
+
+    try:
+        port = int(wait_for(r"msg=listening address=http://127\.0\.0\.1:([0-9]+)/").group(1))
+        token_file = data_dir / "admin-token"
+        assert wait_for(r'msg="admin token generated" path=(\S+)').group(1) == str(token_file)
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        admin = token_file.read_text().strip()
+        status, created = request("POST", "/admin/v1/stores", {"store_id": "s1", "name": "一号店"}, admin)
+        assert status == 201 and created["token"]
+        status, state = request("GET", "/sync/v1/stores/s1/state", token=created["token"])
+        assert status == 200 and state["next_seq"] == 1 and state["epoch"] == created["epoch"]
+        assert request("GET", "/sync/v1/stores/s1/state")[0] == 401
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        wait_for(r"msg=stopped")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stderr.close()
