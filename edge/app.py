@@ -7,9 +7,8 @@ reverse, by construction. A subsystem that later issues add (drivers, sync) goes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
-import signal
 import time
 
 from aiohttp import web
@@ -20,9 +19,10 @@ from edge.config import Config
 from edge.errors import InputError
 from edge.keys import CONFIG, DEVICE, STARTED, STORE, SYNC
 from edge.db import Store
+from edge.serving import serve_until_stopped
 from sync import api as sync_api  # noqa: F401 (registers the /sync operations)
 from sync.client import CloudClient, SyncError
-from sync.engine import SyncEngine
+from sync.engine import SyncEngine, Timing
 from sync.reconcile import reconcile
 
 log = logging.getLogger("edge.app")
@@ -49,7 +49,9 @@ async def sync_subsystem(app: web.Application):
         return
     client = CloudClient(config.cloud.url, config.store.id, config.cloud_token.reveal(),
                          timeout=config.cloud.timeout_seconds)
-    engine = SyncEngine(app[STORE], client, tz=config.tz, batch_size=config.cloud.batch_size)
+    engine = SyncEngine(app[STORE], client, tz=config.tz, batch_size=config.cloud.batch_size,
+                        timing=Timing(backoff_cap=config.cloud.retry_max_seconds,
+                                      person_retry=config.cloud.person_retry_seconds))
     await engine.start()
     app[SYNC] = engine
     log.info("sync started", extra={"kv": {"cloud": config.cloud.url}})
@@ -147,47 +149,23 @@ def build_app(config: Config) -> web.Application:
 
 # -- running --------------------------------------------------------------------------------------
 
-# How long a stop waits for each connection's request to finish (aiohttp waits up to twice this per
-# connection). aiohttp's default, 60 s, outlasts systemd's TimeoutStopSec=20: a till connecting as
-# SIGTERM arrives leaves a connection aiohttp only drops at this timeout. A sale takes milliseconds.
-SHUTDOWN_TIMEOUT = 5.0
-
-
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or `stop` is set); a second signal exits at once."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = {"count": 0}
-
-    def on_signal(signum: int) -> None:
-        signals["count"] += 1
-        if signals["count"] > 1:
-            log.warning("second signal: exiting now", extra={"kv": {"signal": signal.Signals(signum).name}})
-            os._exit(1)
-        log.info("stopping", extra={"kv": {"signal": signal.Signals(signum).name}})
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-
+    """The daemon: tells systemd when it is ready, pings the watchdog, says when it stops."""
     app = build_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
-    await runner.setup()  # starts the subsystems, in order
-    try:
-        site = web.TCPSite(runner, config.api.host, config.api.port, reuse_address=True)
-        await site.start()
+
+    @contextlib.asynccontextmanager
+    async def serving(runner: web.AppRunner):
         log.info("listening", extra={"kv": {"address": f"http://{config.api.host}:{config.api.port}/",
                                            "store": config.store.id, "tokens_required": config.tokens_required}})
         systemd.notify(f"READY=1\nSTATUS=serving on {config.api.host}:{config.api.port}")
         watchdog = asyncio.create_task(_watchdog(app[STORE]))
-        await stop.wait()
-        systemd.notify("STOPPING=1")
-        watchdog.cancel()
-    finally:
-        await runner.cleanup()  # stops the subsystems, in reverse
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-    log.info("stopped")
+        try:
+            yield
+        finally:
+            systemd.notify("STOPPING=1")
+            watchdog.cancel()
+
+    await serve_until_stopped(app, config.api.host, config.api.port, stop=stop, while_serving=serving)
 
 
 async def _watchdog(store: Store) -> None:

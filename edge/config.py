@@ -101,8 +101,10 @@ class CloudSection(Section):
     batch_size: Annotated[int, Field(ge=1, le=500)] = 200
     timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     reconcile_minutes: Annotated[int, Field(ge=0, le=1440)] = 60  # 0: never
+    retry_max_seconds: Annotated[float, Field(ge=1, le=3600)] = 300.0     # cap of the retry backoff
+    person_retry_seconds: Annotated[float, Field(ge=1, le=3600)] = 300.0  # retry after a refusal (401/403/4xx)
 
-    @field_validator("timeout_seconds", mode="before")
+    @field_validator("timeout_seconds", "retry_max_seconds", "person_retry_seconds", mode="before")
     @classmethod
     def _whole_seconds_ok(cls, value):
         return float(value) if isinstance(value, int) and not isinstance(value, bool) else value

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -24,7 +25,6 @@ import logging
 import os
 import re
 import secrets
-import signal
 import threading
 import time
 import uuid
@@ -41,10 +41,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edge import log as log_mod
 from edge.clock import iso
 from edge.db import SchemaTooNew, Store
+from edge.serving import serve_until_stopped
 from edge.errors import validation_fields
 from edge.migrations import MOVE_REASONS, RESERVATION_REASONS
 from edge.schemas import ProductIn, Qty, Sku
 from sync.hub_schema import HUB_MIGRATIONS
+from sync.reconcile import checksum as balances_checksum
 
 log = logging.getLogger("sync.hub")
 
@@ -65,7 +67,6 @@ MAX_MOVES = 20_000
 BODY_LIMIT = 16 * 1024 * 1024
 HEARTBEAT = 30.0                   # seconds between WebSocket pings
 SEND_TIMEOUT = 5.0                 # a hint that cannot be written in this time is dropped
-SHUTDOWN_TIMEOUT = 5.0
 AUTH_LOG_EVERY = 300.0             # one line per store (or address) and 5 minutes for refused tokens
 HUB_TZ = ZoneInfo("Asia/Shanghai") # the business day of order numbers
 
@@ -703,10 +704,7 @@ def balance_rows(conn, store_id: str) -> list[dict]:
 
 
 def checksum(rows: list[dict]) -> str:
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(f"{row['sku']}\t{row['on_hand']}\t{row['reserved']}\n".encode())
-    return digest.hexdigest()
+    return balances_checksum({r["sku"]: (r["on_hand"], r["reserved"]) for r in rows})
 
 
 async def get_state(request: web.Request) -> web.Response:
@@ -1197,33 +1195,13 @@ def admin_token(data_dir: Path, token_file: Path | None) -> str:
 
 async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set); a second signal exits at once."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = {"count": 0}
-
-    def on_signal(signum: int) -> None:
-        signals["count"] += 1
-        if signals["count"] > 1:
-            log.warning("second signal: exiting now", extra={"kv": {"signal": signal.Signals(signum).name}})
-            os._exit(1)
-        log.info("stopping", extra={"kv": {"signal": signal.Signals(signum).name}})
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
-    try:
-        await runner.setup()  # opens the database, settles the epoch
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+    @contextlib.asynccontextmanager
+    async def serving(runner: web.AppRunner):
         bound = runner.addresses[0] if runner.addresses else (host, port)
         log.info("listening", extra={"kv": {"address": f"http://{host}:{bound[1]}/", "epoch": app[HUB].epoch}})
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-    log.info("stopped")
+        yield
+
+    await serve_until_stopped(app, host, port, stop=stop, while_serving=serving)
 
 
 def run(args) -> int:

@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from edge import catalog, config as config_mod, db, stock
 from edge.app import build_app
 from edge.barcodes import gtin_check_digit
-from edge.clock import iso, utcnow
 from edge.context import WriteContext, make as make_context
 from edge.schemas import ProductIn, ReceiptIn
 

@@ -9,7 +9,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from edge import db, orders
-from edge.orders import OrderCreated
 from sync import changes, queue, reconcile
 from sync.client import CloudClient, NeedsPerson, RetryLater, retry_after
 from tests.conftest import OPENING, SEED, ledger_mismatches, query
