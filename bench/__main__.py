@@ -1,4 +1,4 @@
-"""`python -m bench {ledger,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
+"""`python -m bench {ledger,sync,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ def _ledger(quick: bool) -> dict:
     return ledger.run(quick=quick)
 
 
-BENCHMARKS = {"ledger": _ledger}
+def _sync(quick: bool) -> dict:
+    from bench import sync  # noqa: PLC0415 (imported when asked for)
+
+    return sync.run(quick=quick)
+
+
+BENCHMARKS = {"ledger": _ledger, "sync": _sync}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,14 +75,14 @@ class CloudClient:
     async def _request(self, method: str, path: str, *, ok=(200,), **kwargs) -> Answer:
         try:
             async with self._session.request(method, self.base + path, **kwargs) as response:
-                text = await response.text()
+                raw = await response.read()  # bytes: a page in another charset must not raise here
                 status = response.status
                 after = retry_after(response.headers.get("Retry-After"))
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise RetryLater(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
         try:
-            body = json.loads(text)
-        except ValueError:
+            body = json.loads(raw)
+        except ValueError:  # also UnicodeDecodeError: e.g. a captive portal's GBK page is not the protocol
             body = None
         if status in (401, 403):
             raise NeedsPerson(f"the cloud refused the store's token ({status})", status)

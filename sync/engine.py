@@ -202,7 +202,10 @@ class SyncEngine:
 
     @staticmethod
     def _rewind(conn, epoch: str, next_seq: int) -> None:
-        queue.resync(conn, next_seq, queue.max_seq(conn))
+        # back to next_seq, never forward: the cloud may hold events whose answer this store never
+        # read (lost, or the very answer that carried the new epoch); a rejected one among them must
+        # still become a dead letter, so they are resent and the cloud answers each by id
+        queue.resync(conn, next_seq, queue.acked_seq(conn))
         queue.set_state(conn, "cursor", 0)
         queue.set_state(conn, "epoch", epoch)
 
