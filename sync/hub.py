@@ -685,9 +685,13 @@ async def get_changes(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 500, 1, 1000)
 
     def page(conn):
-        rows = conn.execute("SELECT cursor, id, type, created_at, payload FROM changes WHERE cursor > ? AND "
-                            "(store_id = ? OR store_id IS NULL) ORDER BY cursor LIMIT ?",
-                            (after, store_id, limit + 1)).fetchall()
+        # two ordered, limited index searches (the store's, everyone's) merged: an OR would read and sort
+        # every remaining change for each page, and a re-pull of a long feed would grow quadratically
+        part = "SELECT cursor, id, type, created_at, payload FROM changes WHERE store_id {} AND cursor > ? " \
+               "ORDER BY cursor LIMIT ?"
+        rows = conn.execute(f"SELECT * FROM ({part.format('= ?')}) UNION ALL SELECT * FROM ({part.format('IS NULL')}) "
+                            "ORDER BY cursor LIMIT ?", (store_id, after, limit + 1, after, limit + 1,
+                                                        limit + 1)).fetchall()
         return [{"cursor": r[0], "id": r[1], "type": r[2], "created_at": r[3], "payload": json.loads(r[4])}
                 for r in rows]
 
