@@ -58,7 +58,8 @@ async def status(request: web.Request) -> web.Response:
         cloud = "未配置（仅本地运行）"
     else:
         cloud = {"online": "已连接", "offline": "离线（销售照常，恢复后自动补传）", "connecting": "连接中",
-                 "auth_failed": "云端拒绝门店令牌，请联系IT", "refused": "云端拒绝请求，请联系IT"}.get(
+                 "auth_failed": "云端拒绝门店令牌，请联系IT", "refused": "云端拒绝请求，请联系IT",
+                 "error": "同步出错，正在重试（详见日志）"}.get(
             engine.link.state, engine.link.state)
     page = f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

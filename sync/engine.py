@@ -46,7 +46,7 @@ def backoff(attempt: int, timing: Timing, rng: random.Random) -> float:
 
 @dataclass
 class Link:
-    state: str = "connecting"         # connecting, online, offline, auth_failed, refused
+    state: str = "connecting"         # connecting, online, offline, auth_failed, refused, error
     since: float = field(default_factory=time.time)
     last_success_at: str | None = None
     last_error: str | None = None
@@ -67,7 +67,7 @@ class Link:
         if state == "online":
             log.info("cloud link up", extra={"kv": {"was": self.state, "after_s": round(down_for, 1)}})
         else:
-            (log.error if state in ("auth_failed", "refused") else log.warning)(
+            (log.error if state in ("auth_failed", "refused", "error") else log.warning)(
                 "cloud link " + state.replace("_", " "), extra={"kv": {"error": error}})
         self.state, self.since = state, time.time()
 
@@ -140,6 +140,15 @@ class SyncEngine:
                 await self._wait(self.upload_wake, None)
             except (RetryLater, NeedsPerson) as exc:
                 attempt = await self._failed(exc, attempt)
+            except Exception as exc:  # noqa: BLE001 (a full disk, a bug: the task must not die silently)
+                attempt = await self._crashed("upload", exc, attempt)
+
+    async def _crashed(self, task: str, exc: Exception, attempt: int) -> int:
+        if self.link.state != "error":  # the traceback once, not once per retry
+            log.exception(f"sync {task} failed; retrying", extra={"kv": {"attempt": attempt}})
+        self.link.failed("error", exc)
+        await asyncio.sleep(backoff(attempt, self.timing, self.rng))
+        return attempt + 1
 
     async def upload_once(self) -> bool:
         """Send one batch; True if there was one (there may be more)."""
@@ -220,6 +229,8 @@ class SyncEngine:
                                  else self.timing.poll_without_hints)
             except (RetryLater, NeedsPerson) as exc:
                 attempt = await self._failed(exc, attempt)
+            except Exception as exc:  # noqa: BLE001
+                attempt = await self._crashed("download", exc, attempt)
 
     async def pull(self) -> int:
         """Pull and apply every page of changes; returns how many were applied."""
@@ -271,6 +282,11 @@ class SyncEngine:
                             self.download_wake.set()
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                 pass
-            self.link.hints_connected = False
+            except Exception:  # noqa: BLE001 (hints are an optimisation: polling carries on regardless)
+                if attempt == 0:
+                    log.exception("hint socket failed; retrying")
+            if self.link.hints_connected:
+                self.link.hints_connected = False
+                self.download_wake.set()  # the downloader goes back to the short poll at once
             await asyncio.sleep(backoff(attempt, self.timing, self.rng))
             attempt += 1

@@ -135,11 +135,10 @@ def discard_dead_letter(conn: sqlite3.Connection, seq: int, operator: str, note:
 
 def queue_status(conn: sqlite3.Connection) -> dict:
     acked = acked_seq(conn)
+    # everything above acked_seq is due, dead letters too (after a cloud restore they are resent)
     by_type = {t: n for t, n in conn.execute(
-        "SELECT type, count(*) FROM outbox o WHERE seq > ? AND NOT EXISTS "
-        "(SELECT 1 FROM dead_letters d WHERE d.seq = o.seq) GROUP BY type ORDER BY type", (acked,))}
-    oldest = conn.execute("SELECT min(created_at) FROM outbox o WHERE seq > ? AND NOT EXISTS "
-                          "(SELECT 1 FROM dead_letters d WHERE d.seq = o.seq)", (acked,)).fetchone()[0]
+        "SELECT type, count(*) FROM outbox WHERE seq > ? GROUP BY type ORDER BY type", (acked,))}
+    oldest = conn.execute("SELECT min(created_at) FROM outbox WHERE seq > ?", (acked,)).fetchone()[0]
     return {
         "depth": sum(by_type.values()), "by_type": by_type, "oldest_unsent_at": oldest,
         "acked_seq": acked, "last_seq": max_seq(conn),

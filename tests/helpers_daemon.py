@@ -43,11 +43,12 @@ def free_port() -> int:
 
 
 def write_config(path: Path, data_dir: Path, port: int, *, store_id: str = "crash-test",
-                 level: str = "warning") -> Path:
+                 level: str = "warning", extra: str = "") -> Path:
+    """`extra`: more TOML tables appended as they are, e.g. a [cloud] section."""
     path.write_text(
         f'[store]\nid = "{store_id}"\nname = "崩溃测试门店"\ndata_dir = "{data_dir.as_posix()}"\n\n'
         f'[api]\nhost = "127.0.0.1"\nport = {port}\n\n'
-        f'[log]\nlevel = "{level}"\n', encoding="utf-8")
+        f'[log]\nlevel = "{level}"\n' + (f"\n{extra}" if extra else ""), encoding="utf-8")
     return path
 
 
@@ -65,10 +66,14 @@ class Daemon:
     """One `store-edge run` process. A new port is taken at every start, so a restart never races
     a port the previous process left behind."""
 
-    def __init__(self, config_path: Path, data_dir: Path, log_path: Path):
+    def __init__(self, config_path: Path, data_dir: Path, log_path: Path, *, store_id: str = "crash-test",
+                 level: str = "warning", extra_config: str = ""):
         self.config_path = config_path
         self.data_dir = data_dir
         self.log_path = log_path
+        self.store_id = store_id
+        self.level = level
+        self.extra_config = extra_config  # appended to config.toml at every start (e.g. [cloud])
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.starts = 0
@@ -80,7 +85,8 @@ class Daemon:
         last = None
         for _ in range(attempts):
             self.port = free_port()
-            write_config(self.config_path, self.data_dir, self.port)
+            write_config(self.config_path, self.data_dir, self.port, store_id=self.store_id, level=self.level,
+                         extra=self.extra_config)
             self.starts += 1
             with open(self.log_path, "a", encoding="utf-8") as log:
                 log.write(f"--- start {self.starts} on port {self.port}\n")

@@ -1,6 +1,7 @@
 """The edge's side of sync without a cloud: the queue bookkeeping, applying changes, online orders,
 dead letters, reconciliation maths, and the client's classification of answers."""
 
+import asyncio
 import hashlib
 import json
 
@@ -230,3 +231,46 @@ async def test_network_errors_are_retried_later(unused_tcp_port):
 def test_retry_after_forms():
     assert retry_after("3") == 3.0 and retry_after(None) is None and retry_after("soon") is None
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+async def test_an_unexpected_error_does_not_end_the_sync_tasks(config):
+    """A bug or a full disk in one round must not stop uploads for good: the task logs and retries."""
+    from edge.db import Store
+    from sync.engine import SyncEngine, Timing
+
+    store = Store(config.db_path)
+    store.open()
+    calls = []
+
+    class Client:
+        store_id = "test-store"
+
+        async def open(self):
+            pass
+
+        async def close(self):
+            pass
+
+        async def post_events(self, envelopes):
+            calls.append(len(envelopes))
+            if len(calls) == 1:
+                raise OSError(28, "No space left on device")
+            raise RetryLater("stop here")
+
+        async def get_changes(self, after, limit):
+            raise RetryLater("offline")
+
+        def hints(self):
+            raise RetryLater("offline")
+
+    engine = SyncEngine(store, Client(), tz=config.tz,
+                        timing=Timing(backoff_base=0.001, backoff_cap=0.001, poll_without_hints=0.01))
+    await engine.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(calls) < 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
+        assert len(calls) >= 2 and engine.link.state == "offline"
+    finally:
+        await engine.stop()
+        store.close()
