@@ -54,6 +54,7 @@ PROTOCOL = 1
 EVENT_TYPES = frozenset({
     "sale.recorded", "sale.returned", "stock.received", "stock.adjusted", "stock.counted", "stock.corrected",
     "order.received", "order.state_changed", "order.conflict", "change.rejected", "dead_letter.discarded",
+    "event.voided",
 })
 ORDER_EVENT_TYPES = frozenset({"order.received", "order.state_changed", "order.conflict"})
 STORE_ORDER_STATES = ("accepted", "ready", "picked_up", "cancelled", "refunded")
@@ -541,6 +542,8 @@ def validate_event(conn, store_id: str, event: dict) -> str | None:
     payload = event.get("payload")
     if not isinstance(payload, dict):
         return "invalid_envelope: payload must be an object"
+    if etype == "event.voided" and payload.get("moves"):
+        return "invalid_moves: an event.voided has no effect, so it carries no moves"
     if "moves" in payload:
         moves = payload["moves"]
         if not isinstance(moves, list) or len(moves) > MAX_MOVES:
@@ -585,8 +588,10 @@ def apply_event(conn, store_id: str, event: dict, now: str) -> None:
         conn.execute("UPDATE orders SET received_at = coalesce(received_at, ?), short = ?, updated_at = ? "
                      "WHERE order_id = ?", (now, stored_json(payload.get("short", [])), now, order_id))
     elif etype == "order.state_changed":
-        conn.execute("UPDATE orders SET state = ?, received_at = coalesce(received_at, ?), updated_at = ? "
-                     "WHERE order_id = ?", (payload["to"], now, now, order_id))
+        # a step the store took before it learnt of a cancel or refund here must not reopen the order
+        conn.execute("UPDATE orders SET state = CASE WHEN state IN ('cancelled', 'refunded') AND ? IN "
+                     "('accepted', 'ready') THEN state ELSE ? END, received_at = coalesce(received_at, ?), "
+                     "updated_at = ? WHERE order_id = ?", (payload["to"], payload["to"], now, now, order_id))
     elif etype == "order.conflict":
         reason = payload.get("reason")
         conn.execute("UPDATE orders SET conflict = ?, updated_at = ? WHERE order_id = ?",

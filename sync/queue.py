@@ -39,12 +39,24 @@ def max_seq(conn) -> int:
 
 
 def pending_batch(conn: sqlite3.Connection, store_id: str, limit: int) -> list[dict]:
-    """The next unsent events as protocol envelopes, in seq order."""
+    """The next unsent events as protocol envelopes, in seq order.
+
+    A dead letter the operator already retried or discarded is sent again only when the cloud was
+    restored and lost it, and then as `event.voided`: its fact went (or will never go) up as another
+    event, so applying the original now would count it twice."""
     offset = seq_offset(conn)
-    rows = conn.execute("SELECT seq, id, type, payload, created_at FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                        (acked_seq(conn), limit)).fetchall()
-    return [{"local_seq": r["seq"], "id": r["id"], "store_id": store_id, "seq": r["seq"] + offset, "type": r["type"],
-             "created_at": r["created_at"], "payload": json.loads(r["payload"])} for r in rows]
+    rows = conn.execute(
+        "SELECT o.seq, o.id, o.type, o.payload, o.created_at, d.resolution FROM outbox o "
+        "LEFT JOIN dead_letters d ON d.seq = o.seq WHERE o.seq > ? ORDER BY o.seq LIMIT ?",
+        (acked_seq(conn), limit)).fetchall()
+    batch = []
+    for r in rows:
+        event_type, payload = r["type"], json.loads(r["payload"])
+        if r["resolution"] is not None:
+            event_type, payload = "event.voided", {"voided_type": r["type"], "resolution": r["resolution"]}
+        batch.append({"local_seq": r["seq"], "id": r["id"], "store_id": store_id, "seq": r["seq"] + offset,
+                      "type": event_type, "created_at": r["created_at"], "payload": payload})
+    return batch
 
 
 def envelope(event: dict) -> dict:

@@ -861,3 +861,14 @@ def test_the_command_starts_answers_and_stops_on_sigterm(tmp_path):
             proc.kill()
             proc.wait(10)
         proc.stderr.close()
+
+
+async def test_a_voided_event_is_applied_without_effect(hub):
+    """A dead letter the store already retried, resent after a restore, must not count twice."""
+    data = await hub.ok_upload("s1", [event("s1", 1, None, etype="event.voided", voided_type="sale.recorded",
+                                            resolution="retried")])
+    assert [r["status"] for r in data["results"]] == ["applied"]
+    assert (await hub.sync("s1", "balances"))["balances"] == []
+    code, data = await hub.upload("s1", [event("s1", 2, [("DRK-001", -1, "sale")], etype="event.voided")])
+    assert code == 200 and data["results"][0]["status"] == "rejected"
+    assert data["results"][0]["reason"].startswith("invalid_moves: an event.voided")

@@ -274,3 +274,15 @@ async def test_an_unexpected_error_does_not_end_the_sync_tasks(config):
     finally:
         await engine.stop()
         store.close()
+
+
+def test_a_resolved_dead_letter_is_resent_as_voided(conn, db_path):
+    """After a cloud restore the queue is resent; a dead letter already retried must not count twice."""
+    txn(conn, changes.apply_page, [order_change("a", 1)], 1, SEED)
+    seq = reject(conn, db_path, "order.received")
+    txn(conn, queue.retry_dead_letter, seq, "店长", None, SEED)
+    batch = {e["local_seq"]: e for e in queue.pending_batch(conn, "test-store", 100)}
+    assert batch[seq]["type"] == "event.voided"
+    assert batch[seq]["payload"] == {"voided_type": "order.received", "resolution": "retried"}
+    retry = batch[max(batch)]
+    assert retry["type"] == "order.received" and retry["payload"]["moves"][0]["reason"] == "reserve"
