@@ -225,7 +225,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_config(folder: Path, port: int) -> Path:
+def write_config(folder: Path, port: int, extra: str = "") -> Path:
+    """The daemon's config.toml for a benchmark; `extra` adds tables (e.g. [cloud])."""
     path = folder / "config.toml"
     path.write_text(f"""\
 [store]
@@ -239,7 +240,7 @@ port = {port}
 
 [log]
 level = "warning"
-""", encoding="utf-8")
+{extra}""", encoding="utf-8")
     return path
 
 

@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from bench.ledger import BenchError, free_port, percentile, store_edge
+from bench.ledger import BenchError, free_port, percentile, store_edge, write_config
 from edge import catalog, db, migrations, sales, stock
 from edge.barcodes import gtin_check_digit
 from edge.config import CloudSection
@@ -215,22 +215,7 @@ def write_edge_config(folder: Path, hub_url: str | None, batch_size: int | None)
     if hub_url:
         cloud = (f'[cloud]\nurl = "{hub_url}"\ntoken = {{ file = "cloud-token" }}\nreconcile_minutes = 0\n'
                  + (f"batch_size = {batch_size}\n" if batch_size is not None else ""))
-    path = folder / "config.toml"
-    path.write_text(f"""\
-[store]
-id = "{STORE_ID}"
-name = "基准测试门店"
-data_dir = {json.dumps(str(folder / "data"))}
-
-[api]
-host = "127.0.0.1"
-port = {port}
-
-{cloud}
-[log]
-level = "warning"
-""", encoding="utf-8")
-    return path, f"http://127.0.0.1:{port}"
+    return write_config(folder, port, cloud), f"http://127.0.0.1:{port}"
 
 
 def start_edge(folder: Path, config: Path) -> Proc:
@@ -526,86 +511,78 @@ def check_edge_after(db_path: Path, products: int, orders_count: int) -> dict:
 
 # -- the runs -------------------------------------------------------------------------------------
 
+class Linked:
+    """A hub and an edge daemon linked to it, on a copy of the cached backlog."""
+
+    def __init__(self, folder: Path, cached: Path, batch_size: int | None):
+        self.folder, self.cached, self.batch_size = folder, cached, batch_size
+        self.edge: Proc | None = None
+
+    async def __aenter__(self) -> "Linked":
+        self.admin_token = "hub_bench_" + os.urandom(8).hex()
+        self.hub, hub_url = start_hub(self.folder, self.admin_token)
+        data = self.folder / "data"
+        data.mkdir()
+        self.db_path = data / "store.db"
+        shutil.copyfile(self.cached, self.db_path)
+        self.config, edge_url = write_edge_config(self.folder, hub_url, self.batch_size)
+        self.watch = Watch(self.db_path)
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4))
+        self.http = Http(self.session, hub_url, edge_url, self.admin_token)
+        (self.folder / "cloud-token").write_text(await setup_hub(self.http, self.hub))
+        self.edge = start_edge(self.folder, self.config)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.session.close()
+        self.watch.close()
+        if self.edge is not None:  # a no-op for one that already stopped
+            self.edge.kill()
+        self.hub.kill()
+
+    async def drain(self, backlog: int) -> dict:
+        batch = self.batch_size or DEFAULT_BATCH
+        progress(f"edge started linked (pid {self.edge.popen.pid}, batch_size {batch}), draining {backlog:,} events")
+        drained = await drain(self.http, self.edge, self.watch, backlog, f"drain (batch {batch})")
+        compare_balances(drained["store"], self.db_path)
+        progress(f"drain (batch {batch}): {backlog:,} events in {drained['drain_s']:.2f} s from the daemon's start "
+                 f"(ready after {drained['ready_s'] or 0:.2f} s); hub and edge balances agree")
+        return drained
+
+
 async def main_run(folder: Path, cached: Path, counts: dict) -> dict:
     """Hub and edge with the default batch size: drain, orders, then the apply rate."""
-    admin_token = "hub_bench_" + os.urandom(8).hex()
-    hub, hub_url = start_hub(folder, admin_token)
-    edge = None
-    data = folder / "data"
-    data.mkdir()
-    db_path = data / "store.db"
-    shutil.copyfile(cached, db_path)
-    config, edge_url = write_edge_config(folder, hub_url, None)
-    watch = Watch(db_path)
-    try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4)) as session:
-            http = Http(session, hub_url, edge_url, admin_token)
-            (folder / "cloud-token").write_text(await setup_hub(http, hub))
-            backlog = counts["backlog"]
-            edge = start_edge(folder, config)
-            progress(f"edge started linked (pid {edge.popen.pid}, batch_size {DEFAULT_BATCH} by default), "
-                     f"draining {backlog:,} events")
-            drained = await drain(http, edge, watch, backlog, f"drain (batch {DEFAULT_BATCH})")
-            compare_balances(drained["store"], db_path)
-            progress(f"drain (batch {DEFAULT_BATCH}): {backlog:,} events in {drained['drain_s']:.2f} s from the "
-                     f"daemon's start (ready after {drained['ready_s'] or 0:.2f} s); hub and edge balances agree")
+    async with Linked(folder, cached, None) as link:
+        http = link.http
+        drained = await link.drain(counts["backlog"])
+        timed = await orders(http, link.edge, link.watch, counts["orders"])
 
-            timed = await orders(http, edge, watch, counts["orders"])
-
-            start_cursor = (await http.status())["queue"]["cursor"]
-            edge.stop()
-            published = await publish(http, counts["changes"])
-            edge = start_edge(folder, config)
-            applied = await apply_changes(http, edge, watch, start_cursor, published["last"])
-            progress(f"apply: {applied['measured_changes']:,} changes in {applied['span_s']:.2f} s after the first "
-                     f"advance ({applied['first_seen_s']:.2f} s after the start, seen in {applied['measured_by']}: "
-                     f"{applied['rate_http'] or 0:,.0f}/s by the endpoint, {applied['rate_file'] or 0:,.0f}/s by the "
-                     f"file); all "
-                     f"{published['last'] - start_cursor:,} applied {applied['from_start_s']:.2f} s after the start")
-            status = await http.status()
-            if status["queue"]["rejected_changes"] or status["queue"]["dead_letters"]:
-                raise BenchError(f"after applying the changes the edge says {status['queue']}")
-            edge.stop()
-            hub.stop()
-    finally:
-        watch.close()
-        if edge is not None:  # a no-op for one that already stopped
-            edge.kill()
-        hub.kill()
-    after = check_edge_after(db_path, SKUS + counts["changes"], counts["orders"])
+        start_cursor = (await http.status())["queue"]["cursor"]
+        link.edge.stop()
+        published = await publish(http, counts["changes"])
+        link.edge = start_edge(folder, link.config)
+        applied = await apply_changes(http, link.edge, link.watch, start_cursor, published["last"])
+        progress(f"apply: {applied['measured_changes']:,} changes in {applied['span_s']:.2f} s after the first "
+                 f"advance ({applied['first_seen_s']:.2f} s after the start, seen in {applied['measured_by']}: "
+                 f"{applied['rate_http'] or 0:,.0f}/s by the endpoint, {applied['rate_file'] or 0:,.0f}/s by the "
+                 f"file); all {published['last'] - start_cursor:,} applied {applied['from_start_s']:.2f} s after "
+                 "the start")
+        status = await http.status()
+        if status["queue"]["rejected_changes"] or status["queue"]["dead_letters"]:
+            raise BenchError(f"after applying the changes the edge says {status['queue']}")
+        link.edge.stop()
+        link.hub.stop()
+    after = check_edge_after(link.db_path, SKUS + counts["changes"], counts["orders"])
     progress(f"after the run: edge.stock.verify OK ({after['moves']:,} moves), inbox {after['inbox']}")
     return {"drain": drained, "orders": timed, "apply": applied, "published": published}
 
 
 async def drain_run(folder: Path, cached: Path, backlog: int, batch_size: int) -> dict:
     """A fresh hub and a copy of the same backlog, drained with another batch size."""
-    admin_token = "hub_bench_" + os.urandom(8).hex()
-    hub, hub_url = start_hub(folder, admin_token)
-    edge = None
-    data = folder / "data"
-    data.mkdir()
-    db_path = data / "store.db"
-    shutil.copyfile(cached, db_path)
-    config, edge_url = write_edge_config(folder, hub_url, batch_size)
-    watch = Watch(db_path)
-    try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=4)) as session:
-            http = Http(session, hub_url, edge_url, admin_token)
-            (folder / "cloud-token").write_text(await setup_hub(http, hub))
-            edge = start_edge(folder, config)
-            progress(f"edge started linked (pid {edge.popen.pid}, batch_size {batch_size}), draining {backlog:,} "
-                     "events")
-            drained = await drain(http, edge, watch, backlog, f"drain (batch {batch_size})")
-            compare_balances(drained["store"], db_path)
-            progress(f"drain (batch {batch_size}): {backlog:,} events in {drained['drain_s']:.2f} s from the "
-                     f"daemon's start (ready after {drained['ready_s'] or 0:.2f} s); hub and edge balances agree")
-            edge.stop()
-            hub.stop()
-    finally:
-        watch.close()
-        if edge is not None:
-            edge.kill()
-        hub.kill()
+    async with Linked(folder, cached, batch_size) as link:
+        drained = await link.drain(backlog)
+        link.edge.stop()
+        link.hub.stop()
     return drained
 
 
