@@ -332,54 +332,41 @@ class _Tunnel:
             if not self.upstream.closed:
                 await self.upstream.close(code=1001)
 
+    async def _relay(self, source, sink) -> bool:
+        """Pass frames from source to sink until source ends; True if it ended with a close frame."""
+        while True:
+            msg = await source.receive()
+            if msg.type is WSMsgType.TEXT:
+                await sink.send_str(msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await sink.send_bytes(msg.data)
+            elif msg.type is WSMsgType.PING:
+                await sink.ping(msg.data)
+            elif msg.type is WSMsgType.PONG:
+                await sink.pong(msg.data)
+            elif msg.type is WSMsgType.CLOSE:
+                self.closing = True
+                await sink.close(code=_close_code(msg.data), message=_close_message(msg.extra))
+                return True
+            else:  # CLOSING, CLOSED, ERROR: gone without a close frame
+                return False
+
     async def _client_to_upstream(self) -> None:
-        client, upstream = self.client, self.upstream
         try:
-            while True:
-                msg = await client.receive()
-                if msg.type is WSMsgType.TEXT:
-                    await upstream.send_str(msg.data)
-                elif msg.type is WSMsgType.BINARY:
-                    await upstream.send_bytes(msg.data)
-                elif msg.type is WSMsgType.PING:
-                    await upstream.ping(msg.data)
-                elif msg.type is WSMsgType.PONG:
-                    await upstream.pong(msg.data)
-                elif msg.type is WSMsgType.CLOSE:
-                    self.closing = True
-                    await upstream.close(code=_close_code(msg.data), message=_close_message(msg.extra))
-                    return
-                else:  # CLOSING, CLOSED, ERROR: the client went away without a close frame
-                    self.closing = True
-                    await upstream.close(code=1001)
-                    return
+            if not await self._relay(self.client, self.upstream):
+                self.closing = True
+                await self.upstream.close(code=1001)
         except (ConnectionError, aiohttp.ClientError, RuntimeError):
             self.closing = True
 
     async def _upstream_to_client(self) -> None:
-        client, upstream = self.client, self.upstream
         try:
-            while True:
-                msg = await upstream.receive()
-                if msg.type is WSMsgType.TEXT:
-                    await client.send_str(msg.data)
-                elif msg.type is WSMsgType.BINARY:
-                    await client.send_bytes(msg.data)
-                elif msg.type is WSMsgType.PING:
-                    await client.ping(msg.data)
-                elif msg.type is WSMsgType.PONG:
-                    await client.pong(msg.data)
-                elif msg.type is WSMsgType.CLOSE:
-                    self.closing = True
-                    await client.close(code=_close_code(msg.data), message=_close_message(msg.extra))
-                    return
-                else:  # the upstream vanished without a close frame: so does the client's link
-                    if not self.closing:
-                        self.kill()
-                    return
+            if await self._relay(self.upstream, self.client):
+                return
         except (ConnectionError, aiohttp.ClientError, RuntimeError):
-            if not self.closing:
-                self.kill()
+            pass
+        if not self.closing:  # the upstream vanished without a close frame: so does the client's link
+            self.kill()
 
 
 # -- the proxy ------------------------------------------------------------------------------------
