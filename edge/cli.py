@@ -241,6 +241,8 @@ def parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_token)
     with_config(tok.add_parser("list", help="list tills and their token state")).set_defaults(func=cmd_token)
     _lazy(sub.add_parser("hub", help="run the reference cloud hub (docs/sync-protocol.md)"), "sync.hub")
+    _lazy(sub.add_parser("virtual-printer", help="a virtual ESC/POS receipt printer on TCP (port 9100)"),
+          "drivers.virtual_printer")
     proxy = sub.add_parser("fault-proxy", help="fault-injecting HTTP proxy between the edge and the cloud")
     _lazy(proxy, "sync.faultproxy")
     return top
