@@ -204,7 +204,10 @@ async def test_drop_after_n_cuts_the_connection(printer):
     reader, writer = await connect(printer)
     writer.write(RECEIPT)
     await writer.drain()
-    assert await asyncio.wait_for(reader.read(100), 1) == b""  # the printer went away
+    try:  # the printer went away: a clean close or a reset, as the system reports it
+        assert await asyncio.wait_for(reader.read(100), 1) == b""
+    except ConnectionResetError:
+        pass
     with pytest.raises((ConnectionError, OSError)):
         for _ in range(50):
             writer.write(b"x" * 1000)
