@@ -377,13 +377,19 @@ def stop(proc: subprocess.Popen, log: Path) -> None:
 
 # -- the run --------------------------------------------------------------------------------------
 
+def load_at_start(say=None) -> float:
+    """The load average, with a warning when other work will skew the figures."""
+    load = os.getloadavg()[0]
+    if load > 1.0:
+        (say or progress)(f"warning: load average {load:.1f} at the start on {os.cpu_count()} CPUs: "
+                          "other work competes with the benchmark, its times will be worse")
+    return load
+
+
 def run(quick: bool = False) -> dict:
     wall = time.perf_counter()
     counts = COUNTS[quick]
-    load_start = os.getloadavg()[0]
-    if load_start > 1.0:
-        progress(f"warning: load average {load_start:.1f} at the start on {os.cpu_count()} CPUs: "
-                 "other work competes with the benchmark, its latencies will be worse")
+    load_start = load_at_start()
     cached, seed_s = seeded_database()
 
     folder = Path(tempfile.mkdtemp(prefix="store-edge-bench-"))

@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from bench.ledger import BenchError, free_port, percentile, store_edge, write_config
+from bench.ledger import BenchError, free_port, load_at_start, percentile, store_edge, write_config
 from edge import catalog, db, migrations, sales, stock
 from edge.barcodes import gtin_check_digit
 from edge.config import CloudSection
@@ -589,10 +589,7 @@ async def drain_run(folder: Path, cached: Path, backlog: int, batch_size: int) -
 def run(quick: bool = False) -> dict:
     wall = time.perf_counter()
     counts = COUNTS[quick]
-    load_start = os.getloadavg()[0]
-    if load_start > 1.0:
-        progress(f"warning: load average {load_start:.1f} at the start on {os.cpu_count()} CPUs: "
-                 "other work competes with the benchmark, its times will be worse")
+    load_start = load_at_start(progress)
     cached, seed_s = seeded_database(counts["backlog"])
 
     folder = Path(tempfile.mkdtemp(prefix="store-edge-bench-sync-"))
