@@ -54,11 +54,16 @@ PROTOCOL = 1
 EVENT_TYPES = frozenset({
     "sale.recorded", "sale.returned", "stock.received", "stock.adjusted", "stock.counted", "stock.corrected",
     "order.received", "order.state_changed", "order.conflict", "change.rejected", "dead_letter.discarded",
-    "event.voided",
+    "event.voided", "print.result",
 })
-ORDER_EVENT_TYPES = frozenset({"order.received", "order.state_changed", "order.conflict"})
+ORDER_EVENT_TYPES = frozenset({"order.received", "order.state_changed", "order.conflict", "print.result"})
 STORE_ORDER_STATES = ("accepted", "ready", "picked_up", "cancelled", "refunded")
 CLOSED_ORDER_STATES = ("picked_up", "cancelled", "refunded")
+ORDER_STATES = ("created", *STORE_ORDER_STATES, "rejected")
+PRINT_KINDS = ("order_ticket", "pickup_slip")
+PRINT_RESULTS = ("printed", "uncertain", "expired", "failed", "confirmed_printed", "reprinted")
+PRINTED_RESULTS = ("printed", "confirmed_printed")   # the job's paper came out
+MAX_PRINT_ATTEMPTS = 1_000_000
 PUBLISHABLE = ("coupon.defined", "coupon.revoked", "key.published", "key.revoked")
 
 MAX_BATCH = 500
@@ -544,6 +549,11 @@ def validate_event(conn, store_id: str, event: dict) -> str | None:
         return "invalid_envelope: payload must be an object"
     if etype == "event.voided" and payload.get("moves"):
         return "invalid_moves: an event.voided has no effect, so it carries no moves"
+    if etype == "print.result":
+        if payload.get("moves"):
+            return "invalid_moves: a print.result has no stock effect, so it carries no moves"
+        if (problem := print_result_problem(payload)) is not None:
+            return f"invalid_payload: {problem}"
     if "moves" in payload:
         moves = payload["moves"]
         if not isinstance(moves, list) or len(moves) > MAX_MOVES:
@@ -576,6 +586,35 @@ def validate_event(conn, store_id: str, event: dict) -> str | None:
     return None
 
 
+def print_result_problem(payload: dict) -> str | None:
+    """What is wrong with a print.result payload (the fields only; the order is checked with the other
+    order events), or None. Unknown fields are ignored (protocol section 7)."""
+    order_id = payload.get("order_id")
+    if not isinstance(order_id, str) or not order_id:
+        return "order_id must be a string"
+    job_key = payload.get("job_key")
+    if not isinstance(job_key, str) or not 1 <= len(job_key) <= 200:
+        return f"job_key must be a string of 1 to 200 characters (got {show(job_key)})"
+    kind, result = payload.get("kind"), payload.get("result")
+    if not isinstance(kind, str) or kind not in PRINT_KINDS:
+        return f"kind must be one of {', '.join(PRINT_KINDS)} (got {show(kind)})"
+    if not isinstance(result, str) or result not in PRINT_RESULTS:
+        return f"result must be one of {', '.join(PRINT_RESULTS)} (got {show(result)})"
+    printer = payload.get("printer")
+    if not isinstance(printer, str) or not 1 <= len(printer) <= 200:
+        return f"printer must be a string of 1 to 200 characters (got {show(printer)})"
+    attempts = payload.get("attempts")
+    if type(attempts) is not int or not 0 <= attempts <= MAX_PRINT_ATTEMPTS:
+        return f"attempts must be a whole number from 0 to {MAX_PRINT_ATTEMPTS} (got {show(attempts)})"
+    if payload.get("error") is not None and not isinstance(payload["error"], str):
+        return f"error must be null or a string (got {show(payload['error'])})"
+    if not is_time(payload.get("at")):
+        return f"at must be an ISO 8601 time such as 2026-11-21T08:00:00.000Z (got {show(payload.get('at'))})"
+    if "reprint" in payload and type(payload["reprint"]) is not bool:
+        return f"reprint must be true or false (got {show(payload['reprint'])})"
+    return None
+
+
 def apply_event(conn, store_id: str, event: dict, now: str) -> None:
     payload = event["payload"]
     for move in payload.get("moves") or ():
@@ -596,6 +635,19 @@ def apply_event(conn, store_id: str, event: dict, now: str) -> None:
         reason = payload.get("reason")
         conn.execute("UPDATE orders SET conflict = ?, updated_at = ? WHERE order_id = ?",
                      (clean(reason) if isinstance(reason, str) else stored_json(reason), now, order_id))
+    elif etype == "print.result":
+        # events apply in seq order: the latest result of each kind replaces the one before (a reprint's too)
+        conn.execute("INSERT INTO order_prints (order_id, kind, job_key, result, at, printer, attempts, error, "
+                     "reprint, seq, event_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                     "ON CONFLICT (order_id, kind) DO UPDATE SET job_key = excluded.job_key, "
+                     "result = excluded.result, at = excluded.at, printer = excluded.printer, "
+                     "attempts = excluded.attempts, error = excluded.error, reprint = excluded.reprint, "
+                     "seq = excluded.seq, event_id = excluded.event_id, received_at = excluded.received_at",
+                     (order_id, payload["kind"], clean(payload["job_key"], 200), payload["result"],
+                      clean(payload["at"], 40), clean(payload["printer"], 200), payload["attempts"],
+                      clean(payload["error"]) if payload.get("error") is not None else None,
+                      int(payload.get("reprint", False)), event["seq"], event["id"], now))
+        conn.execute("UPDATE orders SET updated_at = ? WHERE order_id = ?", (now, order_id))
     elif etype == "change.rejected" and isinstance(payload.get("change_id"), str):
         # the store could not take an order: it will never reserve it, so it no longer counts as pending
         conn.execute("UPDATE orders SET state = 'rejected', updated_at = ? WHERE change_id = ? AND store_id = ? "
@@ -985,18 +1037,76 @@ async def admin_create_order(request: web.Request) -> web.Response:
     return answer(request, order, 201)
 
 
-def get_order(conn, order_id: str) -> dict:
-    row = conn.execute("SELECT order_id, store_id, number, kind, state, total_fen, pickup_after, customer_note, "
-                       "change_id, received_at, short, conflict, created_at, updated_at FROM orders WHERE order_id = ?",
-                       (order_id,)).fetchone()
-    if row is None:
-        raise not_found(f"no order {order_id}")
+ORDER_COLUMNS = ("order_id, store_id, number, kind, state, total_fen, pickup_after, customer_note, change_id, "
+                 "received_at, short, conflict, created_at, updated_at")
+# an order is printed when the store reported a print result for it and the last result of every print job kind
+# it reported is printed or confirmed_printed
+PRINTED_SQL = ("(EXISTS (SELECT 1 FROM order_prints p WHERE p.order_id = o.order_id) AND NOT EXISTS "
+               "(SELECT 1 FROM order_prints p WHERE p.order_id = o.order_id AND p.result NOT IN "
+               "('printed', 'confirmed_printed')))")   # PRINTED_RESULTS
+
+
+def order_view(conn, row) -> dict:
+    """An order as the admin API shows it (without its lines)."""
     order = dict(row)
     order["short"] = json.loads(order["short"]) if order["short"] is not None else None
     order["pending"] = order["state"] == "created" and order["received_at"] is None
+    prints = [{**dict(r), "reprint": bool(r["reprint"])} for r in conn.execute(
+        "SELECT kind, job_key, result, at, printer, attempts, error, reprint, event_id, received_at FROM order_prints "
+        "WHERE order_id = ? ORDER BY seq DESC", (order["order_id"],))]
+    order["print"] = prints[0] if prints else None            # the latest print result, of any kind
+    order["prints"] = sorted(prints, key=lambda p: PRINT_KINDS.index(p["kind"]))   # the latest of each kind
+    order["printed"] = bool(prints) and all(p["result"] in PRINTED_RESULTS for p in prints)
+    return order
+
+
+def get_order(conn, order_id: str) -> dict:
+    row = conn.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+    if row is None:
+        raise not_found(f"no order {order_id}")
+    order = order_view(conn, row)
     order["lines"] = [dict(r) for r in conn.execute(
         "SELECT line_no, sku, name, qty, price_fen FROM order_lines WHERE order_id = ? ORDER BY line_no", (order_id,))]
     return order
+
+
+async def admin_list_orders(request: web.Request) -> web.Response:
+    hub = auth_admin(request)
+    store_id = request.query.get("store_id") or None
+    state = request.query.get("state") or None
+    printed = request.query.get("printed") or None
+    after = request.query.get("after") or None
+    if state not in (None, *ORDER_STATES):
+        raise bad_request(f"state must be one of {', '.join(ORDER_STATES)}")
+    if printed not in (None, "true", "false"):
+        raise bad_request("printed must be true or false")
+    limit = query_int(request, "limit", 100, 1, 1000)
+
+    def listing(conn):
+        if store_id is not None:
+            _store_exists(conn, store_id)
+        where, args = ["1"], []
+        if after is not None:
+            mark = conn.execute("SELECT created_at, order_id FROM orders WHERE order_id = ?", (after,)).fetchone()
+            if mark is None:
+                raise bad_request(f"after: no order {show(after)} (pass the next_after of the page before)")
+            where.append("(o.created_at, o.order_id) > (?, ?)")
+            args += [mark[0], mark[1]]
+        if store_id is not None:
+            where.append("o.store_id = ?")
+            args.append(store_id)
+        if state is not None:
+            where.append("o.state = ?")
+            args.append(state)
+        if printed is not None:
+            where.append(PRINTED_SQL if printed == "true" else f"NOT {PRINTED_SQL}")
+        rows = conn.execute(f"SELECT {', '.join('o.' + c for c in ORDER_COLUMNS.split(', '))} FROM orders o "
+                            f"WHERE {' AND '.join(where)} ORDER BY o.created_at, o.order_id LIMIT ?",
+                            (*args, limit + 1)).fetchall()
+        orders = [order_view(conn, row) for row in rows[:limit]]
+        return {"orders": orders, "next_after": orders[-1]["order_id"] if len(rows) > limit else None}
+
+    return answer(request, await hub.store.read(listing))
 
 
 async def admin_get_order(request: web.Request) -> web.Response:
@@ -1119,6 +1229,7 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
         web.post("/admin/v1/stores/{store_id}/orders", admin_create_order),
         web.post("/admin/v1/stores/{store_id}/corrections", admin_correction),
         web.post("/admin/v1/products", admin_products),
+        web.get("/admin/v1/orders", admin_list_orders),
         web.get("/admin/v1/orders/{order_id}", admin_get_order),
         web.post("/admin/v1/orders/{order_id}/cancel", _close_order("cancelled")),
         web.post("/admin/v1/orders/{order_id}/refund", _close_order("refunded")),

@@ -117,6 +117,32 @@ CREATE TABLE order_lines (
 ) WITHOUT ROWID;
 """
 
+# print.result events (docs/sync-protocol.md 2.4): the last result the store reported for each print job
+# kind of an online order (a reprint's result replaces the one before it). seq is the store's seq of
+# the event that set the row: the highest across kinds is the order's latest print result.
+ORDER_PRINTS = """
+CREATE TABLE order_prints (
+    order_id     TEXT NOT NULL REFERENCES orders(order_id),
+    kind         TEXT NOT NULL CHECK (kind IN ('order_ticket', 'pickup_slip')),
+    job_key      TEXT NOT NULL,
+    result       TEXT NOT NULL CHECK (result IN ('printed', 'uncertain', 'expired', 'failed',
+                                                 'confirmed_printed', 'reprinted')),
+    at           TEXT NOT NULL,        -- when the job reached this result, at the store
+    printer      TEXT NOT NULL,
+    attempts     INTEGER NOT NULL CHECK (attempts >= 0),
+    error        TEXT,
+    reprint      INTEGER NOT NULL CHECK (reprint IN (0, 1)),
+    seq          INTEGER NOT NULL,
+    event_id     TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    PRIMARY KEY (order_id, kind)
+) WITHOUT ROWID;
+
+-- the admin order listing pages in (created_at, order_id) order
+CREATE INDEX orders_created ON orders(created_at, order_id);
+"""
+
 HUB_MIGRATIONS: list[tuple[str, str]] = [
     ("hub: stores, catalog, events, balances, changes, orders", INITIAL),
+    ("hub: print results of online orders", ORDER_PRINTS),
 ]

@@ -521,6 +521,234 @@ async def test_order_events_move_the_hubs_order_state(hub):
     assert wrong["results"][0]["reason"].startswith("unknown_order: ")
 
 
+# -- print results --------------------------------------------------------------------------------
+
+def print_result(store: str, seq: int, order_id: str | None, result: str = "printed", kind: str = "order_ticket",
+                 id: str | None = None, moves=None, **fields) -> dict:
+    """A print.result envelope: no moves key unless given; fields override (or, set to DROP, remove) the payload's."""
+    payload = {"job_key": f"{kind}:{order_id}", "kind": kind, "order_id": order_id, "result": result,
+               "printer": "前台小票机", "attempts": 1, "error": None, "at": CREATED_AT, "reprint": False, **fields}
+    payload = {k: v for k, v in payload.items() if v is not DROP}
+    return event(store, seq, moves, etype="print.result", id=id, **payload)
+
+
+DROP = object()
+
+
+def order_prints(data_dir: Path) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{data_dir / 'hub.db'}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT * FROM order_prints ORDER BY order_id, kind").fetchall()
+    finally:
+        conn.close()
+
+
+async def test_print_results_are_recorded_on_the_order_and_listed(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    o1 = (await hub.order("s1", [("DRK-001", 1)], order_id="wx-1"))["order_id"]
+    o2 = (await hub.order("s1", [("DRK-001", 1)], order_id="wx-2"))["order_id"]
+    got = await hub.admin("GET", f"/orders/{o1}")
+    assert (got["print"], got["prints"], got["printed"]) == (None, [], False)
+
+    failed = print_result("s1", 2, o1, "failed", attempts=3, error="缺纸")
+    data = await hub.ok_upload("s1", [failed])
+    assert data["results"] == [{"id": failed["id"], "seq": 2, "status": "applied"}]
+    got = await hub.admin("GET", f"/orders/{o1}")
+    assert got["print"] == {"kind": "order_ticket", "job_key": f"order_ticket:{o1}", "result": "failed",
+                            "at": CREATED_AT, "printer": "前台小票机", "attempts": 3, "error": "缺纸",
+                            "reprint": False, "event_id": failed["id"], "received_at": "2026-11-21T08:00:00.000Z"}
+    assert got["prints"] == [got["print"]] and got["printed"] is False
+    assert got["state"] == "created" and got["pending"] is True        # a print result is not an acknowledgement
+    # not printed: the failed one, and the one the store has not reported on yet
+    unprinted = await hub.admin("GET", "/orders", params={"printed": "false"})
+    assert [(o["order_id"], o["print"] and o["print"]["result"]) for o in unprinted["orders"]] == \
+        [(o1, "failed"), (o2, None)]
+    assert unprinted["next_after"] is None and "lines" not in unprinted["orders"][0]
+
+    # a person asks for a reprint; the new job prints; then the pickup slip is uncertain until confirmed
+    later = "2026-11-21T08:05:00.000Z"
+    data = await hub.ok_upload("s1", [
+        print_result("s1", 3, o1, "reprinted", attempts=3, error="缺纸", moves=[]),
+        print_result("s1", 4, o1, "printed", at=later, reprint=True, job_key=f"order_ticket:{o1}:2"),
+        print_result("s1", 5, o1, "uncertain", "pickup_slip", printer="取货单打印机", attempts=2, error=DROP,
+                     reprint=DROP)])
+    assert [r["status"] for r in data["results"]] == ["applied"] * 3
+    got = await hub.admin("GET", f"/orders/{o1}")
+    assert [(p["kind"], p["result"], p["attempts"], p["reprint"], p["error"]) for p in got["prints"]] == \
+        [("order_ticket", "printed", 1, True, None), ("pickup_slip", "uncertain", 2, False, None)]
+    assert (got["print"]["kind"], got["print"]["printer"], got["printed"]) == ("pickup_slip", "取货单打印机", False)
+    assert got["prints"][0]["at"] == later and got["prints"][0]["job_key"] == f"order_ticket:{o1}:2"
+    await hub.ok_upload("s1", [print_result("s1", 6, o1, "confirmed_printed", "pickup_slip", attempts=2)])
+    got = await hub.admin("GET", f"/orders/{o1}")
+    assert (got["print"]["result"], got["printed"]) == ("confirmed_printed", True)
+    assert got["lines"][0]["sku"] == "DRK-001"
+    assert [o["order_id"] for o in (await hub.admin("GET", "/orders", params={"printed": "true"}))["orders"]] == [o1]
+    assert [o["order_id"] for o in (await hub.admin("GET", "/orders", params={"printed": "false"}))["orders"]] == [o2]
+    # a print result has no stock effect
+    assert (await hub.sync("s1", "balances"))["balances"] == [{"sku": "DRK-001", "on_hand": 10, "reserved": 0}]
+
+    # a closed order still takes its print results: they are facts of the store
+    await hub.admin("POST", f"/orders/{o2}/cancel", {"reason": "顾客取消"})
+    await hub.ok_upload("s1", [print_result("s1", 7, o2, "expired", attempts=0)])
+    got = await hub.admin("GET", f"/orders/{o2}")
+    assert (got["state"], got["print"]["result"], got["printed"]) == ("cancelled", "expired", False)
+
+
+async def test_a_replayed_print_result_changes_nothing(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    o1 = (await hub.order("s1", [("DRK-001", 1)]))["order_id"]
+    sent = [print_result("s1", 2, o1, "uncertain", attempts=2), print_result("s1", 3, o1, "confirmed_printed")]
+    await hub.ok_upload("s1", sent)
+    before, view = db_dump(hub.data_dir), await hub.admin("GET", f"/orders/{o1}")
+    again = await hub.ok_upload("s1", sent)
+    assert [r["status"] for r in again["results"]] == ["duplicate", "duplicate"] and again["next_seq"] == 4
+    # the same id at a new seq, even with another body, is the same event: no effect, the seq is not taken
+    older = dict(sent[0], seq=4)
+    assert (await hub.ok_upload("s1", [older]))["results"] == [{"id": sent[0]["id"], "seq": 4, "status": "duplicate"}]
+    assert (await hub.ok_upload("s1", [dict(sent[1], seq=4, payload=dict(sent[1]["payload"], result="failed"))])
+            )["results"][0]["status"] == "duplicate"
+    assert db_dump(hub.data_dir) == before
+    assert await hub.admin("GET", f"/orders/{o1}") == view
+    assert (view["print"]["result"], view["printed"]) == ("confirmed_printed", True)
+    # later (only the store's last upload time moves): the order's print info and received_at stay as they were
+    prints = order_prints(hub.data_dir)
+    hub.clock.advance(60)
+    assert [r["status"] for r in (await hub.ok_upload("s1", sent))["results"]] == ["duplicate", "duplicate"]
+    assert order_prints(hub.data_dir) == prints and await hub.admin("GET", f"/orders/{o1}") == view
+
+
+async def test_malformed_print_results_are_rejected_per_event_and_record_nothing(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    await hub.ok_upload("s2", [event("s2", 1, [("DRK-001", 10, "receipt")])])
+    o1 = (await hub.order("s1", [("DRK-001", 1)]))["order_id"]
+    theirs = (await hub.order("s2", [("DRK-001", 1)]))["order_id"]
+    view = await hub.admin("GET", f"/orders/{o1}")
+    bad = [
+        (print_result("s1", 0, o1, "done"), "invalid_payload: result must be one of printed, uncertain"),
+        (print_result("s1", 0, o1, DROP), "invalid_payload: result must be"),
+        (print_result("s1", 0, o1, ["printed"]), "invalid_payload: result must be"),
+        (print_result("s1", 0, DROP), "invalid_payload: order_id must be a string"),
+        (print_result("s1", 0, None), "invalid_payload: order_id must be a string"),
+        (print_result("s1", 0, 42), "invalid_payload: order_id must be a string"),
+        (print_result("s1", 0, "", job_key="order_ticket:x"), "invalid_payload: order_id must be a string"),
+        (print_result("s1", 0, o1, kind="receipt"), "invalid_payload: kind must be one of order_ticket, pickup_slip"),
+        (print_result("s1", 0, o1, kind=DROP), "invalid_payload: kind must be"),
+        (print_result("s1", 0, o1, job_key=DROP), "invalid_payload: job_key must be"),
+        (print_result("s1", 0, o1, job_key=""), "invalid_payload: job_key must be"),
+        (print_result("s1", 0, o1, job_key=7), "invalid_payload: job_key must be"),
+        (print_result("s1", 0, o1, printer=None), "invalid_payload: printer must be"),
+        (print_result("s1", 0, o1, printer=""), "invalid_payload: printer must be"),
+        (print_result("s1", 0, o1, printer=DROP), "invalid_payload: printer must be"),
+        (print_result("s1", 0, o1, attempts="1"), "invalid_payload: attempts must be"),
+        (print_result("s1", 0, o1, attempts=1.0), "invalid_payload: attempts must be"),
+        (print_result("s1", 0, o1, attempts=True), "invalid_payload: attempts must be"),
+        (print_result("s1", 0, o1, attempts=-1), "invalid_payload: attempts must be"),
+        (print_result("s1", 0, o1, attempts=10 ** 30), "invalid_payload: attempts must be"),
+        (print_result("s1", 0, o1, attempts=DROP), "invalid_payload: attempts must be"),
+        (print_result("s1", 0, o1, error=5), "invalid_payload: error must be null or a string"),
+        (print_result("s1", 0, o1, error={"code": 1}), "invalid_payload: error must be"),
+        (print_result("s1", 0, o1, at="yesterday"), "invalid_payload: at must be an ISO 8601 time"),
+        (print_result("s1", 0, o1, at="2026-11-21T08:00:00"), "invalid_payload: at must be"),
+        (print_result("s1", 0, o1, at=DROP), "invalid_payload: at must be"),
+        (print_result("s1", 0, o1, reprint="false"), "invalid_payload: reprint must be true or false"),
+        (print_result("s1", 0, o1, reprint=0), "invalid_payload: reprint must be"),
+        (print_result("s1", 0, o1, reprint=None), "invalid_payload: reprint must be"),
+        (print_result("s1", 0, o1, moves=[("DRK-001", -1, "sale")]),
+         "invalid_moves: a print.result has no stock effect"),
+        (dict(print_result("s1", 0, o1), payload=dict(print_result("s1", 0, o1)["payload"], moves=None)),
+         "invalid_moves: payload.moves must"),
+        (dict(print_result("s1", 0, o1), payload=[]), "invalid_envelope: payload"),
+        (print_result("s1", 0, "o-unknown"), "unknown_order: o-unknown is not an order the hub created for store s1"),
+        (print_result("s1", 0, theirs), "unknown_order: "),                     # another store's order
+    ]
+    batch = [dict(e, seq=n) for n, (e, _) in enumerate(bad, start=2)]
+    data = await hub.ok_upload("s1", batch)
+    assert data["next_seq"] == len(batch) + 2                        # every rejected event kept its seq
+    for result, (sent, reason) in zip(data["results"], bad):
+        assert result["status"] == "rejected" and result["reason"].startswith(reason), (result, reason)
+        assert result["id"] == sent["id"]
+    assert order_prints(hub.data_dir) == []
+    assert await hub.admin("GET", f"/orders/{o1}") == view
+    rejected = await hub.admin("GET", "/stores/s1/events", params={"status": "rejected", "limit": "1000"})
+    assert [e["type"] for e in rejected["events"]] == ["print.result"] * len(bad)
+    assert rejected["events"][0]["reason"] == "invalid_payload: result must be one of printed, uncertain, expired, " \
+                                              "failed, confirmed_printed, reprinted (got done)"
+    # unknown fields are ignored (protocol section 7); the order is unaffected by what went before
+    ok = print_result("s1", len(batch) + 2, o1, "printed", copies=2)
+    assert (await hub.ok_upload("s1", [ok]))["results"][0]["status"] == "applied"
+    assert (await hub.admin("GET", f"/orders/{o1}"))["printed"] is True
+    assert len(order_prints(hub.data_dir)) == 1
+
+
+async def test_the_order_listing_filters_and_pages(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    await hub.ok_upload("s2", [event("s2", 1, [("DRK-001", 10, "receipt")])])
+    ids = []
+    for n in range(5):
+        hub.clock.advance(1)
+        ids.append((await hub.order("s1" if n != 2 else "s2", [("DRK-001", 1)], order_id=f"o-{5 - n}"))["order_id"])
+    # created in the order o-5, o-4, o-3 (s2), o-2, o-1: listed by creation, not by id
+    assert [o["order_id"] for o in (await hub.admin("GET", "/orders"))["orders"]] == ids
+    await hub.ok_upload("s1", [print_result("s1", 2, "o-5", "printed"), print_result("s1", 3, "o-2", "failed"),
+                               event("s1", 4, [], "order.state_changed", order_id="o-1", to="accepted",
+                                     operator="小李"),
+                               print_result("s1", 5, "o-1", "printed")])
+    await hub.ok_upload("s2", [print_result("s2", 2, "o-3", "printed")])
+
+    async def listed(**params):
+        return [o["order_id"] for o in (await hub.admin("GET", "/orders", params=params))["orders"]]
+
+    assert await listed(store_id="s1") == ["o-5", "o-4", "o-2", "o-1"]
+    assert await listed(store_id="s2") == ["o-3"]
+    assert await listed(store_id="s1", printed="false") == ["o-4", "o-2"]
+    assert await listed(printed="true") == ["o-5", "o-3", "o-1"]
+    assert await listed(printed="true", state="created") == ["o-5", "o-3"]
+    assert await listed(state="created", store_id="s1", printed="") == ["o-5", "o-4", "o-2"]
+    assert await listed(state="picked_up") == []
+    pages, after = [], None
+    while True:
+        page = await hub.admin("GET", "/orders", params={"limit": "2", **({"after": after} if after else {})})
+        pages.append([o["order_id"] for o in page["orders"]])
+        if (after := page["next_after"]) is None:
+            break
+    assert pages == [["o-5", "o-4"], ["o-3", "o-2"], ["o-1"]]
+    page = await hub.admin("GET", "/orders", params={"printed": "false", "limit": "1"})
+    assert [o["order_id"] for o in page["orders"]] == ["o-4"] and page["next_after"] == "o-4"
+    page = await hub.admin("GET", "/orders", params={"printed": "false", "limit": "1", "after": "o-4"})
+    assert [o["order_id"] for o in page["orders"]] == ["o-2"] and page["next_after"] is None
+    item = (await hub.admin("GET", "/orders", params={"after": "o-2"}))["orders"][0]
+    assert (item["order_id"], item["state"], item["pending"], item["print"]["result"], item["printed"]) == \
+        ("o-1", "accepted", False, "printed", True)
+    for params, error in (({"printed": "yes"}, "printed must be"), ({"state": "lost"}, "state must be"),
+                          ({"after": "o-none"}, "after: no order"), ({"limit": "0"}, "limit must be")):
+        assert (await hub.admin("GET", "/orders", params=params, status=400))["message"].startswith(error), params
+    assert (await hub.admin("GET", "/orders", params={"store_id": "s9"}, status=404))["error"] == "not_found"
+
+
+async def test_a_hub_database_of_schema_1_is_migrated(tmp_path):
+    from edge.db import open_store_db
+    from sync.hub_schema import HUB_MIGRATIONS
+
+    data_dir = tmp_path / "hub"
+    conn = open_store_db(data_dir / "hub.db", HUB_MIGRATIONS[:1])   # as the hub before print results left it
+    conn.close()
+    hub = await start_hub(data_dir)
+    try:
+        await hub.add_store("s1")
+        await hub.add_products(product("DRK-001"))
+        await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 5, "receipt")])])
+        order = await hub.order("s1", [("DRK-001", 1)])
+        await hub.ok_upload("s1", [print_result("s1", 2, order["order_id"], "printed")])
+        assert (await hub.admin("GET", f"/orders/{order['order_id']}"))["printed"] is True
+    finally:
+        await hub.close()
+    check = sqlite3.connect(data_dir / "hub.db")
+    try:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == len(HUB_MIGRATIONS) == 2
+    finally:
+        check.close()
+
+
 async def test_corrections_and_published_changes(hub):
     code, data = await hub.call("POST", "/admin/v1/changes", {"type": "key.published", "payload": {
         "kid": "k1", "alg": "Ed25519", "public_key": "A" * 43 + "="}})
@@ -591,7 +819,8 @@ async def test_admin_api_needs_the_admin_token(hub):
               ("GET", "/admin/v1/stores/s1/events"), ("GET", "/admin/v1/stores/s1/availability"),
               ("POST", "/admin/v1/stores/s1/orders"), ("POST", "/admin/v1/stores/s1/corrections"),
               ("POST", "/admin/v1/products"), ("GET", "/admin/v1/orders/o-1"), ("POST", "/admin/v1/orders/o-1/cancel"),
-              ("POST", "/admin/v1/orders/o-1/refund"), ("POST", "/admin/v1/changes"), ("POST", "/admin/v1/epoch")]
+              ("POST", "/admin/v1/orders/o-1/refund"), ("POST", "/admin/v1/changes"), ("POST", "/admin/v1/epoch"),
+              ("GET", "/admin/v1/orders")]
     before = db_dump(hub.data_dir)
     for method, path in routes:
         for token in (None, "wrong", hub.tokens["s1"], ADMIN + "x"):
@@ -779,6 +1008,11 @@ BAD = [
     ("events-limit", "GET", "/admin/v1/stores/s1/events?limit=5000", None, ADMIN, 400, "invalid_request"),
     ("availability-unknown", "GET", "/admin/v1/stores/s9/availability", None, ADMIN, 404, "not_found"),
     ("order-get-unknown", "GET", "/admin/v1/orders/o-x", None, ADMIN, 404, "not_found"),
+    ("orders-printed", "GET", "/admin/v1/orders?printed=no", None, ADMIN, 400, "invalid_request"),
+    ("orders-state", "GET", "/admin/v1/orders?state=lost", None, ADMIN, 400, "invalid_request"),
+    ("orders-after", "GET", "/admin/v1/orders?after=o-x", None, ADMIN, 400, "invalid_request"),
+    ("orders-limit", "GET", "/admin/v1/orders?limit=0", None, ADMIN, 400, "invalid_request"),
+    ("orders-unknown-store", "GET", "/admin/v1/orders?store_id=s9", None, ADMIN, 404, "not_found"),
     ("admin-unknown-path", "GET", "/admin/v1/nothing", None, ADMIN, 404, "not_found"),
     ("root", "GET", "/", None, None, 404, "not_found"),
 ]
