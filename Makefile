@@ -4,7 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := python3 python3-venv python3-pip
+APT_PACKAGES := python3 python3-venv python3-pip fonts-wqy-microhei
+# the CJK font draws Chinese for printers without a Chinese font (raster) and the virtual printer's PNGs
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
 .PHONY: demo test bench system-packages clean
 
@@ -19,7 +21,8 @@ bench: $(STAMP)
 
 # Debian packages, installed only when missing (apt needs root: sudo is used if not root).
 system-packages:
-	@if ! python3 -c 'import sys, ensurepip, venv; assert sys.version_info >= (3, 11)' 2>/dev/null; then \
+	@if ! python3 -c 'import sys, ensurepip, venv; assert sys.version_info >= (3, 11)' 2>/dev/null \
+		|| [ ! -f $(CJK_FONT) ]; then \
 		echo "installing Debian packages: $(APT_PACKAGES)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
 	fi

@@ -315,14 +315,12 @@ def item_line(
     return lines
 
 
-def item_header(columns: int) -> str:
-    """The column titles matching :func:`item_line` (one row in both layouts)."""
+def item_header(columns: int, item: str = "商品", qty: str = "数量", price: str = "单价", amount: str = "金额",
+                narrow: str = "商品/数量×单价") -> str:
+    """The column titles matching :func:`item_line` (one row in both layouts); labels may be translated."""
     if columns >= NARROW_ITEM_LAYOUT_BELOW:
-        name_w = columns - 27
-        return _pad_right("商品", name_w) + _pad_left("数量", 6) + _pad_left("单价", 10) + _pad_left(
-            "金额", 11
-        )
-    return columns_line("商品/数量×单价", "金额", columns, overflow="truncate")[0]
+        return _pad_right(item, columns - 27) + _pad_left(qty, 6) + _pad_left(price, 10) + _pad_left(amount, 11)
+    return columns_line(narrow, amount, columns, overflow="truncate")[0]
 
 
 def center(text: str, columns: int) -> list[str]:

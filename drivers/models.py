@@ -22,8 +22,23 @@ class DeviceConfig(BaseModel):
     enabled: bool = True
 
 
+# What a printer can be asked to print. Routing: each kind goes to the first enabled printer whose
+# `documents` lists it; a kind no printer lists is simply not printed (no job is queued).
+DOCUMENT_KINDS = ("receipt", "drawer", "order_ticket", "pickup_slip", "daily_summary", "status_ticket",
+                  "test_page")
+DocumentKind = Literal[DOCUMENT_KINDS]  # a tuple subscript: the same as listing each kind
+
+
 class _Printer(DeviceConfig):
     paper_mm: Literal[58, 80] = 80
+    documents: Annotated[list[DocumentKind], Field(min_length=1)] = list(DOCUMENT_KINDS)
+    encoding: Literal["gb18030", "gbk"] = "gb18030"  # gbk: older printers without the 4-byte part
+    chinese_font: bool = True   # false: text is printed as raster images (printers without a Chinese font)
+    native_qr: bool = True      # false: QR codes as images (printers without GS ( k)
+    # how to ask for real-time status: DLE EOT (Epson), GS r (some clones), auto (try both), none
+    status: Literal["auto", "dle_eot", "gs_r", "none"] = "auto"
+    cut: bool = True
+    drawer_pin: Literal[2, 5] = 2
 
 
 class NetworkPrinter(_Printer):

@@ -22,7 +22,8 @@ Decoded commands (everything else is skipped with a logged note; garbage never c
   DLE EOT n        real-time status: ONE byte answered at once, as soon as it is received, even
                    while the printer is offline or holding a job (see the bit layout below)
   GS r n           status (n=1/49 paper sensor, n=2/50 drawer), for clones that answer that instead;
-                   answered on receipt like DLE EOT
+                   answered on receipt like DLE EOT. State `answers` picks which queries are answered:
+                   all (default), dle_eot, gs_r (a clone) or none (a printer that never answers)
   ESC - n, ESC 2, ESC 3 n, ESC J n, ESC M n, ESC R n, ESC t n, ESC SP n, ESC $ nL nH, GS B n,
   GS L nL nH, GS W nL nH, GS h n, GS w n, GS H n, GS f n, FS ! n, FS - n, FS S n1 n2, FS W n, HT, CR:
                    understood and ignored (no effect on the text record)
@@ -60,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import glob
 import io
 import json
 import logging
@@ -73,6 +73,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aiohttp import web
+
+from drivers.fonts import find_cjk_font
 
 log = logging.getLogger("drivers.virtual_printer")
 
@@ -97,6 +99,7 @@ class PrinterState:
     slow_delay: float = 0.0  # seconds to sleep after each slow_every bytes read
     slow_every: int = 64
     drop_after: int | None = None  # cut each connection off after this many bytes
+    answers: str = "all"  # status queries answered: all, dle_eot, gs_r (a clone), none (a dumb printer)
 
     @property
     def ready(self) -> bool:
@@ -485,29 +488,6 @@ class Decoder:
 # ---------------------------------------------------------------------------------------------
 # PNG rendering
 
-_FONT_GLOBS = [
-    "/usr/share/fonts/**/NotoSansCJK*", "/usr/share/fonts/**/NotoSansMonoCJK*", "/usr/share/fonts/**/NotoSerifCJK*",
-    "/usr/share/fonts/**/wqy*", "/usr/share/fonts/**/DroidSansFallback*", "/usr/share/fonts/**/SourceHan*",
-    "/usr/share/fonts/**/uming*", "/usr/share/fonts/**/ukai*", "/usr/local/share/fonts/**/*CJK*",
-    "/usr/share/fonts/**/simsun*", "/usr/share/fonts/**/msyh*",
-]
-_font_path: str | None | bool = False  # False: not looked up yet
-
-
-def find_cjk_font() -> str | None:
-    global _font_path
-    if _font_path is False:
-        _font_path = None
-        for pattern in _FONT_GLOBS:
-            hits = sorted(glob.glob(pattern, recursive=True))
-            if hits:
-                _font_path = hits[0]
-                break
-        if _font_path is None:
-            log.warning("no CJK font found: Chinese renders as boxes in PNGs (install fonts-noto-cjk or fonts-wqy-zenhei)")
-    return _font_path  # type: ignore[return-value]
-
-
 def render_png(receipt: Receipt, paper_mm: int = 80) -> bytes:
     """A PNG of the receipt at the paper's width in dots (384 for 58 mm, 576 for 80 mm)."""
     from PIL import Image, ImageDraw, ImageFont  # noqa: PLC0415
@@ -651,6 +631,8 @@ class VirtualPrinter:
         bad = set(changes) - names
         if bad:
             raise ValueError(f"unknown state keys: {sorted(bad)}")
+        if changes.get("answers", "all") not in ("all", "dle_eot", "gs_r", "none"):
+            raise ValueError("answers must be all, dle_eot, gs_r or none")
         for k, v in changes.items():
             setattr(self.state, k, v)
         log.info("state", extra={"kv": changes})
@@ -732,9 +714,10 @@ class VirtualPrinter:
                     if i + 2 >= n:
                         return buf[i:]
                     arg = buf[i + 2]
-                    if c == DLE and 1 <= arg <= 4:
+                    answers = self.state.answers
+                    if c == DLE and 1 <= arg <= 4 and answers in ("all", "dle_eot"):
                         self._answer(writer, "DLE EOT", arg, status_byte(arg, self.state))
-                    elif c == GS and arg in (1, 2, 49, 50):
+                    elif c == GS and arg in (1, 2, 49, 50) and answers in ("all", "gs_r"):
                         self._answer(writer, "GS r", arg, gs_r_byte(arg, self.state))
                     i += 3
                     continue

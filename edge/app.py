@@ -14,10 +14,11 @@ import time
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from edge import api, status_page, stock, systemd, tokens
+from edge import api, print_api, status_page, stock, systemd, tokens  # noqa: F401 (print_api registers routes)
 from edge.config import Config
 from edge.errors import InputError
-from edge.keys import CONFIG, DEVICE, STARTED, STORE, SYNC
+from edge.keys import CONFIG, DEVICE, PRINTING, STARTED, STORE, SYNC
+from edge.printing import PrintService
 from edge.db import Store
 from edge.serving import serve_until_stopped
 from sync import api as sync_api  # noqa: F401 (registers the /sync operations)
@@ -60,6 +61,20 @@ async def sync_subsystem(app: web.Application):
     log.info("sync stopped")
 
 
+async def printing_subsystem(app: web.Application):
+    """A worker per configured printer; started after sync so the status ticket can show the cloud link."""
+    engine = app.get(SYNC)
+    service = PrintService(app[STORE], app[CONFIG], link=engine.link if engine else None)
+    await service.start()
+    app[PRINTING] = service
+    log.info("printing started", extra={"kv": {"printers": len(service.workers),
+                                               "routes": ",".join(f"{k}>{p}" for k, (p, _) in service.routes.items())
+                                               or "-"}})
+    yield
+    await service.stop()
+    log.info("printing stopped")
+
+
 async def scheduler_subsystem(app: web.Application):
     config = app[CONFIG]
     scheduler = AsyncIOScheduler(timezone=config.tz)
@@ -75,7 +90,7 @@ async def scheduler_subsystem(app: web.Application):
     log.info("scheduler stopped")
 
 
-SUBSYSTEMS = (store_subsystem, sync_subsystem, scheduler_subsystem)
+SUBSYSTEMS = (store_subsystem, sync_subsystem, printing_subsystem, scheduler_subsystem)
 
 
 async def reconcile_job(engine: SyncEngine) -> None:

@@ -95,6 +95,11 @@ class SecretRef(Section):
     credential: str | None = None
 
 
+def _int_to_float(value):
+    """Seconds written as 5 or 5.0 are both fine (strict mode would refuse the int)."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class CloudSection(Section):
     url: str = ""
     token: SecretRef | None = None
@@ -104,10 +109,8 @@ class CloudSection(Section):
     retry_max_seconds: Annotated[float, Field(ge=1, le=3600)] = 300.0     # cap of the retry backoff
     person_retry_seconds: Annotated[float, Field(ge=1, le=3600)] = 300.0  # retry after a refusal (401/403/4xx)
 
-    @field_validator("timeout_seconds", "retry_max_seconds", "person_retry_seconds", mode="before")
-    @classmethod
-    def _whole_seconds_ok(cls, value):
-        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    _whole_seconds_ok = field_validator("timeout_seconds", "retry_max_seconds", "person_retry_seconds",
+                                        mode="before")(lambda value: _int_to_float(value))
 
     @field_validator("url")
     @classmethod
@@ -115,6 +118,28 @@ class CloudSection(Section):
         if value and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError(f"{value!r} is not an http:// or https:// URL")
         return value.rstrip("/")
+
+
+class TtlSection(Section):
+    """How long a job may wait for its printer before it expires (visibly: it is listed, never lost)."""
+
+    drawer: Annotated[int, Field(ge=1, le=3600)] = 10          # a drawer opening late is worse than none
+    receipt: Annotated[int, Field(ge=10, le=7 * 86400)] = 3600
+    order_ticket: Annotated[int, Field(ge=10, le=7 * 86400)] = 86400
+    pickup_slip: Annotated[int, Field(ge=10, le=7 * 86400)] = 3600
+    daily_summary: Annotated[int, Field(ge=10, le=7 * 86400)] = 86400
+    status_ticket: Annotated[int, Field(ge=10, le=7 * 86400)] = 600
+    test_page: Annotated[int, Field(ge=10, le=7 * 86400)] = 600
+
+
+class PrintingSection(Section):
+    language: Literal["zh", "en"] = "zh"           # labels on printed documents
+    status_poll_seconds: Annotated[float, Field(ge=0.05, le=600)] = 5.0
+    unprinted_alert_minutes: Annotated[int, Field(ge=1, le=1440)] = 3
+    status_ticket_at_start: bool = True
+    ttl_seconds: TtlSection = TtlSection()
+
+    _whole_seconds_ok = field_validator("status_poll_seconds", mode="before")(lambda value: _int_to_float(value))
 
 
 class LogSection(Section):
@@ -134,6 +159,7 @@ ConfigFile = create_model(
     store=(StoreSection, ...),
     api=(ApiSection, ApiSection()),
     cloud=(CloudSection, CloudSection()),
+    printing=(PrintingSection, PrintingSection()),
     log=(LogSection, LogSection()),
     **{section: _device_field(models) for section, models in DEVICE_SECTIONS.items()},
 )
@@ -159,6 +185,10 @@ class Config:
     @property
     def cloud(self) -> CloudSection:
         return self.raw.cloud
+
+    @property
+    def printing(self) -> PrintingSection:
+        return self.raw.printing
 
     @property
     def log(self) -> LogSection:

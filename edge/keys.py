@@ -10,3 +10,4 @@ STORE = web.AppKey("store", Store)
 STARTED = web.AppKey("started", float)
 SYNC = web.AppKey("sync", object)  # sync.engine.SyncEngine, absent without [cloud] url
 DEVICE = web.RequestKey("device", str)  # the authenticated till, or "local"
+PRINTING = web.AppKey("printing", object)  # edge.printing.PrintService

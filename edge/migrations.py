@@ -261,3 +261,45 @@ CREATE TABLE reconciliations (
 """
 
 MIGRATIONS.append(("sync: state, dead letters, inbox, online orders, reconciliation", SYNC))
+
+PRINT_JOB_STATES = ("queued", "printing", "printed", "uncertain", "failed", "expired")
+
+PRINTING = f"""
+-- Which printer prints each document kind, and for how long a job may wait: rewritten from config.toml at
+-- every start, so a transaction that queues a job (a sale, an order arriving) needs no config.
+CREATE TABLE print_routes (
+    kind         TEXT PRIMARY KEY,
+    printer      TEXT NOT NULL,
+    ttl_seconds  INTEGER NOT NULL CHECK (ttl_seconds > 0)
+);
+
+-- The durable spool. `key` is stable (kind and what is printed), so queuing the same thing twice is a no-op;
+-- a reprint is a new job with its own key. A job cut off while being sent becomes 'uncertain' and is never
+-- resent by itself: a person confirms it printed, or asks for a reprint.
+CREATE TABLE print_jobs (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    key          TEXT NOT NULL UNIQUE,
+    kind         TEXT NOT NULL,
+    printer      TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    order_id     TEXT,
+    reprint_of   INTEGER REFERENCES print_jobs(id),
+    reprint      INTEGER NOT NULL DEFAULT 0 CHECK (reprint IN (0, 1)),
+    state        TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ({", ".join(f"'{s}'" for s in PRINT_JOB_STATES)})),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    note         TEXT,
+    resolution   TEXT CHECK (resolution IN ('confirmed_printed', 'reprinted')),
+    resolved_by  TEXT,
+    created_by   TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    expires_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    finished_at  TEXT
+);
+CREATE INDEX print_jobs_queue ON print_jobs(printer, state, id);
+CREATE INDEX print_jobs_order ON print_jobs(order_id) WHERE order_id IS NOT NULL;
+CREATE INDEX print_jobs_state ON print_jobs(state, id);
+"""
+
+MIGRATIONS.append(("printing: routes and the durable print spool", PRINTING))

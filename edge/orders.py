@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge import outbox
+from edge import outbox, spool
 from edge.context import WriteContext
 from edge.errors import InputError, NotFound
 from edge.schemas import Body, Sku, Text
@@ -86,6 +86,9 @@ def receive(conn: sqlite3.Connection, order: OrderCreated, ctx: WriteContext) ->
     # reserved even when short: available goes below zero, which is the truth the manager must see
     moves = apply_moves(conn, (Move(r[0], r[3], "reserve") for r in rows), "order", order.order_id, ctx)
     outbox.emit(conn, "order.received", {"order_id": order.order_id, "short": short, "moves": moves}, ctx.now)
+    # the picking ticket is queued with the order: an order in the store is an order that will print
+    spool.enqueue(conn, "order_ticket", f"order_ticket:{order.order_id}", {"order_id": order.order_id}, ctx,
+                  order_id=order.order_id)
     return get_order(conn, order.order_id)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 
-from edge import outbox
+from edge import outbox, spool
 from edge.catalog import resolve_sku
 from edge.context import WriteContext
 from edge.errors import InputError, NotFound
@@ -59,7 +59,14 @@ def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext) -> di
 
     sale = get_sale(conn, sale_id)
     outbox.emit(conn, "sale.recorded", {**sale, "moves": moves}, ctx.now)
-    return {"sale": sale, "warnings": _short_stock(conn, {line[0] for line in lines})}
+    # queued in the sale's transaction: a sale recorded is a receipt that will print (if a printer prints them)
+    jobs = []
+    if any(p.method == "cash" for p in body.payments):
+        jobs.append(spool.enqueue(conn, "drawer", f"drawer:{sale_id}", {"sale_id": sale_id}, ctx))
+    if body.print_receipt:
+        jobs.append(spool.enqueue(conn, "receipt", f"receipt:{sale_id}", {"sale_id": sale_id}, ctx))
+    return {"sale": sale, "warnings": _short_stock(conn, {line[0] for line in lines}),
+            "print_jobs": [{"id": j["id"], "kind": j["kind"], "printer": j["printer"]} for j in jobs if j]}
 
 
 def _short_stock(conn: sqlite3.Connection, skus: set[str]) -> list[dict]:

@@ -57,6 +57,8 @@ class SaleIn(Body):
     discount_fen: Fen = Field(0, description="Discount on the whole sale, after line discounts")
     cashier: Text | None = None
     note: Text | None = None
+    print_receipt: bool = Field(True, description="false when the customer wants no receipt (the drawer still "
+                                                  "opens on cash)")
 
 
 class ReturnLine(Body):
