@@ -31,7 +31,10 @@ CONNECT_TIMEOUT = 3.0
 WRITE_TIMEOUT = 10.0
 STATUS_TIMEOUT = 0.5  # a printer answers real-time status in a few ms; silence this long means it will not
 STATUS_GRACE = 0.02   # after the answers arrive, wait this long for a straggler that would shift them
-NO_STATUS_RETRY = 300.0  # a printer that answered neither query is asked again after this long
+NO_STATUS_RETRY = 60.0  # a printer that answered neither query is asked again after this long
+# A status query sent after a job is answered once the printer has read the job: allow for the link's
+# speed. Serial: baud / 10 bytes a second; network and USB printers read at least this fast.
+MIN_BYTES_PER_SECOND = 2048
 
 
 class PrinterError(Exception):
@@ -142,10 +145,11 @@ class PrinterDevice:
             log.debug("close failed", extra={"kv": {"printer": self.name, "error": _reason(exc)}})
 
     # -- status ---------------------------------------------------------------------------------
-    def status(self) -> Status | None:
+    def status(self, after_bytes: int = 0) -> Status | None:
         """The printer's status, or None when it does not answer status queries (print anyway).
 
-        Raises PrinterError when the printer cannot be reached at all.
+        `after_bytes`: how much was just sent; the answer waits behind it. Raises PrinterError when the
+        printer cannot be reached at all.
         """
         if self._mode == "none" or time.monotonic() < self._no_status_until:
             self.open()
@@ -153,7 +157,7 @@ class PrinterDevice:
         modes = ("dle_eot", "gs_r") if self._mode == "auto" else (self._mode,)
         for mode in modes:
             self.open()
-            status = self._query(mode)
+            status = self._query(mode, STATUS_TIMEOUT + after_bytes / self._bytes_per_second())
             if status is not None:
                 if self._mode == "auto":
                     self._mode = mode
@@ -163,11 +167,14 @@ class PrinterDevice:
         self._no_status_until = time.monotonic() + NO_STATUS_RETRY
         return None
 
-    def _query(self, mode: str) -> Status | None:
+    def _bytes_per_second(self) -> float:
+        return self.cfg.baud / 10 if isinstance(self.cfg, SerialPrinter) else MIN_BYTES_PER_SECOND
+
+    def _query(self, mode: str, timeout: float) -> Status | None:
         request, count, parse = QUERIES[mode]
         self._drain()
         self._send(request, during="status query")
-        answer = self._read(count)
+        answer = self._read(count, timeout)
         if len(answer) < count:
             return None
         if len(answer) > count:
@@ -214,10 +221,10 @@ class PrinterDevice:
             while self._usb_read(10):
                 pass
 
-    def _read(self, count: int) -> bytes:
+    def _read(self, count: int, timeout: float) -> bytes:
         """Read until `count` bytes came, then a short grace for stragglers; b'' on silence."""
         buf = bytearray()
-        deadline = time.monotonic() + STATUS_TIMEOUT
+        deadline = time.monotonic() + timeout
         while True:
             now = time.monotonic()
             wait = (deadline - now) if len(buf) < count else STATUS_GRACE

@@ -52,6 +52,9 @@ are kept in its buffer, not printed; real-time status requests in them are still
 becomes ready again the held bytes print, which is what real printers do (the "whole buffer prints
 once paper is refilled" hazard; a held drawer pulse opens the drawer then, too).
 
+Connections are served one at a time, as raw-port printers do: a second connection is accepted but
+not read (its bytes wait, unanswered) until the first one closes.
+
 Control: Python methods on VirtualPrinter (set_state, receipts, clear, render_png) and an HTTP JSON
 API (aiohttp, separate port): GET /state, PUT /state {...}, GET /receipts, GET /receipts/{n},
 GET /receipts/{n}.txt, GET /receipts/{n}.png, GET /pending, DELETE /receipts.
@@ -590,6 +593,8 @@ class VirtualPrinter:
         self._server: asyncio.base_events.Server | None = None
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Event()
+        # like a real raw-port printer, one connection at a time: the next waits (unread) until it closes
+        self._one_at_a_time = asyncio.Lock()
         self._png_cache: dict[int, bytes] = {}
 
     # -- lifecycle
@@ -730,10 +735,19 @@ class VirtualPrinter:
             writer.write(bytes([value]))
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        peer = writer.get_extra_info("peername")
         writers = self.__dict__.setdefault("_writers", set())
         writers.add(writer)
+        try:
+            async with self._one_at_a_time:
+                await self._serve(reader, writer)
+        finally:
+            writers.discard(writer)
+            if not writer.is_closing():
+                writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        peer = writer.get_extra_info("peername")
         received = 0
         tail = b""
         log.info("connection", extra={"kv": {"peer": peer}})
@@ -760,10 +774,6 @@ class VirtualPrinter:
                     await asyncio.sleep(st.slow_delay)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
-        finally:
-            writers.discard(writer)
-            if not writer.is_closing():
-                writer.close()
 
     # -- HTTP control API
     def control_app(self) -> web.Application:

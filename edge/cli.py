@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -46,12 +48,22 @@ def open_db(config: config_mod.Config):
 # -- commands -------------------------------------------------------------------------------------
 
 def cmd_run(args) -> int:
-    from edge import app  # noqa: PLC0415 (aiohttp is only needed by the daemon)
-
     config = load_config(args.config)
     log_mod.setup(config.log.level)
+    return _serve(config)
+
+
+def _serve(config: config_mod.Config, with_demo_printer: bool = False) -> int:
+    from edge import app  # noqa: PLC0415 (aiohttp is only needed by the daemon)
+
+    async def main():
+        if not with_demo_printer:
+            return await app.serve(config)
+        async with demo_printer(config) as demo_config:
+            await app.serve(demo_config)
+
     try:
-        asyncio.run(app.serve(config))
+        asyncio.run(main())
     except (OSError, db.SchemaTooNew) as exc:  # port taken, data folder not writable, newer database
         logging.getLogger("edge").error("cannot start", extra={"kv": {"error": str(exc)}})
         return 1
@@ -76,7 +88,24 @@ def cmd_demo(args) -> int:
         conn.close()
     print(f"store-edge demo: status page http://{config.api.host}:{config.api.port}/  (Ctrl-C stops)",
           file=sys.stderr)
-    return cmd_run(args)
+    return _serve(config, with_demo_printer=not config.raw.printers)
+
+
+@contextlib.asynccontextmanager
+async def demo_printer(config: config_mod.Config):
+    """A virtual printer for a demo without printers: receipts land as .txt, .json and .png files."""
+    from drivers.models import NetworkPrinter  # noqa: PLC0415
+    from drivers.virtual_printer import VirtualPrinter  # noqa: PLC0415
+
+    out = config.data_dir / "virtual-printer"
+    vp = await VirtualPrinter(port=0, control_port=0, out_dir=out).start()
+    print(f"virtual printer: receipts in {out}/ (txt, json, png); http://127.0.0.1:{vp.control_port}/receipts",
+          file=sys.stderr)
+    printer = NetworkPrinter(name="demo-printer", type="network", host="127.0.0.1", port=vp.port)
+    try:
+        yield dataclasses.replace(config, raw=config.raw.model_copy(update={"printers": [printer]}))
+    finally:
+        await vp.stop()
 
 
 def cmd_check_config(args) -> int:

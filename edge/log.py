@@ -38,8 +38,14 @@ class LineFormatter(logging.Formatter):
         return line
 
 
+def _not_library_chatter(record: logging.LogRecord) -> bool:
+    # python-escpos logs "Network printer enabled" and the like to the root logger at every connect
+    return not (record.name == "root" and record.levelno < logging.WARNING and "escpos" in record.pathname)
+
+
 def setup(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_not_library_chatter)
     handler.setFormatter(LineFormatter(journald=bool(os.environ.get("JOURNAL_STREAM"))))
     root = logging.getLogger()
     root.handlers[:] = [handler]

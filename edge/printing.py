@@ -131,10 +131,10 @@ class PrinterWorker:
                 log.exception("printer worker error", extra={"kv": {"printer": self.name}})
                 await asyncio.sleep(poll)
 
-    async def check(self) -> Status | None:
+    async def check(self, after_bytes: int = 0) -> Status | None:
         """Ask the printer's status and publish it. Raises nothing: an unreachable printer is a state."""
         try:
-            status = await self._io(self.device.status)
+            status = await self._io(self.device.status, after_bytes)
         except PrinterError as exc:
             self._set_state("unreachable", str(exc), None)
             return None
@@ -185,7 +185,7 @@ class PrinterWorker:
                 await store.write(spool.requeue, job["id"], f"连不上打印机：{exc}", self._ctx())
             return True
 
-        after = await self.check() if status is not None else None
+        after = await self.check(len(payload)) if status is not None else None
         if status is not None and after is None:
             await self._finish(job, "uncertain", error=f"发送后打印机没有回应：{self.error}")
         elif after is not None and not after.ready:
@@ -323,8 +323,8 @@ class PrintService:
                                   printer: str | None = None) -> dict | None:
         payload = await self.status_ticket_data()
         ctx = context.make(operator, self.config.tz)
-        return await self.store.write(spool.enqueue, "status_ticket", key or f"status_ticket:{ctx.now}", payload,
-                                      ctx, printer=printer)
+        return await self.store.write(lambda conn: spool.enqueue(
+            conn, "status_ticket", key or f"status_ticket:{ctx.now}", payload, ctx, printer=printer))
 
     async def status_ticket_data(self) -> dict:
         from sync.queue import queue_status  # noqa: PLC0415 (sync imports edge; keep the layers one-way at import)

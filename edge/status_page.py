@@ -10,7 +10,8 @@ from aiohttp import web
 
 from edge import __version__
 from edge.clock import business_date, utcnow
-from edge.keys import CONFIG, STARTED, STORE, SYNC
+from drivers.documents import STATE_LABELS
+from edge.keys import CONFIG, PRINTING, STARTED, STORE, SYNC
 from sync import queue
 
 routes = web.RouteTableDef()
@@ -29,6 +30,7 @@ def _figures(conn, day: str) -> dict:
         "sales_fen": one("SELECT coalesce(sum(total_fen), 0) FROM sales WHERE business_date = ?", day),
         "queue": queue.queue_status(conn),
         "orders_open": one("SELECT count(*) FROM orders WHERE state IN ('received', 'accepted', 'ready')"),
+        "print_attention": one("SELECT count(*) FROM print_jobs WHERE state = 'uncertain' AND resolution IS NULL"),
         "orders_short": one("SELECT count(*) FROM orders WHERE short = 1 AND state IN ('received', 'accepted', "
                             "'ready')"),
     }
@@ -50,8 +52,17 @@ async def status(request: web.Request) -> web.Response:
     day = business_date(utcnow(), config.tz)
     f = await request.app[STORE].read(_figures, day)
     e = html.escape
+    printers = {p["name"]: p for p in request.app[PRINTING].printers()}
+
+    def device_state(section: str, device) -> str:
+        if section != "printers":
+            return "已配置（驱动随后续版本提供）"
+        p = printers[device.name]
+        text = STATE_LABELS["zh"].get(p["state"], p["state"])
+        return text + (f"<br><small>{e(p['error'])}</small>" if p.get("error") else "")
+
     devices = "".join(f"<tr><td>{DEVICE_KINDS[section]}</td><td>{e(d.name)}</td><td>{e(d.type)}</td>"
-                      f"<td>已配置（驱动随后续版本提供）</td></tr>" for section, d in config.devices()) \
+                      f"<td>{device_state(section, d)}</td></tr>" for section, d in config.devices()) \
         or '<tr><td colspan="4">未配置设备。在 config.toml 中添加 [[printers]] 或 [[scanners]]。</td></tr>'
     engine = request.app.get(SYNC)
     if engine is None:
@@ -77,7 +88,9 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
 <div class="card">库存流水<b>{f["moves"]}</b>条</div>
 <div class="card">待同步事件<b>{f["queue"]["depth"]}</b>云端：{cloud}<br>
 待处理失败事件 {f["queue"]["dead_letters"]} 条</div>
-<div class="card">线上订单（待处理）<b>{f["orders_open"]}</b>缺货 {f["orders_short"]} 单</div>
+<div class="card">线上订单（待处理）<b>{f["orders_open"]}</b>缺货 {f["orders_short"]} 单<br>
+未打印 {len(request.app[PRINTING].alerts)} 单</div>
+<div class="card">待确认的打印<b>{f["print_attention"]}</b>打印中断，请确认是否已打印</div>
 </div>
 <h2>设备</h2><table><tr><th>类型</th><th>名称</th><th>接口</th><th>状态</th></tr>{devices}</table>
 <p><small>收银接口：<a href="/api/v1/openapi.json">/api/v1/openapi.json</a>（OpenAPI 文档）·

@@ -29,8 +29,8 @@ def printer_toml(name: str, port: int, documents: list[str] | None = None, **ext
     return "".join(lines)
 
 
-async def start(tmp_path, printers: str, printing: str = ""):
-    text = (f"[printing]\nstatus_poll_seconds = {POLL}\nstatus_ticket_at_start = false\n{printing}\n" + printers)
+async def start(tmp_path, printers: str, printing: str = "status_ticket_at_start = false\n"):
+    text = (f"[printing]\nstatus_poll_seconds = {POLL}\n{printing}\n" + printers)
     cfg = config_mod.load(write_config(tmp_path, text))
     seed(cfg.db_path)
     client = await start_client(cfg)
@@ -183,7 +183,8 @@ async def test_connection_dropped_mid_job_is_uncertain_and_not_resent(shop, vp):
 async def test_unreachable_printer_jobs_wait_then_expire_visibly(tmp_path, vp):
     await vp.stop()  # nothing listens on the port any more
     cfg, client, service = await start(tmp_path, printer_toml("counter", vp.port),
-                                       "[printing.ttl_seconds]\ndrawer = 1\nreceipt = 10\n")
+                                       "status_ticket_at_start = false\n[printing.ttl_seconds]\ndrawer = 1\n"
+                                       "receipt = 10\n")
     api = Api(client)
     try:
         await service.wait_for(lambda: _state(service, "unreachable"))
@@ -266,10 +267,20 @@ async def test_test_page_status_ticket_and_daily_summary(shop, vp):
     assert code == 404 and err["error"]["code"] == "unknown_printer"
 
 
+async def test_status_ticket_prints_at_start_with_the_printers_state(tmp_path, vp):
+    cfg, client, service = await start(tmp_path, printer_toml("counter", vp.port), "")
+    try:
+        receipts = await vp.wait_receipts(1, timeout=10)
+        assert "设备状态" in receipts[0].text and "counter" in receipts[0].text and "就绪" in receipts[0].text
+        assert receipts[0].qr[0]["data"] == f"http://127.0.0.1:{cfg.api.port}/"
+    finally:
+        await client.close()
+
+
 async def test_unprinted_order_raises_an_alert(tmp_path, vp):
     vp.set_state(paper_out=True)
     cfg, client, service = await start(tmp_path, printer_toml("counter", vp.port),
-                                       "unprinted_alert_minutes = 1\n")
+                                       "status_ticket_at_start = false\nunprinted_alert_minutes = 1\n")
     api = Api(client)
     try:
         order = await receive_order(service, cfg)
