@@ -13,6 +13,7 @@ After a query goes unanswered the connection is closed, so a late answer cannot 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -141,8 +142,13 @@ class PrinterDevice:
         self._open = False
         try:
             self._escpos.close()
-        except Exception as exc:  # noqa: BLE001 (closing a dead connection may fail; it is closed either way)
+        except Exception as exc:  # noqa: BLE001 (closing a dead port fails: flushing an unplugged serial port)
             log.debug("close failed", extra={"kv": {"printer": self.name, "error": _reason(exc)}})
+            with contextlib.suppress(Exception):
+                self._escpos._device.close()
+            # python-escpos forgets the port only when its close() succeeds; without this the next open()
+            # tries to close the dead port again and fails, and a replugged printer never comes back
+            self._escpos._device = False
 
     # -- status ---------------------------------------------------------------------------------
     def status(self, after_bytes: int = 0) -> Status | None:
@@ -213,13 +219,20 @@ class PrinterDevice:
                     raise PrinterError("the printer closed the connection")
                 self.stale_bytes += len(chunk)
         elif isinstance(self.cfg, SerialPrinter):
-            waiting = dev.in_waiting
-            if waiting:
-                self.stale_bytes += waiting
-            dev.reset_input_buffer()
+            try:
+                waiting = dev.in_waiting
+                dev.reset_input_buffer()
+            except OSError as exc:  # pyserial's SerialException too: the port was unplugged
+                self.close()
+                raise PrinterError(f"connection lost: {_reason(exc)}") from exc
+            self.stale_bytes += waiting
         elif isinstance(self.cfg, UsbPrinter):
-            while self._usb_read(10):
-                pass
+            try:
+                while self._usb_read(10):
+                    pass
+            except OSError as exc:
+                self.close()
+                raise PrinterError(f"connection lost: {_reason(exc)}") from exc
 
     def _read(self, count: int, timeout: float) -> bytes:
         """Read until `count` bytes came, then a short grace for stragglers; b'' on silence."""
