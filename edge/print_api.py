@@ -8,6 +8,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field, field_validator
 
+from drivers.models import DOCUMENT_KINDS
 from edge import spool
 from edge.api import LIMIT, Param, json_response, operation, query_bool, query_int, read, write
 from edge.errors import InputError, NotFound
@@ -75,6 +76,8 @@ async def list_printers(request):
 @operation("get", "/print-jobs", "Print jobs, newest first", tag="printing",
            params=[Param("state", "query", {"type": "string", "enum": list(PRINT_JOB_STATES)}, "Only this state"),
                    Param("printer", "query", {"type": "string"}, "Only this printer"),
+                   Param("kind", "query", {"type": "string", "enum": list(DOCUMENT_KINDS)},
+                         "Only this kind (receipt: the last receipt to reprint is the first item)"),
                    Param("order_id", "query", {"type": "string"}, "Only the jobs of this online order"),
                    Param("attention", "query", {"type": "boolean"},
                          "Only uncertain jobs nobody has confirmed or reprinted yet"),
@@ -85,7 +88,12 @@ async def list_jobs(request):
     if state is not None and state not in PRINT_JOB_STATES:
         raise InputError("invalid_query", f"state must be one of {', '.join(PRINT_JOB_STATES)}", field="state",
                          status=400)
+    kind = request.query.get("kind") or None
+    if kind is not None and kind not in DOCUMENT_KINDS:
+        raise InputError("invalid_query", f"kind must be one of {', '.join(DOCUMENT_KINDS)}", field="kind",
+                         status=400)
     return await read(request, spool.list_jobs, state=state, printer=request.query.get("printer") or None,
+                      kind=kind,
                       order_id=request.query.get("order_id") or None, attention=query_bool(request, "attention"),
                       before=query_int(request, "before", None, 0, 2**63 - 1),
                       limit=query_int(request, "limit", 100, 1, 1000))

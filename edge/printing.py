@@ -36,6 +36,7 @@ WAIT_REASONS = {  # why a job waits, as staff read it on the dashboard
     "offline": "打印机离线", "paper_out": "打印机缺纸", "cover_open": "打印机上盖打开", "unreachable": "连不上打印机",
 }
 ALERT_EVERY = 1.0  # seconds between expiry and unprinted-order checks
+STOP_GRACE = 3.0   # at shutdown, how long a job being sent may take to finish (systemd allows 20 s)
 
 
 def now_iso() -> str:
@@ -90,6 +91,8 @@ class PrinterWorker:
         self.results: dict[str, int] = {}  # jobs finished by this worker, by state (for /metrics)
         self.wake = asyncio.Event()
         self.checked = asyncio.Event()     # set after the first status check
+        self._stopping = False
+        self._stop_event = asyncio.Event()
         self._task: asyncio.Task | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -97,8 +100,14 @@ class PrinterWorker:
         self._task = asyncio.create_task(self._run(), name=f"printer-{self.name}")
 
     async def stop(self) -> None:
+        """Let a job being sent finish (briefly), so a clean stop does not leave it uncertain."""
+        self._stopping = True
+        self.wake.set()
+        self._stop_event.set()
         if self._task:
-            self._task.cancel()
+            done, _ = await asyncio.wait([self._task], timeout=STOP_GRACE)
+            if not done:
+                self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         # a device call in progress finishes on its own thread (its timeouts bound it); then the port closes
         await asyncio.get_running_loop().run_in_executor(self._thread, self.device.close)
@@ -116,7 +125,7 @@ class PrinterWorker:
 
     async def _run(self) -> None:
         store, poll = self.service.store, self.service.config.printing.status_poll_seconds
-        while True:
+        while not self._stopping:
             try:
                 self.wake.clear()  # before the read: a job queued after it wakes us again
                 job = await store.read(spool.next_job, self.name, now_iso())
@@ -124,12 +133,18 @@ class PrinterWorker:
                     await self.check()
                     await _wait(self.wake, poll)
                 elif not await self._print(job):
-                    await asyncio.sleep(poll)  # the printer is not ready: ask again after a poll interval
+                    await self._pause(poll)  # the printer is not ready: ask again after a poll interval
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 (a bug must not stop this printer for good)
                 log.exception("printer worker error", extra={"kv": {"printer": self.name}})
-                await asyncio.sleep(poll)
+                await self._pause(poll)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless stopping (new jobs do not end it: the printer is what we wait for)."""
+        self._stop_event.clear()
+        if not self._stopping:
+            await _wait(self._stop_event, seconds)
 
     async def check(self, after_bytes: int = 0) -> Status | None:
         """Ask the printer's status and publish it. Raises nothing: an unreachable printer is a state."""

@@ -84,10 +84,10 @@ def _job(row: sqlite3.Row) -> dict:
 
 
 def list_jobs(conn: sqlite3.Connection, *, state: str | None = None, printer: str | None = None,
-              order_id: str | None = None, attention: bool = False, before: int | None = None,
+              kind: str | None = None, order_id: str | None = None, attention: bool = False, before: int | None = None,
               limit: int = 100) -> dict:
     where, args = [], []
-    for column, value in (("state", state), ("printer", printer), ("order_id", order_id)):
+    for column, value in (("state", state), ("printer", printer), ("kind", kind), ("order_id", order_id)):
         if value is not None:
             where.append(f"{column} = ?")
             args.append(value)

@@ -87,6 +87,8 @@ async def test_cash_sale_opens_drawer_and_prints_receipt(shop, vp):
     cfg, api, service = shop
     sale = await api.ok("/sales", SALE)
     assert [j["kind"] for j in sale["print_jobs"]] == ["drawer", "receipt"]
+    code, last = await api.get("/print-jobs", {"kind": "receipt", "limit": "1"})
+    assert last["items"][0]["payload"] == {"sale_id": sale["sale"]["id"]}
     await vp.wait_receipts(1, timeout=5)
     await service.wait_for(lambda: all_final(service))
     assert await job_states(service) == [("drawer", "printed"), ("receipt", "printed")]
@@ -267,6 +269,17 @@ async def test_test_page_status_ticket_and_daily_summary(shop, vp):
     assert code == 404 and err["error"]["code"] == "unknown_printer"
 
 
+async def test_clean_stop_lets_the_job_being_sent_finish(tmp_path, vp):
+    cfg, client, service = await start(tmp_path, printer_toml("counter", vp.port))
+    await service.wait_for(lambda: _state(service, "ready"))
+    vp.set_state(slow_delay=0.02, slow_every=128)  # a receipt takes about half a second to go through
+    await Api(client).ok("/sales", {**SALE, "payments": [{"method": "wechat", "amount_fen": 1150}]})
+    await service.wait_for(lambda: _job_state(service, "receipt", "printing"))
+    await client.close()  # the daemon stops (SIGTERM does the same)
+    assert query(cfg.db_path, "SELECT state FROM print_jobs") == [("printed",)]
+    assert len(vp.receipts()) == 1
+
+
 async def test_status_ticket_prints_at_start_with_the_printers_state(tmp_path, vp):
     cfg, client, service = await start(tmp_path, printer_toml("counter", vp.port), "")
     try:
@@ -307,8 +320,9 @@ async def test_bad_requests_change_nothing(shop, vp):
         code, err, _ = await api.post(path, body)
         assert code in (404, 422), (path, err)
     assert await job_states(service) == []
-    code, err = await api.get("/print-jobs", {"state": "lost"})
-    assert code == 400
+    for params in ({"state": "lost"}, {"kind": "poster"}, {"limit": "0"}, {"attention": "maybe"}):
+        code, err = await api.get("/print-jobs", params)
+        assert code == 400, params
 
 
 # -- predicates ----------------------------------------------------------------------------------
