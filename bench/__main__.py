@@ -1,4 +1,4 @@
-"""`python -m bench {ledger,sync,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
+"""`python -m bench {ledger,sync,print,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
 
 from __future__ import annotations
 
@@ -19,7 +19,13 @@ def _sync(quick: bool) -> dict:
     return sync.run(quick=quick)
 
 
-BENCHMARKS = {"ledger": _ledger, "sync": _sync}
+def _print(quick: bool) -> dict:
+    from bench import print as print_bench  # noqa: PLC0415 (imported when asked for)
+
+    return print_bench.run(quick=quick)
+
+
+BENCHMARKS = {"ledger": _ledger, "sync": _sync, "print": _print}
 
 
 def main(argv: list[str] | None = None) -> int:

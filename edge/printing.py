@@ -93,6 +93,7 @@ class PrinterWorker:
         self.checked = asyncio.Event()     # set after the first status check
         self._stopping = False
         self._stop_event = asyncio.Event()
+        self._checked_at = float("-inf")  # loop time of the last status check
         self._task: asyncio.Task | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -130,8 +131,13 @@ class PrinterWorker:
                 self.wake.clear()  # before the read: a job queued after it wakes us again
                 job = await store.read(spool.next_job, self.name, now_iso())
                 if job is None:
-                    await self.check()
-                    await _wait(self.wake, poll)
+                    # idle: the status is asked once a poll interval, not after every job (a job
+                    # arriving during a needless check would wait for it)
+                    due = self._checked_at + poll - asyncio.get_running_loop().time()
+                    if due <= 0:
+                        await self.check()
+                    else:
+                        await _wait(self.wake, due)
                 elif not await self._print(job):
                     await self._pause(poll)  # the printer is not ready: ask again after a poll interval
             except asyncio.CancelledError:
@@ -160,6 +166,7 @@ class PrinterWorker:
         return status
 
     def _set_state(self, state: str, error: str | None, status: Status | None) -> None:
+        self._checked_at = asyncio.get_running_loop().time()
         self.checked_at = now_iso()
         self.status, self.error = status, error
         self.checked.set()

@@ -347,12 +347,10 @@ def _job_state(service, kind, state):
     return check()
 
 
-async def _has_alert_impl(service):
-    return bool(service.alerts)
-
-
 def _has_alert(service):
-    return _has_alert_impl(service)
+    async def check():  # with the reason the ticket waits (the worker may not have tried it yet)
+        return bool(service.alerts) and bool(service.alerts[0]["last_error"])
+    return check()
 
 
 def _no_alert(service):
