@@ -255,7 +255,7 @@ class PrintService:
         ctx = context.make(spool.SYSTEM, self.config.tz)
 
         def prepare(conn):
-            spool.set_routes(conn, self.routes)
+            spool.set_routes(conn, self.routes, list(self.workers))
             return spool.recover(conn, ctx)
 
         for job in await self.store.write(prepare):

@@ -30,13 +30,15 @@ def _later(now: str, seconds: int) -> str:
 
 # -- routes ---------------------------------------------------------------------------------------
 
-def set_routes(conn: sqlite3.Connection, routes: dict[str, tuple[str, int]]) -> None:
-    """Replace the routes: kind → (printer, ttl seconds). Queued jobs follow their kind's new printer."""
+def set_routes(conn: sqlite3.Connection, routes: dict[str, tuple[str, int]], printers: list[str]) -> None:
+    """Replace the routes: kind → (printer, ttl seconds). Queued jobs of a printer that is gone (removed
+    or disabled in config.toml) move to their kind's printer; jobs for a printer named on purpose stay."""
     conn.execute("DELETE FROM print_routes")
     conn.executemany("INSERT INTO print_routes (kind, printer, ttl_seconds) VALUES (?, ?, ?)",
                      [(kind, printer, ttl) for kind, (printer, ttl) in routes.items()])
-    conn.execute("UPDATE print_jobs SET printer = (SELECT printer FROM print_routes r WHERE r.kind = print_jobs.kind) "
-                 "WHERE state = 'queued' AND reprint_of IS NULL AND kind IN (SELECT kind FROM print_routes)")
+    conn.execute(f"UPDATE print_jobs SET printer = (SELECT printer FROM print_routes r WHERE r.kind = print_jobs.kind) "
+                 f"WHERE state = 'queued' AND kind IN (SELECT kind FROM print_routes) "
+                 f"AND printer NOT IN ({', '.join('?' * len(printers))})", printers)
 
 
 def route(conn: sqlite3.Connection, kind: str) -> tuple[str, int] | None:
