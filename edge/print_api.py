@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date
 from typing import Annotated
 
@@ -11,6 +12,7 @@ from pydantic import Field, field_validator
 from drivers.models import DOCUMENT_KINDS
 from edge import spool
 from edge.api import LIMIT, Param, json_response, operation, query_bool, query_int, read, write
+from edge.context import WriteContext
 from edge.errors import InputError, NotFound
 from edge.keys import CONFIG, PRINTING, STORE
 from edge.migrations import PRINT_JOB_STATES
@@ -46,6 +48,11 @@ class DailySummary(Body):
         if value is not None:
             date.fromisoformat(value)  # 2026-02-30 is refused here with a clear message
         return value
+
+
+def by(body, ctx: WriteContext) -> WriteContext:
+    """Jobs a person asks for are created by that person (the job's created_by)."""
+    return dataclasses.replace(ctx, device=body.operator)
 
 
 def _job_id(request: web.Request) -> int:
@@ -133,7 +140,7 @@ async def test_page(request):
 
     def run(conn, body, ctx):
         return spool.enqueue(conn, "test_page", f"test_page:{name}:{ctx.now}", {"printer": name, "paper_mm": paper},
-                             ctx, printer=name)
+                             by(body, ctx), printer=name)
     return await write(request, PrinterAction, run)
 
 
@@ -145,7 +152,8 @@ async def status_ticket(request):
     payload = await request.app[PRINTING].status_ticket_data()
 
     def run(conn, body, ctx):
-        return spool.enqueue(conn, "status_ticket", f"status_ticket:{name}:{ctx.now}", payload, ctx, printer=name)
+        return spool.enqueue(conn, "status_ticket", f"status_ticket:{name}:{ctx.now}", payload, by(body, ctx),
+                             printer=name)
     return await write(request, PrinterAction, run)
 
 
@@ -154,7 +162,7 @@ async def status_ticket(request):
 async def daily_summary(request):
     def run(conn, body, ctx):
         day = body.date or ctx.day
-        job = spool.enqueue(conn, "daily_summary", f"daily_summary:{day}:{ctx.now}", {"date": day}, ctx)
+        job = spool.enqueue(conn, "daily_summary", f"daily_summary:{day}:{ctx.now}", {"date": day}, by(body, ctx))
         if job is None:
             raise InputError("no_printer", "no printer prints daily_summary (add it to a printer's documents in "
                              "config.toml)", status=409)

@@ -256,7 +256,8 @@ async def test_a_hung_printer_does_not_hold_up_another(tmp_path, vp):
 
 async def test_test_page_status_ticket_and_daily_summary(shop, vp):
     cfg, api, service = shop
-    await api.ok("/printers/counter/test-page", {"operator": "IT"})
+    job = await api.ok("/printers/counter/test-page", {"operator": "IT"})
+    assert job["created_by"] == "IT" and job["kind"] == "test_page"
     await api.ok("/printers/counter/status-ticket", {"operator": "IT"})
     await api.ok("/sales", {**SALE, "print_receipt": False})
     await api.ok("/print/daily-summary", {"operator": "店长"})
