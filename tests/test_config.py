@@ -171,3 +171,22 @@ def test_check_config_command(tmp_path):
     run = subprocess.run([sys.executable, "-m", "edge", "check-config", str(bad)], capture_output=True, text=True)
     assert run.returncode == 1
     assert "bad.toml:6: api.port: Input should be greater than or equal to 1" in run.stdout
+
+
+def test_every_document_kind_has_a_time_to_live():
+    from drivers.models import DOCUMENT_KINDS  # noqa: PLC0415
+    from edge.config import TtlSection  # noqa: PLC0415
+
+    assert set(TtlSection.model_fields) == set(DOCUMENT_KINDS)
+
+
+def test_printer_and_printing_keys_are_checked(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[store]\nid = "s"\nname = "店"\n\n[printing]\nlanguage = "fr"\n\n[printing.ttl_seconds]\n'
+                    'drawer = 0\n\n[[printers]]\nname = "p"\ntype = "network"\nhost = "10.0.0.9"\n'
+                    'documents = ["receipt", "poster"]\nstatus = "sometimes"\n', encoding="utf-8")
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path)
+    text = "\n".join(err.value.problems)
+    for key in ("printing.language", "printing.ttl_seconds.drawer", "printers[0].documents[1]", "printers[0].status"):
+        assert key in text, text
