@@ -44,16 +44,17 @@ class Operation:
     responses: dict[int, str] = field(default_factory=dict)
     public: bool = False
     tag: str = "pos"
+    writes: bool = True  # False: a POST that only reads (its body holds what must not be in a URL, e.g. a token)
 
 
 OPERATIONS: list[Operation] = []
 
 
 def operation(method: str, path: str, summary: str, *, body=None, params=(), responses=None, public=False,
-              tag="pos"):
+              tag="pos", writes=True):
     def register(handler):
         OPERATIONS.append(Operation(method, PREFIX + path, summary, handler, body, tuple(params),
-                                    responses or {200: "OK"}, public, tag))
+                                    responses or {200: "OK"}, public, tag, writes and method != "get"))
         return handler
     return register
 
@@ -151,7 +152,11 @@ SKU = Param("sku", "path", {"type": "string"}, "Product SKU", True)
 @operation("post", "/sales", "Record a till sale (stock moves and the outbox event in one transaction)",
            body=SaleIn, responses={201: "The sale as recorded, and warnings such as negative stock"})
 async def post_sale(request):
-    return await write(request, SaleIn, sales.record_sale)
+    from edge.verify_api import checks  # noqa: PLC0415 (verify_api builds on this module)
+
+    now = checks(request)
+    online_only = frozenset(request.app[CONFIG].verification.online_only_coupons)
+    return await write(request, SaleIn, lambda conn, body, ctx: sales.record_sale(conn, body, ctx, now, online_only))
 
 
 @operation("post", "/sales/{sale_id}/returns", "Return items of a sale (refund, and restock unless told not to)",

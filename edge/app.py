@@ -14,10 +14,10 @@ import time
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from edge import api, print_api, status_page, stock, systemd, tokens  # noqa: F401 (print_api registers routes)
+from edge import api, pickup, print_api, status_page, stock, systemd, tokens, verify_api  # noqa: F401 (routes)
 from edge.config import Config
 from edge.errors import InputError
-from edge.keys import CONFIG, DEVICE, PRINTING, STARTED, STORE, SYNC
+from edge.keys import CONFIG, DEVICE, LIMITER, PRINTING, STARTED, STORE, SYNC
 from edge.printing import PrintService
 from edge.db import Store
 from edge.serving import serve_until_stopped
@@ -156,6 +156,8 @@ def build_app(config: Config) -> web.Application:
                           client_max_size=config.api.max_body_kib * 1024)
     app[CONFIG] = config
     app[STARTED] = time.time()
+    app[LIMITER] = pickup.CodeLimiter(config.verification.code_attempts, config.verification.code_window_seconds,
+                                      config.verification.code_lockout_seconds)
     app.cleanup_ctx.extend(SUBSYSTEMS)
     app.add_routes(api.routes())
     app.add_routes(status_page.routes)

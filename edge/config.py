@@ -142,6 +142,14 @@ class PrintingSection(Section):
     _whole_seconds_ok = field_validator("status_poll_seconds", mode="before")(lambda value: _int_to_float(value))
 
 
+class VerificationSection(Section):
+    # coupon ids, or kinds ("value", "percent"), refused while the cloud is unreachable
+    online_only_coupons: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
+    code_attempts: Annotated[int, Field(ge=1, le=100)] = 5        # wrong typed codes a till may enter...
+    code_window_seconds: Annotated[int, Field(ge=1, le=3600)] = 60  # ...within this many seconds,
+    code_lockout_seconds: Annotated[int, Field(ge=1, le=3600)] = 60  # before it is locked this long
+
+
 class LogSection(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -160,6 +168,7 @@ ConfigFile = create_model(
     api=(ApiSection, ApiSection()),
     cloud=(CloudSection, CloudSection()),
     printing=(PrintingSection, PrintingSection()),
+    verification=(VerificationSection, VerificationSection()),
     log=(LogSection, LogSection()),
     **{section: _device_field(models) for section, models in DEVICE_SECTIONS.items()},
 )
@@ -189,6 +198,10 @@ class Config:
     @property
     def printing(self) -> PrintingSection:
         return self.raw.printing
+
+    @property
+    def verification(self) -> VerificationSection:
+        return self.raw.verification
 
     @property
     def log(self) -> LogSection:

@@ -9,16 +9,20 @@ class InputError(Exception):
     status = 422
 
     def __init__(self, code: str, message: str, field: str | None = None, status: int | None = None,
-                 fields: list[dict] | None = None):
+                 fields: list[dict] | None = None, detail: dict | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
         self.fields = fields if fields is not None else ([{"field": field, "reason": message}] if field else [])
+        self.detail = detail  # more for the screen that shows it (e.g. when and by whom a code was used)
         if status is not None:
             self.status = status
 
     def as_dict(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message, "fields": self.fields}}
+        error = {"code": self.code, "message": self.message, "fields": self.fields}
+        if self.detail:
+            error["detail"] = self.detail
+        return {"error": error}
 
 
 class NotFound(InputError):

@@ -11,3 +11,4 @@ STARTED = web.AppKey("started", float)
 SYNC = web.AppKey("sync", object)  # sync.engine.SyncEngine, absent without [cloud] url
 DEVICE = web.RequestKey("device", str)  # the authenticated till, or "local"
 PRINTING = web.AppKey("printing", object)  # edge.printing.PrintService
+LIMITER = web.AppKey("limiter", object)  # edge.pickup.CodeLimiter: typed pickup codes per till

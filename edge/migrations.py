@@ -303,3 +303,59 @@ CREATE INDEX print_jobs_state ON print_jobs(state, id);
 """
 
 MIGRATIONS.append(("printing: routes and the durable print spool", PRINTING))
+
+VERIFICATION = """
+-- 核销: a hand-over of an online order. One open row per order: a code works once; a reversal (冲正)
+-- closes the row, and the order can be handed over again.
+CREATE TABLE pickups (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    order_id        TEXT NOT NULL REFERENCES orders(id),
+    method          TEXT NOT NULL CHECK (method IN ('token', 'code')),
+    jti             TEXT,
+    operator        TEXT NOT NULL,
+    device          TEXT NOT NULL,
+    provisional     INTEGER NOT NULL CHECK (provisional IN (0, 1)),
+    verified_at     TEXT NOT NULL,
+    reversed_at     TEXT,
+    reversed_by     TEXT,
+    reverse_reason  TEXT
+);
+CREATE UNIQUE INDEX pickups_once ON pickups(order_id) WHERE reversed_at IS NULL;
+CREATE INDEX orders_pickup_code ON orders(pickup_code_sha256) WHERE pickup_code_sha256 IS NOT NULL;
+
+-- Coupons redeemed in a sale's transaction; uses per serial are counted here.
+CREATE TABLE coupon_redemptions (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    coupon_id     TEXT NOT NULL,
+    serial        TEXT NOT NULL,
+    jti           TEXT NOT NULL,
+    title         TEXT NOT NULL,
+    sale_id       TEXT NOT NULL REFERENCES sales(id),
+    discount_fen  INTEGER NOT NULL CHECK (discount_fen >= 0),
+    provisional   INTEGER NOT NULL CHECK (provisional IN (0, 1)),
+    device        TEXT NOT NULL,
+    redeemed_at   TEXT NOT NULL
+);
+CREATE INDEX coupon_redemptions_serial ON coupon_redemptions(coupon_id, serial);
+CREATE INDEX coupon_redemptions_sale ON coupon_redemptions(sale_id);
+
+-- Every scan, classified, in order; each consumer (a till's POS, the cashier screen) has its own
+-- position, so nothing is lost between two polls and nothing is delivered to one consumer twice.
+CREATE TABLE scans (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    device      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    text        TEXT NOT NULL,
+    raw         BLOB,
+    kind        TEXT NOT NULL,
+    detail      TEXT NOT NULL,
+    scanned_at  TEXT NOT NULL
+);
+CREATE TABLE scan_consumers (
+    name        TEXT PRIMARY KEY,
+    acked_seq   INTEGER NOT NULL DEFAULT 0,
+    updated_at  TEXT NOT NULL
+);
+"""
+
+MIGRATIONS.append(("verification: pickups, coupon redemptions, the scan queue", VERIFICATION))

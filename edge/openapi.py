@@ -44,7 +44,8 @@ def _document(tokens_required: bool) -> dict:
             schema = op.body.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(schema.pop("$defs", {}))
             schemas[op.body.__name__] = schema
-            entry["parameters"].append(IDEMPOTENCY_KEY)
+            if op.writes:
+                entry["parameters"].append(IDEMPOTENCY_KEY)
             entry["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}}}
         codes = dict(op.responses)
@@ -53,7 +54,8 @@ def _document(tokens_required: bool) -> dict:
         if op.body is not None:
             codes.setdefault(413, "The body is larger than [api] max_body_kib")
             codes.setdefault(415, "The body is not application/json")
-            codes.setdefault(422, "The body is invalid; `fields` says which and why. Nothing was written.")
+            codes.setdefault(422, "The body is invalid; `fields` says which and why."
+                                  + (" Nothing was written." if op.writes else ""))
         if not op.public and tokens_required:
             codes[401] = "Missing or unknown API token"
             entry["security"] = [{"deviceToken": []}]

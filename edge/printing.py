@@ -63,7 +63,8 @@ def document_data(conn, job: dict, store: dict) -> dict:
     kind, payload = job["kind"], job["payload"]
     data = {"store": store, **payload}
     if kind == "receipt":
-        data.update(sale=sales.get_sale(conn, payload["sale_id"]), qr=f"sale:{payload['sale_id']}")
+        sale = sales.get_sale(conn, payload["sale_id"])
+        data.update(sale=sale, coupons=sale["coupons"], qr=f"sale:{payload['sale_id']}")
     elif kind in ("order_ticket", "pickup_slip"):
         data["order"] = orders.get_order(conn, payload["order_id"])
     elif kind == "daily_summary":

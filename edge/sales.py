@@ -3,18 +3,22 @@ truth, so the ledger goes negative and the answer carries a warning for the mana
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import uuid
 
-from edge import outbox, spool
+from edge import coupons, outbox, spool
 from edge.catalog import resolve_sku
 from edge.context import WriteContext
+from edge.pickup import Checks
 from edge.errors import InputError, NotFound
 from edge.schemas import ReturnIn, SaleIn
 from edge.stock import Move, apply_moves
 
 
-def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext) -> dict:
+def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext, checks: Checks | None = None,
+                online_only: frozenset[str] = frozenset()) -> dict:
+    """`checks` (the store, the time, the cloud link) are needed only when the sale has coupons."""
     lines = []
     for index, line in enumerate(body.lines):
         where = f"lines[{index}]"
@@ -31,7 +35,22 @@ def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext) -> di
     if body.discount_fen > subtotal:
         raise InputError("discount_too_large", f"sale discount {body.discount_fen} fen is more than the "
                          f"{subtotal} fen after line discounts", field="discount_fen")
-    total = subtotal - body.discount_fen
+    applied = []
+    if body.coupons:
+        if checks is None:
+            raise InputError("coupons_unavailable", "coupons cannot be checked here", field="coupons")
+        categories = dict(conn.execute(f"SELECT sku, category FROM products WHERE sku IN "
+                                       f"({', '.join('?' * len(lines))})", [line[0] for line in lines]).fetchall())
+        applied = coupons.evaluate(conn, body.coupons, [coupons.SaleLine(line[0], categories.get(line[0]), line[6])
+                                                        for line in lines], checks, online_only)
+        # coupons come after the cashier's discount; together they never take the sale below zero
+        room, capped = subtotal - body.discount_fen, []
+        for a in applied:
+            capped.append(dataclasses.replace(a, discount_fen=min(a.discount_fen, room)))
+            room -= capped[-1].discount_fen
+        applied = capped
+    discount = body.discount_fen + sum(a.discount_fen for a in applied)
+    total = subtotal - discount
     paid = sum(p.amount_fen for p in body.payments)
     if paid < total:
         raise InputError("underpaid", f"payments add up to {paid} fen, the sale is {total} fen", field="payments")
@@ -46,7 +65,7 @@ def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext) -> di
     conn.execute(
         "INSERT INTO sales (id, number, device, cashier, business_date, created_at, subtotal_fen, discount_fen, "
         "total_fen, paid_fen, change_fen, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (sale_id, number, ctx.device, body.cashier, ctx.day, ctx.now, subtotal, body.discount_fen, total, paid, change,
+        (sale_id, number, ctx.device, body.cashier, ctx.day, ctx.now, subtotal, discount, total, paid, change,
          body.note))
     conn.executemany(
         "INSERT INTO sale_lines (sale_id, line_no, sku, barcode, name, qty, unit_price_fen, discount_fen, "
@@ -57,6 +76,7 @@ def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext) -> di
     moves = apply_moves(conn, (Move(line[0], -line[3], "sale") for line in lines),
                 "sale", sale_id, ctx)
 
+    coupons.redeem(conn, applied, sale_id, checks, ctx)
     sale = get_sale(conn, sale_id)
     outbox.emit(conn, "sale.recorded", {**sale, "moves": moves}, ctx.now)
     # queued in the sale's transaction: a sale recorded is a receipt that will print (if a printer prints them)
@@ -101,6 +121,7 @@ def get_sale(conn: sqlite3.Connection, sale_id: str) -> dict:
         "WHERE sale_id = ? ORDER BY line_no", (sale_id,))]
     sale["payments"] = [dict(r) for r in conn.execute(
         "SELECT method, amount_fen FROM sale_payments WHERE sale_id = ? ORDER BY seq", (sale_id,))]
+    sale["coupons"] = coupons.for_sale(conn, sale_id)
     sale["returns"] = [r[0] for r in conn.execute(
         "SELECT id FROM returns WHERE sale_id = ? ORDER BY created_at, id", (sale_id,))]
     return sale

@@ -57,6 +57,8 @@ class SaleIn(Body):
     discount_fen: Fen = Field(0, description="Discount on the whole sale, after line discounts")
     cashier: Text | None = None
     note: Text | None = None
+    coupons: Annotated[list[Annotated[str, Field(min_length=1, max_length=1024)]], Field(max_length=5)] = Field(
+        default_factory=list, description="Scanned coupon tokens (docs/tokens.md), redeemed with the sale")
     print_receipt: bool = Field(True, description="false when the customer wants no receipt (the drawer still "
                                                   "opens on cash)")
 

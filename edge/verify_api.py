@@ -1,0 +1,90 @@
+"""核销 on the local API: pickups by token or code (look up, hand over, reverse), coupon checks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import Field
+
+from edge import coupons, pickup
+from edge.api import LIMIT, Param, json_response, operation, parse_body, query_int, read, write
+from edge.errors import InputError
+from edge.keys import CONFIG, DEVICE, LIMITER, STORE, SYNC
+from edge.schemas import Body
+
+ORDER_ID = Param("order_id", "path", {"type": "string"}, "The order's id", True)
+
+
+def checks(request: web.Request) -> pickup.Checks:
+    """This store, now, and whether the cloud answers (hand-overs while it does not are provisional)."""
+    engine = request.app.get(SYNC)
+    return pickup.Checks(store_id=request.app[CONFIG].store.id,
+                         online=engine is None or engine.link.state == "online")
+
+
+async def _limited(request: web.Request, body: pickup.PickupIn, run):
+    """Typed codes are rate-limited per till: wrong ones count, a locked till is refused."""
+    if body.code is None:
+        return await run()
+    limiter = request.app[LIMITER]
+    limiter.check(request[DEVICE])
+    try:
+        return await run()
+    except InputError as exc:
+        if exc.code == "bad_code":
+            limiter.failed(request[DEVICE])
+        raise
+
+
+@operation("post", "/pickups/lookup", "Look up an online order by its pickup token (QR) or typed code",
+           tag="verification", body=pickup.PickupIn, writes=False,
+           responses={200: "order, method, provisional", 404: "unknown_order or bad_code",
+                      409: "already_used (detail: used_at, used_by) or not_ready", 422: "a refused token",
+                      429: "rate_limited"})
+async def lookup(request):
+    _, body = await parse_body(request, pickup.PickupIn)
+    now = checks(request)
+    return await _limited(request, body, lambda: read(request, pickup.lookup, body, now))
+
+
+@operation("post", "/pickups", "Hand an order over (核销): stock out, record, cloud event, pickup slip",
+           tag="verification", body=pickup.HandOver,
+           responses={201: "pickup, order, print_job", 404: "unknown_order or bad_code", 409: "already_used",
+                      422: "a refused token", 429: "rate_limited"})
+async def hand_over(request):
+    _, body = await parse_body(request, pickup.HandOver)
+    now = checks(request)
+    return await _limited(request, body, lambda: write(
+        request, pickup.HandOver, lambda conn, body, ctx: pickup.hand_over(conn, body, now, ctx)))
+
+
+@operation("post", "/pickups/{order_id}/reverse", "Reverse a hand-over made by mistake (冲正), with a reason",
+           tag="verification", body=pickup.Reversal, params=[ORDER_ID],
+           responses={201: "pickup (reversed) and order (ready again)", 404: "no such order",
+                      409: "not handed over"})
+async def reverse(request):
+    return await write(request, pickup.Reversal, pickup.reverse, request.match_info["order_id"])
+
+
+@operation("get", "/pickups", "Hand-overs, newest first", tag="verification",
+           params=[Param("before", "query", {"type": "integer"}, "The next_before of the previous page"), LIMIT],
+           responses={200: "items and next_before"})
+async def list_pickups(request):
+    return await read(request, pickup.list_pickups, before=query_int(request, "before", None, 0, 2**63 - 1),
+                      limit=query_int(request, "limit", 100, 1, 1000))
+
+
+class CouponCheck(Body):
+    token: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+@operation("post", "/coupons/check", "What a scanned coupon grants, and whether it can be used now",
+           tag="verification", body=CouponCheck, writes=False,
+           responses={200: "the coupon's terms and uses left", 409: "already_used", 422: "a refused token"})
+async def check_coupon(request):
+    _, body = await parse_body(request, CouponCheck)
+    now = checks(request)
+    online_only = frozenset(request.app[CONFIG].verification.online_only_coupons)
+    return json_response(await request.app[STORE].read(coupons.describe, body.token, now, online_only))
+
