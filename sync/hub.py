@@ -30,7 +30,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 from zoneinfo import ZoneInfo
@@ -45,6 +45,7 @@ from edge.serving import serve_until_stopped
 from edge.errors import validation_fields
 from edge.migrations import MOVE_REASONS, RESERVATION_REASONS
 from edge.schemas import ProductIn, Qty, Sku
+from sync import signing
 from sync.hub_schema import HUB_MIGRATIONS
 from sync.reconcile import checksum as balances_checksum
 
@@ -54,9 +55,11 @@ PROTOCOL = 1
 EVENT_TYPES = frozenset({
     "sale.recorded", "sale.returned", "stock.received", "stock.adjusted", "stock.counted", "stock.corrected",
     "order.received", "order.state_changed", "order.conflict", "change.rejected", "dead_letter.discarded",
-    "event.voided", "print.result",
+    "event.voided", "print.result", "pickup.verified", "pickup.reversed", "coupon.redeemed",
 })
-ORDER_EVENT_TYPES = frozenset({"order.received", "order.state_changed", "order.conflict", "print.result"})
+PICKUP_EVENT_TYPES = frozenset({"pickup.verified", "pickup.reversed"})
+ORDER_EVENT_TYPES = frozenset({"order.received", "order.state_changed", "order.conflict", "print.result",
+                               *PICKUP_EVENT_TYPES})
 STORE_ORDER_STATES = ("accepted", "ready", "picked_up", "cancelled", "refunded")
 CLOSED_ORDER_STATES = ("picked_up", "cancelled", "refunded")
 ORDER_STATES = ("created", *STORE_ORDER_STATES, "rejected")
@@ -65,6 +68,11 @@ PRINT_RESULTS = ("printed", "uncertain", "expired", "failed", "confirmed_printed
 PRINTED_RESULTS = ("printed", "confirmed_printed")   # the job's paper came out
 MAX_PRINT_ATTEMPTS = 1_000_000
 PUBLISHABLE = ("coupon.defined", "coupon.revoked", "key.published", "key.revoked")
+PICKUP_METHODS = ("token", "code")
+PICKUP_TOKEN_TTL = 7 * 86400       # seconds a pickup token is valid
+PICKUP_CODE_DIGITS = 6
+MAX_DISCOUNT_FEN = 1_000_000_000
+COUPON_FLAGS = ("over_use", "revoked", "wrong_store")
 
 MAX_BATCH = 500
 MAX_SEQ = 2 ** 53                  # JSON-safe, far inside SQLite's 64 bits
@@ -194,6 +202,89 @@ class OrderIn(Body):
 
 class ReasonIn(Body):
     reason: Reason
+
+
+class OptionalReasonIn(Body):
+    reason: Reason | None = None
+
+
+CouponId = Annotated[str, Field(pattern=ORDER_ID)]
+Fen = Annotated[int, Field(ge=1, le=MAX_DISCOUNT_FEN)]
+
+
+def _check_time(value):
+    if value is not None and not is_time(value):
+        raise ValueError("must be an ISO 8601 time with a zone, e.g. 2026-11-01T00:00:00Z")
+    return value
+
+
+class ScopeIn(Body):
+    skus: Annotated[list[Sku], Field(min_length=1, max_length=1000)] | None = None
+    categories: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                          Field(min_length=1, max_length=1000)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.skus is None) == (self.categories is None):
+            raise ValueError("scope must hold exactly one of skus or categories")
+        return self
+
+
+class CouponIn(Body):
+    """A coupon definition (docs/tokens.md), plus where to publish it (store_ids, not published)."""
+    coupon_id: CouponId
+    title: Name
+    kind: Literal["value", "percent"]
+    value_fen: Fen | None = None
+    percent_off: Annotated[int, Field(ge=1, le=99)] | None = None
+    max_discount_fen: Fen | None = None
+    min_spend_fen: Annotated[int, Field(ge=0, le=MAX_DISCOUNT_FEN)] = 0
+    scope: ScopeIn | None = None
+    valid_from: str
+    valid_until: str
+    uses: Annotated[int, Field(ge=1, le=1000)] = 1
+    online_only: bool = False
+    store_ids: Annotated[list[StoreId], Field(min_length=1, max_length=1000)] | None = None
+
+    @field_validator("valid_from", "valid_until")
+    @classmethod
+    def _times(cls, value):
+        return _check_time(value)
+
+    @model_validator(mode="after")
+    def _terms(self):
+        if self.kind == "value":
+            if self.value_fen is None:
+                raise ValueError("a value coupon needs value_fen")
+            if self.percent_off is not None or self.max_discount_fen is not None:
+                raise ValueError("percent_off and max_discount_fen are for percent coupons")
+        else:
+            if self.percent_off is None:
+                raise ValueError("a percent coupon needs percent_off (1-99)")
+            if self.value_fen is not None:
+                raise ValueError("value_fen is for value coupons")
+        if parse_time(self.valid_until) <= parse_time(self.valid_from):
+            raise ValueError("valid_until must be after valid_from")
+        if self.store_ids is not None and len(set(self.store_ids)) != len(self.store_ids):
+            raise ValueError("store_ids must not repeat a store")
+        return self
+
+    def definition(self) -> dict:
+        """The coupon.defined payload: the definition with its defaults, without store_ids."""
+        data = self.model_dump(exclude={"store_ids"}, exclude_none=True)
+        if self.scope is not None:
+            data["scope"] = self.scope.model_dump(exclude_none=True)
+        return data
+
+
+class IssueIn(Body):
+    store_id: StoreId | None = None
+    expires_at: str | None = Field(None, description="ISO 8601; default and latest: the coupon's valid_until")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _time(cls, value):
+        return _check_time(value)
 
 
 class CorrectionIn(Body):
@@ -344,6 +435,10 @@ class Hub:
             (log.info if why in ("first start", "--new-epoch") else log.warning)("new epoch", extra={"kv": kv})
         self.epoch = epoch
         await loop.run_in_executor(self.hw_pool, self.highwater.reset, epoch, marks["cursor"], marks["event_row"])
+        key = await self.store.write(ensure_signing_key, self.now())
+        if key is not None:  # first start (or no key left): a key, published to every store
+            await self.committed(cursor=key["cursor"])
+            log.info("signing key created", extra={"kv": {"kid": key["kid"], "cursor": key["cursor"]}})
         log.info("hub store open", extra={"kv": {"path": self.store.path, "epoch": epoch,
                                                  "cursor": marks["cursor"], "stores": marks["stores"]}})
 
@@ -554,6 +649,16 @@ def validate_event(conn, store_id: str, event: dict) -> str | None:
             return "invalid_moves: a print.result has no stock effect, so it carries no moves"
         if (problem := print_result_problem(payload)) is not None:
             return f"invalid_payload: {problem}"
+    if etype == "coupon.redeemed":
+        if payload.get("moves"):
+            return "invalid_moves: a coupon.redeemed has no stock effect of its own (the sale carries the moves)"
+        if (problem := coupon_redeemed_problem(payload)) is not None:
+            return f"invalid_payload: {problem}"
+    if etype in PICKUP_EVENT_TYPES:
+        if (problem := pickup_problem(etype, payload)) is not None:
+            return f"invalid_payload: {problem}"
+        if "moves" not in payload:
+            return f"invalid_moves: a {etype} carries the moves of the hand-over (release and pickup of each line)"
     if "moves" in payload:
         moves = payload["moves"]
         if not isinstance(moves, list) or len(moves) > MAX_MOVES:
@@ -583,7 +688,90 @@ def validate_event(conn, store_id: str, event: dict) -> str | None:
             return f"invalid_payload: to must be one of {', '.join(STORE_ORDER_STATES)} (got {show(payload.get('to'))})"
         if etype == "order.received" and "short" in payload and not isinstance(payload["short"], list):
             return "invalid_payload: short must be a list"
+        if etype in PICKUP_EVENT_TYPES:
+            return pickup_moves_problem(conn, etype, payload)
+    if etype == "coupon.redeemed":
+        coupon_id, serial = payload["coupon_id"], payload["serial"]
+        if not conn.execute("SELECT 1 FROM coupons WHERE coupon_id = ?", (coupon_id,)).fetchone():
+            return f"unknown_coupon: {show(coupon_id)} is not a coupon the hub defined"
+        if not conn.execute("SELECT 1 FROM coupon_serials WHERE serial = ? AND coupon_id = ?",
+                            (serial, coupon_id)).fetchone():
+            return f"unknown_serial: {show(serial)} is not a serial the hub issued of coupon {show(coupon_id)}"
     return None
+
+
+def _text_problem(payload: dict, name: str, limit: int = 200) -> str | None:
+    value = payload.get(name)
+    if not isinstance(value, str) or not 1 <= len(value) <= limit:
+        return f"{name} must be a string of 1 to {limit} characters (got {show(value)})"
+    return None
+
+
+def _bool_problem(payload: dict, name: str) -> str | None:
+    if type(payload.get(name)) is not bool:
+        return f"{name} must be true or false (got {show(payload.get(name))})"
+    return None
+
+
+def pickup_problem(etype: str, payload: dict) -> str | None:
+    """What is wrong with the fields of a pickup.verified / pickup.reversed payload (docs/tokens.md), or
+    None. The moves are checked against the order's lines afterwards. Unknown fields are ignored."""
+    for name, limit in (("order_id", 64), ("operator", 200)):
+        if (problem := _text_problem(payload, name, limit)) is not None:
+            return problem
+    if etype == "pickup.reversed":
+        return _text_problem(payload, "reason", 500)
+    method = payload.get("method")
+    if not isinstance(method, str) or method not in PICKUP_METHODS:
+        return f"method must be one of {', '.join(PICKUP_METHODS)} (got {show(method)})"
+    if (problem := _text_problem(payload, "device")) is not None:
+        return problem
+    if (problem := _bool_problem(payload, "provisional")) is not None:
+        return problem
+    if not is_time(payload.get("verified_at")):
+        return ("verified_at must be an ISO 8601 time such as 2026-11-21T08:00:00.000Z "
+                f"(got {show(payload.get('verified_at'))})")
+    if method == "token":
+        return _text_problem(payload, "jti", 64)
+    if payload.get("jti") is not None:
+        return f"jti is for method token; a code hand-over has none (null or absent; got {show(payload['jti'])})"
+    return None
+
+
+def pickup_moves_problem(conn, etype: str, payload: dict) -> str | None:
+    """A hand-over's moves are, per SKU of the order's lines, `release` -qty and `pickup` -qty; a reversal's
+    the opposite (+qty), and only of an order the store handed over."""
+    order_id, sign = payload["order_id"], -1 if etype == "pickup.verified" else 1
+    want: dict[tuple[str, str], int] = {}
+    for sku, qty in conn.execute("SELECT sku, sum(qty) FROM order_lines WHERE order_id = ? GROUP BY sku",
+                                 (order_id,)):
+        want[(sku, "release")] = want[(sku, "pickup")] = sign * qty
+    got: dict[tuple[str, str], int] = {}
+    for move in payload["moves"]:
+        if move["reason"] not in ("release", "pickup"):
+            return f"invalid_moves: a {etype} moves stock only by release and pickup (got {move['reason']})"
+        got[(move["sku"], move["reason"])] = got.get((move["sku"], move["reason"]), 0) + move["qty"]
+    if {k: q for k, q in got.items() if q} != want:
+        expected = ", ".join(f"{reason} {qty:+d} {sku}" for (sku, reason), qty in sorted(want.items()))
+        return f"invalid_moves: the moves of a {etype} must match the order's lines: {expected}"
+    if etype == "pickup.reversed":
+        state = conn.execute("SELECT state FROM orders WHERE order_id = ?", (order_id,)).fetchone()[0]
+        handed = conn.execute("SELECT 1 FROM order_pickups WHERE order_id = ? AND reversed_at IS NULL",
+                              (order_id,)).fetchone()
+        if handed is None and state != "picked_up":
+            return f"not_picked_up: order {order_id} has no hand-over to reverse (it is {state})"
+    return None
+
+
+def coupon_redeemed_problem(payload: dict) -> str | None:
+    """What is wrong with the fields of a coupon.redeemed payload (docs/tokens.md), or None."""
+    for name, limit in (("coupon_id", 64), ("serial", 64), ("jti", 64), ("sale_id", 128)):
+        if (problem := _text_problem(payload, name, limit)) is not None:
+            return problem
+    discount = payload.get("discount_fen")
+    if type(discount) is not int or not 0 <= discount <= MAX_DISCOUNT_FEN:
+        return f"discount_fen must be a whole number from 0 to {MAX_DISCOUNT_FEN} (got {show(discount)})"
+    return _bool_problem(payload, "provisional")
 
 
 def print_result_problem(payload: dict) -> str | None:
@@ -648,10 +836,74 @@ def apply_event(conn, store_id: str, event: dict, now: str) -> None:
                       clean(payload["error"]) if payload.get("error") is not None else None,
                       int(payload.get("reprint", False)), event["seq"], event["id"], now))
         conn.execute("UPDATE orders SET updated_at = ? WHERE order_id = ?", (now, order_id))
+    elif etype == "pickup.verified":
+        apply_pickup_verified(conn, event, now)
+    elif etype == "pickup.reversed":
+        conn.execute("UPDATE order_pickups SET reversed_at = ?, reversed_by = ?, reverse_reason = ?, "
+                     "reverse_event_id = ? WHERE order_id = ? AND reversed_at IS NULL",
+                     (clean(event["created_at"], 40), clean(payload["operator"], 200), clean(payload["reason"]),
+                      event["id"], order_id))
+        # the goods are back on the shelf, reserved for the order again
+        conn.execute("UPDATE orders SET state = CASE WHEN state = 'picked_up' THEN 'ready' ELSE state END, "
+                     "updated_at = ? WHERE order_id = ?", (now, order_id))
+    elif etype == "coupon.redeemed":
+        apply_coupon_redeemed(conn, store_id, event, now)
     elif etype == "change.rejected" and isinstance(payload.get("change_id"), str):
         # the store could not take an order: it will never reserve it, so it no longer counts as pending
         conn.execute("UPDATE orders SET state = 'rejected', updated_at = ? WHERE change_id = ? AND store_id = ? "
                      "AND state = 'created' AND received_at IS NULL", (now, payload["change_id"], store_id))
+
+
+def apply_pickup_verified(conn, event: dict, now: str) -> None:
+    """Record the hand-over. One the hub cannot agree with (the order was cancelled or refunded here
+    meanwhile, or it was handed over already) is applied all the same, since the store's ledger moved,
+    and the order is flagged with a conflict for a person."""
+    payload = event["payload"]
+    order_id = payload["order_id"]
+    state = conn.execute("SELECT state FROM orders WHERE order_id = ?", (order_id,)).fetchone()[0]
+    before = conn.execute("SELECT verified_at, operator FROM order_pickups WHERE order_id = ? AND reversed_at IS NULL",
+                          (order_id,)).fetchone()
+    operator, verified_at = clean(payload["operator"], 200), clean(payload["verified_at"], 40)
+    conflict = None
+    if state in ("cancelled", "refunded"):
+        conflict = f"handed over at the store ({verified_at} by {operator}) after the order was {state} here"
+    elif before is not None:
+        conflict = (f"handed over again at the store ({verified_at} by {operator}); first handed over "
+                    f"{before['verified_at']} by {before['operator']}")
+    conn.execute("INSERT OR REPLACE INTO order_pickups (order_id, verified_at, operator, method, device, provisional, "
+                 "jti, event_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (order_id, verified_at, operator, payload["method"], clean(payload["device"], 200),
+                  int(payload["provisional"]), payload.get("jti"), event["id"], now))
+    conn.execute("UPDATE orders SET state = CASE WHEN state IN ('cancelled', 'refunded') THEN state ELSE 'picked_up' "
+                 "END, conflict = coalesce(?, conflict), received_at = coalesce(received_at, ?), updated_at = ? "
+                 "WHERE order_id = ?", (conflict, now, now, order_id))
+    if conflict is not None:
+        log.warning("pickup conflict", extra={"kv": {"order": order_id, "state": state, "conflict": conflict}})
+
+
+def apply_coupon_redeemed(conn, store_id: str, event: dict, now: str) -> None:
+    """Count the serial's use. A use the terms did not allow (offline double use, after a revoke, at
+    another store) happened all the same: applied, and flagged for a person."""
+    payload = event["payload"]
+    serial = conn.execute("SELECT s.store_id, c.definition, c.revoked_at FROM coupon_serials s JOIN coupons c "
+                          "USING (coupon_id) WHERE s.serial = ?", (payload["serial"],)).fetchone()
+    use_no = conn.execute("SELECT count(*) FROM coupon_redemptions WHERE serial = ?",
+                          (payload["serial"],)).fetchone()[0] + 1
+    flags = []
+    if use_no > json.loads(serial["definition"]).get("uses", 1):
+        flags.append("over_use")
+    if serial["revoked_at"] is not None and parse_time(event["created_at"]) >= parse_time(serial["revoked_at"]):
+        flags.append("revoked")
+    if serial["store_id"] is not None and serial["store_id"] != store_id:
+        flags.append("wrong_store")
+    conn.execute("INSERT INTO coupon_redemptions (serial, coupon_id, store_id, use_no, sale_id, discount_fen, jti, "
+                 "provisional, redeemed_at, event_id, received_at, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (payload["serial"], payload["coupon_id"], store_id, use_no, clean(payload["sale_id"], 128),
+                  payload["discount_fen"], payload["jti"], int(payload["provisional"]),
+                  clean(event["created_at"], 40), event["id"], now, json.dumps(flags)))
+    if flags:
+        log.warning("coupon redemption flagged", extra={"kv": {"store": store_id, "serial": payload["serial"],
+                                                               "use": use_no, "flags": ",".join(flags)}})
 
 
 def digest(event: dict) -> str:
@@ -976,6 +1228,16 @@ async def admin_products(request: web.Request) -> web.Response:
     return answer(request, {"upserted": len(cursors), "first_cursor": cursors[0], "last_cursor": cursors[-1]})
 
 
+def new_pickup_code(conn, store_id: str) -> str:
+    """A random 6-digit code that no open order of the store has (only its SHA-256 is kept)."""
+    for _ in range(100):
+        code = f"{secrets.randbelow(10 ** PICKUP_CODE_DIGITS):0{PICKUP_CODE_DIGITS}d}"
+        if not conn.execute("SELECT 1 FROM orders WHERE store_id = ? AND pickup_code_sha256 = ? AND state NOT IN "
+                            "('picked_up', 'cancelled', 'refunded', 'rejected')", (store_id, sha256(code))).fetchone():
+            return code
+    raise HubError(503, "unavailable", "no free pickup code for this store: too many open orders")
+
+
 def order_number(conn, store_id: str, day: str) -> str:
     n = conn.execute("SELECT count(*) FROM orders WHERE store_id = ? AND day = ?", (store_id, day)).fetchone()[0]
     return f"{chr(ord('A') + n // 999)}{n % 999 + 1:03d}" if n < 26 * 999 else f"Z{n + 1}"
@@ -986,7 +1248,6 @@ async def admin_create_order(request: web.Request) -> web.Response:
     store_id = request.match_info["store_id"]
     body = await model_body(request, OrderIn)
     order_id = body.order_id or "o-" + uuid.uuid4().hex
-    code = f"{secrets.randbelow(10 ** 6):06d}"
     moment = hub.now()
 
     def create(conn, now):
@@ -1011,6 +1272,7 @@ async def admin_create_order(request: web.Request) -> web.Response:
                                "sold online now", sku=item["sku"], available=item["online_available"])
         day = moment.astimezone(HUB_TZ).date().isoformat()
         number = order_number(conn, store_id, day)
+        code = new_pickup_code(conn, store_id)
         total = sum(line["qty"] * line["price_fen"] for line in lines)
         payload = {"order_id": order_id, "number": number, "kind": body.kind, "lines": lines, "total_fen": total,
                    "pickup_code_sha256": sha256(code), "pickup_after": body.pickup_after,
@@ -1025,9 +1287,11 @@ async def admin_create_order(request: web.Request) -> web.Response:
                          "VALUES (?, ?, ?, ?, ?, ?)",
                          [(order_id, no, l["sku"], l["name"], l["qty"], l["price_fen"])
                           for no, l in enumerate(lines, start=1)])
+        token = issue_pickup_token(conn, order_id, store_id, moment, now)
         return {"order_id": order_id, "store_id": store_id, "number": number, "kind": body.kind, "state": "created",
-                "pickup_code": code, "total_fen": total, "lines": lines, "pickup_after": body.pickup_after,
-                "customer_note": body.customer_note, "change_id": change_id, "cursor": cursor}
+                "pickup_code": code, **token, "total_fen": total, "lines": lines,
+                "pickup_after": body.pickup_after, "customer_note": body.customer_note, "change_id": change_id,
+                "cursor": cursor}
 
     order = await hub.store.write(create, iso(moment))
     await hub.committed(cursor=order["cursor"])
@@ -1057,6 +1321,10 @@ def order_view(conn, row) -> dict:
     order["print"] = prints[0] if prints else None            # the latest print result, of any kind
     order["prints"] = sorted(prints, key=lambda p: PRINT_KINDS.index(p["kind"]))   # the latest of each kind
     order["printed"] = bool(prints) and all(p["result"] in PRINTED_RESULTS for p in prints)
+    pickup = conn.execute("SELECT verified_at, operator, method, device, provisional, jti, event_id, received_at, "
+                          "reversed_at, reversed_by, reverse_reason, reverse_event_id FROM order_pickups "
+                          "WHERE order_id = ?", (order["order_id"],)).fetchone()
+    order["pickup"] = None if pickup is None else {**dict(pickup), "provisional": bool(pickup["provisional"])}
     return order
 
 
@@ -1075,11 +1343,14 @@ async def admin_list_orders(request: web.Request) -> web.Response:
     store_id = request.query.get("store_id") or None
     state = request.query.get("state") or None
     printed = request.query.get("printed") or None
+    conflict = request.query.get("conflict") or None
     after = request.query.get("after") or None
     if state not in (None, *ORDER_STATES):
         raise bad_request(f"state must be one of {', '.join(ORDER_STATES)}")
     if printed not in (None, "true", "false"):
         raise bad_request("printed must be true or false")
+    if conflict not in (None, "true", "false"):
+        raise bad_request("conflict must be true or false")
     limit = query_int(request, "limit", 100, 1, 1000)
 
     def listing(conn):
@@ -1100,6 +1371,8 @@ async def admin_list_orders(request: web.Request) -> web.Response:
             args.append(state)
         if printed is not None:
             where.append(PRINTED_SQL if printed == "true" else f"NOT {PRINTED_SQL}")
+        if conflict is not None:
+            where.append("o.conflict IS NOT NULL" if conflict == "true" else "o.conflict IS NULL")
         rows = conn.execute(f"SELECT {', '.join('o.' + c for c in ORDER_COLUMNS.split(', '))} FROM orders o "
                             f"WHERE {' AND '.join(where)} ORDER BY o.created_at, o.order_id LIMIT ?",
                             (*args, limit + 1)).fetchall()
@@ -1189,6 +1462,291 @@ async def admin_epoch(request: web.Request) -> web.Response:
     return answer(request, {"previous_epoch": previous})
 
 
+# -- signing keys and tokens (docs/tokens.md) -----------------------------------------------------
+
+def _unix(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _iso_unix(seconds: int) -> str:
+    return iso(datetime.fromtimestamp(seconds, timezone.utc))
+
+
+def create_signing_key(conn, moment: datetime, now: str) -> dict:
+    """A new key, published to every store (`key.published`, store_id NULL)."""
+    private, public = signing.new_key()
+    kid = signing.new_kid(moment)
+    while conn.execute("SELECT 1 FROM signing_keys WHERE kid = ?", (kid,)).fetchone():
+        kid = signing.new_kid(moment)
+    cursor, change_id = add_change(conn, None, "key.published",
+                                   {"kid": kid, "alg": signing.KEY_ALG, "public_key": public}, now)
+    conn.execute("INSERT INTO signing_keys (kid, alg, private_key, public_key, created_at, published_change_id) "
+                 "VALUES (?, ?, ?, ?, ?, ?)", (kid, signing.KEY_ALG, private, public, now, change_id))
+    return {"kid": kid, "alg": signing.KEY_ALG, "public_key": public, "created_at": now, "change_id": change_id,
+            "cursor": cursor}
+
+
+def ensure_signing_key(conn, moment: datetime) -> dict | None:
+    """At start: a key if the hub has none that is not revoked (first start, or an upgraded hub)."""
+    if conn.execute("SELECT 1 FROM signing_keys WHERE revoked_at IS NULL").fetchone():
+        return None
+    return create_signing_key(conn, moment, iso(moment))
+
+
+def current_key(conn) -> tuple[str, bytes]:
+    """(kid, private key) of the key that signs: the newest not revoked."""
+    row = conn.execute("SELECT kid, private_key FROM signing_keys WHERE revoked_at IS NULL "
+                       "ORDER BY created_at DESC, rowid DESC LIMIT 1").fetchone()
+    if row is None:
+        raise HubError(409, "no_signing_key", "the hub has no signing key: create one with POST /admin/v1/keys")
+    return row[0], bytes(row[1])
+
+
+def issue_pickup_token(conn, order_id: str, store_id: str, moment: datetime, now: str) -> dict:
+    kid, private = current_key(conn)
+    iat = _unix(moment)
+    claims = {"sub": order_id, "sid": store_id, "iat": iat, "exp": iat + PICKUP_TOKEN_TTL,
+              "jti": "p-" + secrets.token_hex(12)}
+    token = signing.sign(private, kid, signing.TYP_PICKUP, claims)
+    expires = _iso_unix(claims["exp"])
+    conn.execute("INSERT INTO pickup_tokens (jti, order_id, kid, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                 (claims["jti"], order_id, kid, now, expires))
+    return {"pickup_token": token, "pickup_token_expires_at": expires}
+
+
+def key_view(row) -> dict:
+    return {k: row[k] for k in ("kid", "alg", "public_key", "created_at", "revoked_at", "revoke_reason")}
+
+
+def list_keys(conn) -> dict:
+    rows = conn.execute("SELECT kid, alg, public_key, created_at, revoked_at, revoke_reason FROM signing_keys "
+                        "ORDER BY created_at, rowid").fetchall()
+    signer = conn.execute("SELECT kid FROM signing_keys WHERE revoked_at IS NULL ORDER BY created_at DESC, "
+                          "rowid DESC LIMIT 1").fetchone()
+    return {"keys": [{**key_view(r), "signing": signer is not None and r["kid"] == signer[0]} for r in rows]}
+
+
+async def admin_list_keys(request: web.Request) -> web.Response:
+    hub = auth_admin(request)
+    return answer(request, await hub.store.read(list_keys))
+
+
+async def admin_rotate_key(request: web.Request) -> web.Response:
+    hub = auth_admin(request)
+    moment = hub.now()
+    key = await hub.store.write(create_signing_key, moment, iso(moment))
+    await hub.committed(cursor=key["cursor"])
+    await hub.notify(None, {"type": "changes", "cursor": key["cursor"]})
+    log.info("signing key rotated", extra={"kv": {"kid": key["kid"], "cursor": key["cursor"]}})
+    return answer(request, {**key, "signing": True}, 201)
+
+
+async def optional_body(request: web.Request, model: type[BaseModel]):
+    """A body that may be left out (no bytes): the model's defaults."""
+    if not (await request.read()).strip():
+        return model()
+    return await model_body(request, model)
+
+
+async def admin_revoke_key(request: web.Request) -> web.Response:
+    hub = auth_admin(request)
+    kid = request.match_info["kid"]
+    body = await optional_body(request, OptionalReasonIn)
+
+    def revoke(conn, now):
+        row = conn.execute("SELECT revoked_at FROM signing_keys WHERE kid = ?", (kid,)).fetchone()
+        if row is None:
+            raise not_found(f"no key {kid}")
+        if row[0] is not None:
+            raise HubError(409, "key_revoked", f"key {kid} is already revoked", revoked_at=row[0])
+        if not conn.execute("SELECT 1 FROM signing_keys WHERE revoked_at IS NULL AND kid <> ?", (kid,)).fetchone():
+            raise HubError(409, "last_key", f"key {kid} is the only key left: rotate first (POST /admin/v1/keys), "
+                           "then revoke it")
+        payload = {"kid": kid} if body.reason is None else {"kid": kid, "reason": body.reason}
+        cursor, change_id = add_change(conn, None, "key.revoked", payload, now)
+        conn.execute("UPDATE signing_keys SET revoked_at = ?, revoke_reason = ?, revoked_change_id = ? WHERE kid = ?",
+                     (now, body.reason, change_id, kid))
+        return {"kid": kid, "revoked_at": now, "change_id": change_id, "cursor": cursor,
+                "signing_kid": current_key(conn)[0]}
+
+    done = await hub.store.write(revoke, iso(hub.now()))
+    await hub.committed(cursor=done["cursor"])
+    await hub.notify(None, {"type": "changes", "cursor": done["cursor"]})
+    log.warning("signing key revoked", extra={"kv": {"kid": kid, "cursor": done["cursor"]}})
+    return answer(request, done)
+
+
+async def admin_pickup_token(request: web.Request) -> web.Response:
+    """A new pickup token for an open order (the customer lost the QR code); the code is not re-issued."""
+    hub = auth_admin(request)
+    store_id, order_id = request.match_info["store_id"], request.match_info["order_id"]
+    moment = hub.now()
+
+    def reissue(conn, now):
+        _store_exists(conn, store_id)
+        row = conn.execute("SELECT state FROM orders WHERE order_id = ? AND store_id = ?",
+                           (order_id, store_id)).fetchone()
+        if row is None:
+            raise not_found(f"no order {order_id} at store {store_id}")
+        if row[0] in (*CLOSED_ORDER_STATES, "rejected"):
+            raise HubError(409, "order_closed", f"order {order_id} is {row[0]}", state=row[0])
+        return {"order_id": order_id, "store_id": store_id,
+                **issue_pickup_token(conn, order_id, store_id, moment, now)}
+
+    done = await hub.store.write(reissue, iso(moment))
+    log.info("pickup token issued", extra={"kv": {"store": store_id, "order": order_id}})
+    return answer(request, done, 201)
+
+
+# -- admin: coupons -------------------------------------------------------------------------------
+
+def _coupon_row(conn, coupon_id: str):
+    row = conn.execute("SELECT coupon_id, definition, store_ids, created_at, revoked_at, revoke_reason FROM coupons "
+                       "WHERE coupon_id = ?", (coupon_id,)).fetchone()
+    if row is None:
+        raise not_found(f"no coupon {coupon_id}")
+    return row
+
+
+def coupon_summary(conn, row) -> dict:
+    stats = conn.execute("SELECT (SELECT count(*) FROM coupon_serials WHERE coupon_id = ?), "
+                         "(SELECT count(*) FROM coupon_redemptions WHERE coupon_id = ?), "
+                         "(SELECT count(*) FROM coupon_redemptions WHERE coupon_id = ? AND flags <> '[]')",
+                         (row["coupon_id"],) * 3).fetchone()
+    return {"coupon_id": row["coupon_id"], "definition": json.loads(row["definition"]),
+            "store_ids": json.loads(row["store_ids"]) if row["store_ids"] is not None else None,
+            "created_at": row["created_at"], "revoked_at": row["revoked_at"], "revoke_reason": row["revoke_reason"],
+            "serials_issued": stats[0], "redemptions": stats[1], "flagged_redemptions": stats[2]}
+
+
+def coupon_detail(conn, coupon_id: str) -> dict:
+    row = _coupon_row(conn, coupon_id)
+    coupon = coupon_summary(conn, row)
+    allowed = coupon["definition"].get("uses", 1)
+    uses: dict[str, list] = {}
+    for r in conn.execute("SELECT serial, use_no, store_id, sale_id, discount_fen, jti, provisional, redeemed_at, "
+                          "event_id, received_at, flags FROM coupon_redemptions WHERE coupon_id = ? ORDER BY id",
+                          (coupon_id,)):
+        uses.setdefault(r["serial"], []).append({**{k: r[k] for k in r.keys() if k != "serial"},
+                                                 "provisional": bool(r["provisional"]),
+                                                 "flags": json.loads(r["flags"])})
+    coupon["serials"] = [
+        {"serial": r["serial"], "store_id": r["store_id"], "jti": r["jti"], "kid": r["kid"],
+         "issued_at": r["issued_at"], "expires_at": r["expires_at"], "uses": len(uses.get(r["serial"], ())),
+         "uses_allowed": allowed, "over_used": len(uses.get(r["serial"], ())) > allowed,
+         "redemptions": uses.get(r["serial"], [])}
+        for r in conn.execute("SELECT serial, store_id, jti, kid, issued_at, expires_at FROM coupon_serials "
+                              "WHERE coupon_id = ? ORDER BY issued_at, rowid", (coupon_id,))]
+    return coupon
+
+
+async def admin_define_coupon(request: web.Request) -> web.Response:
+    hub = auth_admin(request)
+    body = await model_body(request, CouponIn)
+    definition = body.definition()
+
+    def define(conn, now):
+        for store_id in body.store_ids or ():
+            _store_exists(conn, store_id)
+        if conn.execute("SELECT 1 FROM coupons WHERE coupon_id = ?", (body.coupon_id,)).fetchone():
+            raise HubError(409, "coupon_exists", f"coupon {body.coupon_id} is already defined: define a new one")
+        cursors = [add_change(conn, store_id, "coupon.defined", definition, now)[0]
+                   for store_id in (body.store_ids or [None])]
+        conn.execute("INSERT INTO coupons (coupon_id, definition, store_ids, created_at) VALUES (?, ?, ?, ?)",
+                     (body.coupon_id, stored_json(definition),
+                      stored_json(body.store_ids) if body.store_ids is not None else None, now))
+        return {**coupon_summary(conn, _coupon_row(conn, body.coupon_id)), "cursors": cursors}
+
+    done = await hub.store.write(define, iso(hub.now()))
+    await hub.committed(cursor=max(done["cursors"]))
+    for store_id, cursor in zip(body.store_ids or [None], done["cursors"]):
+        await hub.notify(store_id, {"type": "changes", "cursor": cursor})
+    log.info("coupon defined", extra={"kv": {"coupon": body.coupon_id, "stores": len(body.store_ids or ()) or "all"}})
+    return answer(request, done, 201)
+
+
+async def admin_list_coupons(request: web.Request) -> web.Response:
+    hub = auth_admin(request)
+    return answer(request, await hub.store.read(lambda conn: {"coupons": [
+        coupon_summary(conn, r) for r in conn.execute(
+            "SELECT coupon_id, definition, store_ids, created_at, revoked_at, revoke_reason FROM coupons "
+            "ORDER BY created_at, coupon_id")]}))
+
+
+async def admin_get_coupon(request: web.Request) -> web.Response:
+    hub = auth_admin(request)
+    return answer(request, await hub.store.read(coupon_detail, request.match_info["coupon_id"]))
+
+
+async def admin_issue_coupon(request: web.Request) -> web.Response:
+    hub = auth_admin(request)
+    coupon_id = request.match_info["coupon_id"]
+    body = await optional_body(request, IssueIn)
+    moment = hub.now()
+
+    def issue(conn, now):
+        row = _coupon_row(conn, coupon_id)
+        if row["revoked_at"] is not None:
+            raise HubError(409, "coupon_revoked", f"coupon {coupon_id} is revoked", revoked_at=row["revoked_at"])
+        definition = json.loads(row["definition"])
+        stores = json.loads(row["store_ids"]) if row["store_ids"] is not None else None
+        if body.store_id is not None:
+            _store_exists(conn, body.store_id)
+            if stores is not None and body.store_id not in stores:
+                raise HubError(409, "wrong_store", f"coupon {coupon_id} is not published to store {body.store_id}",
+                               store_ids=stores)
+        iat = _unix(moment)
+        exp = _unix(parse_time(definition["valid_until"]))
+        if body.expires_at is not None:
+            exp = min(exp, _unix(parse_time(body.expires_at)))
+        if exp <= iat:
+            raise HubError(409, "coupon_expired", f"coupon {coupon_id} (or the asked expires_at) has expired")
+        kid, private = current_key(conn)
+        serial, jti = "cs-" + secrets.token_hex(8), "c-" + secrets.token_hex(12)
+        claims = {"sub": serial, "cid": coupon_id}
+        if body.store_id is not None:
+            claims["sid"] = body.store_id
+        claims["iat"] = iat
+        valid_from = _unix(parse_time(definition["valid_from"]))
+        if valid_from > iat:
+            claims["nbf"] = valid_from
+        claims.update(exp=exp, jti=jti)
+        token = signing.sign(private, kid, signing.TYP_COUPON, claims)
+        conn.execute("INSERT INTO coupon_serials (serial, coupon_id, store_id, jti, kid, issued_at, expires_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (serial, coupon_id, body.store_id, jti, kid, now, _iso_unix(exp)))
+        return {"coupon_id": coupon_id, "serial": serial, "store_id": body.store_id, "coupon_token": token,
+                "jti": jti, "kid": kid, "expires_at": _iso_unix(exp)}
+
+    done = await hub.store.write(issue, iso(moment))
+    log.info("coupon issued", extra={"kv": {"coupon": coupon_id, "serial": done["serial"],
+                                            "store": body.store_id or "all"}})
+    return answer(request, done, 201)
+
+
+async def admin_revoke_coupon(request: web.Request) -> web.Response:
+    hub = auth_admin(request)
+    coupon_id = request.match_info["coupon_id"]
+    body = await model_body(request, ReasonIn)
+
+    def revoke(conn, now):
+        row = _coupon_row(conn, coupon_id)
+        if row["revoked_at"] is not None:
+            raise HubError(409, "coupon_revoked", f"coupon {coupon_id} is already revoked", revoked_at=row["revoked_at"])
+        stores = json.loads(row["store_ids"]) if row["store_ids"] is not None else [None]
+        cursors = [add_change(conn, store_id, "coupon.revoked", {"coupon_id": coupon_id, "reason": body.reason}, now)[0]
+                   for store_id in stores]
+        conn.execute("UPDATE coupons SET revoked_at = ?, revoke_reason = ? WHERE coupon_id = ?",
+                     (now, body.reason, coupon_id))
+        return {"coupon_id": coupon_id, "revoked_at": now, "stores": stores, "cursors": cursors}
+
+    done = await hub.store.write(revoke, iso(hub.now()))
+    await hub.committed(cursor=max(done["cursors"]))
+    for store_id, cursor in zip(done.pop("stores"), done["cursors"]):
+        await hub.notify(store_id, {"type": "changes", "cursor": cursor})
+    log.info("coupon revoked", extra={"kv": {"coupon": coupon_id}})
+    return answer(request, done)
+
+
 # -- the application ------------------------------------------------------------------------------
 
 def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, stale_after: float = 600.0,
@@ -1227,6 +1785,7 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
         web.get("/admin/v1/stores/{store_id}/events", admin_store_events),
         web.get("/admin/v1/stores/{store_id}/availability", admin_availability),
         web.post("/admin/v1/stores/{store_id}/orders", admin_create_order),
+        web.post("/admin/v1/stores/{store_id}/orders/{order_id}/pickup-token", admin_pickup_token),
         web.post("/admin/v1/stores/{store_id}/corrections", admin_correction),
         web.post("/admin/v1/products", admin_products),
         web.get("/admin/v1/orders", admin_list_orders),
@@ -1234,6 +1793,14 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
         web.post("/admin/v1/orders/{order_id}/cancel", _close_order("cancelled")),
         web.post("/admin/v1/orders/{order_id}/refund", _close_order("refunded")),
         web.post("/admin/v1/changes", admin_change),
+        web.get("/admin/v1/keys", admin_list_keys),
+        web.post("/admin/v1/keys", admin_rotate_key),
+        web.post("/admin/v1/keys/{kid}/revoke", admin_revoke_key),
+        web.get("/admin/v1/coupons", admin_list_coupons),
+        web.post("/admin/v1/coupons", admin_define_coupon),
+        web.get("/admin/v1/coupons/{coupon_id}", admin_get_coupon),
+        web.post("/admin/v1/coupons/{coupon_id}/issue", admin_issue_coupon),
+        web.post("/admin/v1/coupons/{coupon_id}/revoke", admin_revoke_coupon),
         web.post("/admin/v1/epoch", admin_epoch),
     ])
     return app

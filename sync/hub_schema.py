@@ -142,7 +142,99 @@ CREATE TABLE order_prints (
 CREATE INDEX orders_created ON orders(created_at, order_id);
 """
 
+# Signed tokens (docs/tokens.md): the hub's Ed25519 signing keys, the pickup tokens and coupon serials
+# it issued, what the stores reported of hand-overs (pickup.verified / pickup.reversed) and coupon
+# redemptions (coupon.redeemed).
+TOKENS = """
+-- The keys the hub signs pickup and coupon tokens with. The newest key that is not revoked signs;
+-- every key not revoked still verifies at the stores. private_key never leaves the hub.
+CREATE TABLE signing_keys (
+    kid                  TEXT PRIMARY KEY CHECK (length(kid) BETWEEN 1 AND 64),
+    alg                  TEXT NOT NULL CHECK (alg = 'Ed25519'),
+    private_key          BLOB NOT NULL CHECK (length(private_key) = 32),   -- the raw 32-byte seed
+    public_key           TEXT NOT NULL,                                    -- base64 of the raw 32 bytes
+    created_at           TEXT NOT NULL,
+    published_change_id  TEXT NOT NULL,
+    revoked_at           TEXT,
+    revoke_reason        TEXT,
+    revoked_change_id    TEXT
+);
+
+-- Pickup tokens issued (the plain pickup code is never stored: orders.pickup_code_sha256 only).
+CREATE TABLE pickup_tokens (
+    jti         TEXT PRIMARY KEY,
+    order_id    TEXT NOT NULL REFERENCES orders(order_id),
+    kid         TEXT NOT NULL REFERENCES signing_keys(kid),
+    issued_at   TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
+);
+CREATE INDEX pickup_tokens_order ON pickup_tokens(order_id);
+
+-- The last hand-over the store reported for an order (pickup.verified), and its reversal if any
+-- (pickup.reversed); a hand-over after a reversal replaces the row.
+CREATE TABLE order_pickups (
+    order_id          TEXT PRIMARY KEY REFERENCES orders(order_id),
+    verified_at       TEXT NOT NULL,        -- the store's time of the hand-over
+    operator          TEXT NOT NULL,
+    method            TEXT NOT NULL CHECK (method IN ('token', 'code')),
+    device            TEXT NOT NULL,
+    provisional       INTEGER NOT NULL CHECK (provisional IN (0, 1)),
+    jti               TEXT,
+    event_id          TEXT NOT NULL,
+    received_at       TEXT NOT NULL,
+    reversed_at       TEXT,                 -- the store's time of the reversal event
+    reversed_by       TEXT,
+    reverse_reason    TEXT,
+    reverse_event_id  TEXT
+) WITHOUT ROWID;
+
+-- Coupon definitions (the coupon.defined payload, as published) and the stores they were published to
+-- (store_ids: a JSON list, or NULL for every store).
+CREATE TABLE coupons (
+    coupon_id      TEXT PRIMARY KEY CHECK (length(coupon_id) BETWEEN 1 AND 64),
+    definition     TEXT NOT NULL,
+    store_ids      TEXT,
+    created_at     TEXT NOT NULL,
+    revoked_at     TEXT,
+    revoke_reason  TEXT
+);
+
+-- Serials: one customer's copy of a coupon, and the token issued for it.
+CREATE TABLE coupon_serials (
+    serial      TEXT PRIMARY KEY CHECK (length(serial) BETWEEN 1 AND 64),
+    coupon_id   TEXT NOT NULL REFERENCES coupons(coupon_id),
+    store_id    TEXT REFERENCES stores(store_id),     -- NULL: valid at every store
+    jti         TEXT NOT NULL UNIQUE,
+    kid         TEXT NOT NULL REFERENCES signing_keys(kid),
+    issued_at   TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
+);
+CREATE INDEX coupon_serials_coupon ON coupon_serials(coupon_id, issued_at);
+
+-- Every coupon.redeemed a store reported. use_no counts the serial's uses; flags (JSON list) say what
+-- was wrong but happened anyway: over_use (more uses than the definition allows: offline double use),
+-- revoked (redeemed after the coupon was revoked), wrong_store (a store-bound serial used elsewhere).
+CREATE TABLE coupon_redemptions (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    serial        TEXT NOT NULL REFERENCES coupon_serials(serial),
+    coupon_id     TEXT NOT NULL REFERENCES coupons(coupon_id),
+    store_id      TEXT NOT NULL REFERENCES stores(store_id),
+    use_no        INTEGER NOT NULL CHECK (use_no >= 1),
+    sale_id       TEXT NOT NULL,
+    discount_fen  INTEGER NOT NULL CHECK (discount_fen >= 0),
+    jti           TEXT NOT NULL,
+    provisional   INTEGER NOT NULL CHECK (provisional IN (0, 1)),
+    redeemed_at   TEXT NOT NULL,        -- the event's created_at, at the store
+    event_id      TEXT NOT NULL,
+    received_at   TEXT NOT NULL,
+    flags         TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX coupon_redemptions_serial ON coupon_redemptions(serial, id);
+CREATE INDEX coupon_redemptions_coupon ON coupon_redemptions(coupon_id, id);
+"""
+
 HUB_MIGRATIONS: list[tuple[str, str]] = [
     ("hub: stores, catalog, events, balances, changes, orders", INITIAL),
     ("hub: print results of online orders", ORDER_PRINTS),
+    ("hub: signing keys, pickup tokens, hand-overs, coupons", TOKENS),
 ]

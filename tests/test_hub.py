@@ -7,6 +7,7 @@ runs the real command as a process and stops it with SIGTERM.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import itertools
@@ -28,6 +29,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from aiohttp.test_utils import TestClient, TestServer
 
 from sync.hub import build_hub_app
@@ -215,7 +218,7 @@ async def test_rejected_events_keep_their_seq_and_are_validated_again_when_resen
     good = event("s1", 1, [("DRK-001", 10, "receipt")])
     bad = [
         (event("s1", 0, [("NEW-001", 5, "receipt")], id="rej-sku"), "unknown_sku: NEW-001 is not in the chain catalog"),
-        (event("s1", 0, [("DRK-001", 1, "pickup")], etype="pickup.verified", id="rej-type"), "unknown_type: "),
+        (event("s1", 0, [("DRK-001", 1, "pickup")], etype="pickup.teleported", id="rej-type"), "unknown_type: "),
         (event("s1", 0, [("DRK-001", 0, "adjustment")]), "invalid_moves: payload.moves[0].qty"),
         (event("s1", 0, [("DRK-001", "1", "adjustment")]), "invalid_moves: payload.moves[0].qty"),
         (event("s1", 0, [("DRK-001", 1.5, "adjustment")]), "invalid_moves: payload.moves[0].qty"),
@@ -306,13 +309,13 @@ async def test_the_balances_checksum_is_the_documented_one(hub):
 # -- download -------------------------------------------------------------------------------------
 
 async def test_the_changes_feed_pages_in_cursor_order_with_the_stores_own_and_everyones(hub):
-    # cursors 1-3: the fixture's products for everyone
-    await hub.add_products(product("ONLY-S2"), store_id="s2")                                        # 4
+    # cursor 1: the hub's signing key (first start), 2-4: the fixture's products, all for everyone
+    await hub.add_products(product("ONLY-S2"), store_id="s2")                                        # 5
     corr = await hub.admin("POST", "/stores/s1/corrections", {"sku": "DRK-001", "qty": -2, "reason": "调拨"},
-                           status=201)                                                                # 5
+                           status=201)                                                                # 6
     await hub.admin("POST", "/changes", {"store_id": None, "type": "coupon.defined",
-                                         "payload": {"coupon_id": "CPN-1", "discount_fen": 500}}, status=201)  # 6
-    assert corr["cursor"] == 5
+                                         "payload": {"coupon_id": "CPN-1", "discount_fen": 500}}, status=201)  # 7
+    assert corr["cursor"] == 6
     pages, after = [], 0
     while True:
         page = await hub.sync("s1", "changes", {"after": str(after), "limit": "2"})
@@ -320,22 +323,23 @@ async def test_the_changes_feed_pages_in_cursor_order_with_the_stores_own_and_ev
         after = page["next_cursor"]
         if not page["more"]:
             break
-    assert pages == [([1, 2], True), ([3, 5], True), ([6], False)]
-    assert after == 6
-    tail = await hub.sync("s1", "changes", {"after": "6"})
-    assert tail["changes"] == [] and tail["next_cursor"] == 6 and tail["more"] is False
+    assert pages == [([1, 2], True), ([3, 4], True), ([6, 7], False)]
+    assert after == 7
+    tail = await hub.sync("s1", "changes", {"after": "7"})
+    assert tail["changes"] == [] and tail["next_cursor"] == 7 and tail["more"] is False
     whole = await hub.sync("s2", "changes")
-    assert [c["cursor"] for c in whole["changes"]] == [1, 2, 3, 4, 6]
-    change = (await hub.sync("s1", "changes", {"after": "4", "limit": "1"}))["changes"][0]
+    assert [c["cursor"] for c in whole["changes"]] == [1, 2, 3, 4, 5, 7]
+    assert whole["changes"][0]["type"] == "key.published"
+    change = (await hub.sync("s1", "changes", {"after": "5", "limit": "1"}))["changes"][0]
     assert change["type"] == "stock.correction" and change["id"] == corr["change_id"]
     assert change["payload"] == {"sku": "DRK-001", "qty": -2, "reason": "调拨"} and change["created_at"].endswith("Z")
-    product_change = whole["changes"][0]
+    product_change = whole["changes"][1]
     assert product_change["type"] == "product.upserted"
     assert product_change["payload"] == {"sku": "DRK-001", "name": "商品 DRK-001", "price_fen": 200, "unit": "件",
                                          "category": None, "low_stock": 0, "barcodes": [EAN_WATER], "active": True}
-    assert (await hub.sync("s1", "state"))["last_cursor"] == 6
+    assert (await hub.sync("s1", "state"))["last_cursor"] == 7
     await hub.admin("POST", "/stores/s2/corrections", {"sku": "DRK-001", "qty": 1, "reason": "x"}, status=201)
-    assert (await hub.sync("s1", "state"))["last_cursor"] == 6 and (await hub.sync("s2", "state"))["last_cursor"] == 7
+    assert (await hub.sync("s1", "state"))["last_cursor"] == 7 and (await hub.sync("s2", "state"))["last_cursor"] == 8
 
 
 async def test_hints_are_pushed_to_the_affected_stores_websockets(hub):
@@ -353,7 +357,7 @@ async def test_hints_are_pushed_to_the_affected_stores_websockets(hub):
     ws2 = await hub.client.ws_connect(path.format("s2"), headers=auth["s2"])
     epoch = (await hub.sync("s1", "state"))["epoch"]
     for ws in (ws1, ws1b, ws2):
-        assert await ws.receive_json(timeout=5) == {"type": "hello", "epoch": epoch, "cursor": 3}
+        assert await ws.receive_json(timeout=5) == {"type": "hello", "epoch": epoch, "cursor": 4}
     await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 5, "receipt")])])
     order = await hub.order("s1", [("DRK-001", 1)])
     for ws in (ws1, ws1b):
@@ -744,7 +748,7 @@ async def test_a_hub_database_of_schema_1_is_migrated(tmp_path):
         await hub.close()
     check = sqlite3.connect(data_dir / "hub.db")
     try:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == len(HUB_MIGRATIONS) == 2
+        assert check.execute("PRAGMA user_version").fetchone()[0] == len(HUB_MIGRATIONS) == 3
     finally:
         check.close()
 
@@ -752,7 +756,7 @@ async def test_a_hub_database_of_schema_1_is_migrated(tmp_path):
 async def test_corrections_and_published_changes(hub):
     code, data = await hub.call("POST", "/admin/v1/changes", {"type": "key.published", "payload": {
         "kid": "k1", "alg": "Ed25519", "public_key": "A" * 43 + "="}})
-    assert code == 201 and data["cursor"] == 4
+    assert code == 201 and data["cursor"] == 5         # 1: the hub's own key, 2-4: the fixture's products
     for bad in ({"type": "order.created", "payload": {"order_id": "x"}},
                 {"type": "coupon.revoked", "payload": {}},
                 {"type": "key.published", "payload": {"kid": "k2", "alg": "RSA", "public_key": "A" * 43 + "="}},
@@ -764,8 +768,8 @@ async def test_corrections_and_published_changes(hub):
                                                               "store_id": "s9"})
     assert code == 404
     await hub.admin("POST", "/changes", {"type": "key.revoked", "payload": {"kid": "k1"}, "store_id": "s2"}, status=201)
-    assert [c["type"] for c in (await hub.sync("s1", "changes", {"after": "3"}))["changes"]] == ["key.published"]
-    assert [c["type"] for c in (await hub.sync("s2", "changes", {"after": "3"}))["changes"]] == \
+    assert [c["type"] for c in (await hub.sync("s1", "changes", {"after": "4"}))["changes"]] == ["key.published"]
+    assert [c["type"] for c in (await hub.sync("s2", "changes", {"after": "4"}))["changes"]] == \
         ["key.published", "key.revoked"]
     assert (await hub.admin("POST", "/stores/s1/corrections", {"sku": "DRK-001", "qty": 0, "reason": "x"},
                             status=400))["error"] == "invalid_request"
@@ -849,7 +853,7 @@ async def test_a_restart_on_an_older_copy_of_the_database_starts_a_new_epoch(tmp
     await hub.add_products(product("NEW-001"))
     await hub.close()
     mark = json.loads((data_dir / "hub.highwater").read_text())
-    assert (mark["epoch"], mark["cursor"], mark["event_row"]) == (epoch1, 2, 3)
+    assert (mark["epoch"], mark["cursor"], mark["event_row"]) == (epoch1, 3, 3)    # the key, two products
 
     hub = await start_hub(data_dir)                               # a plain restart keeps the epoch
     assert (await hub.sync("s1", "state", token=token))["epoch"] == epoch1
@@ -1106,3 +1110,366 @@ async def test_a_voided_event_is_applied_without_effect(hub):
     code, data = await hub.upload("s1", [event("s1", 2, [("DRK-001", -1, "sale")], etype="event.voided")])
     assert code == 200 and data["results"][0]["status"] == "rejected"
     assert data["results"][0]["reason"].startswith("invalid_moves: an event.voided")
+
+
+# -- signing keys, pickup tokens and codes, coupons (docs/tokens.md) --------------------------------
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def verify_token(token: str, keys: dict[str, str]) -> tuple[dict, dict]:
+    """Split, base64url-decode, and verify the Ed25519 signature over `h.p` with a published key."""
+    assert len(token) <= 1024 and "=" not in token
+    h, p, sig = token.split(".")
+    header, claims = json.loads(b64url_decode(h)), json.loads(b64url_decode(p))
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(keys[header["kid"]]))
+    public.verify(b64url_decode(sig), f"{h}.{p}".encode("ascii"))      # raises InvalidSignature
+    return header, claims
+
+
+async def feed_keys(hub, store_id: str) -> dict[str, str]:
+    """The keys a store's feed leaves valid: published and not revoked, kid -> base64 public key."""
+    keys: dict[str, str] = {}
+    for change in (await hub.sync(store_id, "changes", {"limit": "1000"}))["changes"]:
+        if change["type"] == "key.published":
+            keys[change["payload"]["kid"]] = change["payload"]["public_key"]
+        elif change["type"] == "key.revoked":
+            keys.pop(change["payload"]["kid"], None)
+    return keys
+
+
+def hand_over(store: str, seq: int, order_id: str, lines, etype: str = "pickup.verified", method: str = "token",
+              id: str | None = None, moves: list | None = None, **fields) -> dict:
+    """A pickup.verified (or, with etype, pickup.reversed) envelope whose moves match `lines` unless given;
+    fields override (or, set to DROP, remove) the payload's."""
+    sign = -1 if etype == "pickup.verified" else 1
+    if moves is None:
+        moves = [(s, sign * q, r) for s, q in lines for r in ("release", "pickup")]
+    if etype == "pickup.verified":
+        payload = {"order_id": order_id, "method": method, "operator": "小王", "device": "till-1",
+                   "provisional": False, "verified_at": CREATED_AT, "jti": "p-1" if method == "token" else None}
+    else:
+        payload = {"order_id": order_id, "operator": "店长", "reason": "顾客拿错了"}
+    payload = {k: v for k, v in {**payload, **fields}.items() if v is not DROP}
+    return event(store, seq, moves, etype=etype, id=id, **payload)
+
+
+def redeemed(store: str, seq: int, coupon: str, serial: str, id: str | None = None, moves=None, **fields) -> dict:
+    payload = {"coupon_id": coupon, "serial": serial, "jti": "c-1", "sale_id": "sale-1", "discount_fen": 2000,
+               "provisional": False, **fields}
+    payload = {k: v for k, v in payload.items() if v is not DROP}
+    return event(store, seq, moves, etype="coupon.redeemed", id=id, **payload)
+
+
+COUPON = {"coupon_id": "cpn-20off100", "title": "满100减20", "kind": "value", "value_fen": 2000,
+          "min_spend_fen": 10000, "scope": {"categories": ["零食", "饮料"]},
+          "valid_from": "2026-11-01T00:00:00Z", "valid_until": "2026-12-31T16:00:00Z"}
+
+
+async def test_a_signing_key_is_created_at_first_start_and_published_to_every_store(tmp_path):
+    hub = await start_hub(tmp_path / "hub")
+    try:
+        (key,) = (await hub.admin("GET", "/keys"))["keys"]
+        assert re.fullmatch(r"k-202611-[0-9a-f]{6}", key["kid"])
+        assert key["alg"] == "Ed25519" and key["signing"] is True and key["revoked_at"] is None
+        assert set(key) == {"kid", "alg", "public_key", "created_at", "revoked_at", "revoke_reason", "signing"}
+        assert len(base64.b64decode(key["public_key"], validate=True)) == 32
+        await hub.add_store("s1")
+        await hub.add_store("s2")        # registered after the key: every store's feed holds it
+        for store_id in ("s1", "s2"):
+            first = (await hub.sync(store_id, "changes"))["changes"][0]
+            assert (first["cursor"], first["type"]) == (1, "key.published")
+            assert first["payload"] == {"kid": key["kid"], "alg": "Ed25519", "public_key": key["public_key"]}
+    finally:
+        await hub.close()
+    hub = await start_hub(tmp_path / "hub")                       # a restart keeps the key, publishes nothing
+    try:
+        assert [k["kid"] for k in (await hub.admin("GET", "/keys"))["keys"]] == [key["kid"]]
+        assert (await hub.sync("s1", "state", token=hub.tokens.get("s1") or (await hub.admin(
+            "POST", "/stores", {"store_id": "s1", "name": "x"}))["token"]))["last_cursor"] == 1
+    finally:
+        await hub.close()
+    dump = db_dump(tmp_path / "hub")
+    assert "private_key" in dump      # kept in the hub's own database, never in an answer (checked above)
+
+
+async def test_an_order_comes_with_a_pickup_code_and_a_signed_pickup_token(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    order = await hub.order("s1", [("DRK-001", 2)], order_id="wx-7")
+    keys = await feed_keys(hub, "s1")
+    header, claims = verify_token(order["pickup_token"], keys)
+    (kid,) = keys
+    assert header == {"alg": "EdDSA", "kid": kid, "typ": "se-pickup+jwt"}
+    now = int(hub.clock.now.timestamp())
+    assert set(claims) == {"sub", "sid", "iat", "exp", "jti"}
+    assert (claims["sub"], claims["sid"], claims["iat"], claims["exp"]) == ("wx-7", "s1", now, now + 7 * 86400)
+    assert re.fullmatch(r"p-[0-9a-f]{24}", claims["jti"])
+    assert order["pickup_token_expires_at"] == "2026-11-28T08:00:00.000Z"
+    # the code: 6 digits, only its SHA-256 goes to the store and into the hub's database
+    assert re.fullmatch(r"[0-9]{6}", order["pickup_code"])
+    change = next(c for c in (await hub.sync("s1", "changes"))["changes"] if c["type"] == "order.created")
+    assert change["payload"]["pickup_code_sha256"] == hashlib.sha256(order["pickup_code"].encode()).hexdigest()
+    assert order["pickup_code"] not in json.dumps(change) and f"'{order['pickup_code']}'" not in db_dump(hub.data_dir)
+    # a tampered token does not verify
+    h, p, sig = order["pickup_token"].split(".")
+    forged = base64.urlsafe_b64encode(json.dumps(dict(claims, sid="s2")).encode()).rstrip(b"=").decode()
+    with pytest.raises(InvalidSignature):
+        verify_token(f"{h}.{forged}.{sig}", keys)
+
+    # a new token for the same order (no new code); only for an open order of that store
+    again = await hub.admin("POST", "/stores/s1/orders/wx-7/pickup-token", status=201)
+    assert set(again) == {"epoch", "order_id", "store_id", "pickup_token", "pickup_token_expires_at"}
+    _, claims2 = verify_token(again["pickup_token"], keys)
+    assert (claims2["sub"], claims2["sid"]) == ("wx-7", "s1") and claims2["jti"] != claims["jti"]
+    assert (await hub.admin("POST", "/stores/s2/orders/wx-7/pickup-token", status=404))["error"] == "not_found"
+    assert (await hub.admin("POST", "/stores/s9/orders/wx-7/pickup-token", status=404))["error"] == "not_found"
+    await hub.admin("POST", "/orders/wx-7/cancel", {"reason": "顾客取消"})
+    closed = await hub.admin("POST", "/stores/s1/orders/wx-7/pickup-token", status=409)
+    assert (closed["error"], closed["state"]) == ("order_closed", "cancelled")
+
+
+async def test_pickup_codes_are_unique_among_the_stores_open_orders(hub, monkeypatch):
+    import sync.hub as hub_mod
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    await hub.ok_upload("s2", [event("s2", 1, [("DRK-001", 10, "receipt")])])
+    draws = iter([123456, 123456, 123456, 654321, 123456])
+    monkeypatch.setattr(hub_mod.secrets, "randbelow", lambda n: next(draws))
+    first = await hub.order("s1", [("DRK-001", 1)])
+    other_store = await hub.order("s2", [("DRK-001", 1)])           # another store may hold the same code
+    second = await hub.order("s1", [("DRK-001", 1)])                # 123456 is taken at s1: drawn again
+    assert (first["pickup_code"], other_store["pickup_code"], second["pickup_code"]) == ("123456", "123456", "654321")
+    await hub.admin("POST", f"/orders/{first['order_id']}/cancel", {"reason": "x"})
+    assert (await hub.order("s1", [("DRK-001", 1)]))["pickup_code"] == "123456"   # free again once closed
+
+
+async def test_key_rotation_and_revocation_publish_changes(hub):
+    (first,) = (await hub.admin("GET", "/keys"))["keys"]
+    rotated = await hub.admin("POST", "/keys", status=201)
+    assert rotated["kid"] != first["kid"] and rotated["signing"] is True and "private_key" not in rotated
+    listed = (await hub.admin("GET", "/keys"))["keys"]
+    assert [(k["kid"], k["signing"], k["revoked_at"]) for k in listed] == \
+        [(first["kid"], False, None), (rotated["kid"], True, None)]
+    for store_id in ("s1", "s2"):
+        last = (await hub.sync(store_id, "changes"))["changes"][-1]
+        assert (last["cursor"], last["type"]) == (rotated["cursor"], "key.published")
+        assert last["payload"] == {"kid": rotated["kid"], "alg": "Ed25519", "public_key": rotated["public_key"]}
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    order = await hub.order("s1", [("DRK-001", 1)])
+    header, _ = verify_token(order["pickup_token"], await feed_keys(hub, "s1"))
+    assert header["kid"] == rotated["kid"]                                # the newest key signs
+
+    revoked = await hub.admin("POST", f"/keys/{first['kid']}/revoke", {"reason": "rotated"})
+    assert revoked["kid"] == first["kid"] and revoked["signing_kid"] == rotated["kid"]
+    for store_id in ("s1", "s2"):
+        last = (await hub.sync(store_id, "changes"))["changes"][-1]
+        assert (last["type"], last["payload"]) == ("key.revoked", {"kid": first["kid"], "reason": "rotated"})
+    assert list(await feed_keys(hub, "s2")) == [rotated["kid"]]
+    listed = {k["kid"]: k for k in (await hub.admin("GET", "/keys"))["keys"]}
+    assert listed[first["kid"]]["revoked_at"] is not None and listed[first["kid"]]["revoke_reason"] == "rotated"
+    assert (await hub.admin("POST", f"/keys/{first['kid']}/revoke", status=409))["error"] == "key_revoked"
+    assert (await hub.admin("POST", f"/keys/{rotated['kid']}/revoke", status=409))["error"] == "last_key"
+    assert (await hub.admin("POST", "/keys/k-none/revoke", status=404))["error"] == "not_found"
+    assert (await hub.admin("POST", f"/keys/{rotated['kid']}/revoke", {"why": "x"}, status=400))["error"] == \
+        "invalid_request"
+    assert "private" not in json.dumps(await hub.admin("GET", "/keys"))
+
+
+async def test_coupons_are_defined_issued_and_revoked(hub):
+    defined = await hub.admin("POST", "/coupons", COUPON, status=201)
+    definition = {**COUPON, "uses": 1, "online_only": False}
+    assert defined["definition"] == definition and defined["store_ids"] is None and defined["serials_issued"] == 0
+    for store_id in ("s1", "s2"):
+        last = (await hub.sync(store_id, "changes"))["changes"][-1]
+        assert (last["type"], last["payload"]) == ("coupon.defined", definition)
+    only_s1 = {"coupon_id": "cpn-9折", "title": "九折", "kind": "percent", "percent_off": 10,
+               "max_discount_fen": 500, "valid_from": "2026-12-01T00:00:00+08:00",
+               "valid_until": "2026-12-02T00:00:00+08:00", "uses": 2, "store_ids": ["s1"]}
+    assert (await hub.admin("POST", "/coupons", only_s1, status=400))["error"] == "invalid_request"   # the id
+    only_s1["coupon_id"] = "cpn-90pct"
+    await hub.admin("POST", "/coupons", only_s1, status=201)
+    assert (await hub.sync("s1", "changes"))["changes"][-1]["payload"]["coupon_id"] == "cpn-90pct"
+    assert (await hub.sync("s2", "changes"))["changes"][-1]["payload"]["coupon_id"] == "cpn-20off100"
+    assert (await hub.admin("POST", "/coupons", COUPON, status=409))["error"] == "coupon_exists"
+    for bad in ({"kind": "value", "value_fen": None}, {"kind": "percent"}, {"kind": "percent", "value_fen": None,
+                 "percent_off": 100}, {"value_fen": "2000"}, {"value_fen": 0}, {"scope": {"skus": ["DRK-001"],
+                 "categories": ["饮料"]}}, {"scope": {}}, {"valid_until": "2026-10-01T00:00:00Z"},
+                {"valid_from": "tomorrow"}, {"uses": 0}, {"online_only": "no"}, {"title": ""}, {"extra": 1},
+                {"percent_off": 10}):
+        body = {k: v for k, v in {**COUPON, "coupon_id": "cpn-bad", **bad}.items() if v is not None}
+        assert (await hub.admin("POST", "/coupons", body, status=400))["error"] == "invalid_request", bad
+    missing = await hub.admin("POST", "/coupons", {**COUPON, "coupon_id": "cpn-x", "store_ids": ["s9"]}, status=404)
+    assert missing["error"] == "not_found"
+
+    keys = await feed_keys(hub, "s1")
+    bound = await hub.admin("POST", "/coupons/cpn-20off100/issue", {"store_id": "s1"}, status=201)
+    header, claims = verify_token(bound["coupon_token"], keys)
+    assert header == {"alg": "EdDSA", "kid": bound["kid"], "typ": "se-coupon+jwt"}
+    now = int(hub.clock.now.timestamp())
+    valid_until = int(datetime(2026, 12, 31, 16, tzinfo=timezone.utc).timestamp())
+    assert claims == {"sub": bound["serial"], "cid": "cpn-20off100", "sid": "s1", "iat": now, "exp": valid_until,
+                      "jti": bound["jti"]}
+    anywhere = await hub.admin("POST", "/coupons/cpn-20off100/issue", status=201)           # no body: any store
+    _, claims = verify_token(anywhere["coupon_token"], keys)
+    assert "sid" not in claims and claims["sub"] == anywhere["serial"] != bound["serial"]
+    soon = await hub.admin("POST", "/coupons/cpn-90pct/issue", {"store_id": "s1",
+                                                                "expires_at": "2026-12-01T12:00:00+08:00"}, status=201)
+    _, claims = verify_token(soon["coupon_token"], keys)
+    assert claims["nbf"] == int(datetime(2026, 11, 30, 16, tzinfo=timezone.utc).timestamp())   # valid_from ahead
+    assert claims["exp"] == int(datetime(2026, 12, 1, 4, tzinfo=timezone.utc).timestamp())
+    assert (await hub.admin("POST", "/coupons/cpn-90pct/issue", {"store_id": "s2"}, status=409))["error"] == \
+        "wrong_store"
+    assert (await hub.admin("POST", "/coupons/cpn-none/issue", status=404))["error"] == "not_found"
+    assert (await hub.admin("POST", "/coupons/cpn-90pct/issue", {"store_id": 1}, status=400))["error"] == \
+        "invalid_request"
+    view = await hub.admin("GET", "/coupons/cpn-20off100")
+    assert [(s["serial"], s["store_id"], s["uses"], s["uses_allowed"], s["over_used"]) for s in view["serials"]] == \
+        [(bound["serial"], "s1", 0, 1, False), (anywhere["serial"], None, 0, 1, False)]
+
+    revoked = await hub.admin("POST", "/coupons/cpn-90pct/revoke", {"reason": "活动取消"})
+    assert revoked["coupon_id"] == "cpn-90pct" and len(revoked["cursors"]) == 1
+    last = (await hub.sync("s1", "changes"))["changes"][-1]
+    assert (last["type"], last["payload"]) == ("coupon.revoked", {"coupon_id": "cpn-90pct", "reason": "活动取消"})
+    assert (await hub.sync("s2", "changes"))["changes"][-1]["type"] == "coupon.defined"      # not s2's coupon
+    assert (await hub.admin("POST", "/coupons/cpn-90pct/issue", status=409))["error"] == "coupon_revoked"
+    assert (await hub.admin("POST", "/coupons/cpn-90pct/revoke", {"reason": "x"}, status=409))["error"] == \
+        "coupon_revoked"
+    listing = (await hub.admin("GET", "/coupons"))["coupons"]
+    assert [(c["coupon_id"], c["serials_issued"], c["revoked_at"] is not None) for c in listing] == \
+        [("cpn-20off100", 2, False), ("cpn-90pct", 1, True)]
+
+
+async def test_hand_overs_reversals_and_redemptions_are_recorded(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt"), ("SNK-001", 5, "receipt")])])
+    order = await hub.order("s1", [("DRK-001", 2), ("SNK-001", 1), ("DRK-001", 1)])
+    oid, lines = order["order_id"], [("DRK-001", 3), ("SNK-001", 1)]
+    verified = hand_over("s1", 3, oid, lines, jti="p-abc", provisional=True)
+    data = await hub.ok_upload("s1", [
+        event("s1", 2, [("DRK-001", 3, "reserve"), ("SNK-001", 1, "reserve")], "order.received", order_id=oid,
+              short=[]),
+        verified])
+    assert [r["status"] for r in data["results"]] == ["applied", "applied"]
+    got = await hub.admin("GET", f"/orders/{oid}")
+    assert (got["state"], got["conflict"]) == ("picked_up", None)
+    assert got["pickup"] == {"verified_at": CREATED_AT, "operator": "小王", "method": "token", "device": "till-1",
+                             "provisional": True, "jti": "p-abc", "event_id": verified["id"],
+                             "received_at": "2026-11-21T08:00:00.000Z", "reversed_at": None, "reversed_by": None,
+                             "reverse_reason": None, "reverse_event_id": None}
+    assert (await hub.sync("s1", "balances"))["balances"] == [{"sku": "DRK-001", "on_hand": 7, "reserved": 0},
+                                                              {"sku": "SNK-001", "on_hand": 4, "reserved": 0}]
+    reversal = hand_over("s1", 4, oid, lines, etype="pickup.reversed")
+    assert (await hub.ok_upload("s1", [reversal]))["results"][0]["status"] == "applied"
+    got = await hub.admin("GET", f"/orders/{oid}")
+    assert got["state"] == "ready" and got["pickup"]["reversed_by"] == "店长"
+    assert (got["pickup"]["reverse_reason"], got["pickup"]["reverse_event_id"]) == ("顾客拿错了", reversal["id"])
+    assert (await hub.sync("s1", "balances"))["balances"] == [{"sku": "DRK-001", "on_hand": 10, "reserved": 3},
+                                                              {"sku": "SNK-001", "on_hand": 5, "reserved": 1}]
+    by_code = hand_over("s1", 5, oid, [("SNK-001", 1), ("DRK-001", 3)], method="code")
+    assert (await hub.ok_upload("s1", [by_code]))["results"][0]["status"] == "applied"
+    got = await hub.admin("GET", f"/orders/{oid}")
+    assert (got["state"], got["conflict"], got["pickup"]["method"], got["pickup"]["jti"]) == \
+        ("picked_up", None, "code", None)
+    assert got["pickup"]["reversed_at"] is None
+
+    # coupons: uses counted per serial; a use beyond the definition's is applied and flagged
+    await hub.admin("POST", "/coupons", COUPON, status=201)
+    serial = (await hub.admin("POST", "/coupons/cpn-20off100/issue", {"store_id": "s1"}, status=201))["serial"]
+    first = redeemed("s1", 6, "cpn-20off100", serial, sale_id="sale-1")
+    double = redeemed("s1", 7, "cpn-20off100", serial, sale_id="sale-2", provisional=True, moves=[])
+    data = await hub.ok_upload("s1", [first, double])
+    assert [r["status"] for r in data["results"]] == ["applied", "applied"]
+    (row,) = (await hub.admin("GET", "/coupons/cpn-20off100"))["serials"]
+    assert (row["uses"], row["uses_allowed"], row["over_used"]) == (2, 1, True)
+    assert [(r["use_no"], r["sale_id"], r["provisional"], r["flags"], r["event_id"]) for r in row["redemptions"]] == \
+        [(1, "sale-1", False, [], first["id"]), (2, "sale-2", True, ["over_use"], double["id"])]
+    assert row["redemptions"][0]["store_id"] == "s1" and row["redemptions"][0]["discount_fen"] == 2000
+    summary = (await hub.admin("GET", "/coupons"))["coupons"][0]
+    assert (summary["redemptions"], summary["flagged_redemptions"]) == (2, 1)
+    # the same events again: duplicates, nothing counted twice
+    assert [r["status"] for r in (await hub.ok_upload("s1", [first, double]))["results"]] == ["duplicate"] * 2
+    assert (await hub.admin("GET", "/coupons/cpn-20off100"))["serials"][0]["uses"] == 2
+
+
+async def test_malformed_pickup_and_coupon_events_are_rejected_per_event(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    await hub.ok_upload("s2", [event("s2", 1, [("DRK-001", 10, "receipt")])])
+    oid = (await hub.order("s1", [("DRK-001", 2)]))["order_id"]
+    theirs = (await hub.order("s2", [("DRK-001", 1)]))["order_id"]
+    await hub.ok_upload("s1", [event("s1", 2, [("DRK-001", 2, "reserve")], "order.received", order_id=oid, short=[])])
+    await hub.admin("POST", "/coupons", COUPON, status=201)
+    await hub.admin("POST", "/coupons", {**COUPON, "coupon_id": "cpn-other"}, status=201)
+    serial = (await hub.admin("POST", "/coupons/cpn-20off100/issue", status=201))["serial"]
+    other = (await hub.admin("POST", "/coupons/cpn-other/issue", status=201))["serial"]
+    lines = [("DRK-001", 2)]
+    bad = [
+        (hand_over("s1", 0, oid, lines, method=DROP), "invalid_payload: method must be one of token, code"),
+        (hand_over("s1", 0, oid, lines, method="face"), "invalid_payload: method"),
+        (hand_over("s1", 0, oid, lines, operator=DROP), "invalid_payload: operator"),
+        (hand_over("s1", 0, oid, lines, device=""), "invalid_payload: device"),
+        (hand_over("s1", 0, oid, lines, provisional="no"), "invalid_payload: provisional must be true or false"),
+        (hand_over("s1", 0, oid, lines, provisional=DROP), "invalid_payload: provisional"),
+        (hand_over("s1", 0, oid, lines, verified_at="今天"), "invalid_payload: verified_at"),
+        (hand_over("s1", 0, oid, lines, jti=DROP), "invalid_payload: jti must be a string"),
+        (hand_over("s1", 0, oid, lines, method="code", jti="p-1"), "invalid_payload: jti is for method token"),
+        (hand_over("s1", 0, 42, lines), "invalid_payload: order_id"),
+        (dict(hand_over("s1", 0, oid, lines), payload={k: v for k, v in hand_over("s1", 0, oid, lines)["payload"]
+                                                       .items() if k != "moves"}), "invalid_moves: a pickup.verified"),
+        (hand_over("s1", 0, oid, lines, moves=[]), "invalid_moves: the moves of a pickup.verified must match "
+                                                  "the order's lines: pickup -2 DRK-001, release -2 DRK-001"),
+        (hand_over("s1", 0, oid, lines, moves=[("DRK-001", -2, "release")]), "invalid_moves: the moves of"),
+        (hand_over("s1", 0, oid, lines, moves=[("DRK-001", -1, "release"), ("DRK-001", -2, "pickup")]),
+         "invalid_moves: the moves of"),
+        (hand_over("s1", 0, oid, lines, moves=[("DRK-001", 2, "release"), ("DRK-001", 2, "pickup")]),
+         "invalid_moves: the moves of"),
+        (hand_over("s1", 0, oid, [("DRK-001", 2), ("SNK-001", 1)]), "invalid_moves: the moves of"),
+        (hand_over("s1", 0, oid, lines, moves=[("DRK-001", -2, "release"), ("DRK-001", -2, "sale")]),
+         "invalid_moves: a pickup.verified moves stock only by release and pickup"),
+        (hand_over("s1", 0, oid, lines, moves=[("DRK-001", "-2", "release")]), "invalid_moves: payload.moves[0].qty"),
+        (hand_over("s1", 0, "o-unknown", lines), "unknown_order: "),
+        (hand_over("s1", 0, theirs, [("DRK-001", 1)]), "unknown_order: "),
+        (hand_over("s1", 0, oid, lines, etype="pickup.reversed"), "not_picked_up: "),
+        (hand_over("s1", 0, oid, lines, etype="pickup.reversed", reason=DROP), "invalid_payload: reason"),
+        (hand_over("s1", 0, oid, lines, etype="pickup.reversed", operator=7), "invalid_payload: operator"),
+        (hand_over("s1", 0, oid, lines, etype="pickup.reversed", moves=[("DRK-001", -2, "release"),
+                                                                        ("DRK-001", -2, "pickup")]),
+         "invalid_moves: the moves of a pickup.reversed must match the order's lines: pickup +2 DRK-001"),
+        (redeemed("s1", 0, "cpn-20off100", serial, discount_fen="2000"), "invalid_payload: discount_fen"),
+        (redeemed("s1", 0, "cpn-20off100", serial, discount_fen=-1), "invalid_payload: discount_fen"),
+        (redeemed("s1", 0, "cpn-20off100", serial, provisional=DROP), "invalid_payload: provisional"),
+        (redeemed("s1", 0, "cpn-20off100", serial, sale_id=DROP), "invalid_payload: sale_id"),
+        (redeemed("s1", 0, "cpn-20off100", serial, jti=None), "invalid_payload: jti"),
+        (redeemed("s1", 0, "cpn-20off100", serial, coupon_id=DROP), "invalid_payload: coupon_id"),
+        (redeemed("s1", 0, "cpn-20off100", serial, moves=[("DRK-001", -1, "sale")]), "invalid_moves: "),
+        (redeemed("s1", 0, "cpn-none", serial), "unknown_coupon: "),
+        (redeemed("s1", 0, "cpn-20off100", "cs-none"), "unknown_serial: "),
+        (redeemed("s1", 0, "cpn-20off100", other), "unknown_serial: "),
+    ]
+    before = await hub.sync("s1", "balances")
+    batch = [dict(e, seq=n) for n, (e, _) in enumerate(bad, start=3)]
+    data = await hub.ok_upload("s1", batch)
+    for result, (sent, reason) in zip(data["results"], bad):
+        assert result["status"] == "rejected" and result["reason"].startswith(reason), (result, reason)
+    assert (await hub.sync("s1", "balances"))["balances"] == before["balances"]
+    got = await hub.admin("GET", f"/orders/{oid}")
+    assert (got["state"], got["pickup"], got["conflict"]) == ("created", None, None)
+    assert all(s["uses"] == 0 for s in (await hub.admin("GET", "/coupons/cpn-20off100"))["serials"])
+    listing = await hub.admin("GET", "/stores/s1/events", params={"status": "rejected", "limit": "1000"})
+    assert len(listing["events"]) == len(bad)
+
+
+async def test_a_hand_over_after_a_refund_is_applied_and_flagged(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    oid = (await hub.order("s1", [("DRK-001", 2)]))["order_id"]
+    await hub.ok_upload("s1", [event("s1", 2, [("DRK-001", 2, "reserve")], "order.received", order_id=oid, short=[])])
+    await hub.admin("POST", f"/orders/{oid}/refund", {"reason": "顾客申请退款"})
+    # the store was offline: it handed the goods over before it learnt of the refund
+    late = hand_over("s1", 3, oid, [("DRK-001", 2)], provisional=True)
+    assert (await hub.ok_upload("s1", [late]))["results"][0]["status"] == "applied"
+    got = await hub.admin("GET", f"/orders/{oid}")
+    assert got["state"] == "refunded" and got["pickup"]["event_id"] == late["id"] and got["pickup"]["provisional"]
+    assert "after the order was refunded" in got["conflict"]
+    assert (await hub.sync("s1", "balances"))["balances"] == [{"sku": "DRK-001", "on_hand": 8, "reserved": 0}]
+    flagged = await hub.admin("GET", "/orders", params={"conflict": "true"})
+    assert [o["order_id"] for o in flagged["orders"]] == [oid] and flagged["orders"][0]["pickup"] is not None
+    assert (await hub.admin("GET", "/orders", params={"conflict": "false"}))["orders"] == []
+    assert (await hub.admin("GET", "/orders", params={"conflict": "yes"}, status=400))["error"] == "invalid_request"

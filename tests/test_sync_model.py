@@ -132,9 +132,10 @@ class Model:
         self.orders: dict[str, dict] = {}               # edge orders: id -> {state, lines, short}
         self.inbox: set[str] = set()
         self.hub = HubModel(epoch=epoch, catalog=frozenset(KNOWN))
+        self.hub.feed.append(("key:first-start", "key", None))  # the hub publishes its signing key at start
         for sku in KNOWN[:product_changes]:
             self.hub.feed.append((f"product:{sku}", "product", None))
-        self.hub.changes = product_changes
+        self.hub.changes = product_changes + 1
 
     # -- the edge's own writes ----------------------------------------------------------------------
     def move(self, sku: str, qty: int, reason: str) -> tuple:
