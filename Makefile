@@ -4,9 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := python3 python3-venv python3-pip fonts-wqy-microhei libusb-1.0-0
-# libusb: USB receipt printers (pyusb); the CJK font draws Chinese for printers without a Chinese font (raster) and the virtual printer's PNGs
-CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+# python3-dev, gcc, linux-libc-dev: evdev (HID scanners) is built from source; libusb: USB receipt printers;
+# libzbar0: pyzbar, the second barcode decoder; fonts-wqy-microhei: Chinese for printers without a Chinese
+# font (raster) and the virtual printer's pictures
+APT_PACKAGES := python3 python3-venv python3-pip python3-dev gcc linux-libc-dev libusb-1.0-0 libzbar0 \
+	fonts-wqy-microhei
 
 .PHONY: demo test bench system-packages clean
 
@@ -21,10 +23,11 @@ bench: $(STAMP)
 
 # Debian packages, installed only when missing (apt needs root: sudo is used if not root).
 system-packages:
-	@if ! python3 -c 'import sys, ensurepip, venv; assert sys.version_info >= (3, 11)' 2>/dev/null \
-		|| [ ! -f $(CJK_FONT) ] || ! /sbin/ldconfig -p | grep -q libusb-1.0.so; then \
-		echo "installing Debian packages: $(APT_PACKAGES)"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES); \
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
 $(STAMP): pyproject.toml Makefile

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")]
 DevPath = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^/")]
@@ -69,6 +69,9 @@ class SerialScanner(DeviceConfig):
     path: DevPath
     baud: Baud = 9600
     terminator: Literal["CR", "LF", "CRLF", "none"] = "CR"
+    # terminator "none": a code ends after this long without bytes
+    idle_gap_ms: Annotated[int, Field(ge=10, le=1000)] = 50
+    max_length: Annotated[int, Field(ge=1, le=4096)] = 256  # bytes; longer codes are discarded
 
 
 class HidScanner(DeviceConfig):
@@ -76,6 +79,13 @@ class HidScanner(DeviceConfig):
     # a stable /dev/input/by-id/... path, or the device name evdev reports
     path: DevPath | None = None
     device_name: Annotated[str, Field(min_length=1)] | None = None
+    max_length: Annotated[int, Field(ge=1, le=4096)] = 256  # characters
+
+    @model_validator(mode="after")
+    def _path_or_name(self):
+        if not self.path and not self.device_name:
+            raise ValueError("set path or device_name")
+        return self
 
 
 class Camera(DeviceConfig):
@@ -96,6 +106,8 @@ def device_paths(device: DeviceConfig):
     """(key, identity) pairs that no two devices may share: a port cannot be opened twice."""
     if getattr(device, "path", None):
         yield "path", device.path
+    if isinstance(device, HidScanner) and device.device_name and not device.path:
+        yield "device_name", f"hid:{device.device_name}"
     if isinstance(device, NetworkPrinter):
         yield "host", f"{device.host}:{device.port}"
     if isinstance(device, UsbPrinter):

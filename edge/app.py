@@ -14,11 +14,13 @@ import time
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from edge import api, pickup, print_api, status_page, stock, systemd, tokens, verify_api  # noqa: F401 (routes)
+from edge import api, pickup, print_api, scan_api, status_page, stock, systemd, tokens, verify_api  # noqa: F401
 from edge.config import Config
 from edge.errors import InputError
-from edge.keys import CONFIG, DEVICE, LIMITER, PRINTING, STARTED, STORE, SYNC
+from edge.devices import DeviceService
+from edge.keys import CONFIG, DEVICE, DEVICES, LIMITER, PRINTING, SCANS, STARTED, STORE, SYNC
 from edge.printing import PrintService
+from edge.scans import ScanRouter
 from edge.db import Store
 from edge.serving import serve_until_stopped
 from sync import api as sync_api  # noqa: F401 (registers the /sync operations)
@@ -75,6 +77,20 @@ async def printing_subsystem(app: web.Application):
     log.info("printing stopped")
 
 
+async def scanning_subsystem(app: web.Application):
+    """The scan router, and a reader per scanner and camera feeding it."""
+    router = ScanRouter(app[STORE], app[CONFIG].scanning.scales)
+    await router.start()
+    devices = DeviceService(app[CONFIG], router)
+    devices.start()
+    app[SCANS], app[DEVICES] = router, devices
+    log.info("scanning started", extra={"kv": {"devices": len(devices.readers)}})
+    yield
+    await devices.stop()
+    await router.stop()
+    log.info("scanning stopped")
+
+
 async def scheduler_subsystem(app: web.Application):
     config = app[CONFIG]
     scheduler = AsyncIOScheduler(timezone=config.tz)
@@ -90,7 +106,7 @@ async def scheduler_subsystem(app: web.Application):
     log.info("scheduler stopped")
 
 
-SUBSYSTEMS = (store_subsystem, sync_subsystem, printing_subsystem, scheduler_subsystem)
+SUBSYSTEMS = (store_subsystem, sync_subsystem, printing_subsystem, scanning_subsystem, scheduler_subsystem)
 
 
 async def reconcile_job(engine: SyncEngine) -> None:

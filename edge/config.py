@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from drivers import DEVICE_SECTIONS, device_paths
 from edge.errors import field_path
+from edge.scan_classify import ScanningSection
 
 
 class ConfigError(Exception):
@@ -169,6 +170,7 @@ ConfigFile = create_model(
     cloud=(CloudSection, CloudSection()),
     printing=(PrintingSection, PrintingSection()),
     verification=(VerificationSection, VerificationSection()),
+    scanning=(ScanningSection, ScanningSection()),
     log=(LogSection, LogSection()),
     **{section: _device_field(models) for section, models in DEVICE_SECTIONS.items()},
 )
@@ -202,6 +204,10 @@ class Config:
     @property
     def verification(self) -> VerificationSection:
         return self.raw.verification
+
+    @property
+    def scanning(self) -> ScanningSection:
+        return self.raw.scanning
 
     @property
     def log(self) -> LogSection:

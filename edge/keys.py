@@ -12,3 +12,5 @@ SYNC = web.AppKey("sync", object)  # sync.engine.SyncEngine, absent without [clo
 DEVICE = web.RequestKey("device", str)  # the authenticated till, or "local"
 PRINTING = web.AppKey("printing", object)  # edge.printing.PrintService
 LIMITER = web.AppKey("limiter", object)  # edge.pickup.CodeLimiter: typed pickup codes per till
+SCANS = web.AppKey("scans", object)  # edge.scans.ScanRouter
+DEVICES = web.AppKey("devices", object)  # edge.devices.DeviceService

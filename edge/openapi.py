@@ -28,6 +28,8 @@ IDEMPOTENCY_KEY = {
 
 
 def _response(code: int, text: str) -> dict:
+    if code == 101:  # a WebSocket upgrade: no body, the messages are described in the summary
+        return {"description": text}
     schema = {"$ref": "#/components/schemas/Error"} if code >= 400 else {"type": "object"}
     return {"description": text, "content": {"application/json": {"schema": schema}}}
 

@@ -1,0 +1,153 @@
+"""The scan router: every scan is classified and kept in order; each consumer reads from its position.
+
+Scanners (serial, HID, camera) hand their scans over from their threads; the router classifies
+each (edge/scan_classify.py), writes it to the `scans` table and wakes whoever waits. A consumer
+(a till's POS, the cashier screen) has a name and an acknowledged position: it gets every scan after
+it, over a WebSocket or by polling, and nothing is lost between two polls or across a restart.
+A consumer seen for the first time starts at the newest scan: it does not replay the day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import sqlite3
+from datetime import date, datetime, timezone
+
+from drivers.scan import Scan
+from edge.clock import iso
+from edge.context import WriteContext
+from edge.scan_classify import Classified, classify
+
+log = logging.getLogger("edge.scans")
+
+
+def _jsonable(value):
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (tuple, list)):
+        return list(value)
+    if hasattr(value, "items"):
+        return dict(value)
+    return value
+
+
+def detail(classified: Classified) -> dict:
+    """The classification without its empty fields (kind first), as stored and sent."""
+    out = {}
+    for f in dataclasses.fields(classified):
+        value = getattr(classified, f.name)
+        if f.name != "text" and value not in (None, (), {}) and not (hasattr(value, "items") and not value):
+            out[f.name] = _jsonable(value)
+    return out
+
+
+def record(conn: sqlite3.Connection, scan: Scan, classified: Classified) -> dict:
+    cur = conn.execute("INSERT INTO scans (device, source, text, raw, kind, detail, scanned_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (scan.device, scan.source, scan.text, scan.raw, classified.kind,
+                        json.dumps(detail(classified), ensure_ascii=False), _iso(scan.at)))
+    return get_scan(conn, cur.lastrowid)
+
+
+def _iso(at: float) -> str:
+    return iso(datetime.fromtimestamp(at, timezone.utc))
+
+
+def _row(row: sqlite3.Row) -> dict:
+    item = dict(row)
+    item["detail"] = json.loads(item["detail"])
+    item["raw_hex"] = item.pop("raw").hex(" ") if item.get("raw") is not None else None
+    return item
+
+
+def get_scan(conn: sqlite3.Connection, seq: int) -> dict:
+    return _row(conn.execute("SELECT * FROM scans WHERE seq = ?", (seq,)).fetchone())
+
+
+def position(conn: sqlite3.Connection, consumer: str) -> int | None:
+    row = conn.execute("SELECT acked_seq FROM scan_consumers WHERE name = ?", (consumer,)).fetchone()
+    return row[0] if row else None
+
+
+def register(conn: sqlite3.Connection, consumer: str, ctx: WriteContext) -> int:
+    """The consumer's position; a new consumer starts at the newest scan."""
+    conn.execute("INSERT INTO scan_consumers (name, acked_seq, updated_at) SELECT ?, coalesce(max(seq), 0), ? "
+                 "FROM scans WHERE true ON CONFLICT (name) DO NOTHING", (consumer, ctx.now))  # WHERE: SQLite's parser
+    return position(conn, consumer)
+
+
+def after(conn: sqlite3.Connection, seq: int, limit: int = 100) -> list[dict]:
+    return [_row(r) for r in conn.execute("SELECT * FROM scans WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))]
+
+
+def ack(conn: sqlite3.Connection, consumer: str, seq: int, ctx: WriteContext) -> dict:
+    """Move a consumer's position forward (never back: a late or repeated ack is harmless)."""
+    newest = conn.execute("SELECT coalesce(max(seq), 0) FROM scans").fetchone()[0]
+    seq = min(seq, newest)
+    conn.execute("INSERT INTO scan_consumers (name, acked_seq, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) "
+                 "DO UPDATE SET acked_seq = max(acked_seq, excluded.acked_seq), updated_at = excluded.updated_at",
+                 (consumer, seq, ctx.now))
+    return {"consumer": consumer, "acked_seq": position(conn, consumer)}
+
+
+class ScanRouter:
+    """Takes scans from any thread, classifies and stores them in arrival order, wakes the readers."""
+
+    def __init__(self, store, formats):
+        self.store = store
+        self.formats = formats
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[tuple[Scan, bool]] = asyncio.Queue()
+        self._new = asyncio.Condition()
+        self._task: asyncio.Task | None = None
+        self.newest = 0
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.newest = await self.store.read(lambda conn: conn.execute(
+            "SELECT coalesce(max(seq), 0) FROM scans").fetchone()[0])
+        self._task = asyncio.create_task(self._run(), name="scan-router")
+
+    async def stop(self) -> None:
+        if self._task:
+            await self._queue.join()  # scans already handed over are stored before the store closes
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def submit_threadsafe(self, scan: Scan) -> None:
+        """For scanner threads (their on_scan callback)."""
+        self.loop.call_soon_threadsafe(self._queue.put_nowait, (scan, False))
+
+    async def submit(self, scan: Scan, typed: bool = False) -> dict:
+        """A scan from the API or the cashier screen; returns it as stored."""
+        classified = classify(scan.text, self.formats, typed=typed)
+        item = await self.store.write(record, scan, classified)
+        await self.announce(item["seq"])
+        return item
+
+    async def _run(self) -> None:
+        while True:
+            scan, typed = await self._queue.get()
+            try:
+                await self.submit(scan, typed)
+            except Exception:  # noqa: BLE001 (one bad scan must not stop the router)
+                log.exception("scan not stored", extra={"kv": {"device": scan.device}})
+            finally:
+                self._queue.task_done()
+
+    async def announce(self, seq: int) -> None:
+        async with self._new:
+            self.newest = max(self.newest, seq)
+            self._new.notify_all()
+
+    async def wait_after(self, seq: int, timeout: float) -> bool:
+        """Wait until a scan newer than `seq` exists (True) or the timeout passes (False)."""
+        async with self._new:
+            try:
+                await asyncio.wait_for(self._new.wait_for(lambda: self.newest > seq), timeout)
+            except asyncio.TimeoutError:
+                return False
+        return True

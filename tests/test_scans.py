@@ -1,0 +1,112 @@
+"""The scan router end to end: a serial scanner on a pty, typed codes, polling, the WebSocket, acks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tty
+
+import pytest
+
+from edge import config as config_mod
+from edge.keys import SCANS
+from tests.conftest import Api, BARCODE, seed, start_client, write_config
+
+
+async def wait_scans(api: Api, consumer: str, count: int) -> list[dict]:
+    """Long-poll until `count` scans are there (the server waits for them: no sleeping here)."""
+    items: list[dict] = []
+    for _ in range(20):
+        code, body = await api.get("/scans", {"consumer": consumer, "wait": "5"})
+        assert code == 200, body
+        items = body["items"]
+        if len(items) >= count:
+            return items
+    raise AssertionError(f"only {len(items)} scans")
+
+
+@pytest.fixture
+async def pty_shop(tmp_path):
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = tmp_path / "scanner0"
+    path.symlink_to(os.ttyname(slave))
+    cfg = config_mod.load(write_config(tmp_path, f'[[scanners]]\nname = "counter-scanner"\ntype = "serial"\n'
+                                                  f'path = "{path}"\nterminator = "CR"\n'))
+    seed(cfg.db_path)
+    client = await start_client(cfg)
+    try:
+        yield cfg, Api(client), master
+    finally:
+        await client.close()
+        os.close(master)
+        os.close(slave)
+
+
+async def test_serial_scans_are_classified_and_delivered_in_order(pty_shop):
+    cfg, api, master = pty_shop
+    await api.ok("/scans/ack", {"consumer": "pos-1", "seq": 0})  # the till registers before scanning starts
+    await _connected(api)
+    os.write(master, f"{BARCODE['DRK-001']}\r".encode() + b"204613\r" + b"2212345012345\r")
+    items = await wait_scans(api, "pos-1", 3)
+    assert [i["text"] for i in items] == [BARCODE["DRK-001"], "204613", "2212345012345"]
+    assert items[0]["kind"] == "product" and items[0]["device"] == "counter-scanner"
+    assert items[0]["source"] == "serial" and items[0]["raw_hex"]
+    assert items[1]["kind"] == "product" or items[1]["kind"] in ("unknown", "pickup_code")  # scanned, not typed
+    # acknowledged scans are not delivered again, even to a new poll after a restart of the reader
+    await api.ok("/scans/ack", {"consumer": "pos-1", "seq": items[1]["seq"]})
+    code, body = await api.get("/scans", {"consumer": "pos-1"})
+    assert [i["seq"] for i in body["items"]] == [items[2]["seq"]]
+    code, body = await api.get("/scanners")
+    scanner = body["items"][0]
+    assert scanner["state"] == "connected" and scanner["scans"] == 3
+    assert scanner["last_scan"]["text"] == "2212345012345"
+
+
+async def _connected(api):
+    for _ in range(200):
+        code, body = await api.get("/scanners")
+        if body["items"][0]["state"] == "connected":
+            return
+        await asyncio.sleep(0.01)  # the reader thread opens the port on its own
+    raise AssertionError(body)
+
+
+async def test_typed_code_is_a_pickup_code_and_websocket_streams_and_acks(client, api):
+    ws = await client.ws_connect("/api/v1/scans/ws?consumer=screen-1")
+    typed = await api.ok("/scans", {"text": "204613", "typed": True})
+    assert typed["kind"] == "pickup_code"
+    product = await api.ok("/scans", {"text": BARCODE["SNK-001"]})
+    first = await asyncio.wait_for(ws.receive_json(), 5)
+    second = await asyncio.wait_for(ws.receive_json(), 5)
+    assert [first["seq"], second["seq"]] == [typed["seq"], product["seq"]]
+    await ws.send_json({"ack": first["seq"]})
+    await ws.send_str("not json")
+    assert "error" in await asyncio.wait_for(ws.receive_json(), 5)
+    await ws.close()
+    # the position is kept: a new connection gets what was not acknowledged
+    ws = await client.ws_connect("/api/v1/scans/ws?consumer=screen-1")
+    again = await asyncio.wait_for(ws.receive_json(), 5)
+    assert again["seq"] == product["seq"]
+    await ws.close()
+
+
+async def test_a_new_consumer_starts_at_the_newest_scan(client, api):
+    await api.ok("/scans", {"text": BARCODE["SNK-001"]})
+    code, body = await api.get("/scans", {"consumer": "late-till"})
+    assert body["items"] == []
+    later = await api.ok("/scans", {"text": BARCODE["DRK-001"]})
+    code, body = await api.get("/scans", {"consumer": "late-till"})
+    assert [i["seq"] for i in body["items"]] == [later["seq"]]
+
+
+async def test_bad_scan_requests(client, api):
+    for params in ({}, {"consumer": "bad name"}, {"consumer": "ok", "wait": "99"}, {"consumer": "ok", "limit": "0"}):
+        code, body = await api.get("/scans", params)
+        assert code == 400, params
+    for body in ({"text": ""}, {"text": "x" * 2049}, {"text": 5}, {"text": "1", "typed": "yes"}):
+        code, err, _ = await api.post("/scans", body)
+        assert code == 422, body
+    code, err, _ = await api.post("/scans/ack", {"consumer": "pos", "seq": -1})
+    assert code == 422
+    assert client.server.app[SCANS].newest == 0  # nothing was stored
