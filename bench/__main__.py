@@ -1,4 +1,4 @@
-"""`python -m bench {ledger,sync,print,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
+"""`python -m bench {ledger,sync,print,scan,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
 
 from __future__ import annotations
 
@@ -25,7 +25,13 @@ def _print(quick: bool) -> dict:
     return print_bench.run(quick=quick)
 
 
-BENCHMARKS = {"ledger": _ledger, "sync": _sync, "print": _print}
+def _scan(quick: bool) -> dict:
+    from bench import scan  # noqa: PLC0415 (imported when asked for)
+
+    return scan.run(quick=quick)
+
+
+BENCHMARKS = {"ledger": _ledger, "sync": _sync, "print": _print, "scan": _scan}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,7 +92,13 @@ class Camera(DeviceConfig):
     type: Literal["camera"]
     # a device index (0), a V4L2 path (/dev/video0), an rtsp:// URL or a video file
     source: int | str
-    decoder: Literal["zxing", "zbar"] = "zxing"
+    decoder: Literal["zxing", "zbar"] = "zxing"  # tried first; the other is tried when it finds nothing
+    dedupe_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0  # the same code again only after this long unseen
+    formats: Annotated[list[str], Field(min_length=1)] | None = ["QRCode"]  # zxing-cpp names; None: all formats
+    prescale: Annotated[int, Field(ge=320, le=4096)] | None = 960  # large frames are read shrunk to this first
+    width: Annotated[int, Field(ge=160, le=4096)] | None = None    # ask the camera for this frame size
+    height: Annotated[int, Field(ge=120, le=4096)] | None = None
+    loop: bool = False  # a video file starts again at its end (demo)
 
 
 DEVICE_SECTIONS: dict[str, tuple[type[DeviceConfig], ...]] = {

@@ -27,7 +27,9 @@ def make_reader(cfg, on_scan):
     if isinstance(cfg, Camera):
         from drivers.camera import CameraScanner  # noqa: PLC0415 (OpenCV only when a camera is configured)
 
-        return CameraScanner(cfg, on_scan)
+        return CameraScanner(cfg, on_scan, dedupe_seconds=cfg.dedupe_seconds, loop=cfg.loop, width=cfg.width,
+                             height=cfg.height, formats=tuple(cfg.formats) if cfg.formats else None,
+                             prescale=cfg.prescale)
     raise TypeError(f"not a scanning device: {cfg!r}")
 
 

@@ -110,3 +110,24 @@ async def test_bad_scan_requests(client, api):
     code, err, _ = await api.post("/scans/ack", {"consumer": "pos", "seq": -1})
     assert code == 422
     assert client.server.app[SCANS].newest == 0  # nothing was stored
+
+
+async def test_camera_scans_reach_the_consumer_once(tmp_path):
+    from tests import videos  # noqa: PLC0415 (OpenCV and the generator only for this test)
+
+    token = videos.jws_token()
+    clip = videos.write_video(tmp_path / "counter.avi", videos.still(token, frames=20))
+    cfg = config_mod.load(write_config(tmp_path, f'[[cameras]]\nname = "counter-cam"\ntype = "camera"\n'
+                                                  f'source = "{clip}"\n'))
+    seed(cfg.db_path)
+    client = await start_client(cfg)
+    try:
+        api = Api(client)
+        await api.ok("/scans/ack", {"consumer": "screen", "seq": 0})
+        items = await wait_scans(api, "screen", 1)
+        assert items[0]["text"] == token and items[0]["source"] == "camera"
+        assert items[0]["kind"] in ("pickup_token", "unknown")  # the generator's token has its own typ
+        code, body = await api.get("/scans", {"consumer": "screen", "wait": "1"})
+        assert len(body["items"]) == 1  # 20 frames with the same code: one scan
+    finally:
+        await client.close()
