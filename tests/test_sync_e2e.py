@@ -172,3 +172,50 @@ async def test_reconciliation_matches_then_corrects_a_divergent_cloud(linked, tm
     assert (await reconcile(app[STORE], engine.client))["result"] == "match"
     status, body = await edge.get("/sync/reconciliations")
     assert body["items"][0]["sku"] == "DRK-002" and body["items"][0]["cloud_on_hand"] == OPENING["DRK-002"] + 5
+
+
+async def test_pickup_token_from_the_hub_verified_at_the_edge_and_reported_back(linked):
+    hub, edge, app, config = linked
+    await until(lambda: queue_empty(edge), what="opening stock uploaded")
+    order = await hub.admin("POST", "/stores/test-store/orders", {
+        "kind": "pickup", "lines": [{"sku": "DRK-001", "qty": 1}, {"sku": "SNK-001", "qty": 2}]})
+
+    async def arrived():
+        return (await edge.get(f"/orders/{order['order_id']}"))[0] == 200
+    await until(arrived, what="order and key at the edge")
+    status, found, _ = await edge.post("/pickups/lookup", {"token": order["pickup_token"]}, key=None)
+    assert status == 200 and found["order"]["id"] == order["order_id"], found
+    done = await edge.ok("/pickups", {"code": order["pickup_code"], "operator": "小王"})
+    assert done["pickup"]["method"] == "code" and done["pickup"]["provisional"] is False
+    status, again, _ = await edge.post("/pickups/lookup", {"token": order["pickup_token"]}, key=None)
+    assert status == 409 and again["error"]["detail"]["used_by"] == "小王"
+    await until(lambda: queue_empty(edge), what="hand-over uploaded")
+    hub_order = await hub.admin("GET", f"/orders/{order['order_id']}")
+    assert hub_order["pickup"]["operator"] == "小王" and hub_order["pickup"]["method"] == "code"
+    assert (await edge.get("/sync/dead-letters"))[1]["items"] == []
+    store = await hub.admin("GET", "/stores/test-store")
+    hub_balances = {r["sku"]: (r["on_hand"], r["reserved"]) for r in store["balances"]}
+    edge_snk = (await edge.get("/stock/SNK-001"))[1]
+    assert hub_balances["SNK-001"] == (edge_snk["on_hand"], edge_snk["reserved"]) == (OPENING["SNK-001"] - 2, 0)
+
+
+async def test_coupon_from_the_hub_redeemed_with_a_sale(linked):
+    hub, edge, app, config = linked
+    await until(lambda: queue_empty(edge), what="opening stock uploaded")
+    await hub.admin("POST", "/coupons", {"coupon_id": "c-5off", "title": "立减5元", "kind": "value",
+                                         "value_fen": 500, "min_spend_fen": 1000,
+                                         "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2099-01-01T00:00:00Z"})
+    issued = await hub.admin("POST", "/coupons/c-5off/issue", {"store_id": "test-store"})
+
+    async def known():
+        status, body, _ = await edge.post("/coupons/check", {"token": issued["coupon_token"]}, key=None)
+        return status == 200
+    await until(known, what="coupon definition and key at the edge")
+    sale = await edge.ok("/sales", {"lines": [{"sku": "SNK-001", "qty": 2}], "coupons": [issued["coupon_token"]],
+                                    "payments": [{"method": "wechat", "amount_fen": 1000}]})
+    assert sale["sale"]["total_fen"] == 1000 and sale["sale"]["coupons"][0]["amount_fen"] == 500
+    await until(lambda: queue_empty(edge), what="sale and redemption uploaded")
+    coupon = await hub.admin("GET", "/coupons/c-5off")
+    (serial,) = coupon["serials"]
+    assert serial["uses"] == 1 and serial["redemptions"][0]["sale_id"] == sale["sale"]["id"]
+    assert (await edge.get("/sync/dead-letters"))[1]["items"] == []
