@@ -14,7 +14,9 @@ import time
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from edge import api, pickup, print_api, scan_api, status_page, stock, systemd, tokens, verify_api  # noqa: F401
+from edge import (api, pickup, print_api, scan_api, signed_tokens, status_page, stock, systemd, tokens,  # noqa: F401
+                  verify_api)
+from edge.clock import iso, utcnow
 from edge.config import Config
 from edge.errors import InputError
 from edge.devices import DeviceService
@@ -38,6 +40,9 @@ async def store_subsystem(app: web.Application):
     await asyncio.get_running_loop().run_in_executor(None, store.open)  # migrations may take a while
     app[STORE] = store
     log.info("store open", extra={"kv": {"path": store.path}})
+    if app[CONFIG].verification.keys:
+        added = await store.write(signed_tokens.add_config_keys, app[CONFIG].verification.keys, iso(utcnow()))
+        log.info("verification keys from config", extra={"kv": {"added": added}})
     yield
     await asyncio.get_running_loop().run_in_executor(None, store.close)
     log.info("store closed")

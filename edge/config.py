@@ -143,7 +143,15 @@ class PrintingSection(Section):
     _whole_seconds_ok = field_validator("status_poll_seconds", mode="before")(lambda value: _int_to_float(value))
 
 
+class KeyEntry(Section):
+    """A public key that signs pickup and coupon tokens, for stores that must verify before their first sync."""
+
+    kid: Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,64}$")]
+    public_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{43}=$", description="base64 of the 32-byte Ed25519 key")]
+
+
 class VerificationSection(Section):
+    keys: list[KeyEntry] = []  # added to the keys the cloud publishes; the feed's own entry wins
     # coupon ids, or kinds ("value", "percent"), refused while the cloud is unreachable
     online_only_coupons: list[Annotated[str, Field(min_length=1, max_length=64)]] = []
     code_attempts: Annotated[int, Field(ge=1, le=100)] = 5        # wrong typed codes a till may enter...

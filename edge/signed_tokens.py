@@ -132,3 +132,14 @@ def verify(conn: sqlite3.Connection, text: str, *, store_id: str, now: float, ki
     if token.store is not None and token.store != store_id:
         raise TokenRefused("wrong_store", f"the code is for store {token.store}, not this one")
     return token
+
+
+def add_config_keys(conn: sqlite3.Connection, keys, now: str) -> int:
+    """Keys from config.toml, for a store that must verify before its first sync. A key the feed
+    published (or revoked) is left as the feed says."""
+    added = 0
+    for key in keys:
+        added += conn.execute("INSERT INTO verification_keys (kid, alg, public_key, updated_at) "
+                              "VALUES (?, 'Ed25519', ?, ?) ON CONFLICT (kid) DO NOTHING",
+                              (key.kid, key.public_key, now)).rowcount
+    return added

@@ -284,3 +284,23 @@ async def test_pickup_slip_is_queued_with_the_hand_over(api, synced):
     assert done["print_job"]["printer"] == "counter"
     job = query(synced, "SELECT kind, order_id, payload FROM print_jobs")[0]
     assert job[:2] == ("pickup_slip", "o-1") and json.loads(job[2])["operator"] == "小王"
+
+
+async def test_keys_from_config_verify_before_the_first_sync(tmp_path):
+    from edge import config as config_mod  # noqa: PLC0415
+    from tests.conftest import seed, start_client, write_config  # noqa: PLC0415
+
+    cfg = config_mod.load(write_config(tmp_path, f'[[verification.keys]]\nkid = "k1"\npublic_key = "{public(KEY)}"\n'))
+    seed(cfg.db_path)
+    feed(cfg.db_path, [order()])
+    client = await start_client(cfg)
+    try:
+        code, found, _ = await Api(client).post("/pickups/lookup", {"token": pickup_token()}, key=None)
+        assert code == 200 and found["order"]["id"] == "o-1"
+    finally:
+        await client.close()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with pytest.raises(config_mod.ConfigError) as err:
+        config_mod.load(write_config(bad, '[[verification.keys]]\nkid = "k1"\npublic_key = "not-a-key"\n'))
+    assert "verification.keys[0].public_key" in str(err.value)
