@@ -71,7 +71,8 @@ async def sync_subsystem(app: web.Application):
 async def printing_subsystem(app: web.Application):
     """A worker per configured printer; started after sync so the status ticket can show the cloud link."""
     engine = app.get(SYNC)
-    service = PrintService(app[STORE], app[CONFIG], link=engine.link if engine else None)
+    service = PrintService(app[STORE], app[CONFIG], link=engine.link if engine else None,
+                           scanner_states=lambda: app[DEVICES].states() if DEVICES in app else [])
     await service.start()
     app[PRINTING] = service
     log.info("printing started", extra={"kv": {"printers": len(service.workers),

@@ -240,10 +240,11 @@ async def _wait(event: asyncio.Event, timeout: float) -> None:
 class PrintService:
     """All printers of the store, the routes, expiry and the unprinted-order alert."""
 
-    def __init__(self, store: Store, config: Config, *, link=None):
+    def __init__(self, store: Store, config: Config, *, link=None, scanner_states=lambda: []):
         self.store = store
         self.config = config
         self.link = link  # the sync engine's Link (cloud state for the status ticket), or None
+        self.scanner_states = scanner_states  # scanners and cameras, for the status ticket
         self.store_info = store_info(config)
         self.routes = routes_from_config(config)
         self.workers = {p.name: PrinterWorker(self, p) for p in config.raw.printers if p.enabled}
@@ -358,8 +359,7 @@ class PrintService:
             "printed_at": now_iso(), "dashboard_url": dashboard_url(self.config), "version": _version(),
             "cloud": {"state": link["state"], "since": link.get("since"), "queue": queue["depth"]},
             "printers": [{"name": p["name"], "state": p["state"]} for p in self.printers()],
-            "scanners": [{"name": s.name, "state": "unknown" if s.enabled else "disabled"}
-                         for s in self.config.raw.scanners],
+            "scanners": [{"name": d["device"], "state": d["state"]} for d in self.scanner_states()],
         }
 
 

@@ -96,10 +96,10 @@ async def post_scan(request):
            responses={101: "switching to WebSocket", 400: "bad consumer"})
 async def scans_ws(request):
     consumer = _consumer(request)
+    router, store = request.app[SCANS], request.app[STORE]
+    sent = await _position(request, consumer)  # before the handshake: a scan after it is never missed
     ws = web.WebSocketResponse(heartbeat=20)
     await ws.prepare(request)
-    router, store = request.app[SCANS], request.app[STORE]
-    sent = await _position(request, consumer)
 
     async def push():
         nonlocal sent

@@ -11,7 +11,7 @@ from aiohttp import web
 from edge import __version__
 from edge.clock import business_date, utcnow
 from drivers.documents import STATE_LABELS
-from edge.keys import CONFIG, PRINTING, STARTED, STORE, SYNC
+from edge.keys import CONFIG, DEVICES, PRINTING, STARTED, STORE, SYNC
 from sync import queue
 
 routes = web.RouteTableDef()
@@ -54,12 +54,13 @@ async def status(request: web.Request) -> web.Response:
     e = html.escape
     printers = {p["name"]: p for p in request.app[PRINTING].printers()}
 
+    readers = {r["device"]: r for r in request.app[DEVICES].states()}
+
     def device_state(section: str, device) -> str:
-        if section != "printers":
-            return "已配置（驱动随后续版本提供）"
-        p = printers[device.name]
-        text = STATE_LABELS["zh"].get(p["state"], p["state"])
-        return text + (f"<br><small>{e(p['error'])}</small>" if p.get("error") else "")
+        d = printers[device.name] if section == "printers" else readers[device.name]
+        text = STATE_LABELS["zh"].get(d["state"], d["state"])
+        error = d.get("error") or d.get("last_error")
+        return text + (f"<br><small>{e(error)}</small>" if error else "")
 
     devices = "".join(f"<tr><td>{DEVICE_KINDS[section]}</td><td>{e(d.name)}</td><td>{e(d.type)}</td>"
                       f"<td>{device_state(section, d)}</td></tr>" for section, d in config.devices()) \
