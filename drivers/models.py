@@ -71,7 +71,8 @@ class SerialScanner(DeviceConfig):
     terminator: Literal["CR", "LF", "CRLF", "none"] = "CR"
     # terminator "none": a code ends after this long without bytes
     idle_gap_ms: Annotated[int, Field(ge=10, le=1000)] = 50
-    max_length: Annotated[int, Field(ge=1, le=4096)] = 256  # bytes; longer codes are discarded
+    # bytes; longer codes are discarded. A pickup or coupon token (a signed QR) is up to 1,024
+    max_length: Annotated[int, Field(ge=1, le=4096)] = 1024
 
 
 class HidScanner(DeviceConfig):
@@ -79,7 +80,7 @@ class HidScanner(DeviceConfig):
     # a stable /dev/input/by-id/... path, or the device name evdev reports
     path: DevPath | None = None
     device_name: Annotated[str, Field(min_length=1)] | None = None
-    max_length: Annotated[int, Field(ge=1, le=4096)] = 256  # characters
+    max_length: Annotated[int, Field(ge=1, le=4096)] = 1024  # characters (a signed QR token is up to 1,024)
 
     @model_validator(mode="after")
     def _path_or_name(self):

@@ -35,7 +35,8 @@ log = logging.getLogger("edge.printing")
 WAIT_REASONS = {  # why a job waits, as staff read it on the dashboard
     "offline": "打印机离线", "paper_out": "打印机缺纸", "cover_open": "打印机上盖打开", "unreachable": "连不上打印机",
 }
-ALERT_EVERY = 1.0  # seconds between expiry and unprinted-order checks
+ALERT_EVERY = 1.0  # seconds between expiry checks (a drawer kick lives 10 s)
+ALERT_LIMIT = 100  # unprinted orders listed (oldest first); a shop with more has a bigger problem to see
 STOP_GRACE = 3.0   # at shutdown, how long a job being sent may take to finish (systemd allows 20 s)
 
 
@@ -308,6 +309,8 @@ class PrintService:
     # -- expiry and alerts ------------------------------------------------------------------------
     async def _watch(self) -> None:
         minutes = self.config.printing.unprinted_alert_minutes
+        loop = asyncio.get_running_loop()
+        next_alert_check = loop.time()
         while True:
             try:
                 now = now_iso()
@@ -316,8 +319,12 @@ class PrintService:
                                                                                          self.config.tz)):
                         log.warning("print job expired", extra={"kv": {"job": job["id"], "key": job["key"],
                                                                        "printer": job["printer"]}})
-                cutoff = iso(utcnow() - timedelta(minutes=minutes))
-                self._set_alerts(await self.store.read(spool.unprinted_orders, cutoff))
+                # no printer prints order tickets: nothing can be unprinted (and nothing to check)
+                if "order_ticket" in self.routes and loop.time() >= next_alert_check:
+                    # the alert counts minutes: checking once a status poll is plenty
+                    next_alert_check = loop.time() + self.config.printing.status_poll_seconds
+                    cutoff = iso(utcnow() - timedelta(minutes=minutes))
+                    self._set_alerts(await self.store.read(spool.unprinted_orders, cutoff, ALERT_LIMIT))
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001

@@ -212,7 +212,7 @@ def reprint(conn: sqlite3.Connection, job_id: int, operator: str, ctx: WriteCont
     return {"job": original, "reprint": new}
 
 
-def unprinted_orders(conn: sqlite3.Connection, received_before: str) -> list[dict]:
+def unprinted_orders(conn: sqlite3.Connection, received_before: str, limit: int = 100) -> list[dict]:
     """Open online orders received before a time whose ticket has not printed (the alert)."""
     rows = conn.execute(
         "SELECT o.id, o.number, o.state, o.received_at, "
@@ -220,7 +220,7 @@ def unprinted_orders(conn: sqlite3.Connection, received_before: str) -> list[dic
         " AND j.kind = 'order_ticket' ORDER BY j.id DESC LIMIT 1) AS job "
         "FROM orders o WHERE o.state IN ('received', 'accepted', 'ready') AND o.received_at < ? "
         "AND NOT EXISTS (SELECT 1 FROM print_jobs j WHERE j.order_id = o.id AND j.kind = 'order_ticket' "
-        "                AND j.state = 'printed') ORDER BY o.received_at", (received_before,)).fetchall()
+        "                AND j.state = 'printed') ORDER BY o.received_at LIMIT ?", (received_before, limit)).fetchall()
     out = []
     for r in rows:
         state, _, error = (r["job"] or "").partition(":")

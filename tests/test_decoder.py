@@ -8,39 +8,11 @@ import numpy as np
 import pytest
 
 import videos
+from bench.corpus import IN_PICTURE, ROOT as CORPUS, SETS, load, samples
 from drivers import decoder
 from drivers.decoder import decode, read_zbar, read_zxing, transcode
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "barcodes"
-SETS = ("qrcode-1", "qrcode-2", "ean13-1", "ean13-2", "falsepositives-1")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-# Codes that are really in the photograph although its .txt names another (checked by eye):
-# qrcode-2/16 is a "double QR" (a code inside a code; the .txt names the inner one); ean13-2/23 and
-# /28 show 9784872348880 in print and in bars, their .txt says 9780804816632 (another book).
-IN_PICTURE = {
-    ("qrcode-2", "16.webp"): {"[外側QRコード]\r\n \r\n*ﾀﾞﾌﾞﾙQR*\r\nhttp://d-qr.net/ex/"},
-    ("ean13-2", "23.webp"): {"9784872348880"},
-    ("ean13-2", "28.webp"): {"9784872348880"},
-}
-
 pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"no corpus at {CORPUS}")
-
-
-def load(path: Path) -> np.ndarray:
-    import cv2  # noqa: PLC0415
-    grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if grey is None:  # OpenCV reads no 1-pixel-high WebP (falsepositives-1/1x1, 1x100)
-        from PIL import Image  # noqa: PLC0415
-        grey = np.asarray(Image.open(path).convert("L"))
-    return grey
-
-
-def samples(name: str):
-    """(image file name, grey image, expected text or None) of one set; a .txt alone is no sample."""
-    for path in sorted((CORPUS / name).iterdir()):
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            txt = path.with_suffix(".txt")
-            yield path.name, load(path), txt.read_bytes().decode("utf-8") if txt.exists() else None
 
 
 def score(name: str, read) -> tuple[int, list[str]]:
