@@ -14,7 +14,7 @@ import pytest
 from drivers.virtual_printer import VirtualPrinter
 from edge import config as config_mod, orders
 from edge.context import make as make_context
-from edge.keys import PRINTING, STORE
+from edge.keys import PRINTING
 from tests.conftest import Api, BARCODE, query, seed, start_client, write_config
 
 POLL = 0.05

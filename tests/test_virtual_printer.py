@@ -10,7 +10,7 @@ import struct
 import aiohttp
 import pytest
 
-from drivers.virtual_printer import Decoder, VirtualPrinter, status_byte, PrinterState
+from drivers.virtual_printer import Decoder, VirtualPrinter, status_byte
 
 ESC, GS, FS = b"\x1b", b"\x1d", b"\x1c"
 
