@@ -219,3 +219,23 @@ async def test_coupon_from_the_hub_redeemed_with_a_sale(linked):
     (serial,) = coupon["serials"]
     assert serial["uses"] == 1 and serial["redemptions"][0]["sale_id"] == sale["sale"]["id"]
     assert (await edge.get("/sync/dead-letters"))[1]["items"] == []
+
+
+async def test_hand_over_while_the_cloud_is_down_is_provisional(linked):
+    hub, edge, app, config = linked
+    await until(lambda: queue_empty(edge), what="opening stock uploaded")
+    order = await hub.admin("POST", "/stores/test-store/orders", {"kind": "pickup",
+                                                                  "lines": [{"sku": "DRK-001", "qty": 1}]})
+    await until(lambda: _has_order(edge, order["order_id"]), what="order at the edge")
+    await hub.server.close()  # the internet goes down
+    await edge.ok("/sales", {"lines": [{"sku": "DRK-002", "qty": 1}], "payments": [{"method": "cash",
+                                                                                  "amount_fen": 350}]})
+    await until(lambda: app[SYNC].link.state not in ("online", "connecting"), what="link down")
+    done = await edge.ok("/pickups", {"token": order["pickup_token"], "operator": "小王"})
+    assert done["pickup"]["provisional"] is True and done["order"]["state"] == "picked_up"
+    status, again, _ = await edge.post("/pickups/lookup", {"token": order["pickup_token"]}, key=None)
+    assert status == 409  # enforced once, locally, while offline
+
+
+async def _has_order(edge, order_id):
+    return (await edge.get(f"/orders/{order_id}"))[0] == 200
