@@ -23,6 +23,8 @@ from edge.devices import DeviceService
 from edge.keys import CONFIG, DEVICE, DEVICES, LIMITER, PRINTING, SCANS, STARTED, STORE, SYNC
 from edge.printing import PrintService
 from edge.scans import ScanRouter
+from edge import ui
+from edge.ui import web as ui_web
 from edge.db import Store
 from edge.serving import serve_until_stopped
 from sync import api as sync_api  # noqa: F401 (registers the /sync operations)
@@ -39,6 +41,8 @@ async def store_subsystem(app: web.Application):
     store = Store(app[CONFIG].db_path)
     await asyncio.get_running_loop().run_in_executor(None, store.open)  # migrations may take a while
     app[STORE] = store
+    app[ui_web.EVENTS] = hub = ui_web.EventHub()
+    store.listeners.append(hub.bump)  # every committed write may change what a dashboard page shows
     log.info("store open", extra={"kv": {"path": store.path}})
     if app[CONFIG].verification.keys:
         added = await store.write(signed_tokens.add_config_keys, app[CONFIG].verification.keys, iso(utcnow()))
@@ -74,6 +78,7 @@ async def printing_subsystem(app: web.Application):
     service = PrintService(app[STORE], app[CONFIG], link=engine.link if engine else None,
                            scanner_states=lambda: app[DEVICES].states() if DEVICES in app else [])
     await service.start()
+    service.on_change.append(app[ui_web.EVENTS].bump)  # printer states live in memory, not in the store
     app[PRINTING] = service
     log.info("printing started", extra={"kv": {"printers": len(service.workers),
                                                "routes": ",".join(f"{k}>{p}" for k, (p, _) in service.routes.items())
@@ -174,7 +179,7 @@ async def auth_middleware(request: web.Request, handler):
 
 
 def build_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware],
+    app = web.Application(middlewares=[errors_middleware, auth_middleware, ui_web.ui_middleware],
                           client_max_size=config.api.max_body_kib * 1024)
     app[CONFIG] = config
     app[STARTED] = time.time()
@@ -183,6 +188,7 @@ def build_app(config: Config) -> web.Application:
     app.cleanup_ctx.extend(SUBSYSTEMS)
     app.add_routes(api.routes())
     app.add_routes(status_page.routes)
+    app.add_routes(ui.routes())
     return app
 
 

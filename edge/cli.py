@@ -209,6 +209,47 @@ def cmd_token(args) -> int:
     return 0
 
 
+def cmd_user(args) -> int:
+    from edge.ui import users  # noqa: PLC0415
+
+    config = load_config(args.config)
+    conn = open_db(config)
+    now = iso(utcnow())
+    try:
+        with db.transaction(conn):
+            if args.action == "add":
+                password = _read_password(args)
+                user = users.add_user(conn, args.name, args.display_name or args.name, args.role, password, now)
+                print(f"user {user['name']} ({user['role']}) can log in at the dashboard")
+            elif args.action == "disable":
+                if not users.disable_user(conn, args.name, now):
+                    print(f"no user {args.name}", file=sys.stderr)
+                    return 1
+                print(f"user {args.name} disabled and logged out")
+            else:
+                for row in users.list_users(conn):
+                    print(f"{row['name']}\t{row['role']}\t{row['display_name']}\t"
+                          f"{'active' if row['active'] else 'disabled'}")
+    except InputError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+    return 0
+
+
+def _read_password(args) -> str:
+    """From stdin (scripts: --password-stdin), else asked twice on the terminal."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass  # noqa: PLC0415
+
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise InputError("password_mismatch", "the two passwords differ")
+    return first
+
+
 class Progress:
     """A progress bar on stderr when it is a terminal; a final count otherwise."""
 
@@ -269,6 +310,18 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("device", help="the till's name, e.g. till-1")
         p.set_defaults(func=cmd_token)
     with_config(tok.add_parser("list", help="list tills and their token state")).set_defaults(func=cmd_token)
+    usr = sub.add_parser("user", help="dashboard accounts (cashier, manager)").add_subparsers(dest="action",
+                                                                                          required=True)
+    add = with_config(usr.add_parser("add", help="create a user, or set a user's role and password"))
+    add.add_argument("name", help="the login name, e.g. wang")
+    add.add_argument("--role", choices=("cashier", "manager"), required=True)
+    add.add_argument("--display-name", help="the name shown on screens and in the audit log, e.g. 王芳")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
+    add.set_defaults(func=cmd_user)
+    off = with_config(usr.add_parser("disable", help="stop a user from logging in (and end their sessions)"))
+    off.add_argument("name")
+    off.set_defaults(func=cmd_user)
+    with_config(usr.add_parser("list", help="list users")).set_defaults(func=cmd_user)
     _lazy(sub.add_parser("hub", help="run the reference cloud hub (docs/sync-protocol.md)"), "sync.hub")
     _lazy(sub.add_parser("virtual-printer", help="a virtual ESC/POS receipt printer on TCP (port 9100)"),
           "drivers.virtual_printer")

@@ -159,6 +159,14 @@ class VerificationSection(Section):
     code_lockout_seconds: Annotated[int, Field(ge=1, le=3600)] = 60  # before it is locked this long
 
 
+class DashboardSection(Section):
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12.0   # a login lasts this long without use
+    offline_banner_minutes: Annotated[float, Field(ge=0, le=1440)] = 5.0  # banner when the cloud is down longer
+
+    _whole = field_validator("session_hours", "offline_banner_minutes", mode="before")(
+        lambda value: _int_to_float(value))
+
+
 class LogSection(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -179,6 +187,7 @@ ConfigFile = create_model(
     printing=(PrintingSection, PrintingSection()),
     verification=(VerificationSection, VerificationSection()),
     scanning=(ScanningSection, ScanningSection()),
+    dashboard=(DashboardSection, DashboardSection()),
     log=(LogSection, LogSection()),
     **{section: _device_field(models) for section, models in DEVICE_SECTIONS.items()},
 )
@@ -216,6 +225,10 @@ class Config:
     @property
     def scanning(self) -> ScanningSection:
         return self.raw.scanning
+
+    @property
+    def dashboard(self) -> DashboardSection:
+        return self.raw.dashboard
 
     @property
     def log(self) -> LogSection:

@@ -359,3 +359,45 @@ CREATE TABLE scan_consumers (
 """
 
 MIGRATIONS.append(("verification: pickups, coupon redemptions, the scan queue", VERIFICATION))
+
+DASHBOARD = """
+-- People who use the dashboard: cashiers and managers. Passwords as scrypt hashes.
+CREATE TABLE users (
+    name           TEXT PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 32),
+    display_name   TEXT NOT NULL,
+    role           TEXT NOT NULL CHECK (role IN ('cashier', 'manager')),
+    password_hash  TEXT NOT NULL,
+    active         INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL
+);
+
+-- A login: the cookie holds a random token, the table only its SHA-256.
+CREATE TABLE sessions (
+    token_sha256  TEXT PRIMARY KEY,
+    user_name     TEXT NOT NULL REFERENCES users(name),
+    csrf          TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    expires_at    TEXT NOT NULL,
+    last_seen_at  TEXT NOT NULL
+);
+CREATE INDEX sessions_expires ON sessions(expires_at);
+
+-- Who did what sensitive thing, and when (reversal, stock adjustment, dead-letter discard, reprint...).
+CREATE TABLE audit_log (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    at         TEXT NOT NULL,
+    user_name  TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    target     TEXT,
+    detail     TEXT
+);
+CREATE INDEX audit_log_at ON audit_log(at);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+"""
+
+MIGRATIONS.append(("dashboard: users, sessions, audit log", DASHBOARD))

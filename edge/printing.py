@@ -250,6 +250,7 @@ class PrintService:
         self.routes = routes_from_config(config)
         self.workers = {p.name: PrinterWorker(self, p) for p in config.raw.printers if p.enabled}
         self.alerts: list[dict] = []  # unprinted online orders, newest check
+        self.on_change: list = []  # called on every printer state or job change (the dashboard's live view)
         self._alerted: set[str] = set()
         self._task: asyncio.Task | None = None
         self._changed = asyncio.Event()  # set whenever a printer state or a job changes (live pages, tests)
@@ -286,6 +287,8 @@ class PrintService:
 
     def notify(self) -> None:
         self._changed.set()
+        for callback in self.on_change:
+            callback()
 
     async def wait_for(self, predicate, timeout: float = 10.0):
         """Await `predicate()` (async) becoming truthy, checked after each printer or job change."""

@@ -1,0 +1,80 @@
+"""Logging in and out, and the language switch."""
+
+from __future__ import annotations
+
+import secrets
+
+from aiohttp import web
+
+from edge.clock import iso, utcnow
+from edge.keys import CONFIG, STORE
+from edge.ui import users
+from edge.ui.web import LANG_COOKIE, LANGUAGES, SESSION_COOKIE, WHO, form_data, page, register_text, render
+
+register_text({
+    "zh": {"login_title": "登录", "user_name": "用户名", "password": "密码", "log_in": "登录", "log_out": "退出",
+           "login_failed": "用户名或密码不正确", "login_hint": "账号由店长或IT用 store-edge user add 创建",
+           "field_required": "请填写此项"},
+    "en": {"login_title": "Log in", "user_name": "User name", "password": "Password", "log_in": "Log in",
+           "log_out": "Log out", "login_failed": "Wrong user name or password",
+           "login_hint": "Accounts are created by the manager or IT with store-edge user add",
+           "field_required": "Required"},
+})
+
+COOKIE = {"httponly": True, "samesite": "Strict", "path": "/"}
+
+
+def _safe_next(value: str | None) -> str:
+    # only our own pages: never an open redirect to another site
+    return value if value and value.startswith("/ui/") and not value.startswith("//") else "/ui/"
+
+
+@page("/ui/login", role=None, template="login.html")
+async def login_form(request):
+    if request.get(WHO):
+        raise web.HTTPSeeOther(_safe_next(request.query.get("next")))
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", login_csrf=token, errors={}, name="",
+                      next=_safe_next(request.query.get("next")))
+    response.set_cookie("se_login_csrf", token, max_age=3600, **COOKIE)
+    return response
+
+
+@page("/ui/login", role=None, method="POST", template="login.html")
+async def login(request):
+    form = await form_data(request)
+    name, password = form.get("name", "").strip(), form.get("password", "")
+    errors = {k: "field_required" for k, v in (("name", name), ("password", password)) if not v}
+    config = request.app[CONFIG]
+    result = None
+    if not errors:
+        result = await request.app[STORE].write(users.log_in, name, password, iso(utcnow()),
+                                                config.dashboard.session_hours)
+        if result is None:
+            errors["form"] = "login_failed"
+    if errors:
+        token = request.cookies.get("se_login_csrf", "")
+        return render(request, "login.html", status=401 if "form" in errors else 422, login_csrf=token,
+                      errors=errors, name=name, next=_safe_next(form.get("next")))
+    token, _ = result
+    response = web.HTTPSeeOther(_safe_next(form.get("next")))
+    response.set_cookie(SESSION_COOKIE, token, max_age=int(config.dashboard.session_hours * 3600), **COOKIE)
+    response.del_cookie("se_login_csrf", path="/")
+    raise response
+
+
+@page("/ui/logout", method="POST")
+async def logout(request):
+    await request.app[STORE].write(users.log_out, request.cookies.get(SESSION_COOKIE, ""))
+    response = web.HTTPSeeOther("/ui/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    raise response
+
+
+@page("/ui/lang/{lang}", role=None)
+async def switch_language(request):
+    lang = request.match_info["lang"]
+    response = web.HTTPSeeOther(_safe_next(request.query.get("next")))
+    if lang in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True, samesite="Lax", path="/")
+    raise response
