@@ -10,12 +10,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3 python3-venv python3-pip python3-dev gcc linux-libc-dev libusb-1.0-0 libzbar0 \
 	fonts-wqy-microhei
 
+# the browser the dashboard's end-to-end tests drive (Playwright with Debian's Chromium)
+TEST_APT_PACKAGES := chromium
+
 .PHONY: demo test bench system-packages clean
 
 demo: $(STAMP)
 	$(VENV)/bin/store-edge demo --config config.toml
 
 test: $(STAMP)
+	@$(MAKE) --no-print-directory system-packages APT_PACKAGES="$(TEST_APT_PACKAGES)"
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
