@@ -134,7 +134,7 @@ register_text({
            "error_login_needed": "请先登录", "error_forbidden": "此页面仅限店长",
            "error_cross_site": "请求已被拒绝（页面已过期或来自其他网站），请刷新页面后重试",
            "error_input": "输入有误", "error_internal": "系统出错，已记录日志。请稍后重试或联系IT",
-           "error_title": "出错了", "back": "返回", "loading": "加载中…", "empty": "暂无数据"},
+           "error_title": "出错了", "error_not_found": "找不到这个页面（或它要显示的记录）", "back": "返回", "loading": "加载中…", "empty": "暂无数据"},
     "en": {"nav_cashier": "Till", "nav_overview": "Overview", "nav_orders": "Orders", "nav_stock": "Stock",
            "nav_sync": "Sync", "nav_devices": "Devices", "nav_audit": "Audit log", "link_online": "Cloud connected",
            "link_none": "No cloud (running alone)", "link_down": "Cloud down for {minutes} min",
@@ -142,7 +142,7 @@ register_text({
            "error_login_needed": "Please log in", "error_forbidden": "Managers only",
            "error_cross_site": "Request refused (the page expired or came from another site): reload and retry",
            "error_input": "Invalid input", "error_internal": "Something went wrong; it is logged. Retry or call IT",
-           "error_title": "Error", "back": "Back", "loading": "Loading…", "empty": "Nothing yet"},
+           "error_title": "Error", "error_not_found": "This page (or what it should show) does not exist", "back": "Back", "loading": "Loading…", "empty": "Nothing yet"},
 })
 
 
@@ -240,6 +240,8 @@ async def ui_middleware(request: web.Request, handler):
         return await handler(request)
     except Refused as exc:
         return _error(request, exc.status, exc.key)
+    except web.HTTPNotFound:
+        return _error(request, 404, "error_not_found")
     except web.HTTPException:
         raise
     except InputError as exc:

@@ -1,0 +1,159 @@
+"""The dashboard's locks: every page and action needs a session and the right role, every POST its CSRF
+token and our own origin; cookies are HttpOnly and SameSite; errors show no trace and no secret.
+
+The checks walk edge.ui.web.PAGES, so a page added later is covered without touching this file.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from edge import db
+from edge.clock import iso, utcnow
+from edge.ui import users, web
+from tests.conftest import dump
+
+PASSWORD = "correct-horse-1"
+
+
+def make_users(db_path):
+    conn = db.open_store_db(db_path)
+    try:
+        with db.transaction(conn):
+            users.add_user(conn, "cash", "王芳", "cashier", PASSWORD, iso(utcnow()))
+            users.add_user(conn, "boss", "张店长", "manager", PASSWORD, iso(utcnow()))
+    finally:
+        conn.close()
+
+
+async def log_in(client, name: str, password: str = PASSWORD, next_path: str = "/ui/"):
+    await client.get("/ui/login")
+    login_csrf = client.session.cookie_jar.filter_cookies(client.make_url("/"))["se_login_csrf"].value
+    return await client.post("/ui/login", data={"csrf": login_csrf, "name": name, "password": password,
+                                                "next": next_path}, allow_redirects=False)
+
+
+async def session_csrf(client) -> str:
+    html = await (await client.get("/ui/cashier")).text()  # every page carries the session's token
+    match = re.search(r'data-csrf="([^"]*)"', html)
+    assert match and match.group(1), "no CSRF token on the page"
+    return match.group(1)
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+PROTECTED = [p for p in web.PAGES if p.role is not None]
+
+
+@pytest.fixture
+def people(db_path):
+    make_users(db_path)
+    return db_path
+
+
+async def test_every_page_and_action_needs_a_session(client, people):
+    for p in PROTECTED:
+        resp = await client.request(p.method, concrete(p.path), allow_redirects=False)
+        if p.method == "GET":
+            assert resp.status == 303 and resp.headers["Location"].startswith("/ui/login"), p.path
+        else:
+            assert resp.status == 401, (p.method, p.path, resp.status)
+
+
+async def test_manager_pages_refuse_a_cashier(client, people):
+    assert (await log_in(client, "cash")).status == 303
+    csrf = await session_csrf(client)
+    before = dump(people)
+    for p in [p for p in PROTECTED if p.role == "manager"]:
+        resp = await client.request(p.method, concrete(p.path), data={"csrf": csrf, "form_id": "f"},
+                                    allow_redirects=False)
+        assert resp.status == 403, (p.method, p.path, resp.status)
+    assert _without_sessions(dump(people)) == _without_sessions(before)
+
+
+def _without_sessions(text: str) -> str:  # the session's sliding expiry is the only thing a visit may change
+    return "\n".join(line for line in text.splitlines() if not line.startswith('INSERT INTO "sessions"'))
+
+
+async def test_posts_need_the_csrf_token_and_our_origin(client, people):
+    assert (await log_in(client, "boss")).status == 303
+    csrf = await session_csrf(client)
+    before = _without_sessions(dump(people))
+    for p in [p for p in PROTECTED if p.method == "POST"]:
+        path = concrete(p.path)
+        for data, headers in (({"form_id": "f"}, {}),                                  # no token
+                              ({"csrf": "wrong", "form_id": "f"}, {}),                 # a wrong one
+                              ({"csrf": csrf, "form_id": "f"}, {"Origin": "http://evil.example"})):  # cross-site
+            resp = await client.post(path, data=data, headers=headers, allow_redirects=False)
+            assert resp.status == 403, (path, data, headers, resp.status)
+    assert _without_sessions(dump(people)) == before
+
+
+async def test_session_cookie_is_httponly_and_strict(client, people):
+    resp = await client.get("/ui/login")
+    assert "HttpOnly" in resp.headers["Set-Cookie"] and "SameSite=Strict" in resp.headers["Set-Cookie"]
+    resp = await log_in(client, "boss")
+    cookie = [c for c in resp.headers.getall("Set-Cookie") if c.startswith("se_session=")][0]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+
+
+async def test_wrong_password_no_session_and_no_user_enumeration(client, people):
+    wrong = await log_in(client, "boss", "nope-nope-nope")
+    nobody = await log_in(client, "nobody", "nope-nope-nope")
+    assert wrong.status == nobody.status == 401
+    assert "se_session" not in "".join(wrong.headers.getall("Set-Cookie", []))
+    assert (await wrong.text()).count("用户名或密码不正确") == 1
+
+
+async def test_logout_ends_the_session_and_next_is_never_another_site(client, people):
+    resp = await log_in(client, "boss", next_path="//evil.example/x")
+    assert resp.headers["Location"] == "/ui/"
+    token = client.session.cookie_jar.filter_cookies(client.make_url("/"))["se_session"].value
+    csrf = await session_csrf(client)
+    assert (await client.post("/ui/logout", data={"csrf": csrf}, allow_redirects=False)).status == 303
+    client.session.cookie_jar.update_cookies({"se_session": token})  # the old cookie, replayed
+    resp = await client.get("/ui/cashier", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"].startswith("/ui/login")
+
+
+async def test_an_expired_session_is_a_logged_out_one(client, people):
+    await log_in(client, "boss")
+    conn = db.open_store_db(people)
+    with db.transaction(conn):
+        conn.execute("UPDATE sessions SET expires_at = '2000-01-01T00:00:00.000Z'")
+    conn.close()
+    resp = await client.get("/ui/cashier", allow_redirects=False)
+    assert resp.status == 303
+
+
+async def test_errors_show_no_trace_and_no_secret(client, people, monkeypatch):
+    await log_in(client, "boss")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret-db-password-123 at /etc/store-edge/cloud-token")
+    monkeypatch.setattr(users, "session", broken)
+    resp = await client.get("/ui/cashier")
+    body = await resp.text()
+    assert resp.status == 500 and "Traceback" not in body and "secret-db-password" not in body
+    assert "系统出错" in body
+
+
+async def test_an_unknown_page_is_a_page_not_a_trace(client, people):
+    resp = await client.get("/ui/no-such-page")
+    assert resp.status == 404 and "找不到" in await resp.text()
+
+
+async def test_pages_have_security_headers(client, people):
+    resp = await client.get("/ui/login")
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Frame-Options"] == "DENY" and resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_every_word_exists_in_both_languages():
+    missing_en = set(web.TEXT["zh"]) - set(web.TEXT["en"])
+    missing_zh = set(web.TEXT["en"]) - set(web.TEXT["zh"])
+    assert not missing_en and not missing_zh, (missing_en, missing_zh)
