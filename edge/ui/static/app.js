@@ -4,6 +4,8 @@
 const csrf = () => document.body.dataset.csrf || "";
 
 async function refresh(region) {
+  // never swap a region under someone's fingers: a half-typed note would be lost
+  if (region.contains(document.activeElement) && document.activeElement !== document.body) return;
   const name = region.dataset.live;
   const url = new URL(window.location.href);
   url.searchParams.set("fragment", name);

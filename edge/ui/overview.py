@@ -1,0 +1,212 @@
+"""概览 /ui/: the store manager's view of today — sales, orders to prepare and to hand over, short
+orders, low stock, printers and scanners, the cloud link. A cashier is sent to 收银台.
+
+Every block is a live region (`data-live="overview_*"`), refreshed from `?fragment=NAME`; the
+context is computed once per request, whichever block asks.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+from aiohttp import web
+
+from drivers.documents import STATE_LABELS
+from edge import stock
+from edge.clock import business_date, iso, utcnow
+from edge.keys import CONFIG, DEVICES, PRINTING, STORE, SYNC
+from edge.ui.web import LANG, WHO, page, register_text
+from sync import queue
+
+register_text({
+    "zh": {"overview_title": "概览", "overview_today_sales": "今日销售", "overview_sales_count": "{n} 笔",
+           "overview_returns": "退货 {n} 笔，退款 {amount}", "overview_net": "净额 {amount}",
+           "overview_today_orders": "今日线上订单", "overview_orders_received": "今日收到 {n} 单",
+           "overview_orders_picked": "今日已自提 {n} 单", "overview_orders_open": "未完成 {n} 单",
+           "overview_chart_title": "按小时销售额（{day}）", "overview_chart_empty": "今天还没有销售",
+           "overview_chart_label": "今日各小时销售额柱状图",
+           "overview_waiting": "待备货", "overview_waiting_empty": "暂无待备货的订单",
+           "overview_ready": "待取货", "overview_ready_empty": "暂无等待顾客取货的订单",
+           "overview_short": "缺货订单", "overview_short_empty": "暂无缺货的订单",
+           "overview_short_hint": "这些订单的商品库存不足，请补货或联系顾客",
+           "overview_low": "低库存商品", "overview_low_empty": "暂无低于预警线的商品",
+           "overview_low_more": "查看全部低库存", "overview_printers": "打印机", "overview_printers_empty": "未配置打印机",
+           "overview_scanners": "扫码枪", "overview_scanners_empty": "未配置扫码枪或摄像头",
+           "overview_sync": "云端同步", "overview_sync_link": "连接状态", "overview_sync_depth": "待上传事件",
+           "overview_sync_oldest": "最早未上传", "overview_sync_last_ok": "上次成功同步",
+           "overview_sync_dead": "失败事件（待处理）", "overview_sync_details": "查看同步详情",
+           "overview_sync_none": "未配置云端：数据保存在本机，配置后自动上传", "overview_ago": "{minutes} 分钟前",
+           "overview_ago_hours": "{hours} 小时前", "overview_ago_days": "{days} 天前",
+           "overview_never": "从未", "overview_alert_title": "以下线上订单的备货单尚未打印",
+           "overview_alert_hint": "请检查打印机，或在订单详情中重打",
+           "overview_col_number": "单号", "overview_col_state": "状态", "overview_col_received": "收到时间",
+           "overview_col_items": "件数", "overview_col_sku": "SKU", "overview_col_name": "商品",
+           "overview_col_available": "可用", "overview_col_threshold": "预警线", "overview_col_name_dev": "名称",
+           "overview_col_error": "最近错误", "overview_col_print": "打印", "overview_short_flag": "缺货",
+           "overview_none": "无"},
+    "en": {"overview_title": "Overview", "overview_today_sales": "Sales today", "overview_sales_count": "{n} sales",
+           "overview_returns": "{n} returns, refunded {amount}", "overview_net": "Net {amount}",
+           "overview_today_orders": "Online orders today", "overview_orders_received": "{n} received today",
+           "overview_orders_picked": "{n} picked up today", "overview_orders_open": "{n} open",
+           "overview_chart_title": "Sales by hour ({day})", "overview_chart_empty": "No sales yet today",
+           "overview_chart_label": "Bar chart of today's sales by hour",
+           "overview_waiting": "To prepare", "overview_waiting_empty": "No orders to prepare",
+           "overview_ready": "Waiting for pickup", "overview_ready_empty": "No orders waiting for the customer",
+           "overview_short": "Short orders", "overview_short_empty": "No short orders",
+           "overview_short_hint": "Stock does not cover these orders: restock or call the customer",
+           "overview_low": "Low stock", "overview_low_empty": "Nothing at or below its threshold",
+           "overview_low_more": "All low stock", "overview_printers": "Printers",
+           "overview_printers_empty": "No printer configured",
+           "overview_scanners": "Scanners", "overview_scanners_empty": "No scanner or camera configured",
+           "overview_sync": "Cloud sync", "overview_sync_link": "Link", "overview_sync_depth": "Events to send",
+           "overview_sync_oldest": "Oldest unsent", "overview_sync_last_ok": "Last success",
+           "overview_sync_dead": "Failed events (to handle)", "overview_sync_details": "Sync details",
+           "overview_sync_none": "No cloud configured: data stays on this PC and is sent once one is set",
+           "overview_ago": "{minutes} min ago", "overview_ago_hours": "{hours} h ago",
+           "overview_ago_days": "{days} days ago", "overview_never": "never",
+           "overview_alert_title": "The tickets of these online orders have not printed",
+           "overview_alert_hint": "Check the printer, or reprint from the order's page",
+           "overview_col_number": "No.", "overview_col_state": "State", "overview_col_received": "Received",
+           "overview_col_items": "Items", "overview_col_sku": "SKU", "overview_col_name": "Product",
+           "overview_col_available": "Available", "overview_col_threshold": "Threshold",
+           "overview_col_name_dev": "Name", "overview_col_error": "Last error", "overview_col_print": "Print",
+           "overview_short_flag": "short", "overview_none": "none"},
+})
+
+LIST_LIMIT = 50
+LOW_LIMIT = 20
+# the chart shows at least these hours of the business day, more when sales fall outside them
+CHART_HOURS = (7, 22)
+
+
+def _day_bounds(day: str, tz) -> tuple[str, str]:
+    """The UTC stamps [start, end) of a local business day."""
+    start = datetime.fromisoformat(day).replace(tzinfo=tz)
+    return iso(start), iso(start + timedelta(days=1))
+
+
+def _print_state(conn, order_id: str) -> str | None:
+    row = conn.execute("SELECT state FROM print_jobs WHERE order_id = ? AND kind = 'order_ticket' "
+                       "ORDER BY id DESC LIMIT 1", (order_id,)).fetchone()
+    return row[0] if row else None
+
+
+def _orders(conn, where: str, args=()) -> list[dict]:
+    rows = conn.execute(
+        "SELECT o.id, o.number, o.state, o.short, o.received_at, o.kind, "
+        "(SELECT coalesce(sum(qty), 0) FROM order_lines l WHERE l.order_id = o.id) AS item_count "
+        f"FROM orders o WHERE {where} ORDER BY o.received_at, o.id LIMIT ?", (*args, LIST_LIMIT)).fetchall()
+    return [{**dict(r), "short": bool(r["short"]), "print_state": _print_state(conn, r["id"])} for r in rows]
+
+
+def figures(conn, day: str, tz) -> dict:
+    """Everything the overview shows that lives in the store, in one read."""
+    start, end = _day_bounds(day, tz)
+    one = lambda sql, *args: conn.execute(sql, args).fetchone()[0]  # noqa: E731
+    sales_count, sales_fen = conn.execute("SELECT count(*), coalesce(sum(total_fen), 0) FROM sales "
+                                          "WHERE business_date = ?", (day,)).fetchone()
+    returns_count, refunds_fen = conn.execute("SELECT count(*), coalesce(sum(refund_fen), 0) FROM returns "
+                                              "WHERE business_date = ?", (day,)).fetchone()
+    hours: dict[int, list[int]] = {}
+    for created_at, total in conn.execute("SELECT created_at, total_fen FROM sales WHERE business_date = ?", (day,)):
+        hour = datetime.fromisoformat(created_at.replace("Z", "+00:00")).astimezone(tz).hour
+        slot = hours.setdefault(hour, [0, 0])
+        slot[0] += 1
+        slot[1] += total
+    return {
+        "sales": {"count": sales_count, "fen": sales_fen, "returns": returns_count, "refunds_fen": refunds_fen,
+                  "net_fen": sales_fen - refunds_fen},
+        "orders_today": {
+            "received": one("SELECT count(*) FROM orders WHERE received_at >= ? AND received_at < ?", start, end),
+            "picked_up": one("SELECT count(*) FROM pickups WHERE verified_at >= ? AND verified_at < ? "
+                             "AND reversed_at IS NULL", start, end),
+            "open": one("SELECT count(*) FROM orders WHERE state IN ('received', 'accepted', 'ready')"),
+        },
+        "hours": hours,
+        "waiting": _orders(conn, "o.state IN ('received', 'accepted')"),
+        "ready": _orders(conn, "o.state = 'ready'"),
+        "short": _orders(conn, "o.short = 1 AND o.state IN ('received', 'accepted', 'ready')"),
+        "low": stock.list_balances(conn, low=True, limit=LOW_LIMIT)["items"],
+        "queue": queue.queue_status(conn),
+    }
+
+
+def chart(hours: dict[int, list[int]], width: int = 1000, height: int = 180) -> dict:
+    """Bars for an inline SVG (computed here: the page runs no chart script)."""
+    first = min([CHART_HOURS[0], *hours])
+    last = max([CHART_HOURS[1], *hours])
+    top = max([slot[1] for slot in hours.values()] or [0])
+    slots = last - first + 1
+    left, bottom, label_h = 4, 22, 14
+    plot_h = height - bottom - label_h
+    step = (width - left) / slots
+    bars = []
+    for index, hour in enumerate(range(first, last + 1)):
+        count, fen = hours.get(hour, (0, 0))
+        h = round(plot_h * fen / top, 1) if top else 0
+        if fen and h < 2:
+            h = 2
+        x = round(left + index * step + step * 0.15, 1)
+        bars.append({"hour": hour, "count": count, "fen": fen, "x": x, "w": round(step * 0.7, 1),
+                     "y": round(label_h + plot_h - h, 1), "h": h, "label_x": round(x + step * 0.35, 1)})
+    return {"bars": bars, "width": width, "height": height, "base_y": label_h + plot_h,
+            "text_y": height - 6, "top_fen": top, "empty": not hours}
+
+
+def _ago(stamp: str | None) -> int | None:
+    if not stamp:
+        return None
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return max(0, int((datetime.now(timezone.utc) - moment).total_seconds() // 60))
+
+
+def devices(request: web.Request) -> tuple[list[dict], list[dict]]:
+    lang = request.get(LANG, "zh")
+    labels = STATE_LABELS.get(lang, STATE_LABELS["zh"])
+    service = request.app.get(PRINTING)
+    printers = []
+    for p in service.printers() if service is not None else []:
+        printers.append({"name": p["name"], "type": p.get("type"), "state": p["state"],
+                         "state_text": labels.get(p["state"], p["state"]), "error": p.get("error"),
+                         "ok": p["state"] == "ready"})
+    readers = request.app.get(DEVICES)
+    scanners = []
+    for d in readers.states() if readers is not None else []:
+        scanners.append({"name": d["device"], "state": d["state"],
+                         "state_text": labels.get(d["state"], d["state"]), "error": d.get("last_error"),
+                         "ok": d["state"] == "connected"})
+    return printers, scanners
+
+
+def sync_health(request: web.Request, queue_status: dict) -> dict:
+    engine = request.app.get(SYNC)
+    lang = request.get(LANG, "zh")
+    labels = STATE_LABELS.get(lang, STATE_LABELS["zh"])
+    if engine is None:
+        link = {"state": "none", "last_success_at": None, "last_error": None}
+    else:
+        link = engine.link.as_dict()
+    return {"configured": engine is not None, "state": link["state"],
+            "state_text": labels.get(link["state"], link["state"]), "ok": link["state"] == "online",
+            "last_success_at": link.get("last_success_at"), "last_error": link.get("last_error"),
+            "depth": queue_status["depth"], "oldest_unsent_at": queue_status["oldest_unsent_at"],
+            "oldest_minutes": _ago(queue_status["oldest_unsent_at"]), "dead_letters": queue_status["dead_letters"]}
+
+
+async def context(request: web.Request) -> dict:
+    config = request.app[CONFIG]
+    day = business_date(utcnow(), config.tz)
+    data = await request.app[STORE].read(figures, day, config.tz)
+    printers, scanners = devices(request)
+    service = request.app.get(PRINTING)
+    return {**data, "day": day, "chart": chart(data["hours"]), "printers": printers, "scanners": scanners,
+            "sync": sync_health(request, data["queue"]), "alerts": list(service.alerts) if service else [],
+            "generated": time.time()}
+
+
+@page("/ui/", role="cashier", template="overview.html")
+async def overview(request: web.Request):
+    if request[WHO]["role"] != "manager":
+        raise web.HTTPSeeOther("/ui/cashier")
+    return await context(request)

@@ -1,0 +1,297 @@
+"""Harness for the dashboard's browser tests: real processes on loopback, and headless Chromium.
+
+- `Stack`: the reference hub (`store-edge hub`), the virtual printer (`store-edge virtual-printer`, with
+  its HTTP control API) and the daemon (`store-edge run`), linked the way a store is set up: the
+  daemon's `[cloud]` points at the hub with a token file, one network printer is the virtual printer,
+  the catalog is tests.conftest's (the hub's copy lacks HOM-001, so a sale of it is a dead letter), and
+  a cashier and a manager exist before the first start.
+- `launch_chromium`: Debian's Chromium (/usr/bin/chromium) driven by Playwright; when either is
+  missing the tests FAIL with what to install (the test set-up, `make test`, installs them).
+- `artifacts_dir`, `shoot`: screenshots at 1366x768, checked to be real PNGs of that size.
+
+Every wait polls observable state with a deadline; none is a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from edge import db
+from edge.clock import iso, utcnow
+from edge.ui import users
+from tests.conftest import CATALOG, seed
+from tests.helpers_daemon import REPO, Daemon, child_env, free_port, request, store_edge_command
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1366, "height": 768}
+STORE_ID = "ui-store"
+ADMIN_TOKEN = "hub-admin-" + "5" * 24
+LOCAL_ONLY = "HOM-001"  # in the store's catalog, not in the chain's: a sale of it is rejected by the hub
+USERS = {"cashier": ("xiaowang", "王芳", "cashier-pass-1"), "manager": ("boss", "李店长", "manager-pass-1")}
+
+
+def wait_until(check, timeout: float, what: str, details=lambda: ""):
+    """Poll `check` until it returns something true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except OSError as exc:  # a process not answering yet
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}"
+                                 f"{f' (last error: {last!r})' if last else ''}\n{details()}")
+        time.sleep(0.05)  # polling interval of another process's state, not a wait for an event
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return f"{path.name} (tail):\n" + "\n".join(path.read_text("utf-8", "replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no {path.name})"
+
+
+# -- artifacts -------------------------------------------------------------------------------------
+
+def artifacts_dir() -> Path:
+    """$STORE_EDGE_ARTIFACTS, else test-artifacts/screenshots/ in the repository."""
+    env = os.environ.get("STORE_EDGE_ARTIFACTS")
+    path = Path(env) if env else REPO / "test-artifacts" / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", \
+        f"{path} is not a real PNG ({len(data)} bytes)"
+    return struct.unpack(">II", data[16:24])
+
+
+def shoot(page, name: str) -> Path:
+    """A screenshot of the page as it is shown at 1366x768, saved as NAME.png in the artifacts folder."""
+    path = artifacts_dir() / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    assert png_size(path) == (VIEWPORT["width"], VIEWPORT["height"]), (path, png_size(path))
+    return path
+
+
+# -- the browser -----------------------------------------------------------------------------------
+
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, a new empty profile (Playwright's own temporary one)."""
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.fail(f"Chromium is not installed ({CHROMIUM}): the browser tests need Debian's chromium package "
+                    "(`make test` installs it: apt-get install chromium)", pytrace=False)
+    try:
+        return playwright.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists()
+                                          else shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS,
+                                          timeout=30_000)
+    except Exception as exc:  # noqa: BLE001 (the message says what failed)
+        pytest.fail(f"Chromium did not start under Playwright: {exc}", pytrace=False)
+
+
+def start_playwright():
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415
+    except ImportError:
+        pytest.fail("playwright is not installed in this environment: the browser tests need it "
+                    "(pip install playwright; the browser itself is Debian's chromium)", pytrace=False)
+    return sync_playwright().start()
+
+
+# -- the processes ---------------------------------------------------------------------------------
+
+class Process:
+    name = "process"
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.log_path = root / f"{self.name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def spawn(self, args: list[str]) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as log:
+            self.proc = subprocess.Popen([*store_edge_command(), *args], stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, env=child_env(), cwd=self.root)
+
+    def wait_ready(self, probe, timeout: float = 30.0) -> None:
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the {self.name} exited with {self.proc.returncode}\n{self.tail()}")
+            return probe()
+        wait_until(ready, timeout, f"the {self.name} to answer", self.tail)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def tail(self) -> str:
+        return log_tail(self.log_path)
+
+
+class HubProcess(Process):
+    """`store-edge hub`, and the chain's side of it (the admin API)."""
+
+    name = "hub"
+
+    def __init__(self, root: Path):
+        super().__init__(root)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token_file = root / "hub-admin-token"
+        self.token_file.write_text(ADMIN_TOKEN + "\n", encoding="utf-8")
+        self.token_file.chmod(0o600)
+
+    def start(self) -> None:
+        self.spawn(["hub", "--data", str(self.root / "hub"), "--port", str(self.port),
+                    "--admin-token-file", str(self.token_file), "--log-level", "warning"])
+        self.wait_ready(lambda: self.admin("GET", "/stores")[0] == 200)
+
+    def admin(self, method: str, path: str, body=None) -> tuple[int, dict]:
+        status, data, _ = request(self.port, method, "/admin/v1" + path, body,
+                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=15)
+        return status, data
+
+    def admin_ok(self, method: str, path: str, body=None) -> dict:
+        status, data = self.admin(method, path, body)
+        assert status in (200, 201), (method, path, status, data)
+        return data
+
+    def add_products(self, skus) -> None:
+        self.admin_ok("POST", "/products", {"products": [
+            {"sku": sku, "name": spec[0], "price_fen": spec[1], "unit": spec[2], "category": spec[3],
+             "low_stock": spec[4], "barcodes": spec[5]} for sku, spec in CATALOG.items() if sku in skus]})
+
+    def new_order(self, lines: list[dict], note: str = "到店自提") -> dict:
+        """An online pickup order for the store; the answer carries order_id, number, pickup_code/token."""
+        return self.admin_ok("POST", f"/stores/{STORE_ID}/orders", {"kind": "pickup", "lines": lines,
+                                                                     "customer_note": note})
+
+
+class PrinterProcess(Process):
+    """`store-edge virtual-printer` with its HTTP control API."""
+
+    name = "printer"
+
+    def __init__(self, root: Path):
+        super().__init__(root)
+        self.port, self.control = free_port(), free_port()
+
+    def start(self) -> None:
+        self.spawn(["virtual-printer", "--port", str(self.port), "--control-port", str(self.control),
+                    "--log-level", "warning"])
+        self.wait_ready(lambda: self.get("/state") is not None)
+
+    def get(self, path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.control}{path}", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def receipts(self) -> list[dict]:
+        return self.get("/receipts")
+
+
+class Stack:
+    """Hub, virtual printer and daemon, linked; users and catalog in place before the daemon starts."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.hub = HubProcess(root)
+        self.printer = PrinterProcess(root)
+        self.data_dir = root / "edge"
+        self.daemon: Daemon | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.daemon.port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "store.db"
+
+    def start(self) -> None:
+        self.hub.start()
+        token = self.hub.admin_ok("POST", "/stores", {"store_id": STORE_ID, "name": "界面测试门店"})["token"]
+        (self.root / "cloud-token").write_text(token + "\n", encoding="utf-8")
+        (self.root / "cloud-token").chmod(0o600)
+        self.hub.add_products([sku for sku in CATALOG if sku != LOCAL_ONLY])
+        self.printer.start()
+        seed(self.db_path)
+        conn = db.open_store_db(self.db_path)
+        try:
+            with db.transaction(conn):
+                for role, (name, display, password) in USERS.items():
+                    users.add_user(conn, name, display, role, password, iso(utcnow()))
+        finally:
+            conn.close()
+        extra = (f'[cloud]\nurl = "{self.hub.url}"\ntoken = {{ file = "cloud-token" }}\ntimeout_seconds = 5\n'
+                 'reconcile_minutes = 0\nretry_max_seconds = 1\nperson_retry_seconds = 1\n\n'
+                 '[printing]\nstatus_poll_seconds = 0.2\nstatus_ticket_at_start = false\n\n'
+                 f'[[printers]]\nname = "counter"\ntype = "network"\nhost = "127.0.0.1"\n'
+                 f'port = {self.printer.port}\n')
+        self.daemon = Daemon(self.root / "config.toml", self.data_dir, self.root / "daemon.log",
+                             store_id=STORE_ID, extra_config=extra)
+        self.daemon.start()
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop_quietly()
+        self.printer.stop()
+        self.hub.stop()
+
+    def logs(self) -> str:
+        return "\n".join((self.daemon.log_tail() if self.daemon else "", self.hub.tail(), self.printer.tail()))
+
+    # -- the daemon's API, for setting up and checking (the tests act through the browser) -------
+    def api(self, method: str, path: str, body=None, key: str | None = None) -> tuple[int, object]:
+        headers = {"Idempotency-Key": key} if key else None
+        status, data, _ = request(self.daemon.port, method, "/api/v1" + path, body, headers=headers, timeout=15)
+        return status, data
+
+    def api_ok(self, method: str, path: str, body=None, key: str | None = None):
+        status, data = self.api(method, path, body, key)
+        assert status in (200, 201), (method, path, status, data)
+        return data
+
+    def wait_order(self, order_id: str, timeout: float = 10.0) -> dict:
+        def arrived():
+            status, body = self.api("GET", f"/orders/{order_id}")
+            return body if status == 200 else None
+        return wait_until(arrived, timeout, f"order {order_id} at the edge", self.logs)
+
+    def wait_synced(self, timeout: float = 15.0) -> None:
+        wait_until(lambda: self.api_ok("GET", "/sync/status")["queue"]["depth"] == 0, timeout,
+                   "the sync queue to drain", self.logs)
+
+    def route_exists(self, path: str) -> bool:
+        """A dashboard page is registered: without a session it redirects to the login (404 if it is not there)."""
+        req = urllib.request.Request(self.base + path, method="GET")
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+        try:
+            with urllib.request.build_opener(NoRedirect).open(req, timeout=10) as resp:
+                return resp.status != 404
+        except urllib.error.HTTPError as exc:
+            return exc.code != 404
