@@ -250,7 +250,7 @@ class Stack:
                  f'[[printers]]\nname = "counter"\ntype = "network"\nhost = "127.0.0.1"\n'
                  f'port = {self.printer.port}\n')
         self.daemon = Daemon(self.root / "config.toml", self.data_dir, self.root / "daemon.log",
-                             store_id=STORE_ID, extra_config=extra)
+                             store_id=STORE_ID, store_name="好邻居便利店 五道口店", extra_config=extra)
         self.daemon.start()
 
     def stop(self) -> None:
