@@ -84,11 +84,33 @@ def cmd_demo(args) -> int:
                 lines = [{"sku": r[0], "qty": 40} for r in conn.execute("SELECT sku FROM products ORDER BY sku")]
                 stock.record_receipt(conn, ReceiptIn.model_validate({"lines": lines, "supplier": "演示供应商"}), ctx)
             print(f"demo catalog: {report.imported} products with opening stock", file=sys.stderr)
+        logins = _demo_users(conn)
     finally:
         conn.close()
-    print(f"store-edge demo: status page http://{config.api.host}:{config.api.port}/  (Ctrl-C stops)",
+    print(f"store-edge demo: dashboard http://{config.api.host}:{config.api.port}/ui/  (Ctrl-C stops)",
           file=sys.stderr)
+    for name, role, password in logins:
+        print(f"  {role:8} login: {name} / {password}", file=sys.stderr)
     return _serve(config, with_demo_printer=not config.raw.printers)
+
+
+DEMO_USERS = (("manager", "张店长", "manager", "manager-demo"), ("cashier", "王芳", "cashier", "cashier-demo"))
+
+
+def _demo_users(conn) -> list[tuple[str, str, str]]:
+    """The demo's two accounts, created on the first run (a demo database only)."""
+    from edge.ui import users  # noqa: PLC0415
+
+    if not conn.execute("SELECT count(*) FROM users").fetchone()[0]:
+        with db.transaction(conn):
+            for name, display, role, password in DEMO_USERS:
+                users.add_user(conn, name, display, role, password, iso(utcnow()))
+    out = []
+    for name, _, role, password in DEMO_USERS:  # only logins that still work (a password may have changed)
+        row = conn.execute("SELECT password_hash FROM users WHERE name = ? AND active = 1", (name,)).fetchone()
+        if row and users.check_password(password, row[0]):
+            out.append((name, role, password))
+    return out
 
 
 @contextlib.asynccontextmanager
