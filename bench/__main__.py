@@ -1,4 +1,4 @@
-"""`python -m bench {ledger,sync,print,scan,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
+"""`python -m bench {ledger,sync,print,scan,dashboard,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
 
 from __future__ import annotations
 
@@ -31,7 +31,13 @@ def _scan(quick: bool) -> dict:
     return scan.run(quick=quick)
 
 
-BENCHMARKS = {"ledger": _ledger, "sync": _sync, "print": _print, "scan": _scan}
+def _dashboard(quick: bool) -> dict:
+    from bench import dashboard  # noqa: PLC0415 (imported when asked for)
+
+    return dashboard.run(quick=quick)
+
+
+BENCHMARKS = {"ledger": _ledger, "sync": _sync, "print": _print, "scan": _scan, "dashboard": _dashboard}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -401,3 +401,11 @@ BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 """
 
 MIGRATIONS.append(("dashboard: users, sessions, audit log", DASHBOARD))
+
+# The overview counts today's orders and hand-overs: without these it reads their whole history.
+DASHBOARD_INDEXES = """
+CREATE INDEX orders_received ON orders(received_at);
+CREATE INDEX pickups_verified ON pickups(verified_at) WHERE reversed_at IS NULL;
+"""
+
+MIGRATIONS.append(("dashboard: indexes for today's orders and hand-overs", DASHBOARD_INDEXES))

@@ -126,6 +126,9 @@ def figures(conn, day: str, tz) -> dict:
         "hours": hours,
         "waiting": _orders(conn, "o.state IN ('received', 'accepted')"),
         "ready": _orders(conn, "o.state = 'ready'"),
+        # the lists show the oldest LIST_LIMIT (first to prepare); the badges count them all
+        "waiting_count": one("SELECT count(*) FROM orders WHERE state IN ('received', 'accepted')"),
+        "ready_count": one("SELECT count(*) FROM orders WHERE state = 'ready'"),
         "short": _orders(conn, "o.short = 1 AND o.state IN ('received', 'accepted', 'ready')"),
         "low": stock.list_balances(conn, low=True, limit=LOW_LIMIT)["items"],
         "queue": queue.queue_status(conn),
