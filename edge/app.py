@@ -14,8 +14,8 @@ import time
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from edge import (api, pickup, print_api, scan_api, signed_tokens, status_page, stock, systemd, tokens,  # noqa: F401
-                  verify_api)
+from edge import (api, metrics, pickup, print_api, scan_api, signed_tokens, status_page, stock, systemd,  # noqa: F401
+                  tokens, verify_api)
 from edge.clock import iso, utcnow
 from edge.config import Config
 from edge.errors import InputError
@@ -189,6 +189,7 @@ def build_app(config: Config) -> web.Application:
     app.add_routes(api.routes())
     app.add_routes(status_page.routes)
     app.add_routes(ui.routes())
+    metrics.install(app)  # /metrics, and its request-timing middleware (outermost)
     return app
 
 
