@@ -13,7 +13,7 @@ APT_PACKAGES := python3 python3-venv python3-pip python3-dev gcc linux-libc-dev 
 # the browser the dashboard's end-to-end tests drive (Playwright with Debian's Chromium)
 TEST_APT_PACKAGES := chromium
 
-.PHONY: demo test bench system-packages clean
+.PHONY: demo test bench install system-packages clean
 
 demo: $(STAMP)
 	$(VENV)/bin/store-edge demo --config config.toml
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench all
+
+# install on this PC as a service (Debian packages, user, /opt/store-edge venv, config, unit, udev rules)
+install:
+	$(SUDO) ./install.sh
 
 # Debian packages, installed only when missing (apt needs root: sudo is used if not root).
 system-packages:

@@ -344,6 +344,8 @@ def parser() -> argparse.ArgumentParser:
     off.add_argument("name")
     off.set_defaults(func=cmd_user)
     with_config(usr.add_parser("list", help="list users")).set_defaults(func=cmd_user)
+    _lazy(sub.add_parser("doctor", help="check this PC: config, disk, database, clock, devices, cloud, API port"),
+          "edge.doctor")
     _lazy(sub.add_parser("hub", help="run the reference cloud hub (docs/sync-protocol.md)"), "sync.hub")
     _lazy(sub.add_parser("virtual-printer", help="a virtual ESC/POS receipt printer on TCP (port 9100)"),
           "drivers.virtual_printer")
