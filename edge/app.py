@@ -14,7 +14,7 @@ import time
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from edge import (api, metrics, pickup, print_api, scan_api, signed_tokens, status_page, stock, systemd,  # noqa: F401
+from edge import (api, backup, metrics, pickup, print_api, scan_api, signed_tokens, status_page, stock, systemd,  # noqa: F401
                   tokens, verify_api)
 from edge.clock import iso, utcnow
 from edge.config import Config
@@ -107,6 +107,7 @@ async def scheduler_subsystem(app: web.Application):
     scheduler = AsyncIOScheduler(timezone=config.tz)
     scheduler.add_job(nightly_ledger_check, "cron", hour=3, minute=30, args=[app[STORE]],
                       id="ledger-check", coalesce=True, misfire_grace_time=3600)
+    backup.schedule(scheduler, app[STORE], config)
     if SYNC in app and config.cloud.reconcile_minutes:
         scheduler.add_job(reconcile_job, "interval", minutes=config.cloud.reconcile_minutes, args=[app[SYNC]],
                           id="reconcile", coalesce=True, max_instances=1)

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from edge import __version__, catalog, config as config_mod, db, log as log_mod, stock, tokens
+from edge import backup as backup_cmd
 from edge.context import make as make_context
 from edge.clock import iso, utcnow
 from edge.errors import InputError
@@ -325,6 +326,13 @@ def parser() -> argparse.ArgumentParser:
     ledger = sub.add_parser("ledger", help="stock ledger tools").add_subparsers(dest="action", required=True)
     with_config(ledger.add_parser("verify", help="check every balance equals the sum of its moves")) \
         .set_defaults(func=cmd_ledger_verify)
+
+    bkp = with_config(sub.add_parser("backup", help="back up the store database now (safe while the daemon runs)"))
+    backup_cmd.backup_arguments(bkp)
+    bkp.set_defaults(func=backup_cmd.backup_run)
+    rst = with_config(sub.add_parser("restore", help="replace the store database by a backup (stop store-edge first)"))
+    backup_cmd.restore_arguments(rst)
+    rst.set_defaults(func=backup_cmd.restore_run)
 
     tok = sub.add_parser("token", help="API tokens of tills").add_subparsers(dest="action", required=True)
     for action, text in (("add", "create (or replace) a till's token"), ("revoke", "revoke a till's token")):

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from drivers import DEVICE_SECTIONS, device_paths
 from edge.errors import field_path
+from edge.backup import BackupSection
 from edge.scan_classify import ScanningSection
 
 
@@ -188,6 +189,7 @@ ConfigFile = create_model(
     verification=(VerificationSection, VerificationSection()),
     scanning=(ScanningSection, ScanningSection()),
     dashboard=(DashboardSection, DashboardSection()),
+    backup=(BackupSection, BackupSection()),
     log=(LogSection, LogSection()),
     **{section: _device_field(models) for section, models in DEVICE_SECTIONS.items()},
 )
@@ -229,6 +231,10 @@ class Config:
     @property
     def dashboard(self) -> DashboardSection:
         return self.raw.dashboard
+
+    @property
+    def backup(self) -> BackupSection:
+        return self.raw.backup
 
     @property
     def log(self) -> LogSection:
