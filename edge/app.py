@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from edge.errors import InputError
 from edge.devices import DeviceService
 from edge.keys import CONFIG, DEVICE, DEVICES, LIMITER, PRINTING, SCANS, STARTED, STORE, SYNC
 from edge.printing import PrintService
+from edge.reload import reload
 from edge.scans import ScanRouter
 from edge import ui
 from edge.ui import web as ui_web
@@ -206,9 +208,20 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
                                            "store": config.store.id, "tokens_required": config.tokens_required}})
         systemd.notify(f"READY=1\nSTATUS=serving on {config.api.host}:{config.api.port}")
         watchdog = asyncio.create_task(_watchdog(app[STORE]))
+        loop = asyncio.get_running_loop()
+        reloads: set[asyncio.Task] = set()
+
+        def on_hup() -> None:
+            task = loop.create_task(reload(app))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
         try:
             yield
         finally:
+            loop.remove_signal_handler(signal.SIGHUP)
+            await asyncio.gather(*reloads, return_exceptions=True)
             systemd.notify("STOPPING=1")
             watchdog.cancel()
 

@@ -195,14 +195,32 @@ ConfigFile = create_model(
 )
 
 
-@dataclass(frozen=True)
+# What a reload (SIGHUP) cannot change in a running daemon: the store's identity and data, where the
+# API listens, the cloud link, and the scheduled jobs. Changes there are reported as needing a restart.
+RESTART_SECTIONS = ("store", "api", "cloud", "backup")
+
+
+@dataclass
 class Config:
-    """The validated configuration, with paths resolved against the config file's folder."""
+    """The validated configuration, with paths resolved against the config file's folder.
+
+    One object for the daemon's life: a reload swaps its `raw` sections in place (`adopt`), so every
+    part that reads the config sees the new one. Nothing else changes it.
+    """
 
     path: Path
     raw: BaseModel  # ConfigFile
     data_dir: Path
     cloud_token: Secret | None
+
+    def adopt(self, new: Config) -> list[str]:
+        """Take a reloaded config; return the changed sections that only a restart applies (kept as they were)."""
+        restart = [name for name in RESTART_SECTIONS if getattr(new.raw, name) != getattr(self.raw, name)]
+        if new.cloud_token is not None and self.cloud_token is not None \
+                and new.cloud_token.reveal() != self.cloud_token.reveal() and "cloud" not in restart:
+            restart.append("cloud")
+        self.raw = new.raw.model_copy(update={name: getattr(self.raw, name) for name in RESTART_SECTIONS})
+        return restart
 
     @property
     def store(self) -> StoreSection:

@@ -36,11 +36,14 @@ def make_reader(cfg, on_scan):
 class DeviceService:
     def __init__(self, config, router: ScanRouter):
         self.router = router
+        self._build(config)
+
+    def _build(self, config) -> None:
         self.readers = {}
         for section in ("scanners", "cameras"):
             for cfg in getattr(config.raw, section):
                 if cfg.enabled:
-                    self.readers[cfg.name] = make_reader(cfg, router.submit_threadsafe)
+                    self.readers[cfg.name] = make_reader(cfg, self.router.submit_threadsafe)
         self.disabled = [cfg.name for section in ("scanners", "cameras") for cfg in getattr(config.raw, section)
                          if not cfg.enabled]
 
@@ -51,6 +54,12 @@ class DeviceService:
     async def stop(self) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(None, reader.stop) for reader in self.readers.values()))
+
+    async def reconfigure(self, config) -> None:
+        """After a reload: every reader stopped (ports released), then the configured ones started."""
+        await self.stop()
+        self._build(config)
+        self.start()
 
     def states(self) -> list[dict]:
         return [r.status() for r in self.readers.values()] + [

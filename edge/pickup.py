@@ -153,10 +153,13 @@ class CodeLimiter:
     """Typed codes, per till: after `limit` wrong codes within `window` seconds, `lockout` seconds of refusal."""
 
     def __init__(self, limit: int = 5, window: float = 60.0, lockout: float = 60.0):
-        self.limit, self.window, self.lockout = limit, window, lockout
+        self.configure(limit, window, lockout)
         self._failures: dict[str, deque] = {}
         self._locked_until: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def configure(self, limit: int, window: float, lockout: float) -> None:
+        self.limit, self.window, self.lockout = limit, window, lockout
 
     def check(self, device: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now

@@ -255,7 +255,16 @@ class PrintService:
         self._task: asyncio.Task | None = None
         self._changed = asyncio.Event()  # set whenever a printer state or a job changes (live pages, tests)
 
-    async def start(self) -> None:
+    async def reconfigure(self) -> None:
+        """After a reload: the printers, routes and times from the (swapped) config. A job being sent
+        finishes first; the new workers pick up the queue."""
+        await self.stop()
+        self.store_info = store_info(self.config)
+        self.routes = routes_from_config(self.config)
+        self.workers = {p.name: PrinterWorker(self, p) for p in self.config.raw.printers if p.enabled}
+        await self.start(announce=False)
+
+    async def start(self, announce: bool = True) -> None:
         ctx = context.make(spool.SYSTEM, self.config.tz)
 
         def prepare(conn):
@@ -268,7 +277,7 @@ class PrintService:
         for worker in self.workers.values():
             worker.start()
         self._task = asyncio.create_task(self._watch(), name="print-alerts")
-        if self.config.printing.status_ticket_at_start and "status_ticket" in self.routes:
+        if announce and self.config.printing.status_ticket_at_start and "status_ticket" in self.routes:
             asyncio.get_running_loop().create_task(self._startup_ticket())
 
     async def stop(self) -> None:
