@@ -1,7 +1,7 @@
 """The daemon: the aiohttp application, its subsystems, and the run loop with systemd integration.
 
 Subsystems are aiohttp cleanup contexts listed in SUBSYSTEMS: started in that order, stopped in
-reverse, by construction. A subsystem that later issues add (drivers, sync) goes into that tuple.
+reverse, by construction: the store, the cloud sync, printing, scanning, the scheduler.
 """
 
 from __future__ import annotations
@@ -15,19 +15,19 @@ import time
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from edge import (api, backup, metrics, pickup, print_api, scan_api, signed_tokens, status_page, stock, systemd,  # noqa: F401
-                  tokens, verify_api)
+# print_api, scan_api and verify_api register their operations when imported
+from edge import (api, backup, metrics, pickup, print_api, scan_api, signed_tokens, status_page, stock,  # noqa: F401
+                  systemd, tokens, ui, verify_api)
 from edge.clock import iso, utcnow
 from edge.config import Config
-from edge.errors import InputError
+from edge.db import Store
 from edge.devices import DeviceService
+from edge.errors import InputError
 from edge.keys import CONFIG, DEVICE, DEVICES, LIMITER, PRINTING, SCANS, STARTED, STORE, SYNC
 from edge.printing import PrintService
 from edge.reload import reload
 from edge.scans import ScanRouter
-from edge import ui
 from edge.ui import web as ui_web
-from edge.db import Store
 from edge.serving import serve_until_stopped
 from sync import api as sync_api  # noqa: F401 (registers the /sync operations)
 from sync.client import CloudClient, SyncError
