@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import dataclasses
 import logging
 import os
 import sys
-from importlib import resources
 from pathlib import Path
 
 from edge import __version__, catalog, config as config_mod, db, log as log_mod, stock, tokens
 from edge import backup as backup_cmd
-from edge.context import make as make_context
 from edge.clock import iso, utcnow
 from edge.errors import InputError
-from edge.schemas import ReceiptIn
 
 DEFAULT_CONFIGS = ("config.toml", "/etc/store-edge/config.toml")
 
@@ -54,17 +49,11 @@ def cmd_run(args) -> int:
     return _serve(config)
 
 
-def _serve(config: config_mod.Config, with_demo_printer: bool = False) -> int:
+def _serve(config: config_mod.Config) -> int:
     from edge import app  # noqa: PLC0415 (aiohttp is only needed by the daemon)
 
-    async def main():
-        if not with_demo_printer:
-            return await app.serve(config)
-        async with demo_printer(config) as demo_config:
-            await app.serve(demo_config)
-
     try:
-        asyncio.run(main())
+        asyncio.run(app.serve(config))
     except (OSError, db.SchemaTooNew) as exc:  # port taken, data folder not writable, newer database
         logging.getLogger("edge").error("cannot start", extra={"kv": {"error": str(exc)}})
         return 1
@@ -72,63 +61,9 @@ def _serve(config: config_mod.Config, with_demo_printer: bool = False) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Seed a demo catalog with opening stock (once), then run the daemon."""
-    config = load_config(args.config)
-    log_mod.setup(config.log.level)
-    conn = open_db(config)
-    try:
-        if conn.execute("SELECT count(*) FROM products").fetchone()[0] == 0:
-            data = resources.files("edge").joinpath("data/demo-catalog.csv").read_bytes()
-            with db.transaction(conn):
-                report = catalog.import_products(conn, catalog.read_rows(data, "csv"), "csv", iso(utcnow()))
-                ctx = make_context("demo", config.tz)
-                lines = [{"sku": r[0], "qty": 40} for r in conn.execute("SELECT sku FROM products ORDER BY sku")]
-                stock.record_receipt(conn, ReceiptIn.model_validate({"lines": lines, "supplier": "演示供应商"}), ctx)
-            print(f"demo catalog: {report.imported} products with opening stock", file=sys.stderr)
-        logins = _demo_users(conn)
-    finally:
-        conn.close()
-    print(f"store-edge demo: dashboard http://{config.api.host}:{config.api.port}/ui/  (Ctrl-C stops)",
-          file=sys.stderr)
-    for name, role, password in logins:
-        print(f"  {role:8} login: {name} / {password}", file=sys.stderr)
-    return _serve(config, with_demo_printer=not config.raw.printers)
+    from edge import demo  # noqa: PLC0415 (the hub, the simulation and OpenCV only for the demo)
 
-
-DEMO_USERS = (("manager", "张店长", "manager", "manager-demo"), ("cashier", "王芳", "cashier", "cashier-demo"))
-
-
-def _demo_users(conn) -> list[tuple[str, str, str]]:
-    """The demo's two accounts, created on the first run (a demo database only)."""
-    from edge.ui import users  # noqa: PLC0415
-
-    if not conn.execute("SELECT count(*) FROM users").fetchone()[0]:
-        with db.transaction(conn):
-            for name, display, role, password in DEMO_USERS:
-                users.add_user(conn, name, display, role, password, iso(utcnow()))
-    out = []
-    for name, _, role, password in DEMO_USERS:  # only logins that still work (a password may have changed)
-        row = conn.execute("SELECT password_hash FROM users WHERE name = ? AND active = 1", (name,)).fetchone()
-        if row and users.check_password(password, row[0]):
-            out.append((name, role, password))
-    return out
-
-
-@contextlib.asynccontextmanager
-async def demo_printer(config: config_mod.Config):
-    """A virtual printer for a demo without printers: receipts land as .txt, .json and .png files."""
-    from drivers.models import NetworkPrinter  # noqa: PLC0415
-    from drivers.virtual_printer import VirtualPrinter  # noqa: PLC0415
-
-    out = config.data_dir / "virtual-printer"
-    vp = await VirtualPrinter(port=0, control_port=0, out_dir=out).start()
-    print(f"virtual printer: receipts in {out}/ (txt, json, png); http://127.0.0.1:{vp.control_port}/receipts",
-          file=sys.stderr)
-    printer = NetworkPrinter(name="demo-printer", type="network", host="127.0.0.1", port=vp.port)
-    try:
-        yield dataclasses.replace(config, raw=config.raw.model_copy(update={"printers": [printer]}))
-    finally:
-        await vp.stop()
+    return demo.run(args.config, args.seconds)
 
 
 def cmd_check_config(args) -> int:
@@ -307,7 +242,11 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     with_config(sub.add_parser("run", help="run the daemon")).set_defaults(func=cmd_run)
-    with_config(sub.add_parser("demo", help="seed a demo catalog (once) and run")).set_defaults(func=cmd_demo)
+    demo = with_config(sub.add_parser("demo", help="the demo store: cloud hub, printer, scanners, simulated "
+                                                   "customers and an outage"))
+    demo.add_argument("--for", dest="seconds", type=float, metavar="SECONDS",
+                      help="stop after SECONDS and print a summary (last line JSON); exit 1 if a check failed")
+    demo.set_defaults(func=cmd_demo)
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("path", nargs="?", default=default_config())
     check.set_defaults(func=cmd_check_config)

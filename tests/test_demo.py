@@ -1,0 +1,66 @@
+"""`store-edge demo --for 60` end to end: hub, fault proxy, daemon, virtual printer, a serial scanner
+on a pty and a camera reading a generated video, all in one child process started as the README
+says (the installed console script); the summary's last line is JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.helpers_daemon import store_edge_command
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def demo_config(tmp_path: Path) -> Path:
+    """A copy of the shipped config.toml with a temp data folder and a free API port."""
+    text = (ROOT / "config.toml").read_text(encoding="utf-8")
+    text, n_dir = re.subn(r'(?m)^data_dir = "[^"]*"', f'data_dir = "{tmp_path / "var"}"', text)
+    text, n_port = re.subn(r"(?m)^port = 8470\b", f"port = {free_port()}", text)
+    assert n_dir == 1 and n_port == 1, "config.toml changed shape: update this test"
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_demo_for_60_seconds(tmp_path):
+    config = demo_config(tmp_path)
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.run(
+        [*store_edge_command(), "demo", "--for", "60", "--config", str(config)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
+    took = time.monotonic() - started
+    out = proc.stdout.strip().splitlines()
+    assert out, f"no output; stderr:\n{proc.stderr[-3000:]}"
+    head = "\n".join(out[:5])
+    assert "/ui/" in head and "manager" in head and "cashier" in head, head  # the dashboard and logins first
+    summary = json.loads(out[-1])
+    report = f"exit {proc.returncode} after {took:.0f} s\n" + "\n".join(out[-14:]) + "\n" + proc.stderr[-2000:]
+    assert proc.returncode == 0, report
+    assert summary["checks_passed"] is True, report
+    assert summary["orders_printed"] >= 20, report
+    assert summary["pickups_verified"] >= 10, report
+    assert summary["pickups_provisional"] >= 1, report  # hand-overs during the outage
+    assert summary["pickups_at_cloud"] == summary["pickups_verified"], report  # provisional ones reconciled
+    assert summary["pickups_by"]["serial"] >= 1 and summary["pickups_by"]["camera"] >= 1, report
+    assert summary["outage_survived"] is True and summary["dead_letters"] == 0, report
+    assert summary["outage"]["link_went_down"] and summary["outage"]["link_came_back"], report
+    assert summary["ledger_clean"] is True, report
+    assert summary["balances_equal"] is True and summary["balance_differences"] == [], report
+    assert summary["sales"] >= 10 and summary["events_synced"] > 0, report
+    receipts = tmp_path / "var" / "virtual-printer"
+    assert len(list(receipts.glob("*.png"))) == summary["receipts_printed"], report
+    assert took < 120, report
