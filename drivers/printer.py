@@ -121,6 +121,7 @@ class PrinterDevice:
         self._open = False
         # "none" for a printer whose status cannot be read at all (a file device is write-only)
         self._mode = "none" if isinstance(cfg, FilePrinter) else cfg.status
+        self._answered_by: str | None = None  # auto: the query that answered last, asked first next time
         self._no_status_until = 0.0
         self.stale_bytes = 0  # skipped bytes, counted for the tests and the log
 
@@ -164,13 +165,18 @@ class PrinterDevice:
         if self._mode == "none" or time.monotonic() < self._no_status_until:
             self.open()
             return None
-        modes = ("dle_eot", "gs_r") if self._mode == "auto" else (self._mode,)
+        if self._mode != "auto":
+            modes: tuple[str, ...] = (self._mode,)
+        elif self._answered_by == "gs_r":
+            modes = ("gs_r", "dle_eot")  # a printer swapped for another model is found again
+        else:
+            modes = ("dle_eot", "gs_r")
         for mode in modes:
             self.open()
             status = self._query(mode, STATUS_TIMEOUT + after_bytes / self._bytes_per_second())
             if status is not None:
-                if self._mode == "auto":
-                    self._mode = mode
+                if self._mode == "auto" and mode != self._answered_by:
+                    self._answered_by = mode
                     log.info("status query answered", extra={"kv": {"printer": self.name, "mode": mode}})
                 return status
             self.close()  # a late answer must not meet the next query

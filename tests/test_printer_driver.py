@@ -209,6 +209,14 @@ async def test_auto_mode_falls_back_to_gs_r_and_keeps_to_it(vp, devices):
     assert {r[0] for r in vp.status_requests[asked:]} == {"GS r"}
 
 
+async def test_auto_mode_finds_the_other_query_when_the_printer_is_swapped(vp, devices):
+    dev = devices(net(vp.port))
+    assert (await run(dev.status)).source == "dle_eot"
+    vp.set_state(answers="gs_r", paper_out=True)  # the printer was replaced by a clone
+    status = await run(dev.status)
+    assert status is not None and status.source == "gs_r" and status.paper_out
+
+
 async def test_printer_that_never_answers_gives_none_then_cached_and_still_prints(vp, devices):
     vp.set_state(answers="none")
     dev = devices(net(vp.port))
