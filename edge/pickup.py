@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 
 from edge import outbox, spool
 from edge.context import WriteContext
+from edge.errors import InputError
 from edge.orders import OPEN_STATES, get_order
 from edge.refusals import refusal
 from edge.schemas import Body, Text
@@ -157,6 +158,18 @@ class CodeLimiter:
         self._failures: dict[str, deque] = {}
         self._locked_until: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    async def guard(self, key: str, code: str | None, run):
+        """Await `run()`; when it checks a typed code: a locked till is refused, a wrong code counts."""
+        if code is None:
+            return await run()
+        self.check(key)
+        try:
+            return await run()
+        except InputError as exc:
+            if exc.code == "bad_code":
+                self.failed(key)
+            raise
 
     def configure(self, limit: int, window: float, lockout: float) -> None:
         self.limit, self.window, self.lockout = limit, window, lockout

@@ -23,20 +23,6 @@ def checks(request: web.Request) -> pickup.Checks:
                          online=engine is None or engine.link.state == "online")
 
 
-async def _limited(request: web.Request, body: pickup.PickupIn, run):
-    """Typed codes are rate-limited per till: wrong ones count, a locked till is refused."""
-    if body.code is None:
-        return await run()
-    limiter = request.app[LIMITER]
-    limiter.check(request[DEVICE])
-    try:
-        return await run()
-    except InputError as exc:
-        if exc.code == "bad_code":
-            limiter.failed(request[DEVICE])
-        raise
-
-
 @operation("post", "/pickups/lookup", "Look up an online order by its pickup token (QR) or typed code",
            tag="verification", body=pickup.PickupIn, writes=False,
            responses={200: "order, method, provisional", 404: "unknown_order or bad_code",
@@ -45,7 +31,8 @@ async def _limited(request: web.Request, body: pickup.PickupIn, run):
 async def lookup(request):
     _, body = await parse_body(request, pickup.PickupIn)
     now = checks(request)
-    return await _limited(request, body, lambda: read(request, pickup.lookup, body, now))
+    return await request.app[LIMITER].guard(request[DEVICE], body.code,
+                                            lambda: read(request, pickup.lookup, body, now))
 
 
 @operation("post", "/pickups", "Hand an order over (核销): stock out, record, cloud event, pickup slip",
@@ -55,7 +42,7 @@ async def lookup(request):
 async def hand_over(request):
     _, body = await parse_body(request, pickup.HandOver)
     now = checks(request)
-    return await _limited(request, body, lambda: write(
+    return await request.app[LIMITER].guard(request[DEVICE], body.code, lambda: write(
         request, pickup.HandOver, lambda conn, body, ctx: pickup.hand_over(conn, body, now, ctx)))
 
 

@@ -244,15 +244,8 @@ def _limiter_key(request: web.Request) -> str:
 async def _look_up_pickup(request: web.Request, body: pickup.PickupIn) -> dict:
     """pickup.lookup, with the API's per-till limit on codes (the till here is the logged-in person)."""
     now = checks(request)
-    limiter = request.app[LIMITER]
-    if body.code is not None:
-        limiter.check(_limiter_key(request))
-    try:
-        found = await request.app[STORE].read(pickup.lookup, body, now)
-    except InputError as exc:
-        if exc.code == "bad_code":
-            limiter.failed(_limiter_key(request))
-        raise
+    found = await request.app[LIMITER].guard(_limiter_key(request), body.code,
+                                             lambda: request.app[STORE].read(pickup.lookup, body, now))
     return {"type": "pickup", **found, "token": body.token, "code": body.code}
 
 
@@ -334,17 +327,15 @@ async def handover(request):
         return await _answer(request, "cashier_result", 422, result={
             "type": "error", "key": "cashier_invalid", "args": {"message": message}})
     now = checks(request)
-    limiter = request.app[LIMITER]
-    try:
-        if body.code is not None:
-            limiter.check(_limiter_key(request))
+
+    async def hand_over():
         order_id = await request.app[STORE].read(_order_id, body, now)
-        done = await ui_write(request, form, lambda conn, ctx: pickup.hand_over(conn, body, now, ctx),
+        return await ui_write(request, form, lambda conn, ctx: pickup.hand_over(conn, body, now, ctx),
                               action="pickup.hand_over", target=order_id,
                               detail={"method": "token" if body.token else "code"})
+    try:
+        done = await request.app[LIMITER].guard(_limiter_key(request), body.code, hand_over)
     except InputError as exc:
-        if body.code is not None and exc.code == "bad_code":
-            limiter.failed(_limiter_key(request))
         if not _is_refusal(exc):
             raise
         return await _answer(request, "cashier_result", _status(exc), result=_refusal(exc))
