@@ -9,7 +9,6 @@ from pydantic import Field
 
 from edge import coupons, pickup
 from edge.api import LIMIT, Param, json_response, operation, parse_body, query_int, read, write
-from edge.errors import InputError
 from edge.keys import CONFIG, DEVICE, LIMITER, STORE, SYNC
 from edge.schemas import Body
 
