@@ -58,11 +58,11 @@ def test_sighup_reloads_a_running_daemon(tmp_path):
                                f'path = "{tmp_path / "printer.out"}"\n')
         daemon_config(daemon.config_path, data, daemon.port, extra=daemon.extra_config, level="info")
         daemon.proc.send_signal(signal.SIGHUP)
-        for _ in range(500):
+        for _ in range(500):  # polling another process: the new printer listed and the reload logged
             status, body, _ = request(daemon.port, "GET", "/api/v1/printers")
-            if body["items"]:
+            if body["items"] and "config reloaded" in daemon.log_path.read_text(encoding="utf-8"):
                 break
-            time.sleep(0.01)  # polling another process
+            time.sleep(0.01)
         assert [p["name"] for p in body["items"]] == ["added"], json.dumps(body)
         assert "config reloaded" in daemon.log_path.read_text(encoding="utf-8")
     finally:
