@@ -141,59 +141,62 @@ def cmd_ledger_verify(args) -> int:
     return 0
 
 
-def cmd_token(args) -> int:
+def _in_store(args, action) -> int:
+    """action(conn, now) in one write transaction on the store; its exit code, or 2 for bad input."""
     config = load_config(args.config)
     conn = open_db(config)
-    now = iso(utcnow())
     try:
         with db.transaction(conn):
-            if args.action == "add":
-                token = tokens.create(conn, args.device, now)
-                print(f"token for {args.device} (shown once; put it in the till's settings):\n{token}")
-            elif args.action == "revoke":
-                if not tokens.revoke(conn, args.device, now):
-                    print(f"no active token for {args.device}", file=sys.stderr)
-                    return 1
-                print(f"token of {args.device} revoked")
-            else:
-                for row in tokens.listing(conn):
-                    state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
-                    print(f"{row['device']}\tcreated {row['created_at']}\t{state}")
+            return action(conn, iso(utcnow())) or 0
     except InputError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     finally:
         conn.close()
-    return 0
+
+
+def cmd_token(args) -> int:
+    def action(conn, now):
+        if args.action == "add":
+            token = tokens.create(conn, args.device, now)
+            print(f"token for {args.device} (shown once; put it in the till's settings):\n{token}")
+        elif args.action == "revoke":
+            if not tokens.revoke(conn, args.device, now):
+                print(f"no active token for {args.device}", file=sys.stderr)
+                return 1
+            print(f"token of {args.device} revoked")
+        else:
+            for row in tokens.listing(conn):
+                state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+                print(f"{row['device']}\tcreated {row['created_at']}\t{state}")
+    return _in_store(args, action)
 
 
 def cmd_user(args) -> int:
     from edge.ui import users  # noqa: PLC0415
 
-    config = load_config(args.config)
-    conn = open_db(config)
-    now = iso(utcnow())
-    try:
-        with db.transaction(conn):
-            if args.action == "add":
-                password = _read_password(args)
-                user = users.add_user(conn, args.name, args.display_name or args.name, args.role, password, now)
-                print(f"user {user['name']} ({user['role']}) can log in at the dashboard")
-            elif args.action == "disable":
-                if not users.disable_user(conn, args.name, now):
-                    print(f"no user {args.name}", file=sys.stderr)
-                    return 1
-                print(f"user {args.name} disabled and logged out")
-            else:
-                for row in users.list_users(conn):
-                    print(f"{row['name']}\t{row['role']}\t{row['display_name']}\t"
-                          f"{'active' if row['active'] else 'disabled'}")
-    except InputError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return 2
-    finally:
-        conn.close()
-    return 0
+    password = None
+    if args.action == "add":
+        try:  # asked before the transaction: a person typing must not hold the store's write lock
+            password = _read_password(args)
+        except InputError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+
+    def action(conn, now):
+        if args.action == "add":
+            user = users.add_user(conn, args.name, args.display_name or args.name, args.role, password, now)
+            print(f"user {user['name']} ({user['role']}) can log in at the dashboard")
+        elif args.action == "disable":
+            if not users.disable_user(conn, args.name, now):
+                print(f"no user {args.name}", file=sys.stderr)
+                return 1
+            print(f"user {args.name} disabled and logged out")
+        else:
+            for row in users.list_users(conn):
+                print(f"{row['name']}\t{row['role']}\t{row['display_name']}\t"
+                      f"{'active' if row['active'] else 'disabled'}")
+    return _in_store(args, action)
 
 
 def _read_password(args) -> str:

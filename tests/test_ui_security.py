@@ -157,3 +157,20 @@ async def test_every_word_exists_in_both_languages():
     missing_en = set(web.TEXT["zh"]) - set(web.TEXT["en"])
     missing_zh = set(web.TEXT["en"]) - set(web.TEXT["zh"])
     assert not missing_en and not missing_zh, (missing_en, missing_zh)
+
+
+def test_user_add_from_the_command_line(tmp_path, config):
+    import subprocess  # noqa: PLC0415
+
+    from tests.helpers_daemon import child_env, store_edge_command  # noqa: PLC0415
+
+    def user(*args, password=""):
+        return subprocess.run([*store_edge_command(), "user", *args, "--config", str(config.path)], input=password,
+                              capture_output=True, text=True, env=child_env(), timeout=60)
+
+    assert user("add", "wang", "--role", "cashier", "--display-name", "王芳", "--password-stdin",
+                password="long-enough-1\n").returncode == 0
+    short = user("add", "li", "--role", "manager", "--password-stdin", password="short\n")
+    assert short.returncode == 2 and "at least 8" in short.stderr
+    listing = user("list")
+    assert "wang\tcashier\t王芳\tactive" in listing.stdout and "li\t" not in listing.stdout
