@@ -53,8 +53,8 @@ from pathlib import Path
 import aiohttp
 
 from bench import ledger
-from bench.ledger import BenchError, free_port, load_at_start, percentile, write_config
-from bench.sync import STORE_ID, TZ, Http, Proc, start_edge, start_hub
+from bench.ledger import BenchError, cached, free_port, load_at_start, percentile, stats, write_config
+from bench.sync import STORE_ID, TZ, Http, Proc, start_edge, start_hub, wait_until
 from edge import db, migrations, orders, pickup, sales, stock
 from edge.clock import business_date
 from edge.context import WriteContext
@@ -90,11 +90,6 @@ def progress(message: str) -> None:
     print(f"[dashboard {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def stats(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    return {"n": len(values), "p50": round(percentile(values, 50), 2), "p95": round(percentile(values, 95), 2),
-            "p99": round(percentile(values, 99), 2), "max": round(max(values), 2)}
 
 
 def stamp(seconds: float) -> str:
@@ -239,17 +234,7 @@ def seeded_database() -> tuple[Path, float | None]:
         return path, None
     started = time.perf_counter()
     ledger_db, _ = ledger.seeded_database()
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    for old in CACHE_DIR.glob("dashboard-*.db"):  # an older schema's dataset is of no further use
-        old.unlink()
-    building = path.with_name(f"{path.name}.{os.getpid()}.building")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{building}{suffix}").unlink(missing_ok=True)
-    progress(f"seed: creating {path.relative_to(ROOT)} (ledger + {ORDERS:,} orders)")
-    seed(building, ledger_db)
-    for suffix in ("-wal", "-shm"):
-        Path(f"{building}{suffix}").unlink(missing_ok=True)
-    os.replace(building, path)
+    cached(path, "dashboard-*.db", f"ledger + {ORDERS:,} orders", lambda file: seed(file, ledger_db), progress)
     return path, time.perf_counter() - started
 
 
@@ -580,18 +565,6 @@ def browser_available() -> bool:
 
 # -- the run --------------------------------------------------------------------------------------
 
-async def wait_until(check, what: str, proc: Proc, timeout: float = 60):
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        proc.check()
-        try:
-            result = await check()
-        except (aiohttp.ClientError, BenchError):
-            result = None
-        if result:
-            return result
-        await asyncio.sleep(0.05)
-    raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 async def linked_run(folder: Path, cached: Path, counts: dict, browser: bool) -> dict:

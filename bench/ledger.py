@@ -196,25 +196,35 @@ def seed(path: Path) -> None:
              f"{path.stat().st_size / 2**20:.0f} MiB)")
 
 
-def seeded_database() -> tuple[Path, float | None]:
-    """The cached seeded database, created if missing; and the seeding time when it was created now."""
-    path = cache_path()
+def cached(path: Path, stale: str, what: str, build, say=None) -> tuple[Path, float | None]:
+    """The cached database at `path`, made by `build(file)` when missing; with the seconds it took then.
+
+    Files matching `stale` (an older schema's) are removed first; the database is built under a
+    temporary name and renamed, so an interrupted seeding never leaves a half database to reuse."""
+    say = say or progress
     if path.exists():
-        progress(f"seed: reusing {path.relative_to(ROOT)}")
+        say(f"seed: reusing {path.relative_to(ROOT)}")
         return path, None
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    for old in CACHE_DIR.glob("ledger-*.db"):  # an older schema's dataset is of no further use
+    for old in CACHE_DIR.glob(stale):
         old.unlink()
     building = path.with_name(f"{path.name}.{os.getpid()}.building")
-    progress(f"seed: creating {path.relative_to(ROOT)} ({SKUS:,} SKUs, {MOVES:,} moves)")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{building}{suffix}").unlink(missing_ok=True)
+    say(f"seed: creating {path.relative_to(ROOT)} ({what})")
     started = time.perf_counter()
-    seed(building)
+    build(building)
     if Path(f"{building}-wal").exists() and Path(f"{building}-wal").stat().st_size:
         raise BenchError("the seeded database still has a WAL after the checkpoint")
     for suffix in ("-wal", "-shm"):
         Path(f"{building}{suffix}").unlink(missing_ok=True)
     os.replace(building, path)
     return path, time.perf_counter() - started
+
+
+def seeded_database() -> tuple[Path, float | None]:
+    """The cached seeded database, created if missing; and the seeding time when it was created now."""
+    return cached(cache_path(), "ledger-*.db", f"{SKUS:,} SKUs, {MOVES:,} moves", seed)
 
 
 # -- the daemon -----------------------------------------------------------------------------------
@@ -282,6 +292,14 @@ def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def stats(values: list[float]) -> dict:
+    """n, p50, p95, p99 and max of timings (ms), rounded for the JSON line."""
+    if not values:
+        return {"n": 0}
+    return {"n": len(values), "p50": round(percentile(values, 50), 2), "p95": round(percentile(values, 95), 2),
+            "p99": round(percentile(values, 99), 2), "max": round(max(values), 2)}
 
 
 async def wait_ready(session: aiohttp.ClientSession, base: str, proc: subprocess.Popen, log: Path,

@@ -39,9 +39,10 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.ledger import BenchError, free_port, load_at_start, percentile, write_config
-from bench.sync import SEED, SKUS, STORE_ID, Http, Proc, catalog_products, seeded_database, sku_of, start_edge, \
+from bench.ledger import BenchError, free_port, load_at_start, percentile, stats, write_config
+from bench.sync import SEED, SKUS, STORE_ID, Http, Proc, catalog_products, wait_until, seeded_database, sku_of, start_edge, \
     start_hub
+from bench.document_samples import sample
 from drivers.documents import KINDS, PrintOptions, render
 from drivers.virtual_printer import Receipt, VirtualPrinter
 
@@ -64,65 +65,9 @@ def epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def stats(values: list[float]) -> dict:
-    return {"n": len(values), "p50": round(percentile(values, 50), 2), "p99": round(percentile(values, 99), 2),
-            "max": round(max(values), 2)} if values else {"n": 0}
 
 
 # -- 1. render ------------------------------------------------------------------------------------
-
-STORE = {"id": "store-001", "name": "好邻居便利店 五道口店", "timezone": "Asia/Shanghai",
-         "address": "北京市海淀区成府路28号", "phone": "010-62345678"}
-SALE = {  # the shapes of tests/test_documents.py (a 3-line sale, a long wrapped name, two payments)
-    "id": "6f1c0e1e-1111-4222-8333-444455556666", "number": 1023, "created_at": "2026-11-22T01:05:09.123Z",
-    "cashier": "王芳", "note": "顾客要求开发票，抬头：北京某某科技有限公司",
-    "lines": [
-        {"line_no": 1, "name": "农夫山泉 饮用天然水 550ml 整箱装（24瓶）特惠装", "qty": 2, "unit_price_fen": 3600,
-         "discount_fen": 500, "amount_fen": 6700},
-        {"line_no": 2, "name": "可口可乐 Coca-Cola 330ml", "qty": 3, "unit_price_fen": 350, "discount_fen": 0,
-         "amount_fen": 1050},
-        {"line_no": 3, "name": "乐事薯片", "qty": 1, "unit_price_fen": 750, "discount_fen": 0, "amount_fen": 750},
-    ],
-    "subtotal_fen": 8500, "discount_fen": 500, "total_fen": 8000, "paid_fen": 10000, "change_fen": 2000,
-    "payments": [{"method": "wechat", "amount_fen": 5000}, {"method": "cash", "amount_fen": 5000}],
-}
-ORDER = {
-    "id": "ord_20261122_0001", "number": "1023", "kind": "pickup", "state": "accepted", "short": True,
-    "pickup_after": "2026-11-22T03:30:00Z",
-    "pickup_code_sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-    "customer_note": "请把冷饮单独装袋，谢谢！到店后电话联系 138 0013 8000", "total_fen": 11590,
-    "created_at": "2026-11-22T01:40:00.000Z", "received_at": "2026-11-22T01:40:02.000Z",
-    "lines": [
-        {"line_no": 1, "sku": "DRK-001", "name": "农夫山泉 饮用天然水 550ml 整箱装（24瓶）特惠装", "qty": 2,
-         "price_fen": 3600, "short_qty": 0},
-        {"line_no": 2, "sku": "SNK-002", "name": "奥利奥 Oreo 夹心饼干 97g", "qty": 3, "price_fen": 890,
-         "short_qty": 1},
-        {"line_no": 3, "sku": "HOM-001", "name": "洁柔 抽纸 3包装", "qty": 1, "price_fen": 1720, "short_qty": 0},
-    ],
-}
-
-
-def sample(kind: str, paper_mm: int) -> dict:
-    return {
-        "receipt": {"store": STORE, "sale": SALE, "qr": f"sale:{SALE['id']}",
-                    "coupons": [{"title": "满80减5", "amount_fen": 500}]},
-        "drawer": {},
-        "order_ticket": {"store": STORE, "order": ORDER},
-        "pickup_slip": {"store": STORE, "order": ORDER, "verified_at": "2026-11-22T03:41:30Z", "operator": "李娜",
-                        "provisional": True},
-        "daily_summary": {"store": STORE, "printed_at": "2026-11-22T14:02:00Z", "summary": {
-            "date": "2026-11-22", "sales_count": 128, "sales_fen": 456780, "returns_count": 2, "refunds_fen": 1590,
-            "net_fen": 455190, "net_by_method_fen": {"meituan": 1200, "wechat": 234500, "cash": 121490,
-                                                     "alipay": 98000}}},
-        "status_ticket": {
-            "store": STORE, "printed_at": "2026-11-22T02:00:00Z", "dashboard_url": "http://192.168.1.20:8470/",
-            "version": "0.1.0", "cloud": {"state": "offline", "since": "2026-11-22T01:15:00Z", "queue": 37},
-            "printers": [{"name": "front", "state": "ready"}, {"name": "kitchen", "state": "paper_near_end"},
-                         {"name": "label", "state": "jammed"}],
-            "scanners": [{"name": "hid-1", "state": "ready"}, {"name": "camera", "state": "disabled"}]},
-        "test_page": {"store": STORE, "printer": "front", "paper_mm": paper_mm, "printed_at": "2026-11-22T00:30:00Z"},
-    }[kind]
-
 
 def time_render(kind: str, paper_mm: int, chinese_font: bool, runs: int) -> dict:
     data, options = sample(kind, paper_mm), PrintOptions(paper_mm=paper_mm, chinese_font=chinese_font)
@@ -309,18 +254,6 @@ def summarise(timed: list[dict]) -> dict:
             "cut_to_job_finished_ms": stats(ms("cut", "job_finished"))}
 
 
-async def wait_until(check, what: str, proc: Proc, timeout: float = 60):
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        proc.check()
-        try:
-            result = await check()
-        except (aiohttp.ClientError, BenchError):
-            result = None
-        if result:
-            return result
-        await asyncio.sleep(0.05)
-    raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 async def orders_run(folder: Path, cached: Path, counts: dict) -> dict:

@@ -41,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from bench.ledger import BenchError, free_port, load_at_start, percentile, store_edge, write_config
+from bench.ledger import BenchError, cached, free_port, load_at_start, percentile, store_edge, write_config
 from edge import catalog, db, migrations, sales, stock
 from edge.barcodes import gtin_check_digit
 from edge.config import CloudSection
@@ -134,23 +134,8 @@ def seed(path: Path, backlog: int) -> None:
 
 
 def seeded_database(backlog: int) -> tuple[Path, float | None]:
-    path = cache_path(backlog)
-    if path.exists():
-        progress(f"seed: reusing {path.relative_to(ROOT)}")
-        return path, None
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    for old in CACHE_DIR.glob(f"sync-*x{backlog}.db"):  # an older schema's backlog is of no further use
-        old.unlink()
-    building = path.with_name(f"{path.name}.{os.getpid()}.building")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{building}{suffix}").unlink(missing_ok=True)
-    progress(f"seed: creating {path.relative_to(ROOT)} ({backlog:,} events)")
-    started = time.perf_counter()
-    seed(building, backlog)
-    for suffix in ("-wal", "-shm"):
-        Path(f"{building}{suffix}").unlink(missing_ok=True)
-    os.replace(building, path)
-    return path, time.perf_counter() - started
+    return cached(cache_path(backlog), f"sync-*x{backlog}.db", f"{backlog:,} events",
+                  lambda file: seed(file, backlog), progress)
 
 
 # -- processes ------------------------------------------------------------------------------------
@@ -197,6 +182,21 @@ class Proc:
         if self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait()
+
+
+async def wait_until(check, what: str, proc: Proc, timeout: float = 60):
+    """Await `check()` becoming truthy while `proc` stays alive; client errors count as not yet."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        proc.check()
+        try:
+            result = await check()
+        except (aiohttp.ClientError, BenchError):
+            result = None
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def start_hub(folder: Path, admin_token: str) -> tuple[Proc, str]:

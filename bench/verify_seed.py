@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -24,8 +23,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from bench.ledger import BenchError
-from bench.sync import CACHE_DIR, OPENING_QTY, ROOT, SKUS, STORE_ID, TZ, catalog_products
+from bench.ledger import BenchError, cached
+from bench.sync import CACHE_DIR, OPENING_QTY, SKUS, STORE_ID, TZ, catalog_products
 from edge import catalog, db, migrations, stock
 from edge.context import WriteContext
 from edge.context import make as make_context
@@ -113,20 +112,11 @@ def seed(path: Path, orders: int) -> dict:
 def seeded(orders: int = ORDERS) -> tuple[Path, dict, float | None]:
     """(database, {store_id, kid, private_key, orders: [[order_id, code], ...]}, seconds spent seeding or None)."""
     path, secrets = cache_paths(orders)
-    if path.exists() and secrets.exists():
-        progress(f"verify seed: reusing {path.relative_to(ROOT)}")
-        return path, json.loads(secrets.read_text(encoding="utf-8")), None
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    for old in CACHE_DIR.glob(f"verify-*x{orders}.*"):  # an older schema's orders are of no further use
-        old.unlink()
-    building = path.with_name(f"{path.name}.{os.getpid()}.building")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{building}{suffix}").unlink(missing_ok=True)
-    progress(f"verify seed: creating {path.relative_to(ROOT)} ({orders:,} orders through apply_page)")
-    started = time.perf_counter()
-    data = seed(building, orders)
-    for suffix in ("-wal", "-shm"):
-        Path(f"{building}{suffix}").unlink(missing_ok=True)
-    secrets.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(building, path)
-    return path, data, time.perf_counter() - started
+    if not secrets.exists():  # the keys and codes are part of the dataset: without them, seed again
+        path.unlink(missing_ok=True)
+    made: dict = {}
+    path, took = cached(path, f"verify-*x{orders}.*", f"{orders:,} orders through apply_page",
+                        lambda file: made.update(seed(file, orders)), progress)
+    if made:
+        secrets.write_text(json.dumps(made), encoding="utf-8")
+    return path, made or json.loads(secrets.read_text(encoding="utf-8")), took

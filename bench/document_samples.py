@@ -1,0 +1,66 @@
+"""Fixed data for every printed document: what the golden-output tests print and the print bench renders.
+
+Chinese names of every kind (a long one that wraps on both papers, ASCII and CJK mixed), a line
+discount, a coupon, split payments with change, a short order line, an unknown printer state.
+"""
+
+from __future__ import annotations
+
+STORE = {"id": "store-001", "name": "好邻居便利店 五道口店", "timezone": "Asia/Shanghai",
+         "address": "北京市海淀区成府路28号", "phone": "010-62345678"}
+SALE_ID = "6f1c0e1e-1111-4222-8333-444455556666"
+ORDER_ID = "ord_20261122_0001"
+PICKUP_CODE_SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+DASHBOARD = "http://192.168.1.20:8470/"
+
+SALE = {
+    "id": SALE_ID, "number": 1023, "created_at": "2026-11-22T01:05:09.123Z", "cashier": "王芳",
+    "note": "顾客要求开发票，抬头：北京某某科技有限公司",
+    "lines": [
+        # long: wraps on both papers; a line discount
+        {"line_no": 1, "name": "农夫山泉 饮用天然水 550ml 整箱装（24瓶）特惠装", "qty": 2, "unit_price_fen": 3600,
+         "discount_fen": 500, "amount_fen": 6700},
+        # ASCII and CJK mixed
+        {"line_no": 2, "name": "可口可乐 Coca-Cola 330ml", "qty": 3, "unit_price_fen": 350, "discount_fen": 0,
+         "amount_fen": 1050},
+        {"line_no": 3, "name": "乐事薯片", "qty": 1, "unit_price_fen": 750, "discount_fen": 0, "amount_fen": 750},
+    ],
+    "subtotal_fen": 8500, "discount_fen": 500, "total_fen": 8000, "paid_fen": 10000, "change_fen": 2000,
+    "payments": [{"method": "wechat", "amount_fen": 5000}, {"method": "cash", "amount_fen": 5000}],
+}
+ORDER = {
+    "id": ORDER_ID, "number": "1023", "kind": "pickup", "state": "accepted", "short": True,
+    "pickup_after": "2026-11-22T03:30:00Z", "pickup_code_sha256": PICKUP_CODE_SHA256,
+    "customer_note": "请把冷饮单独装袋，谢谢！到店后电话联系 138 0013 8000", "total_fen": 11590,
+    "created_at": "2026-11-22T01:40:00.000Z", "received_at": "2026-11-22T01:40:02.000Z",
+    "lines": [
+        {"line_no": 1, "sku": "DRK-001", "name": "农夫山泉 饮用天然水 550ml 整箱装（24瓶）特惠装", "qty": 2,
+         "price_fen": 3600, "short_qty": 0},
+        {"line_no": 2, "sku": "SNK-002", "name": "奥利奥 Oreo 夹心饼干 97g", "qty": 3, "price_fen": 890,
+         "short_qty": 1},
+        {"line_no": 3, "sku": "HOM-001", "name": "洁柔 抽纸 3包装", "qty": 1, "price_fen": 1720, "short_qty": 0},
+    ],
+}
+
+
+def sample(kind: str, paper_mm: int = 80) -> dict:
+    """Fixed data for each document kind."""
+    return {
+        "receipt": {"store": STORE, "sale": SALE, "coupons": [{"title": "满80减5", "amount_fen": 500}]},
+        "drawer": {},
+        "order_ticket": {"store": STORE, "order": ORDER},
+        "pickup_slip": {"store": STORE, "order": ORDER, "verified_at": "2026-11-22T03:41:30Z", "operator": "李娜",
+                        "provisional": True},
+        "daily_summary": {"store": STORE, "printed_at": "2026-11-22T14:02:00Z", "summary": {
+            "date": "2026-11-22", "sales_count": 128, "sales_fen": 456780, "returns_count": 2, "refunds_fen": 1590,
+            "net_fen": 455190, "net_by_method_fen": {"meituan": 1200, "wechat": 234500, "cash": 121490,
+                                                     "alipay": 98000}}},
+        "status_ticket": {
+            "store": STORE, "printed_at": "2026-11-22T02:00:00Z", "dashboard_url": DASHBOARD, "version": "0.1.0",
+            "cloud": {"state": "offline", "since": "2026-11-22T01:15:00Z", "queue": 37},
+            "printers": [{"name": "front", "state": "ready"}, {"name": "kitchen", "state": "paper_near_end"},
+                         {"name": "label", "state": "jammed"}],
+            "scanners": [{"name": "hid-1", "state": "ready"}, {"name": "camera", "state": "disabled"}]},
+        "test_page": {"store": STORE, "printer": "front", "paper_mm": paper_mm,
+                      "printed_at": "2026-11-22T00:30:00Z"},
+    }[kind]
