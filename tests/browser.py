@@ -14,12 +14,9 @@ Every wait polls observable state with a deadline; none is a fixed sleep.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import struct
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -30,7 +27,7 @@ from edge import db
 from edge.clock import iso, utcnow
 from edge.ui import users
 from tests.conftest import CATALOG, seed
-from tests.helpers_daemon import REPO, Daemon, child_env, free_port, request, store_edge_command
+from tests.helpers_daemon import REPO, Daemon, Hub, VirtualPrinter, request, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -40,30 +37,6 @@ STORE_ID = "ui-store"
 ADMIN_TOKEN = "hub-admin-" + "5" * 24
 LOCAL_ONLY = "HOM-001"  # in the store's catalog, not in the chain's: a sale of it is rejected by the hub
 USERS = {"cashier": ("xiaowang", "王芳", "cashier-pass-1"), "manager": ("boss", "李店长", "manager-pass-1")}
-
-
-def wait_until(check, timeout: float, what: str, details=lambda: ""):
-    """Poll `check` until it returns something true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except OSError as exc:  # a process not answering yet
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}"
-                                 f"{f' (last error: {last!r})' if last else ''}\n{details()}")
-        time.sleep(0.05)  # polling interval of another process's state, not a wait for an event
-
-
-def log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return f"{path.name} (tail):\n" + "\n".join(path.read_text("utf-8", "replace").splitlines()[-lines:])
-    except OSError:
-        return f"(no {path.name})"
 
 
 # -- artifacts -------------------------------------------------------------------------------------
@@ -117,66 +90,11 @@ def start_playwright():
 
 # -- the processes ---------------------------------------------------------------------------------
 
-class Process:
-    name = "process"
+class ChainHub(Hub):
+    """The reference hub, and the chain's side of it: products and online orders for this store."""
 
     def __init__(self, root: Path):
-        self.root = root
-        self.log_path = root / f"{self.name}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def spawn(self, args: list[str]) -> None:
-        with open(self.log_path, "a", encoding="utf-8") as log:
-            self.proc = subprocess.Popen([*store_edge_command(), *args], stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, env=child_env(), cwd=self.root)
-
-    def wait_ready(self, probe, timeout: float = 30.0) -> None:
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the {self.name} exited with {self.proc.returncode}\n{self.tail()}")
-            return probe()
-        wait_until(ready, timeout, f"the {self.name} to answer", self.tail)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def tail(self) -> str:
-        return log_tail(self.log_path)
-
-
-class HubProcess(Process):
-    """`store-edge hub`, and the chain's side of it (the admin API)."""
-
-    name = "hub"
-
-    def __init__(self, root: Path):
-        super().__init__(root)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.token_file = root / "hub-admin-token"
-        self.token_file.write_text(ADMIN_TOKEN + "\n", encoding="utf-8")
-        self.token_file.chmod(0o600)
-
-    def start(self) -> None:
-        self.spawn(["hub", "--data", str(self.root / "hub"), "--port", str(self.port),
-                    "--admin-token-file", str(self.token_file), "--log-level", "warning"])
-        self.wait_ready(lambda: self.admin("GET", "/stores")[0] == 200)
-
-    def admin(self, method: str, path: str, body=None) -> tuple[int, dict]:
-        status, data, _ = request(self.port, method, "/admin/v1" + path, body,
-                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=15)
-        return status, data
-
-    def admin_ok(self, method: str, path: str, body=None) -> dict:
-        status, data = self.admin(method, path, body)
-        assert status in (200, 201), (method, path, status, data)
-        return data
+        super().__init__(root, ADMIN_TOKEN)
 
     def add_products(self, skus) -> None:
         self.admin_ok("POST", "/products", {"products": [
@@ -189,35 +107,13 @@ class HubProcess(Process):
                                                                      "customer_note": note})
 
 
-class PrinterProcess(Process):
-    """`store-edge virtual-printer` with its HTTP control API."""
-
-    name = "printer"
-
-    def __init__(self, root: Path):
-        super().__init__(root)
-        self.port, self.control = free_port(), free_port()
-
-    def start(self) -> None:
-        self.spawn(["virtual-printer", "--port", str(self.port), "--control-port", str(self.control),
-                    "--log-level", "warning"])
-        self.wait_ready(lambda: self.get("/state") is not None)
-
-    def get(self, path: str):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.control}{path}", timeout=5) as resp:
-            return json.loads(resp.read())
-
-    def receipts(self) -> list[dict]:
-        return self.get("/receipts")
-
-
 class Stack:
     """Hub, virtual printer and daemon, linked; users and catalog in place before the daemon starts."""
 
     def __init__(self, root: Path):
         self.root = root
-        self.hub = HubProcess(root)
-        self.printer = PrinterProcess(root)
+        self.hub = ChainHub(root)
+        self.printer = VirtualPrinter(root)
         self.data_dir = root / "edge"
         self.daemon: Daemon | None = None
 
@@ -230,12 +126,12 @@ class Stack:
         return self.data_dir / "store.db"
 
     def start(self) -> None:
-        self.hub.start()
+        self.hub.start("--log-level", "warning")
         token = self.hub.admin_ok("POST", "/stores", {"store_id": STORE_ID, "name": "界面测试门店"})["token"]
         (self.root / "cloud-token").write_text(token + "\n", encoding="utf-8")
         (self.root / "cloud-token").chmod(0o600)
         self.hub.add_products([sku for sku in CATALOG if sku != LOCAL_ONLY])
-        self.printer.start()
+        self.printer.start("--log-level", "warning")
         seed(self.db_path)
         conn = db.open_store_db(self.db_path)
         try:
@@ -277,10 +173,10 @@ class Stack:
         def arrived():
             status, body = self.api("GET", f"/orders/{order_id}")
             return body if status == 200 else None
-        return wait_until(arrived, timeout, f"order {order_id} at the edge", self.logs)
+        return wait_for(arrived, timeout, f"order {order_id} at the edge", self.logs)
 
     def wait_synced(self, timeout: float = 15.0) -> None:
-        wait_until(lambda: self.api_ok("GET", "/sync/status")["queue"]["depth"] == 0, timeout,
+        wait_for(lambda: self.api_ok("GET", "/sync/status")["queue"]["depth"] == 0, timeout,
                    "the sync queue to drain", self.logs)
 
     def route_exists(self, path: str) -> bool:

@@ -9,68 +9,22 @@ code each receipt carries (`sale:<id>`).
 from __future__ import annotations
 
 import json
-import subprocess
-import time
-import urllib.request
 from collections import Counter
 
 import pytest
 
 from tests.conftest import seed
-from tests.helpers_daemon import Daemon, child_env, free_port, request, store_edge_command
+from tests.helpers_daemon import Daemon, VirtualPrinter, request, wait_for
 from tests.conftest import query
 
 SALES = 12
 KILLS = 3
 
 
-class PrinterProcess:
-    """`store-edge virtual-printer` with its HTTP control API."""
-
-    def __init__(self, tmp_path):
-        self.port, self.control = free_port(), free_port()
-        self.log = open(tmp_path / "printer.log", "w", encoding="utf-8")
-        self.proc = subprocess.Popen([*store_edge_command(), "virtual-printer", "--port", str(self.port),
-                                      "--control-port", str(self.control)], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env=child_env())
-        wait_until(lambda: self._up(), 30, "the virtual printer did not start")
-
-    def _up(self) -> bool:
-        try:
-            self.get("/state")
-            return True
-        except OSError:
-            return False
-
-    def get(self, path: str):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.control}{path}", timeout=5) as resp:
-            return json.loads(resp.read())
-
-    def put_state(self, **state) -> None:
-        req = urllib.request.Request(f"http://127.0.0.1:{self.control}/state", data=json.dumps(state).encode(),
-                                     method="PUT", headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(req, timeout=5).read()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.log.close()
-
-
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(what)
-        time.sleep(0.01)  # polling another process, not a wait for an event of ours
-
-
 @pytest.fixture
 def printer(tmp_path):
-    vp = PrinterProcess(tmp_path)
+    vp = VirtualPrinter(tmp_path)
+    vp.start()
     yield vp
     vp.stop()
 
@@ -99,12 +53,12 @@ def test_sigkill_while_printing_loses_nothing_and_prints_nothing_twice(tmp_path,
             return query(db_path, "SELECT id FROM print_jobs WHERE state = 'printing'")
 
         for _ in range(KILLS):
-            wait_until(printing_job, 30, "no job was being printed")
+            wait_for(printing_job, 30, "no job was being printed")
             daemon.kill()
             daemon.start()
 
         printer.put_state(slow_delay=0.0)
-        wait_until(lambda: not query(db_path, "SELECT 1 FROM print_jobs WHERE state IN ('queued', 'printing')"),
+        wait_for(lambda: not query(db_path, "SELECT 1 FROM print_jobs WHERE state IN ('queued', 'printing')"),
                    60, "jobs still waiting")
     finally:
         daemon.stop_quietly()

@@ -52,7 +52,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -67,7 +66,8 @@ from edge import catalog, db, stock
 from edge.barcodes import gtin_check_digit
 from edge.context import WriteContext
 from edge.schemas import ProductIn, ReceiptIn
-from helpers_daemon import Daemon, child_env, free_port, request, store_edge_command
+import helpers_daemon as helpers
+from helpers_daemon import Daemon, Service, log_tail, request, wait_for
 from sync.reconcile import checksum, expected_cloud_balances
 
 SEED = int(os.environ.get("SYNC_FAULTS_SEED", "20261122"))
@@ -95,107 +95,10 @@ LOCAL_REJECTION = "unknown_sku: LOC-"
 LOST_ORDER_REJECTION = "unknown_order: "
 
 
-# -- waiting --------------------------------------------------------------------------------------
-
-def wait_for(check, timeout: float, what: str, *, details=lambda: ""):
-    """Poll a predicate until it returns something true; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except (OSError, http.client.HTTPException) as exc:  # a process between two lives
-            last_error = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}"
-                                 f"{f' (last error: {last_error!r})' if last_error else ''}\n{details()}")
-        time.sleep(0.05)  # polling interval, not a wait for an event
-
-
-def log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return f"(no {path.name})"
-    return f"{path.name} (tail):\n" + "\n".join(text.splitlines()[-lines:])
-
-
-# -- the hub and the proxy, as processes ----------------------------------------------------------
-
-class Service:
-    """A store-edge subcommand run as its own process, its output appended to a log file."""
-
-    name = "service"
-
-    def __init__(self, root: Path, port: int):
-        self.root = root
-        self.port = port
-        self.log_path = root / f"{self.name}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def spawn(self, args: list[str]) -> None:
-        assert self.proc is None or self.proc.poll() is not None, f"the {self.name} still runs"
-        with open(self.log_path, "a", encoding="utf-8") as log:
-            log.write(f"--- start: {' '.join(args)}\n")
-            log.flush()
-            self.proc = subprocess.Popen([*store_edge_command(), *args], stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, env=child_env(), cwd=self.root)
-
-    def wait_ready(self, probe, timeout: float = 30.0) -> None:
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the {self.name} exited with {self.proc.returncode}\n{self.tail()}")
-            return probe()
-        wait_for(ready, timeout, f"the {self.name} to answer", details=self.tail)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGTERM, the graceful stop; it must exit 0."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(30)
-            raise AssertionError(f"the {self.name} did not stop within {timeout} s of SIGTERM\n{self.tail()}")
-        assert code == 0, f"the {self.name} exited with {code}\n{self.tail()}"
-
-    def stop_quietly(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(30)
-
-    def tail(self) -> str:
-        return log_tail(self.log_path)
-
-
-class Hub(Service):
-    name = "hub"
-
+class Hub(helpers.Hub):
     def __init__(self, root: Path):
-        super().__init__(root, free_port())
-        self.data = root / "hub"
-        self.token_file = root / "hub-admin-token"
-        self.token_file.write_text(ADMIN_TOKEN + "\n", encoding="utf-8")
-        self.token_file.chmod(0o600)
+        super().__init__(root, ADMIN_TOKEN)
         self.store_token = ""
-
-    def start(self, *extra: str) -> None:
-        # the same port at every start: the proxy's upstream does not move
-        self.spawn(["hub", "--data", str(self.data), "--port", str(self.port),
-                    "--admin-token-file", str(self.token_file), *extra])
-        self.wait_ready(lambda: self.admin("GET", "/stores")[0] == 200)
-
-    def admin(self, method: str, path: str, body=None) -> tuple[int, dict]:
-        status, data, _ = request(self.port, method, "/admin/v1" + path, body,
-                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=15)
-        return status, data
-
-    def admin_ok(self, method: str, path: str, body=None) -> dict:
-        status, data = self.admin(method, path, body)
-        assert status in (200, 201), (method, path, status, data)
-        return data
 
     def sync_get(self, path: str) -> dict:
         """The protocol's side, as the store sees it (straight to the hub, not through the proxy)."""
@@ -209,7 +112,7 @@ class Proxy(Service):
     name = "proxy"
 
     def __init__(self, root: Path, upstream_port: int):
-        super().__init__(root, free_port())
+        super().__init__(root)
         self.upstream_port = upstream_port
         self.url = f"http://127.0.0.1:{self.port}"
 

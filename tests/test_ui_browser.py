@@ -23,8 +23,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from tests.browser import (LOCAL_ONLY, USERS, VIEWPORT, Stack, artifacts_dir, launch_chromium, shoot,
-                           start_playwright, wait_until)
+from tests.browser import LOCAL_ONLY, USERS, VIEWPORT, Stack, artifacts_dir, launch_chromium, shoot, start_playwright
+from tests.helpers_daemon import wait_for
 
 TIMEOUT_MS = 10_000
 PAGES = {  # path -> elements docs/dashboard.md promises on it
@@ -180,7 +180,7 @@ def test_cashier_verifies_a_pickup_code_hands_over_and_the_slip_prints(page, sta
     def slip():
         return [r for r in stack.printer.receipts()
                 if "自提核销凭证" in r["text"] and order["number"] in r["text"]]
-    (printed,) = wait_until(slip, 15, "the pickup slip at the virtual printer", stack.logs)
+    (printed,) = wait_for(slip, 15, "the pickup slip at the virtual printer", stack.logs)
     assert USERS["cashier"][1] in printed["text"] or USERS["cashier"][0] in printed["text"], printed["text"]
 
     page.fill("#scan-input", order["pickup_code"])
@@ -226,7 +226,7 @@ def test_manager_adjusts_stock_and_a_bad_submission_shows_the_field_error(page, 
     form.locator("[name=qty]").fill("-3")
     form.locator("[name=note]").fill("破损报损（浏览器测试）")
     submit(form)
-    wait_until(lambda: stack.api_ok("GET", "/stock/DRK-002")["on_hand"] == before - 3, 10, "the adjustment",
+    wait_for(lambda: stack.api_ok("GET", "/stock/DRK-002")["on_hand"] == before - 3, 10, "the adjustment",
                stack.logs)
     expect(page.locator("#moves")).to_contain_text("破损报损（浏览器测试）")
     expect(page.locator("main")).to_contain_text(str(before - 3))
@@ -261,7 +261,7 @@ def test_a_dead_letter_shows_on_sync_and_retry_clears_it(page, stack):
     def dead_letter():
         items = stack.api_ok("GET", "/sync/dead-letters")["items"]
         return items[0] if items else None
-    letter = wait_until(dead_letter, 15, "the hub to reject the sale of a product it does not know", stack.logs)
+    letter = wait_for(dead_letter, 15, "the hub to reject the sale of a product it does not know", stack.logs)
     assert LOCAL_ONLY in letter["reason"]
 
     log_in(page, "manager", "/ui/sync")
@@ -275,7 +275,7 @@ def test_a_dead_letter_shows_on_sync_and_retry_clears_it(page, stack):
     page.on("dialog", lambda dialog: dialog.accept())
     row.locator("button.retry").click()
     expect(page.locator(f'#dead-letters tr[data-seq="{letter["seq"]}"]')).to_have_count(0, timeout=15_000)
-    wait_until(lambda: stack.api_ok("GET", "/sync/dead-letters")["items"] == [], 15, "no dead letter left",
+    wait_for(lambda: stack.api_ok("GET", "/sync/dead-letters")["items"] == [], 15, "no dead letter left",
                stack.logs)
     stack.wait_synced()
 
