@@ -55,12 +55,17 @@ import aiohttp
 from bench import ledger
 from bench.ledger import BenchError, cached, free_port, load_at_start, percentile, stats, write_config
 from bench.sync import STORE_ID, TZ, Http, Proc, start_edge, start_hub, wait_until
-from edge import db, migrations, orders, pickup, sales, stock
-from edge.clock import business_date
-from edge.context import WriteContext
-from edge.orders import OrderClosed, StateChange
-from edge.schemas import ReceiptIn, SaleIn
-from edge.ui import users
+from edge.store import db
+from edge.store import migrations
+from edge.store import orders
+from edge.store import pickups
+from edge.store import sales
+from edge.store import stock
+from edge.core.clock import business_date
+from edge.core.context import WriteContext
+from edge.store.orders import OrderClosed, StateChange
+from edge.core.schemas import ReceiptIn, SaleIn
+from edge.store import users
 from sync.changes import apply_page
 
 SEED = 20261123
@@ -146,7 +151,7 @@ def _order_change(n: int, at: float, code: str, rng: random.Random, products: li
     payload = {"order_id": f"ord_{prefix}_{n:06d}", "number": f"{prefix[0].upper()}{n:06d}",
                "kind": rng.choice(("pickup", "pickup", "pickup", "delivery")),
                "total_fen": sum(line["qty"] * line["price_fen"] for line in lines), "lines": lines,
-               "pickup_code_sha256": pickup.code_hash(code), "created_at": stamp(at - rng.uniform(5, 60))}
+               "pickup_code_sha256": pickups.code_hash(code), "created_at": stamp(at - rng.uniform(5, 60))}
     if rng.random() < 0.2:
         payload["customer_note"] = rng.choice(("请把冷饮单独装袋", "到店后电话联系", "不要辣", "尽快备货，谢谢"))
     return payload
@@ -162,8 +167,8 @@ def _receive(conn, change_id: str, payload: dict, at: float) -> None:
 def _settle(conn, order_id: str, code: str, state: str, at: float) -> None:
     """Move a received order to `state` through the daemon's own functions, at time `at`."""
     if state == "picked_up":
-        body = pickup.HandOver.model_validate({"code": code, "operator": "王芳"})
-        pickup.hand_over(conn, body, pickup.Checks(STORE_ID, online=True, now=at), ctx_at("till-1", at))
+        body = pickups.HandOver.model_validate({"code": code, "operator": "王芳"})
+        pickups.hand_over(conn, body, pickups.Checks(STORE_ID, online=True, now=at), ctx_at("till-1", at))
     elif state in ("cancelled", "refunded"):
         orders.close_from_cloud(conn, OrderClosed(order_id=order_id, reason="顾客取消"), state, ctx_at("cloud", at))
     elif state in ("accepted", "ready"):

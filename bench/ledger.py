@@ -6,7 +6,7 @@ requests one after another, as a till does:
   - stock query: GET /api/v1/stock/{sku} of random SKUs;
 and on the same database:
   - `store-edge ledger verify` as a subprocess (wall time, Python start-up included);
-  - edge.stock.verify in this process.
+  - edge.store.stock.verify in this process.
 After the daemon has stopped, `ledger verify` runs again: the sales added moves, it must still pass.
 
 The seeded database is cached in bench/.cache/ under a name that carries the schema version (and a
@@ -34,8 +34,10 @@ from pathlib import Path
 
 import aiohttp
 
-from edge import db, migrations, stock
-from edge.barcodes import gtin_check_digit
+from edge.store import db
+from edge.store import migrations
+from edge.store import stock
+from edge.core.barcodes import gtin_check_digit
 
 SKUS = 100_000
 MOVES = 1_000_000
@@ -284,7 +286,7 @@ def inprocess_verify(path: Path) -> tuple[float, int]:
     finally:
         conn.close()
     if mismatches:
-        raise BenchError(f"edge.stock.verify found {len(mismatches)} mismatches, first: {mismatches[0]}")
+        raise BenchError(f"edge.store.stock.verify found {len(mismatches)} mismatches, first: {mismatches[0]}")
     return elapsed, moves
 
 
@@ -431,7 +433,7 @@ def run(quick: bool = False) -> dict:
         verify_s, moves = inprocess_verify(path)
         if moves != MOVES:
             raise BenchError(f"the dataset has {moves} moves, expected {MOVES}")
-        progress(f"edge.stock.verify: {moves:,} moves OK in {verify_s:.2f} s")
+        progress(f"edge.store.stock.verify: {moves:,} moves OK in {verify_s:.2f} s")
         verify_cli_s, said = cli_verify(config)
         progress(f"store-edge ledger verify: {verify_cli_s:.2f} s ({said})")
 

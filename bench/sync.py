@@ -1,7 +1,7 @@
 """The sync benchmark: a real `store-edge hub` and a real `store-edge run` daemon on loopback.
 
   1. drain: a backlog of events written while the store was offline (the outbox filled through the
-     real code paths: edge.catalog, edge.stock.record_receipt, edge.sales.record_sale, in big
+     real code paths: edge.store.catalog, edge.store.stock.record_receipt, edge.store.sales.record_sale, in big
      transactions on the database before the daemon starts), then the daemon is started linked to
      the hub. Timed from the daemon's start until its /api/v1/sync/status says queue depth 0 and
      the hub's GET /admin/v1/stores/{id} says next_seq = backlog + 1. Measured with the configured
@@ -42,11 +42,15 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from bench.ledger import BenchError, cached, free_port, load_at_start, percentile, store_edge, write_config
-from edge import catalog, db, migrations, sales, stock
-from edge.barcodes import gtin_check_digit
-from edge.config import CloudSection
-from edge.context import make as make_context
-from edge.schemas import ProductIn, ReceiptIn, SaleIn
+from edge.store import catalog
+from edge.store import db
+from edge.store import migrations
+from edge.store import sales
+from edge.store import stock
+from edge.core.barcodes import gtin_check_digit
+from edge.core.config import CloudSection
+from edge.core.context import make as make_context
+from edge.core.schemas import ProductIn, ReceiptIn, SaleIn
 
 SEED = 20261121
 SEED_VERSION = 1  # bump when the generated backlog changes, so a stale cache is not reused
@@ -505,7 +509,7 @@ def check_edge_after(db_path: Path, products: int, orders_count: int) -> dict:
     if counts != {"products": products, "orders": orders_count} or inbox.get("rejected"):
         raise BenchError(f"after the run the edge holds {counts}, inbox {inbox}")
     if mismatches:
-        raise BenchError(f"edge.stock.verify found {len(mismatches)} mismatches, first: {mismatches[0]}")
+        raise BenchError(f"edge.store.stock.verify found {len(mismatches)} mismatches, first: {mismatches[0]}")
     return {"moves": moves, "inbox": inbox}
 
 
@@ -573,7 +577,7 @@ async def main_run(folder: Path, cached: Path, counts: dict) -> dict:
         link.edge.stop()
         link.hub.stop()
     after = check_edge_after(link.db_path, SKUS + counts["changes"], counts["orders"])
-    progress(f"after the run: edge.stock.verify OK ({after['moves']:,} moves), inbox {after['inbox']}")
+    progress(f"after the run: edge.store.stock.verify OK ({after['moves']:,} moves), inbox {after['inbox']}")
     return {"drain": drained, "orders": timed, "apply": applied, "published": published}
 
 

@@ -3,7 +3,7 @@
 Everything arrives the way the cloud sends it: `sync.changes.apply_page` pages of `key.published` and
 `order.created` changes (so each order goes through `edge.orders.receive`: the order, its lines, the
 stock reservation moves, the `order.received` event, the picking ticket, the inbox row), in big
-transactions. The catalog and the opening stock are bench/sync.py's (edge.catalog, edge.stock).
+transactions. The catalog and the opening stock are bench/sync.py's (edge.catalog, edge.store.stock).
 
 Cached in bench/.cache/ keyed by the schema (a migration reseeds) and the seed's version and size:
 `verify-schema…-s1-200x100000.db` and next to it `….json`, what the cloud would keep and the store
@@ -25,10 +25,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from bench.ledger import BenchError, cached
 from bench.sync import CACHE_DIR, OPENING_QTY, SKUS, STORE_ID, TZ, catalog_products
-from edge import catalog, db, migrations, stock
-from edge.context import WriteContext
-from edge.context import make as make_context
-from edge.schemas import ProductIn, ReceiptIn
+from edge.store import catalog
+from edge.store import db
+from edge.store import migrations
+from edge.store import stock
+from edge.core.context import WriteContext
+from edge.core.context import make as make_context
+from edge.core.schemas import ProductIn, ReceiptIn
 from sync.changes import apply_page
 
 SEED = 20261122

@@ -238,7 +238,7 @@ LABELS: dict[str, dict[str, str]] = {
     },
 }
 
-# edge.schemas.PAYMENT_METHODS, in that order; an unknown method is printed as it is
+# edge.core.schemas.PAYMENT_METHODS, in that order; an unknown method is printed as it is
 PAYMENT_LABELS = {
     "zh": {"cash": "现金", "wechat": "微信", "alipay": "支付宝", "card": "银行卡", "unionpay": "云闪付",
            "voucher": "券", "other": "其他"},

@@ -870,7 +870,7 @@ async def serve(args, stop: asyncio.Event | None = None) -> None:
 
 
 def run(args) -> int:
-    from edge import log as log_mod  # noqa: PLC0415
+    from edge.core import log as log_mod  # noqa: PLC0415
 
     log_mod.setup(getattr(args, "log_level", "info"))
     try:

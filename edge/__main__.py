@@ -1,3 +1,3 @@
-from edge.cli import main
+from edge.ops.cli import main
 
 raise SystemExit(main())

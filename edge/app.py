@@ -15,24 +15,29 @@ import time
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-# print_api, scan_api and verify_api register their operations when imported
-from edge import (api, backup, metrics, pickup, print_api, scan_api, signed_tokens, status_page, stock,  # noqa: F401
-                  systemd, tokens, ui, verify_api)
-from edge.clock import iso, utcnow
-from edge.config import Config
-from edge.db import Store
-from edge.devices import DeviceService
-from edge.errors import InputError
-from edge.keys import CONFIG, DEVICE, DEVICES, LIMITER, PRINTING, SCANS, STARTED, STORE, SYNC
-from edge.printing import PrintService
-from edge.reload import reload
-from edge.scans import ScanRouter
+# the API's resource modules register their operations when imported
+from edge import ui
+from edge.api import metrics, openapi, pos, printing, scans, status_page, verification  # noqa: F401
+from edge.api import sync as sync_api  # noqa: F401
+from edge.api.registry import PREFIX, is_public, json_response
+from edge.api.registry import routes as api_routes
+from edge.core import systemd
+from edge.core.config import Config
+from edge.core.errors import InputError
+from edge.core.serving import serve_until_stopped
+from edge.core.sqlite import Store
+from edge.services import jobs
+from edge.services.app_keys import CONFIG, DEVICE, DEVICES, LIMITER, PRINTING, SCANS, STARTED, STORE, SYNC
+from edge.services.devices import DeviceService
+from edge.services.limiter import CodeLimiter
+from edge.services.printing import PrintService
+from edge.services.reload import reload
+from edge.services.scan_router import ScanRouter
+from edge.store import api_tokens, db, signed_tokens
+from edge.core.clock import iso, utcnow
 from edge.ui import web as ui_web
-from edge.serving import serve_until_stopped
-from sync import api as sync_api  # noqa: F401 (registers the /sync operations)
-from sync.client import CloudClient, SyncError
+from sync.client import CloudClient
 from sync.engine import SyncEngine, Timing
-from sync.reconcile import reconcile
 
 log = logging.getLogger("edge.app")
 
@@ -40,7 +45,7 @@ log = logging.getLogger("edge.app")
 # -- subsystems -----------------------------------------------------------------------------------
 
 async def store_subsystem(app: web.Application):
-    store = Store(app[CONFIG].db_path)
+    store = db.open_store(app[CONFIG].db_path)
     await asyncio.get_running_loop().run_in_executor(None, store.open)  # migrations may take a while
     app[STORE] = store
     app[ui_web.EVENTS] = hub = ui_web.EventHub()
@@ -107,12 +112,7 @@ async def scanning_subsystem(app: web.Application):
 async def scheduler_subsystem(app: web.Application):
     config = app[CONFIG]
     scheduler = AsyncIOScheduler(timezone=config.tz)
-    scheduler.add_job(nightly_ledger_check, "cron", hour=3, minute=30, args=[app[STORE]],
-                      id="ledger-check", coalesce=True, misfire_grace_time=3600)
-    backup.schedule(scheduler, app[STORE], config)
-    if SYNC in app and config.cloud.reconcile_minutes:
-        scheduler.add_job(reconcile_job, "interval", minutes=config.cloud.reconcile_minutes, args=[app[SYNC]],
-                          id="reconcile", coalesce=True, max_instances=1)
+    jobs.schedule(scheduler, app[STORE], config, app.get(SYNC))
     scheduler.start()
     log.info("scheduler started", extra={"kv": {"jobs": len(scheduler.get_jobs())}})
     yield
@@ -123,26 +123,6 @@ async def scheduler_subsystem(app: web.Application):
 SUBSYSTEMS = (store_subsystem, sync_subsystem, printing_subsystem, scanning_subsystem, scheduler_subsystem)
 
 
-async def reconcile_job(engine: SyncEngine) -> None:
-    try:
-        result = await reconcile(engine.store, engine.client)
-    except SyncError as exc:
-        log.info("reconciliation postponed", extra={"kv": {"reason": str(exc)}})
-        return
-    log.info("reconciliation", extra={"kv": {"result": result["result"]}})
-
-
-async def nightly_ledger_check(store: Store) -> None:
-    """Check the ledger invariant once a night; a mismatch is an error the IT person must see."""
-    moves, mismatches = await store.read(stock.verify)
-    if mismatches:
-        log.error("ledger check failed", extra={"kv": {"moves": moves, "mismatches": len(mismatches),
-                                                       "first": str(mismatches[0])}})
-    else:
-        log.info("ledger check passed", extra={"kv": {"moves": moves}})
-    await store.write(lambda conn: conn.execute("PRAGMA optimize"))
-
-
 # -- middlewares ----------------------------------------------------------------------------------
 
 @web.middleware
@@ -151,15 +131,15 @@ async def errors_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except InputError as exc:
-        return api.json_response(exc.as_dict(), status=exc.status)
+        return json_response(exc.as_dict(), status=exc.status)
     except web.HTTPException as exc:
-        if exc.status < 400 or not request.path.startswith(api.PREFIX):
+        if exc.status < 400 or not request.path.startswith(PREFIX):
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
-        return api.json_response({"error": {"code": code, "message": exc.reason, "fields": []}}, status=exc.status)
+        return json_response({"error": {"code": code, "message": exc.reason, "fields": []}}, status=exc.status)
     except Exception:
         log.exception("request failed", extra={"kv": {"method": request.method, "path": request.path}})
-        return api.json_response({"error": {"code": "internal_error", "message": "internal error; see the "
+        return json_response({"error": {"code": "internal_error", "message": "internal error; see the "
                                             "store-edge log", "fields": []}}, status=500)
 
 
@@ -168,12 +148,12 @@ async def auth_middleware(request: web.Request, handler):
     """Tills on the LAN present a per-device token; on loopback-only setups the device is 'local'."""
     config = request.app[CONFIG]
     request[DEVICE] = "local"
-    if config.tokens_required and request.path.startswith(api.PREFIX) and not api.is_public(request.path):
+    if config.tokens_required and request.path.startswith(PREFIX) and not is_public(request.path):
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         device = None
         if scheme.lower() == "bearer" and token.strip():
-            device = await request.app[STORE].read(tokens.device_for, token.strip())
+            device = await request.app[STORE].read(api_tokens.device_for, token.strip())
         if device is None:
             raise InputError("unauthorized", "send 'Authorization: Bearer <token>' with a token from "
                              "`store-edge token add`", status=401)
@@ -186,10 +166,10 @@ def build_app(config: Config) -> web.Application:
                           client_max_size=config.api.max_body_kib * 1024)
     app[CONFIG] = config
     app[STARTED] = time.time()
-    app[LIMITER] = pickup.CodeLimiter(config.verification.code_attempts, config.verification.code_window_seconds,
+    app[LIMITER] = CodeLimiter(config.verification.code_attempts, config.verification.code_window_seconds,
                                       config.verification.code_lockout_seconds)
     app.cleanup_ctx.extend(SUBSYSTEMS)
-    app.add_routes(api.routes())
+    app.add_routes(api_routes())
     app.add_routes(status_page.routes)
     app.add_routes(ui.routes())
     metrics.install(app)  # /metrics, and its request-timing middleware (outermost)

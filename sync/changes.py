@@ -12,13 +12,15 @@ from typing import Annotated, Callable, Literal
 
 from pydantic import Field, ValidationError
 
-from edge import catalog, orders, outbox
-from edge.context import WriteContext
-from edge.errors import InputError, validation_fields
-from edge.orders import CloudModel, OrderClosed, OrderCreated
-from edge.schemas import ProductIn, Sku
-from edge.stock import Move, apply_moves
-from sync.queue import set_state
+from edge.store import catalog
+from edge.store import orders
+from edge.store import outbox
+from edge.core.context import WriteContext
+from edge.core.errors import InputError, validation_fields
+from edge.store.orders import CloudModel, OrderClosed, OrderCreated
+from edge.core.schemas import ProductIn, Sku
+from edge.store.stock import Move, apply_moves
+from edge.store.outbox import set_state
 
 
 class CouponDefined(CloudModel):

@@ -18,11 +18,11 @@ from datetime import datetime, timezone
 
 import aiohttp
 
-from edge.clock import iso, utcnow
-from edge.context import make as make_context
-from edge.db import Store
+from edge.core.clock import iso, utcnow
+from edge.core.context import make as make_context
+from edge.store.db import Store
 from sync import changes as changes_mod
-from sync import queue
+from edge.store import outbox
 from sync.client import CloudClient, NeedsPerson, RetryLater
 
 log = logging.getLogger("sync")
@@ -153,10 +153,10 @@ class SyncEngine:
     async def upload_once(self) -> bool:
         """Send one batch; True if there was one (there may be more)."""
         self.upload_wake.clear()
-        batch = await self.store.read(queue.pending_batch, self.client.store_id, self.batch_size)
+        batch = await self.store.read(outbox.pending_batch, self.client.store_id, self.batch_size)
         if not batch:
             return False
-        answer = await self.client.post_events([queue.envelope(e) for e in batch])
+        answer = await self.client.post_events([outbox.envelope(e) for e in batch])
         if await self._check_epoch(answer.body):
             return True  # the cloud was restored: the queue was rewound, send again
         moved = await self.store.write(self._record, batch, answer.status, answer.body)
@@ -170,22 +170,22 @@ class SyncEngine:
     def _record(conn, batch: list[dict], status: int, body: dict) -> bool:
         """Apply the cloud's answer to the queue; False if nothing moved."""
         now = iso(utcnow())
-        acked_before, offset_before = queue.acked_seq(conn), queue.seq_offset(conn)
+        acked_before, offset_before = outbox.acked_seq(conn), outbox.seq_offset(conn)
         if acked_before != batch[0]["local_seq"] - 1:
             return True  # the queue moved meanwhile (an epoch change): this answer is stale
         results = body.get("results") or []
-        queue.record_results(conn, batch, results, now)
+        outbox.record_results(conn, batch, results, now)
         if status == 409 and body.get("error") == "seq_taken":
             done = [r for r in results if isinstance(r, dict) and r.get("status") in ("applied", "duplicate",
                                                                                        "rejected")]
-            queue.set_state(conn, "acked_seq", batch[len(done) - 1]["local_seq"] if done else acked_before)
-            queue.renumber(conn, body["expected_seq"])
+            outbox.set_state(conn, "acked_seq", batch[len(done) - 1]["local_seq"] if done else acked_before)
+            outbox.renumber(conn, body["expected_seq"])
             log.warning("cloud holds events this store lacks: renumbering the queue",
                         extra={"kv": {"expected_seq": body["expected_seq"]}})
         else:
             expected = body["expected_seq"] if status == 409 else body["next_seq"]
-            queue.resync(conn, expected, batch[-1]["local_seq"])
-        return (queue.acked_seq(conn), queue.seq_offset(conn)) != (acked_before, offset_before)
+            outbox.resync(conn, expected, batch[-1]["local_seq"])
+        return (outbox.acked_seq(conn), outbox.seq_offset(conn)) != (acked_before, offset_before)
 
     # -- epoch ------------------------------------------------------------------------------------
     async def _check_epoch(self, body: dict) -> bool:
@@ -194,11 +194,11 @@ class SyncEngine:
         if not isinstance(epoch, str):
             return False
         async with self._epoch_lock:
-            known = await self.store.read(queue.get_state, "epoch")
+            known = await self.store.read(outbox.get_state, "epoch")
             if known == epoch:
                 return False
             if known is None:
-                await self.store.write(queue.set_state, "epoch", epoch)
+                await self.store.write(outbox.set_state, "epoch", epoch)
                 return False
             state = await self.client.get_state()
             if state.body.get("epoch") != epoch:
@@ -214,9 +214,9 @@ class SyncEngine:
         # back to next_seq, never forward: the cloud may hold events whose answer this store never
         # read (lost, or the very answer that carried the new epoch); a rejected one among them must
         # still become a dead letter, so they are resent and the cloud answers each by id
-        queue.resync(conn, next_seq, queue.acked_seq(conn))
-        queue.set_state(conn, "cursor", 0)
-        queue.set_state(conn, "epoch", epoch)
+        outbox.resync(conn, next_seq, outbox.acked_seq(conn))
+        outbox.set_state(conn, "cursor", 0)
+        outbox.set_state(conn, "epoch", epoch)
 
     # -- download ---------------------------------------------------------------------------------
     async def _downloader(self) -> None:
@@ -237,7 +237,7 @@ class SyncEngine:
         total = 0
         while True:
             self.download_wake.clear()
-            cursor = int(await self.store.read(queue.get_state, "cursor", "0"))
+            cursor = int(await self.store.read(outbox.get_state, "cursor", "0"))
             answer = await self.client.get_changes(cursor, self.page_size)
             if await self._check_epoch(answer.body):
                 continue
@@ -258,7 +258,7 @@ class SyncEngine:
 
     @staticmethod
     def _apply(conn, cursor: int, page: list, next_cursor: int, ctx):
-        if int(queue.get_state(conn, "cursor", "0")) != cursor:
+        if int(outbox.get_state(conn, "cursor", "0")) != cursor:
             return None
         return changes_mod.apply_page(conn, page, next_cursor, ctx)
 

@@ -12,10 +12,9 @@ import json
 import logging
 import sqlite3
 
-from edge import outbox
-from edge.clock import iso, utcnow
-from edge.migrations import RESERVATION_REASONS
-from sync import queue
+from edge.store import outbox
+from edge.core.clock import iso, utcnow
+from edge.store.migrations import RESERVATION_REASONS
 from sync.client import CloudClient
 
 log = logging.getLogger("sync.reconcile")
@@ -48,12 +47,12 @@ def expected_cloud_balances(conn: sqlite3.Connection) -> dict[str, tuple[int, in
 
 
 def _snapshot(conn):
-    status = queue.queue_status(conn)
+    status = outbox.queue_status(conn)
     return status["depth"], expected_cloud_balances(conn)
 
 
 def _correct(conn: sqlite3.Connection, expected: dict, cloud: dict, acked: int) -> list[dict]:
-    if queue.queue_status(conn)["acked_seq"] != acked or queue.queue_status(conn)["depth"]:
+    if outbox.queue_status(conn)["acked_seq"] != acked or outbox.queue_status(conn)["depth"]:
         return []  # something was written meanwhile: the next run compares again
     now = iso(utcnow())
     diffs, moves = [], []
@@ -82,7 +81,7 @@ def _correct(conn: sqlite3.Connection, expected: dict, cloud: dict, acked: int) 
 
 async def reconcile(store, client: CloudClient) -> dict:
     """One run; returns what happened. Network errors propagate (the scheduler tries next time)."""
-    acked = await store.read(queue.acked_seq)
+    acked = await store.read(outbox.acked_seq)
     depth, expected = await store.read(_snapshot)
     if depth:
         return {"result": "skipped", "reason": f"{depth} events still to upload"}

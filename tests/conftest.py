@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from edge import catalog, config as config_mod, db, stock
+from edge.store import catalog
+from edge.core import config as config_mod
+from edge.store import db
+from edge.store import stock
 from edge.app import build_app
-from edge.barcodes import gtin_check_digit
-from edge.context import WriteContext, make as make_context
-from edge.schemas import ProductIn, ReceiptIn
+from edge.core.barcodes import gtin_check_digit
+from edge.core.context import WriteContext, make as make_context
+from edge.core.schemas import ProductIn, ReceiptIn
 
 
 def ean13(body12: str) -> str:

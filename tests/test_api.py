@@ -15,10 +15,12 @@ import sqlite3
 
 from conftest import (BARCODE, OPENING, PRICE, Api, dump, ledger_mismatches, query, seed, start_client,
                       write_config)
-from edge import config as config_mod, db, tokens
-from edge.clock import iso, utcnow
-from edge.keys import STORE
-from edge.sales import net_amounts
+from edge.core import config as config_mod
+from edge.store import db
+from edge.store import api_tokens
+from edge.core.clock import iso, utcnow
+from edge.services.app_keys import STORE
+from edge.store.sales import net_amounts
 
 
 def cash(amount: int) -> list[dict]:
@@ -492,8 +494,8 @@ def token_config(tmp_path):
     conn = db.open_store_db(cfg.db_path)
     try:
         with db.transaction(conn):
-            till1 = tokens.create(conn, "till-1", iso(utcnow()))
-            till2 = tokens.create(conn, "till-2", iso(utcnow()))
+            till1 = api_tokens.create(conn, "till-1", iso(utcnow()))
+            till2 = api_tokens.create(conn, "till-2", iso(utcnow()))
     finally:
         conn.close()
     return cfg, till1, till2
@@ -562,7 +564,7 @@ async def test_a_revoked_token_is_refused(token_client):
     client, till1, till2 = token_client
     api = Api(client, headers={"Authorization": f"Bearer {till1}"})
     assert (await api.get("/stock/DRK-001"))[0] == 200
-    assert await client.app[STORE].write(tokens.revoke, "till-1", iso(utcnow())) is True
+    assert await client.app[STORE].write(api_tokens.revoke, "till-1", iso(utcnow())) is True
     status, body = await api.get("/stock/DRK-001")
     assert status == 401 and body["error"]["code"] == "unauthorized"
     status, _, _ = await api.post("/sales", SALE)

@@ -27,9 +27,15 @@ from pathlib import Path
 
 import pytest
 
-from edge import backup as bk, config as config_mod, db, stock
-from edge.context import WriteContext
-from edge.schemas import AdjustmentIn
+from edge.core import config as config_mod
+from edge.core.config import BackupSection
+from edge.ops import backup as backup_cmd
+from edge.services import jobs
+from edge.store import backup as bk
+from edge.store import db
+from edge.store import stock
+from edge.core.context import WriteContext
+from edge.core.schemas import AdjustmentIn
 from helpers_daemon import REPO, Daemon, child_env, request, run_cli, write_config
 from test_crash import make_sale, seed_store
 
@@ -140,7 +146,7 @@ def test_backup_under_load_restores_with_every_acknowledged_sale(daemon, tmp_pat
         tills.wait_for(len(tills.snapshot()) + 20)
         before_second = tills.snapshot()
         # the CLI, from another process, while the daemon sells
-        cli = subprocess.run([sys.executable, "-m", "edge.backup", "backup", "--config", str(config),
+        cli = subprocess.run([sys.executable, "-m", "edge.ops.backup", "backup", "--config", str(config),
                               "--to", str(backups)], capture_output=True, text=True, timeout=DEADLINE,
                              env=child_env(), cwd=REPO)
         assert cli.returncode == 0, cli.stdout + cli.stderr
@@ -201,7 +207,7 @@ def run_restore(config: Path, file: Path, capsys=None) -> Out:
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-        code = bk.restore_run(ns(config, file=str(file)))
+        code = backup_cmd.restore_run(ns(config, file=str(file)))
     return Out(code, buf.getvalue())
 
 
@@ -373,17 +379,17 @@ async def test_scheduled_backup_runs_off_the_event_loop(tmp_path, monkeypatch):
     seed_store(data_dir / "store.db")
     path = write_config(tmp_path / "config.toml", data_dir, 8470, store_id="backup-test")
     config = config_mod.load(path)
-    section = bk.BackupSection(folder="nightly", keep_last=2, daily_at="02:15")
+    section = BackupSection(folder="nightly", keep_last=2, daily_at="02:15")
     config = dataclasses.replace(config, raw=config.raw.model_copy(update={"backup": section}))
-    assert bk.folder(config) == tmp_path / "nightly"
+    assert config.backup_dir == tmp_path / "nightly"
     monkeypatch.setattr(bk, "PAGES_PER_STEP", 1)    # a slow copy: many steps...
     monkeypatch.setattr(bk, "STEP_SLEEP", 0.01)     # ...with pauses, so the loop must run meanwhile
 
-    store = db.Store(data_dir / "store.db")
+    store = db.open_store(data_dir / "store.db")
     store.open()
     try:
         loop = asyncio.get_running_loop()
-        job = asyncio.create_task(bk.scheduled_backup(store, config))
+        job = asyncio.create_task(jobs.scheduled_backup(store, config))
         gaps, writes, last = [], 0, loop.time()
         while not job.done():
             await asyncio.sleep(0.005)
@@ -400,31 +406,34 @@ async def test_scheduled_backup_runs_off_the_event_loop(tmp_path, monkeypatch):
         info = json.loads(made.with_suffix(".json").read_text(encoding="utf-8"))
         assert info["integrity"] == "ok" and info["ledger"]["ok"] and info["steps"] > 1
         # the job never raises into the scheduler: a failure is logged and returns None
-        monkeypatch.setattr(bk, "folder", lambda config: Path("/proc/no-backups-here"))
-        assert await bk.scheduled_backup(store, config) is None
+        nowhere = BackupSection(folder="/proc/no-backups-here")
+        nowhere = dataclasses.replace(config, raw=config.raw.model_copy(update={"backup": nowhere}))
+        assert await jobs.scheduled_backup(store, nowhere) is None
     finally:
         store.close()
 
     # it goes into the daemon's scheduler with the configured time
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
     scheduler = AsyncIOScheduler(timezone=config.tz)
-    assert bk.schedule(scheduler, store, config)
+    jobs.schedule(scheduler, store, config, None)
     trigger = str(scheduler.get_job("backup").trigger)
     assert "hour='2'" in trigger and "minute='15'" in trigger
-    hourly = dataclasses.replace(config, raw=config.raw.model_copy(update={"backup": bk.BackupSection(every_hours=6)}))
+    hourly = dataclasses.replace(config, raw=config.raw.model_copy(update={"backup": BackupSection(every_hours=6)}))
     scheduler = AsyncIOScheduler(timezone=config.tz)
-    assert bk.schedule(scheduler, store, hourly)
+    jobs.schedule(scheduler, store, hourly, None)
     assert "6:00:00" in str(scheduler.get_job("backup").trigger)
-    off = dataclasses.replace(config, raw=config.raw.model_copy(update={"backup": bk.BackupSection(enabled=False)}))
-    assert not bk.schedule(AsyncIOScheduler(timezone=config.tz), store, off)
+    off = dataclasses.replace(config, raw=config.raw.model_copy(update={"backup": BackupSection(enabled=False)}))
+    scheduler = AsyncIOScheduler(timezone=config.tz)
+    jobs.schedule(scheduler, store, off, None)
+    assert scheduler.get_job("backup") is None and scheduler.get_job("ledger-check") is not None
 
 
 def test_backup_section_is_strict():
     from pydantic import ValidationError
 
-    assert bk.BackupSection().time_of_day == (3, 0)
-    assert bk.BackupSection.model_validate({"every_hours": 12}).every_hours == 12.0
+    assert BackupSection().time_of_day == (3, 0)
+    assert BackupSection.model_validate({"every_hours": 12}).every_hours == 12.0
     for bad in ({"every_hours": "12"}, {"every_hours": 6, "daily_at": "03:00"}, {"daily_at": "3am"},
                 {"keep_last": 0}, {"keep_last": "7"}, {"folder": 1}, {"nightly": True}):
         with pytest.raises(ValidationError):
-            bk.BackupSection.model_validate(bad)
+            BackupSection.model_validate(bad)

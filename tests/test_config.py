@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge import config
+from edge.core import config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,7 +175,7 @@ def test_check_config_command(tmp_path):
 
 def test_every_document_kind_has_a_time_to_live():
     from drivers.models import DOCUMENT_KINDS  # noqa: PLC0415
-    from edge.config import TtlSection  # noqa: PLC0415
+    from edge.core.config import TtlSection  # noqa: PLC0415
 
     assert set(TtlSection.model_fields) == set(DOCUMENT_KINDS)
 

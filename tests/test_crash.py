@@ -35,10 +35,12 @@ from pathlib import Path
 
 import pytest
 
-from edge import catalog, db, stock
-from edge.barcodes import gtin_check_digit
-from edge.context import WriteContext
-from edge.schemas import ProductIn, ReceiptIn
+from edge.store import catalog
+from edge.store import db
+from edge.store import stock
+from edge.core.barcodes import gtin_check_digit
+from edge.core.context import WriteContext
+from edge.core.schemas import ProductIn, ReceiptIn
 from helpers_daemon import Daemon, holds_write_lock, request, run_cli
 
 SEED = int(os.environ.get("CRASH_TEST_SEED", "20261121"))

@@ -5,8 +5,9 @@ import sqlite3
 
 import pytest
 
-from edge import db
-from edge.migrations import MIGRATIONS
+from edge.core import sqlite
+from edge.store import db
+from edge.store.migrations import MIGRATIONS
 
 
 def test_pragmas_and_migrations(tmp_path):
@@ -27,15 +28,15 @@ def test_a_newer_schema_is_refused(tmp_path):
 
 
 def test_split_sql_keeps_triggers_whole():
-    statements = db.split_sql("CREATE TABLE t (a);\nCREATE TRIGGER x BEFORE DELETE ON t\n"
+    statements = sqlite.split_sql("CREATE TABLE t (a);\nCREATE TRIGGER x BEFORE DELETE ON t\n"
                               "BEGIN SELECT RAISE(ABORT, 'no'); END;\n")
     assert len(statements) == 2 and statements[1].endswith("END;")
     with pytest.raises(ValueError):
-        db.split_sql("CREATE TABLE t (a")
+        sqlite.split_sql("CREATE TABLE t (a")
 
 
 async def test_writer_commits_or_rolls_back_whole(tmp_path):
-    store = db.Store(tmp_path / "store.db")
+    store = db.open_store(tmp_path / "store.db")
     store.open()
     try:
         now = "2026-01-01T00:00:00.000Z"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from drivers.virtual_printer import VirtualPrinter
-from edge import doctor
+from edge.ops import doctor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -179,7 +179,7 @@ name = "handheld"
 type = "serial"
 path = "{tmp_path}/no-such-tty"
 """)
-    result = subprocess.run([sys.executable, "-m", "edge.doctor", "--config", str(path), "--json"],
+    result = subprocess.run([sys.executable, "-m", "edge.ops.doctor", "--config", str(path), "--json"],
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from sync.faultproxy import PROXY, add_arguments, build_proxy_app, parse_faults, RuleError
+from hub.faultproxy import PROXY, add_arguments, build_proxy_app, parse_faults, RuleError
 
 ROOT = Path(__file__).resolve().parent.parent
 DISCONNECTED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
@@ -367,7 +367,7 @@ def test_arguments_are_checked():
 
 async def test_runs_as_a_process_and_stops_on_sigterm(upstream):
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sync.faultproxy", "--listen", "127.0.0.1:0", "--upstream", upstream.url,
+        sys.executable, "-m", "hub.faultproxy", "--listen", "127.0.0.1:0", "--upstream", upstream.url,
         "--log-level", "debug", cwd=ROOT, stderr=asyncio.subprocess.PIPE)
     try:
         lines = []

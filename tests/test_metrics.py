@@ -15,10 +15,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from drivers.virtual_printer import VirtualPrinter
-from edge import config as config_mod, metrics, tokens
+from edge.core import config as config_mod
+from edge.api import metrics
+from edge.store import api_tokens
 from edge.app import build_app
-from edge.clock import iso, utcnow
-from edge.keys import PRINTING, STORE
+from edge.core.clock import iso, utcnow
+from edge.services.app_keys import PRINTING, STORE
 from tests.conftest import Api, BARCODE, PRICE, seed, write_config
 
 SALE = {"lines": [{"barcode": BARCODE["DRK-001"], "qty": 2}, {"sku": "SNK-001", "qty": 1}],
@@ -234,10 +236,10 @@ async def test_only_loopback_reads_without_a_token(shop):
     lan = {"X-Test-Remote": "192.168.1.20"}
     assert (await client.get("/metrics", headers=lan)).status == 401
     assert (await client.get("/metrics", headers={**lan, "Authorization": "Bearer se_wrong"})).status == 401
-    token = await client.server.app[STORE].write(tokens.create, "prometheus", iso(utcnow()))
+    token = await client.server.app[STORE].write(api_tokens.create, "prometheus", iso(utcnow()))
     await scrape(client, **lan, Authorization=f"Bearer {token}")
     await scrape(client, **{"X-Test-Remote": "::1"})
-    await client.server.app[STORE].write(tokens.revoke, "prometheus", iso(utcnow()))
+    await client.server.app[STORE].write(api_tokens.revoke, "prometheus", iso(utcnow()))
     assert (await client.get("/metrics", headers={**lan, "Authorization": f"Bearer {token}"})).status == 401
     for address, loop in (("127.0.0.1", True), ("127.8.0.1", True), ("::1", True), ("::ffff:127.0.0.1", True),
                           ("10.0.0.1", False), ("::ffff:10.0.0.1", False), ("fe80::1%eth0", False), ("", False),

@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from edge import api as api_mod, sales, stock
+from edge.api import registry as api_mod
+from edge.store import sales
+from edge.store import stock
 
 PREFIX = "/api/v1"
 METHODS = {"get", "post", "put", "patch", "delete"}

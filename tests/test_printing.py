@@ -12,9 +12,10 @@ import re
 import pytest
 
 from drivers.virtual_printer import VirtualPrinter
-from edge import config as config_mod, orders
-from edge.context import make as make_context
-from edge.keys import PRINTING
+from edge.core import config as config_mod
+from edge.store import orders
+from edge.core.context import make as make_context
+from edge.services.app_keys import PRINTING
 from tests.conftest import Api, BARCODE, query, seed, start_client, write_config
 
 POLL = 0.05

@@ -7,9 +7,9 @@ import signal
 import time
 
 from drivers.virtual_printer import VirtualPrinter
-from edge import config as config_mod
-from edge.keys import CONFIG, PRINTING
-from edge.reload import reload
+from edge.core import config as config_mod
+from edge.services.app_keys import CONFIG, PRINTING
+from edge.services.reload import reload
 from tests.conftest import Api, seed, start_client, write_config
 from tests.helpers_daemon import Daemon, request, write_config as daemon_config
 from tests.test_printing import SALE, printer_toml

@@ -11,10 +11,11 @@ from __future__ import annotations
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from edge import backup, config as config_mod
+from edge.store import backup
+from edge.core import config as config_mod
 from edge.app import build_app
-from edge.keys import STORE, SYNC
-from sync.hub import build_hub_app
+from edge.services.app_keys import STORE, SYNC
+from hub.hub import build_hub_app
 from sync.reconcile import reconcile
 from tests.conftest import CATALOG, Api, ledger_mismatches, query, seed
 from tests.test_sync_e2e import ADMIN, FAST, Hub, products, queue_empty, until

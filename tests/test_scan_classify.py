@@ -1,4 +1,4 @@
-"""edge.scan_classify: what a scan or a typed entry at the till is."""
+"""edge.core.classify: what a scan or a typed entry at the till is."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import assume, given, settings, strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from pydantic import ValidationError
 
-from edge.scan_classify import (
+from edge.core.classify import (
     CSET82, DEFAULT_FORMATS, GS, KINDS, REASONS, ScaleFormat, ScanningSection, classify, compress_upca, expand_upce,
     price_check_digit,
 )
@@ -33,7 +33,7 @@ TODAY = date(2026, 11, 22)
 
 
 def check(body: str) -> str:
-    """GS1 mod-10 check digit, written out independently of edge.barcodes: weights 3,1,3,... from the right."""
+    """GS1 mod-10 check digit, written out independently of edge.core.barcodes: weights 3,1,3,... from the right."""
     total = 0
     for position, digit in enumerate(reversed(body)):
         total += int(digit) * (3 if position % 2 == 0 else 1)

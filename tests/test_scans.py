@@ -8,8 +8,8 @@ import tty
 
 import pytest
 
-from edge import config as config_mod
-from edge.keys import SCANS
+from edge.core import config as config_mod
+from edge.services.app_keys import SCANS
 from tests.conftest import Api, BARCODE, seed, start_client, write_config
 
 

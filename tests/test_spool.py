@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from edge import db, spool
-from edge.context import WriteContext
-from edge.errors import InputError
+from edge.store import db
+from edge.store import spool
+from edge.core.context import WriteContext
+from edge.core.errors import InputError
 
 T0 = WriteContext("till-1", "2026-11-22T02:00:00.000Z", "2026-11-22")
 LATER = WriteContext("store-edge", "2026-11-22T03:00:00.000Z", "2026-11-22")

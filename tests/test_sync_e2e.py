@@ -8,11 +8,11 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from edge import config as config_mod
+from edge.core import config as config_mod
 from edge.app import build_app
-from edge.keys import STORE, SYNC
+from edge.services.app_keys import STORE, SYNC
 from sync.engine import Timing
-from sync.hub import build_hub_app
+from hub.hub import build_hub_app
 from tests.conftest import CATALOG, OPENING, Api, ledger_mismatches, seed
 
 ADMIN = "admin-secret"

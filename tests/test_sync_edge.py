@@ -9,8 +9,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from edge import db, orders
-from sync import changes, queue, reconcile
+from edge.store import db
+from edge.store import orders
+from sync import changes, reconcile
+from edge.store import outbox
 from sync.client import CloudClient, NeedsPerson, RetryLater, retry_after
 from tests.conftest import OPENING, SEED, ledger_mismatches, query
 
@@ -130,25 +132,25 @@ def test_catalog_keys_coupons_and_corrections(conn, db_path):
 
 def test_results_dead_letters_and_resync(conn, db_path):
     txn(conn, changes.apply_page, [order_change("a", 1), order_change("b", 2), order_change("c", 3)], 3, SEED)
-    batch = queue.pending_batch(conn, "test-store", 100)
+    batch = outbox.pending_batch(conn, "test-store", 100)
     assert [e["local_seq"] for e in batch] == list(range(1, len(batch) + 1))
     first, second = batch[0], batch[1]
     results = [{"id": first["id"], "seq": first["seq"], "status": "applied"},
                {"id": second["id"], "seq": second["seq"], "status": "rejected", "reason": "unknown_sku: X"}]
     with db.transaction(conn):
-        queue.record_results(conn, batch, results, SEED.now)
-        queue.resync(conn, 3, batch[-1]["local_seq"])
-    assert queue.acked_seq(conn) == 2
-    assert [(d["seq"], d["reason"]) for d in queue.dead_letters(conn)] == [(2, "unknown_sku: X")]
-    assert queue.queue_status(conn)["depth"] == len(batch) - 2
+        outbox.record_results(conn, batch, results, SEED.now)
+        outbox.resync(conn, 3, batch[-1]["local_seq"])
+    assert outbox.acked_seq(conn) == 2
+    assert [(d["seq"], d["reason"]) for d in outbox.dead_letters(conn)] == [(2, "unknown_sku: X")]
+    assert outbox.queue_status(conn)["depth"] == len(batch) - 2
     # the cloud was restored and expects seq 1 again: everything is resent
     with db.transaction(conn):
-        queue.resync(conn, 1, queue.max_seq(conn))
-    assert queue.acked_seq(conn) == 0
+        outbox.resync(conn, 1, outbox.max_seq(conn))
+    assert outbox.acked_seq(conn) == 0
     # seq_taken: the cloud holds seqs up to 40 that this store no longer has
     with db.transaction(conn):
-        queue.renumber(conn, 41)
-    assert queue.pending_batch(conn, "test-store", 1)[0]["seq"] == 41
+        outbox.renumber(conn, 41)
+    assert outbox.pending_batch(conn, "test-store", 1)[0]["seq"] == 41
 
 
 def reject(conn, db_path, event_type) -> int:
@@ -161,14 +163,14 @@ def reject(conn, db_path, event_type) -> int:
 def test_dead_letter_retry_and_discard_are_recorded(conn, db_path):
     txn(conn, changes.apply_page, [order_change("a", 1)], 1, SEED)
     seq = reject(conn, db_path, "order.received")
-    result = txn(conn, queue.retry_dead_letter, seq, "店长", "商品已发布", SEED)
+    result = txn(conn, outbox.retry_dead_letter, seq, "店长", "商品已发布", SEED)
     retried = query(db_path, "SELECT type, payload FROM outbox WHERE id = ?", result["new_event_id"])[0]
     original = query(db_path, "SELECT id, payload FROM outbox WHERE seq = ?", seq)[0]
     assert retried[0] == "order.received" and json.loads(retried[1])["retry_of"] == original[0]
     with pytest.raises(Exception, match="already retried"):
-        txn(conn, queue.discard_dead_letter, seq, "店长", None, SEED)
-    assert queue.dead_letters(conn) == []
-    assert queue.dead_letters(conn, include_resolved=True)[0]["operator"] == "店长"
+        txn(conn, outbox.discard_dead_letter, seq, "店长", None, SEED)
+    assert outbox.dead_letters(conn) == []
+    assert outbox.dead_letters(conn, include_resolved=True)[0]["operator"] == "店长"
 
 
 def test_reconcile_expectation_leaves_out_rejected_events(conn, db_path):
@@ -235,10 +237,10 @@ def test_retry_after_forms():
 
 async def test_an_unexpected_error_does_not_end_the_sync_tasks(config):
     """A bug or a full disk in one round must not stop uploads for good: the task logs and retries."""
-    from edge.db import Store
+    from edge.store.db import open_store
     from sync.engine import SyncEngine, Timing
 
-    store = Store(config.db_path)
+    store = open_store(config.db_path)
     store.open()
     calls = []
 
@@ -280,8 +282,8 @@ def test_a_resolved_dead_letter_is_resent_as_voided(conn, db_path):
     """After a cloud restore the queue is resent; a dead letter already retried must not count twice."""
     txn(conn, changes.apply_page, [order_change("a", 1)], 1, SEED)
     seq = reject(conn, db_path, "order.received")
-    txn(conn, queue.retry_dead_letter, seq, "店长", None, SEED)
-    batch = {e["local_seq"]: e for e in queue.pending_batch(conn, "test-store", 100)}
+    txn(conn, outbox.retry_dead_letter, seq, "店长", None, SEED)
+    batch = {e["local_seq"]: e for e in outbox.pending_batch(conn, "test-store", 100)}
     assert batch[seq]["type"] == "event.voided"
     assert batch[seq]["payload"] == {"voided_type": "order.received", "resolution": "retried"}
     retry = batch[max(batch)]

@@ -62,10 +62,12 @@ from pathlib import Path
 
 import pytest
 
-from edge import catalog, db, stock
-from edge.barcodes import gtin_check_digit
-from edge.context import WriteContext
-from edge.schemas import ProductIn, ReceiptIn
+from edge.store import catalog
+from edge.store import db
+from edge.store import stock
+from edge.core.barcodes import gtin_check_digit
+from edge.core.context import WriteContext
+from edge.core.schemas import ProductIn, ReceiptIn
 import helpers_daemon as helpers
 from helpers_daemon import Daemon, Service, log_tail, request, wait_for
 from sync.reconcile import checksum, expected_cloud_balances

@@ -43,12 +43,12 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from edge import config as config_mod
+from edge.core import config as config_mod
 from edge.app import build_app
-from edge.keys import STORE
+from edge.services.app_keys import STORE
 from sync.client import CloudClient, NeedsPerson, RetryLater
 from sync.engine import SyncEngine
-from sync.hub import HUB, build_hub_app
+from hub.hub import HUB, build_hub_app
 from sync.reconcile import reconcile
 from tests.conftest import CATALOG, OPENING, PRICE, ledger_mismatches, seed
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from edge import config as config_mod
-from edge import systemd
+from edge.core import config as config_mod
+from edge.core import systemd
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "store-edge.service"

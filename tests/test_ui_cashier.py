@@ -12,12 +12,14 @@ import time
 import pytest
 
 from drivers.scan import Scan
-from edge import db, scans, spool
-from edge.clock import iso, utcnow
-from edge.context import WriteContext
-from edge.refusals import MESSAGES_ZH
-from edge.scan_classify import classify
-from edge.ui import users
+from edge.store import db
+from edge.store import scans
+from edge.store import spool
+from edge.core.clock import iso, utcnow
+from edge.core.context import WriteContext
+from edge.core.refusals import MESSAGES_ZH
+from edge.core.classify import classify
+from edge.store import users
 from edge.ui.web import TEXT
 from tests.conftest import BARCODE, ean13, query, start_client
 from tests.test_verification import COUPON, OTHER_KEY, coupon_token, feed, pickup_token, public, sign, KEY, STORE

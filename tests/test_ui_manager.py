@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from edge import db
-from edge.context import make as make_context
-from edge.ui import users
+from edge.store import db
+from edge.core.context import make as make_context
+from edge.store import users
 from edge.ui.web import TEXT
 from sync.changes import apply_page
 from tests.conftest import BARCODE, Api, dump, query, start_client
@@ -209,11 +209,11 @@ async def test_reverse_needs_a_reason(ui, boss, config):
     conn = db.open_store_db(config.db_path)
     try:  # a hand-over made at the till (the code path of the cashier's page)
         with db.transaction(conn):
-            from edge import pickup
-            from edge.stock import Move, apply_moves
+            from edge.store import pickups
+            from edge.store.stock import Move, apply_moves
 
             ctx = make_context("till-1", config.tz)
-            order = pickup.get_order(conn, "o-1")
+            order = pickups.get_order(conn, "o-1")
             apply_moves(conn, [m for line in order["lines"] for m in (
                 Move(line["sku"], -line["qty"], "release"), Move(line["sku"], -line["qty"], "pickup"))],
                 "order", "o-1", ctx)

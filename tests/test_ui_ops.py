@@ -13,11 +13,11 @@ import tty
 import pytest
 
 from drivers.virtual_printer import VirtualPrinter
-from edge import config as config_mod
-from edge.clock import iso, utcnow
-from edge.keys import PRINTING, STORE
-from edge.ui import users
-from sync import queue
+from edge.core import config as config_mod
+from edge.core.clock import iso, utcnow
+from edge.services.app_keys import PRINTING, STORE
+from edge.store import users
+from edge.store import outbox
 from tests.conftest import Api, BARCODE, query, seed, start_client, write_config
 
 PASSWORD = "correct-horse-1"
@@ -88,9 +88,9 @@ async def dead_letter(client, reason: str = "unknown sku HOM-001") -> int:
     store = client.server.app[STORE]
 
     def reject(conn):
-        batch = queue.pending_batch(conn, "test-store", 100)
+        batch = outbox.pending_batch(conn, "test-store", 100)
         sale = [e for e in batch if e["type"] == "sale.recorded"][-1]  # the sale just made
-        queue.record_results(conn, batch, [{"id": sale["id"], "status": "rejected", "reason": reason}],
+        outbox.record_results(conn, batch, [{"id": sale["id"], "status": "rejected", "reason": reason}],
                              iso(utcnow()))
         return sale["local_seq"]
     return await store.write(reject)

@@ -10,9 +10,10 @@ import re
 
 import pytest
 
-from edge import db
-from edge.clock import iso, utcnow
-from edge.ui import users, web
+from edge.store import db
+from edge.core.clock import iso, utcnow
+from edge.ui import web
+from edge.store import users
 from tests.conftest import dump
 
 PASSWORD = "correct-horse-1"

@@ -15,8 +15,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from edge import db, pickup
-from edge.context import WriteContext
+from edge.store import db
+from edge.store import pickups
+from edge.core.context import WriteContext
 from sync.changes import apply_page
 from tests.conftest import Api, dump, query
 
@@ -196,9 +197,9 @@ async def test_typed_codes_are_rate_limited_per_till(api, synced):
 def test_offline_hand_over_is_provisional(synced):
     conn = db.open_store_db(synced)
     try:
-        checks = pickup.Checks(store_id=STORE, online=False)
+        checks = pickups.Checks(store_id=STORE, online=False)
         with db.transaction(conn):
-            done = pickup.hand_over(conn, pickup.HandOver(token=pickup_token(), operator="小王"), checks,
+            done = pickups.hand_over(conn, pickups.HandOver(token=pickup_token(), operator="小王"), checks,
                                     WriteContext("till-1", "2026-11-22T02:00:00.000Z", "2026-11-22"))
         assert done["pickup"]["provisional"] is True
         event = json.loads(conn.execute("SELECT payload FROM outbox WHERE type = 'pickup.verified'").fetchone()[0])
@@ -253,28 +254,28 @@ async def test_coupon_terms_are_checked_against_the_sale(api, synced):
 
 
 def test_online_only_coupon_refused_offline(synced):
-    from edge import coupons  # noqa: PLC0415
+    from edge.store import coupons  # noqa: PLC0415
 
     conn = db.open_store_db(synced)
     try:
         lines = [coupons.SaleLine("SNK-001", "零食", 1000)]
         token = coupon_token("c-pct", "s-9")
         with pytest.raises(Exception) as err:
-            coupons.evaluate(conn, [token], lines, pickup.Checks(STORE, online=False))
+            coupons.evaluate(conn, [token], lines, pickups.Checks(STORE, online=False))
         assert err.value.code == "online_only"
-        [applied] = coupons.evaluate(conn, [token], lines, pickup.Checks(STORE, online=True))
+        [applied] = coupons.evaluate(conn, [token], lines, pickups.Checks(STORE, online=True))
         assert applied.discount_fen == 100
         # the config can make a kind online-only too
         with pytest.raises(Exception) as err:
             coupons.evaluate(conn, [coupon_token(serial="s-8")], lines + [coupons.SaleLine("DRK-001", "饮料", 900)],
-                             pickup.Checks(STORE, online=False), frozenset({"value"}))
+                             pickups.Checks(STORE, online=False), frozenset({"value"}))
         assert err.value.code == "online_only"
     finally:
         conn.close()
 
 
 async def test_pickup_slip_is_queued_with_the_hand_over(api, synced):
-    from edge import spool  # noqa: PLC0415
+    from edge.store import spool  # noqa: PLC0415
 
     conn = db.open_store_db(synced)
     with db.transaction(conn):
@@ -287,7 +288,7 @@ async def test_pickup_slip_is_queued_with_the_hand_over(api, synced):
 
 
 async def test_keys_from_config_verify_before_the_first_sync(tmp_path):
-    from edge import config as config_mod  # noqa: PLC0415
+    from edge.core import config as config_mod  # noqa: PLC0415
     from tests.conftest import seed, start_client, write_config  # noqa: PLC0415
 
     cfg = config_mod.load(write_config(tmp_path, f'[[verification.keys]]\nkid = "k1"\npublic_key = "{public(KEY)}"\n'))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edge.keys import STORE
-from edge.ui import users
+from edge.services.app_keys import STORE
+from edge.store import users
 from edge.ui.web import page, register_text
 
 PAGE_SIZE = 50

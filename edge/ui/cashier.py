@@ -11,21 +11,24 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
-from edge import catalog, coupons, pickup, spool, stock
-from edge.errors import InputError
-from edge.keys import CONFIG, LIMITER, STORE
-from edge.refusals import MESSAGES_ZH
-from edge.scan_classify import MAX_LENGTH, REASONS, classify
-from edge.signed_tokens import TokenRefused, verify
+from edge.store import catalog
+from edge.store import coupons
+from edge.store import pickups
+from edge.store import spool
+from edge.store import stock
+from edge.core.errors import InputError
+from edge.services.app_keys import CONFIG, LIMITER, STORE, pickup_checks
+from edge.core.refusals import MESSAGES_ZH
+from edge.core.classify import MAX_LENGTH, REASONS, classify
+from edge.store.signed_tokens import TokenRefused, verify
 from edge.ui.web import TEXT, WHO, form_data, page, register_text, render, ui_write
-from edge.verify_api import checks
 
 LAST_SCANS = 10
 HARDWARE = ("serial", "hid", "camera")     # sources of the store's own scanners and cameras
 LOOKUP_KINDS = ("pickup_token", "coupon_token", "pickup_code")
 TEXT_SHOWN = 32                           # characters of a scan shown in the list
 
-# reason code -> English words (the Chinese ones are edge.refusals.MESSAGES_ZH)
+# reason code -> English words (the Chinese ones are edge.core.refusals.MESSAGES_ZH)
 REASONS_EN = {
     "malformed": "Unreadable code: ask the customer to refresh it and scan again",
     "unknown_key": "Cannot verify this code (its signing key is not synced or was revoked); retry when online",
@@ -193,7 +196,7 @@ def find_product(conn, classified) -> dict | None:
     return None
 
 
-def _order_id(conn, body: pickup.PickupIn, now: pickup.Checks) -> str | None:
+def _order_id(conn, body: pickups.PickupIn, now: pickups.Checks) -> str | None:
     """The order a token or code names, without judging its state (for the audit line's target)."""
     if body.token is not None:
         try:
@@ -201,7 +204,7 @@ def _order_id(conn, body: pickup.PickupIn, now: pickup.Checks) -> str | None:
         except TokenRefused:
             return None
     row = conn.execute("SELECT id FROM orders WHERE pickup_code_sha256 = ? ORDER BY state NOT IN ('received', "
-                       "'accepted', 'ready'), received_at DESC LIMIT 1", (pickup.code_hash(body.code),)).fetchone()
+                       "'accepted', 'ready'), received_at DESC LIMIT 1", (pickups.code_hash(body.code),)).fetchone()
     return row[0] if row else None
 
 
@@ -241,11 +244,11 @@ def _limiter_key(request: web.Request) -> str:
     return f"ui:{request[WHO]['user']}"
 
 
-async def _look_up_pickup(request: web.Request, body: pickup.PickupIn) -> dict:
+async def _look_up_pickup(request: web.Request, body: pickups.PickupIn) -> dict:
     """pickup.lookup, with the API's per-till limit on codes (the till here is the logged-in person)."""
-    now = checks(request)
+    now = pickup_checks(request.app)
     found = await request.app[LIMITER].guard(_limiter_key(request), body.code,
-                                             lambda: request.app[STORE].read(pickup.lookup, body, now))
+                                             lambda: request.app[STORE].read(pickups.lookup, body, now))
     return {"type": "pickup", **found, "token": body.token, "code": body.code}
 
 
@@ -255,8 +258,8 @@ async def _result_for(request: web.Request, text: str, typed: bool) -> tuple[int
     classified = classify(text, config.scanning.scales, typed=typed)
     try:
         if classified.kind in ("pickup_token", "pickup_code"):
-            body = pickup.PickupIn(token=classified.text) if classified.kind == "pickup_token" else \
-                pickup.PickupIn(code=classified.text)
+            body = pickups.PickupIn(token=classified.text) if classified.kind == "pickup_token" else \
+                pickups.PickupIn(code=classified.text)
             try:
                 return 200, await _look_up_pickup(request, body)
             except InputError as exc:
@@ -268,7 +271,7 @@ async def _result_for(request: web.Request, text: str, typed: bool) -> tuple[int
                 raise
         if classified.kind == "coupon_token":
             online_only = frozenset(config.verification.online_only_coupons)
-            described = await store.read(coupons.describe, classified.text, checks(request), online_only)
+            described = await store.read(coupons.describe, classified.text, pickup_checks(request.app), online_only)
             return 200, {"type": "coupon", **described}
         if classified.kind in ("product", "gs1", "weighed"):
             product = await store.read(find_product, classified)
@@ -320,17 +323,17 @@ async def handover(request):
     form = await form_data(request)
     who = request[WHO]
     try:
-        body = pickup.HandOver(token=form.get("token") or None, code=form.get("code") or None,
+        body = pickups.HandOver(token=form.get("token") or None, code=form.get("code") or None,
                                operator=who["display_name"][:200] or who["user"])
     except ValidationError as exc:
         message = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
         return await _answer(request, "cashier_result", 422, result={
             "type": "error", "key": "cashier_invalid", "args": {"message": message}})
-    now = checks(request)
+    now = pickup_checks(request.app)
 
     async def hand_over():
         order_id = await request.app[STORE].read(_order_id, body, now)
-        return await ui_write(request, form, lambda conn, ctx: pickup.hand_over(conn, body, now, ctx),
+        return await ui_write(request, form, lambda conn, ctx: pickups.hand_over(conn, body, now, ctx),
                               action="pickup.hand_over", target=order_id,
                               detail={"method": "token" if body.token else "code"})
     try:

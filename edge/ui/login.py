@@ -6,9 +6,9 @@ import secrets
 
 from aiohttp import web
 
-from edge.clock import iso, utcnow
-from edge.keys import CONFIG, STORE
-from edge.ui import users
+from edge.core.clock import iso, utcnow
+from edge.services.app_keys import CONFIG, STORE
+from edge.store import users
 from edge.ui.web import LANG_COOKIE, LANGUAGES, SESSION_COOKIE, WHO, form_data, page, register_text, render
 
 register_text({

@@ -7,9 +7,11 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from edge import orders, pickup, spool
-from edge.errors import InputError, NotFound
-from edge.keys import STORE
+from edge.store import orders
+from edge.store import pickups
+from edge.store import spool
+from edge.core.errors import InputError, NotFound
+from edge.services.app_keys import STORE
 from edge.ui.web import LANG, WHO, form_data, page, register_text, render, text, ui_write
 
 register_text({
@@ -222,6 +224,6 @@ async def reverse_handover(request: web.Request):
         errors["reason"] = "orders_reason_too_long"
     if errors:
         return await _detail(request, order_id, status=422, errors=errors, values={"reason": reason})
-    body = pickup.Reversal(operator=request[WHO]["display_name"], reason=reason)
-    return await _act(request, form, order_id, lambda conn, ctx: pickup.reverse(conn, order_id, body, ctx),
+    body = pickups.Reversal(operator=request[WHO]["display_name"], reason=reason)
+    return await _act(request, form, order_id, lambda conn, ctx: pickups.reverse(conn, order_id, body, ctx),
                       action="pickup.reverse", detail={"reason": reason}, done="reverse")

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta, timezone
 from aiohttp import web
 
 from drivers.documents import STATE_LABELS
-from edge import stock
-from edge.clock import business_date, iso, utcnow
-from edge.keys import CONFIG, DEVICES, PRINTING, STORE, SYNC
+from edge.store import stock
+from edge.core.clock import business_date, iso, utcnow
+from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STORE, SYNC
 from edge.ui.web import LANG, WHO, page, register_text
-from sync import queue
+from edge.store import outbox
 
 register_text({
     "zh": {"overview_title": "概览", "overview_today_sales": "今日销售", "overview_sales_count": "{n} 笔",
@@ -131,7 +131,7 @@ def figures(conn, day: str, tz) -> dict:
         "ready_count": one("SELECT count(*) FROM orders WHERE state = 'ready'"),
         "short": _orders(conn, "o.short = 1 AND o.state IN ('received', 'accepted', 'ready')"),
         "low": stock.list_balances(conn, low=True, limit=LOW_LIMIT)["items"],
-        "queue": queue.queue_status(conn),
+        "queue": outbox.queue_status(conn),
     }
 
 

@@ -9,10 +9,11 @@ from urllib.parse import quote
 from aiohttp import web
 from pydantic import ValidationError
 
-from edge import catalog, stock
-from edge.errors import InputError, NotFound
-from edge.keys import STORE
-from edge.schemas import AdjustmentIn, CountIn
+from edge.store import catalog
+from edge.store import stock
+from edge.core.errors import InputError, NotFound
+from edge.services.app_keys import STORE
+from edge.core.schemas import AdjustmentIn, CountIn
 from edge.ui.orders_pages import error_text
 from edge.ui.web import LANG, form_data, page, register_text, render, ui_write
 

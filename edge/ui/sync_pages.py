@@ -7,10 +7,11 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from edge.errors import NotFound
-from edge.keys import STORE, SYNC
+from edge.core.errors import NotFound
+from edge.services.app_keys import STORE, SYNC
 from edge.ui.web import WHO, form_data, page, register_text, render, ui_write
-from sync import queue, reconcile
+from sync import reconcile
+from edge.store import outbox
 
 register_text({
     "zh": {
@@ -89,8 +90,8 @@ def _minutes_since(value: str | None) -> int:
 
 
 def _read(conn) -> dict:
-    status = queue.queue_status(conn)
-    letters = queue.dead_letters(conn, limit=200)
+    status = outbox.queue_status(conn)
+    letters = outbox.dead_letters(conn, limit=200)
     for letter in letters:
         letter["summary"] = summary(letter["type"], letter["payload"])
     rejected = [dict(r) for r in conn.execute(
@@ -129,7 +130,7 @@ async def retry(request):
     seq, form = _seq(request), await form_data(request)
     operator = request[WHO]["display_name"]
     note = form.get("note", "").strip()[:500] or None
-    await ui_write(request, form, lambda conn, ctx: queue.retry_dead_letter(conn, seq, operator, note, ctx),
+    await ui_write(request, form, lambda conn, ctx: outbox.retry_dead_letter(conn, seq, operator, note, ctx),
                    action="dead_letter.retry", target=str(seq), detail={"note": note} if note else None)
     raise web.HTTPSeeOther("/ui/sync?done=retry")
 
@@ -143,6 +144,6 @@ async def discard(request):
         values = await context(request)
         values.update(errors={"note": "sync_note_required"}, error_seq=seq)
         return render(request, "sync.html", status=422, **values)
-    await ui_write(request, form, lambda conn, ctx: queue.discard_dead_letter(conn, seq, operator, note, ctx),
+    await ui_write(request, form, lambda conn, ctx: outbox.discard_dead_letter(conn, seq, operator, note, ctx),
                    action="dead_letter.discard", target=str(seq), detail={"note": note})
     raise web.HTTPSeeOther("/ui/sync?done=discard")

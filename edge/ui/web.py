@@ -27,11 +27,12 @@ from urllib.parse import quote, urlsplit
 import jinja2
 from aiohttp import web
 
-from edge import context, idempotency
-from edge.clock import iso, utcnow
-from edge.errors import InputError
-from edge.keys import CONFIG, STORE, SYNC
-from edge.ui import users
+from edge.core import context
+from edge.store import idempotency
+from edge.core.clock import iso, utcnow
+from edge.core.errors import InputError
+from edge.services.app_keys import CONFIG, STORE, SYNC
+from edge.store import users
 
 log = logging.getLogger("edge.ui")
 

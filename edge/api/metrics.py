@@ -1,0 +1,457 @@
+"""/metrics: the store's counters, gauges and request latencies in the Prometheus text format (0.0.4).
+
+Hand-written (no prometheus_client): the exposition format is a few lines of text, every number
+here is read fresh at scrape time (from the store or from the subsystems' state in memory), and the
+only state kept between scrapes is the latency histogram and the bookkeeping below. A library's
+global registry would add a dependency and fight with one app per test.
+
+Counters come from the store, so they survive restarts. Reading them stays cheap however old the
+store is: the append-only tables (scans, sales, returns, coupon redemptions) are read only past the
+last row seen (a primary-key range), and print jobs past a "frontier" (the oldest job that can still
+change state); everything below it is kept in memory, counted once after each start. One scrape is
+one read transaction on one reader thread (never the loop), so every number comes from one snapshot.
+
+Access: from loopback, no token; from anywhere else, the same per-device bearer token as the API
+(`store-edge token add prometheus`), whatever `tokens_required` says.
+
+Wiring (edge/app.py, build_app): `metrics.install(app)` before the app starts: it puts
+`metrics_middleware` first (outermost, so it times auth and error handling too), adds GET /metrics
+and the registry under METRICS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import math
+import platform
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from aiohttp import web
+
+from edge.store import api_tokens
+from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STARTED, STORE, SYNC
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PATH = "/metrics"
+# a local API on the store's PC: most answers take a few ms; a write waits for an fsync (tens of ms)
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+LINK_STATES = ("connecting", "online", "offline", "auth_failed", "refused", "error")
+PRINTER_STATES = ("unknown", "ready", "paper_near_end", "paper_out", "cover_open", "offline", "unreachable",
+                  "no_status", "disabled")
+DEVICE_STATES = ("connecting", "connected", "disconnected", "stopped", "ended", "disabled")
+OPEN_ORDER_STATES = ("received", "accepted", "ready")
+SETTLED_JOB = "state IN ('printed', 'failed', 'expired') OR (state = 'uncertain' AND resolution IS NOT NULL)"
+
+
+# -- the text format ------------------------------------------------------------------------------
+
+def escape_label(value) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def format_value(value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def format_le(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+class Exposition:
+    """Metric families in order: HELP and TYPE once, then the samples."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self._seen: set[str] = set()
+        self._current = ""
+
+    def family(self, name: str, kind: str, help_text: str) -> None:
+        assert name not in self._seen, name
+        self._seen.add(name)
+        self._current = name
+        self.lines.append(f"# HELP {name} {escape_help(help_text)}")
+        self.lines.append(f"# TYPE {name} {kind}")
+
+    def sample(self, name: str, value, labels: dict | None = None) -> None:
+        assert name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count") == self._current \
+            or name == self._current, f"{name} outside its family {self._current}"  # families stay contiguous
+        if labels:
+            inner = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
+            self.lines.append(f"{name}{{{inner}}} {format_value(value)}")
+        else:
+            self.lines.append(f"{name} {format_value(value)}")
+
+    def one(self, name: str, kind: str, help_text: str, value, labels: dict | None = None) -> None:
+        self.family(name, kind, help_text)
+        self.sample(name, value, labels)
+
+    def enum(self, name: str, help_text: str, states, current: str, labels: dict | None = None,
+             family: bool = True) -> None:
+        """One gauge per state, 1 for the current one (the current state is listed even if unknown here)."""
+        if family:
+            self.family(name, "gauge", help_text)
+        for state in (*states, *(() if current in states else (current,))):
+            self.sample(name, int(state == current), {**(labels or {}), "state": state})
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+# -- request latencies ----------------------------------------------------------------------------
+
+class Histogram:
+    """HTTP request durations by (route, method, status class); in memory, from the start of the process."""
+
+    def __init__(self, buckets=BUCKETS):
+        self.buckets = tuple(buckets)
+        self.series: dict[tuple[str, str, str], list] = {}  # labels -> [counts per bucket (not cumulative), sum, count]
+
+    def observe(self, labels: tuple[str, str, str], seconds: float) -> None:
+        entry = self.series.get(labels)
+        if entry is None:
+            entry = self.series[labels] = [[0] * (len(self.buckets) + 1), 0.0, 0]
+        i = 0
+        while i < len(self.buckets) and seconds > self.buckets[i]:
+            i += 1
+        entry[0][i] += 1  # the last slot is above the top bucket (+Inf only)
+        entry[1] += seconds
+        entry[2] += 1
+
+    def expose(self, out: Exposition, name: str, help_text: str) -> None:
+        out.family(name, "histogram", help_text)
+        for (route, method, status), (counts, total, count) in sorted(self.series.items()):
+            labels = {"route": route, "method": method, "status": status}
+            running = 0
+            for bound, n in zip((*self.buckets, math.inf), counts):
+                running += n
+                out.sample(f"{name}_bucket", running, {**labels, "le": format_le(bound)})
+            out.sample(f"{name}_sum", total, labels)
+            out.sample(f"{name}_count", count, labels)
+
+
+def route_label(request: web.Request) -> str:
+    """The route's canonical path (/api/v1/orders/{order_id}), never the raw path: bounded cardinality."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return "unmatched"  # 404 and 405: any path a client makes up would be a new series
+    return resource.canonical
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler):
+    started = time.perf_counter()
+    status: int | None = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = None  # the client went away: no status to record
+        raise
+    finally:
+        registry = request.app.get(METRICS)
+        # 101: a WebSocket lives for hours; its duration is not a request latency
+        if registry is not None and status is not None and status != 101:
+            method = request.method if request.method in METHODS else "other"
+            registry.latency.observe((route_label(request), method, f"{status // 100}xx"),
+                                     time.perf_counter() - started)
+
+
+# -- counters from the store ----------------------------------------------------------------------
+
+@dataclass
+class Tally:
+    """What was counted in the store up to a row (kept between scrapes; rebuilt after a restart)."""
+    scans_upto: int = 0
+    scans: dict = field(default_factory=dict)            # (source, kind) -> n
+    sales_upto: int = 0
+    sales: tuple = (0, 0)                                # count, total_fen
+    returns_upto: int = 0
+    returns: tuple = (0, 0)                              # count, refund_fen
+    coupons_upto: int = 0
+    coupons: dict = field(default_factory=dict)          # provisional (0/1) -> (count, discount_fen)
+    jobs_frontier: int = 1                               # every job below it was settled or is in jobs_pending
+    jobs_settled: dict = field(default_factory=dict)     # (kind, state) -> n, jobs below the frontier
+    jobs_pending: dict = field(default_factory=dict)     # id -> kind: unresolved uncertain jobs below the frontier
+
+
+def _tail_max(conn, table: str, key: str, upto: int) -> tuple[int, bool]:
+    """The newest key now, and whether the table went back (a store restored under us: count afresh)."""
+    newest = conn.execute(f"SELECT coalesce(max({key}), 0) FROM {table}").fetchone()[0]
+    return newest, newest < upto
+
+
+def _add(counts: dict, key, n) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
+def collect(conn: sqlite3.Connection, old: Tally) -> tuple[Tally, dict]:
+    """On a reader thread, in one snapshot: the new tally and the gauges read from the store."""
+    from edge.store.outbox import queue_status  # noqa: PLC0415 (sync imports edge; keep the layers one-way at import)
+
+    new = Tally()
+
+    newest, reset = _tail_max(conn, "scans", "seq", old.scans_upto)
+    base = 0 if reset else old.scans_upto
+    new.scans = {} if reset else dict(old.scans)
+    for source, kind, n in conn.execute("SELECT source, kind, count(*) FROM scans WHERE seq > ? AND seq <= ? "
+                                        "GROUP BY source, kind", (base, newest)):
+        _add(new.scans, (source, kind), n)
+    new.scans_upto = newest
+
+    for table, amount, attr in (("sales", "total_fen", "sales"), ("returns", "refund_fen", "returns")):
+        upto = getattr(old, f"{attr}_upto")
+        newest, reset = _tail_max(conn, table, "rowid", upto)
+        count, fen = (0, 0) if reset else getattr(old, attr)
+        n, s = conn.execute(f"SELECT count(*), coalesce(sum({amount}), 0) FROM {table} WHERE rowid > ? "
+                            "AND rowid <= ?", (0 if reset else upto, newest)).fetchone()
+        setattr(new, attr, (count + n, fen + s))
+        setattr(new, f"{attr}_upto", newest)
+
+    newest, reset = _tail_max(conn, "coupon_redemptions", "id", old.coupons_upto)
+    new.coupons = {} if reset else dict(old.coupons)
+    for provisional, n, s in conn.execute(
+            "SELECT provisional, count(*), coalesce(sum(discount_fen), 0) FROM coupon_redemptions "
+            "WHERE id > ? AND id <= ? GROUP BY provisional", (0 if reset else old.coupons_upto, newest)):
+        count, fen = new.coupons.get(provisional, (0, 0))
+        new.coupons[provisional] = (count + n, fen + s)
+    new.coupons_upto = newest
+
+    jobs_open = _print_jobs(conn, old, new)
+
+    pickups = conn.execute("SELECT count(*), coalesce(sum(provisional), 0), count(reversed_at) "
+                           "FROM pickups").fetchone()
+    orders = {state: 0 for state in OPEN_ORDER_STATES}
+    orders.update(conn.execute("SELECT state, count(*) FROM orders WHERE state IN ('received', 'accepted', "
+                               "'ready') GROUP BY state").fetchall())
+    return new, {"jobs_open": jobs_open, "pickups": tuple(pickups), "orders": orders, "queue": queue_status(conn)}
+
+
+def _print_jobs(conn, old: Tally, new: Tally) -> dict:
+    """Settled jobs (printed, failed, expired, uncertain and resolved) never change state again: those
+    below the frontier (the oldest queued or printing job) are counted once. Unresolved uncertain jobs
+    below it are remembered by id and looked at again each time (a person may confirm one)."""
+    newest, reset = _tail_max(conn, "print_jobs", "id", old.jobs_frontier - 1)
+    settled = {} if reset else dict(old.jobs_settled)
+    pending = {} if reset else dict(old.jobs_pending)
+    frontier = 1 if reset else old.jobs_frontier
+    if pending:
+        marks = ",".join("?" * len(pending))
+        for job_id, kind, state, resolution in conn.execute(
+                f"SELECT id, kind, state, resolution FROM print_jobs WHERE id IN ({marks})", tuple(pending)):
+            if state != "uncertain" or resolution is not None:
+                _add(settled, (kind, state), 1)
+                del pending[job_id]
+    moving = conn.execute("SELECT min(id) FROM print_jobs WHERE state IN ('queued', 'printing')").fetchone()[0]
+    upto = moving if moving is not None else newest + 1  # index print_jobs_state: two seeks
+    for kind, state, n in conn.execute(f"SELECT kind, state, count(*) FROM print_jobs WHERE id >= ? AND id < ? "
+                                       f"AND ({SETTLED_JOB}) GROUP BY kind, state", (frontier, upto)):
+        _add(settled, (kind, state), n)
+    pending.update(conn.execute("SELECT id, kind FROM print_jobs WHERE state = 'uncertain' AND resolution IS NULL "
+                                "AND id >= ? AND id < ?", (frontier, upto)).fetchall())
+    new.jobs_frontier, new.jobs_settled, new.jobs_pending = upto, settled, pending
+
+    finished = dict(settled)
+    jobs_open: dict = {}
+    for kind in pending.values():
+        _add(jobs_open, (kind, "uncertain"), 1)
+    for kind, state, unsettled, n in conn.execute(
+            f"SELECT kind, state, NOT ({SETTLED_JOB}), count(*) FROM print_jobs WHERE id >= ? "
+            "GROUP BY kind, state, 3", (upto,)):
+        _add(jobs_open if unsettled else finished, (kind, state), n)
+    return {"open": jobs_open, "finished": finished}
+
+
+# -- the registry and the scrape ------------------------------------------------------------------
+
+class Metrics:
+    def __init__(self):
+        self.latency = Histogram()
+        self.tally = Tally()
+        self._lock: asyncio.Lock | None = None
+
+    async def read_store(self, store) -> dict:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # one scrape at a time moves the tally forward
+            tally, gauges = await store.read(collect, self.tally)
+            self.tally = tally
+        return gauges
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+def _age(iso_text: str | None, now: float) -> float:
+    if not iso_text:
+        return 0.0
+    at = datetime.fromisoformat(iso_text.replace("Z", "+00:00"))
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    return max(0.0, now - at.timestamp())
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("store-edge")
+    except PackageNotFoundError:
+        return "dev"
+
+
+async def render(app: web.Application) -> str:
+    started = time.perf_counter()
+    registry = app[METRICS]
+    gauges = await registry.read_store(app[STORE])
+    tally, now, out = registry.tally, time.time(), Exposition()
+
+    out.family("store_edge_scans_total", "counter", "Scans stored, by source (serial, hid, camera, api, typed) "
+               "and kind (product, pickup_code, ...)")
+    for (source, kind), n in sorted(tally.scans.items()):
+        out.sample("store_edge_scans_total", n, {"source": source, "kind": kind})
+    out.one("store_edge_sales_total", "counter", "Sales recorded", tally.sales[0])
+    out.one("store_edge_sales_amount_fen_total", "counter", "Sales totals, in fen (1/100 yuan)", tally.sales[1])
+    out.one("store_edge_returns_total", "counter", "Returns recorded", tally.returns[0])
+    out.one("store_edge_returns_refund_fen_total", "counter", "Money refunded by returns, in fen", tally.returns[1])
+
+    jobs = gauges["jobs_open"]
+    out.family("store_edge_print_jobs_finished_total", "counter", "Print jobs settled, by document kind and "
+               "result (printed, failed, expired; uncertain once resolved by a reprint)")
+    for (kind, state), n in sorted(jobs["finished"].items()):
+        out.sample("store_edge_print_jobs_finished_total", n, {"kind": kind, "result": state})
+    out.family("store_edge_print_jobs_open", "gauge", "Print jobs not settled, by kind and state (queued, "
+               "printing, uncertain waiting for a person)")
+    for (kind, state), n in sorted(jobs["open"].items()):
+        out.sample("store_edge_print_jobs_open", n, {"kind": kind, "state": state})
+
+    handed, provisional, reversed_ = gauges["pickups"]
+    out.one("store_edge_pickups_total", "counter", "Online orders handed over (核销), reversed ones included",
+            handed)
+    out.one("store_edge_pickups_provisional_total", "counter", "Hand-overs verified offline (provisional)",
+            provisional)
+    out.one("store_edge_pickups_reversed_total", "counter", "Hand-overs reversed (冲正)", reversed_)
+    for i, (name, help_text) in enumerate((
+            ("store_edge_coupon_redemptions_total", "Coupons redeemed in sales, by whether verified offline "
+             "(provisional)"),
+            ("store_edge_coupon_discount_fen_total", "Discount given by redeemed coupons, in fen"))):
+        out.family(name, "counter", help_text)
+        for provisional_ in (0, 1):
+            out.sample(name, tally.coupons.get(provisional_, (0, 0))[i],
+                       {"provisional": "true" if provisional_ else "false"})
+
+    queue = gauges["queue"]
+    out.one("store_edge_sync_queue_depth", "gauge", "Events in the outbox not yet acknowledged by the cloud",
+            queue["depth"])
+    out.one("store_edge_sync_oldest_unsent_age_seconds", "gauge", "Age of the oldest unsent event (0 when none)",
+            _age(queue["oldest_unsent_at"], now))
+    out.one("store_edge_sync_dead_letters", "gauge", "Events the cloud rejected, waiting for a person",
+            queue["dead_letters"])
+    out.one("store_edge_sync_rejected_changes", "gauge", "Changes from the cloud this store rejected",
+            queue["rejected_changes"])
+
+    engine = app.get(SYNC)
+    link = getattr(engine, "link", None)
+    if link is None:
+        out.enum("store_edge_cloud_link", "Cloud link state, 1 for the current one ('none': no cloud configured)",
+                 (*LINK_STATES, "none"), "none")
+        out.one("store_edge_cloud_link_state_age_seconds", "gauge", "Seconds since the cloud link entered its "
+                "state", now - app[STARTED])
+    else:
+        out.enum("store_edge_cloud_link", "Cloud link state, 1 for the current one ('none': no cloud configured)",
+                 (*LINK_STATES, "none"), link.state)
+        out.one("store_edge_cloud_link_state_age_seconds", "gauge", "Seconds since the cloud link entered its "
+                "state", max(0.0, now - link.since))
+
+    out.family("store_edge_printer_state", "gauge", "Printer state, 1 for the current one")
+    printing = app.get(PRINTING)
+    for printer in (printing.printers() if printing is not None else []):
+        out.enum("store_edge_printer_state", "", PRINTER_STATES, printer["state"], {"printer": printer["name"]},
+                 family=False)
+    out.family("store_edge_scan_device_state", "gauge", "Scanner and camera state, 1 for the current one")
+    devices = app.get(DEVICES)
+    for device in (devices.states() if devices is not None else []):
+        out.enum("store_edge_scan_device_state", "", DEVICE_STATES, device["state"], {"device": device["device"]},
+                 family=False)
+
+    out.family("store_edge_open_orders", "gauge", "Online orders not yet handed over, by state")
+    for state, n in gauges["orders"].items():
+        out.sample("store_edge_open_orders", n, {"state": state})
+    out.one("store_edge_unprinted_orders", "gauge", "Open online orders whose ticket has not printed in time "
+            "(the dashboard alert; at most 100)", len(printing.alerts) if printing is not None else 0)
+
+    latency_help = "HTTP request durations by route (canonical path), method and status class"
+    registry.latency.expose(out, "store_edge_http_request_duration_seconds", latency_help)
+
+    out.one("store_edge_start_time_seconds", "gauge", "When the daemon started (Unix time)", app[STARTED])
+    out.one("store_edge_uptime_seconds", "gauge", "Seconds since the daemon started", now - app[STARTED])
+    out.one("store_edge_build_info", "gauge", "The running store-edge, always 1",
+            1, {"version": _version(), "python": platform.python_version(), "store": app[CONFIG].store.id})
+    out.one("store_edge_scrape_duration_seconds", "gauge", "How long this scrape took to collect",
+            time.perf_counter() - started)
+    return out.text()
+
+
+# -- access and the route -------------------------------------------------------------------------
+
+def is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        address = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+async def allowed(request: web.Request) -> bool:
+    """Loopback reads freely; anyone else shows a till token (`store-edge token add prometheus`)."""
+    if is_loopback(request.remote):
+        return True
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
+    return await request.app[STORE].read(api_tokens.device_for, token.strip()) is not None
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    if not await allowed(request):
+        return web.Response(status=401, text="send 'Authorization: Bearer <token>' with a token from "
+                            "`store-edge token add`, or scrape from loopback\n",
+                            headers={"WWW-Authenticate": 'Bearer realm="store-edge"'})
+    body = await render(request.app)
+    return web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE,
+                                                            "Cache-Control": "no-store"})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get(PATH, metrics_handler)]
+
+
+def install(app: web.Application) -> None:
+    """Everything /metrics needs, on an app not started yet (build_app's last line)."""
+    app[METRICS] = Metrics()
+    app.middlewares.insert(0, metrics_middleware)
+    app.add_routes(routes())

@@ -1,0 +1,100 @@
+"""The status page at /: what a person opening the store PC's address sees until the dashboard
+arrives. Chinese for store staff; numbers straight from the store."""
+
+from __future__ import annotations
+
+import html
+import time
+
+from aiohttp import web
+
+from edge import __version__
+from edge.core.clock import business_date, utcnow
+from drivers.documents import STATE_LABELS
+from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STARTED, STORE, SYNC
+from edge.store import outbox
+
+routes = web.RouteTableDef()
+
+DEVICE_KINDS = {"printers": "打印机", "scanners": "扫码枪", "cameras": "摄像头"}
+
+
+def _figures(conn, day: str) -> dict:
+    one = lambda sql, *args: conn.execute(sql, args).fetchone()[0]  # noqa: E731
+    return {
+        "products": one("SELECT count(*) FROM products WHERE active = 1"),
+        "low": one("SELECT count(*) FROM products p JOIN stock_balances b USING (sku) "
+                   "WHERE p.active = 1 AND b.available <= p.low_stock"),
+        "moves": one("SELECT coalesce(max(id), 0) FROM stock_moves"),
+        "sales": one("SELECT count(*) FROM sales WHERE business_date = ?", day),
+        "sales_fen": one("SELECT coalesce(sum(total_fen), 0) FROM sales WHERE business_date = ?", day),
+        "queue": outbox.queue_status(conn),
+        "orders_open": one("SELECT count(*) FROM orders WHERE state IN ('received', 'accepted', 'ready')"),
+        "print_attention": one("SELECT count(*) FROM print_jobs WHERE state = 'uncertain' AND resolution IS NULL"),
+        "orders_short": one("SELECT count(*) FROM orders WHERE short = 1 AND state IN ('received', 'accepted', "
+                            "'ready')"),
+    }
+
+
+def _yuan(fen: int) -> str:
+    return f"￥{fen / 100:,.2f}"
+
+
+def _uptime(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 1440}天{minutes // 60 % 24}小时{minutes % 60}分" if minutes >= 1440 \
+        else f"{minutes // 60}小时{minutes % 60}分"
+
+
+@routes.get("/")
+async def status(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    day = business_date(utcnow(), config.tz)
+    f = await request.app[STORE].read(_figures, day)
+    e = html.escape
+    printers = {p["name"]: p for p in request.app[PRINTING].printers()}
+
+    readers = {r["device"]: r for r in request.app[DEVICES].states()}
+
+    def device_state(section: str, device) -> str:
+        d = printers[device.name] if section == "printers" else readers[device.name]
+        text = STATE_LABELS["zh"].get(d["state"], d["state"])
+        error = d.get("error") or d.get("last_error")
+        return text + (f"<br><small>{e(error)}</small>" if error else "")
+
+    devices = "".join(f"<tr><td>{DEVICE_KINDS[section]}</td><td>{e(d.name)}</td><td>{e(d.type)}</td>"
+                      f"<td>{device_state(section, d)}</td></tr>" for section, d in config.devices()) \
+        or '<tr><td colspan="4">未配置设备。在 config.toml 中添加 [[printers]] 或 [[scanners]]。</td></tr>'
+    engine = request.app.get(SYNC)
+    if engine is None:
+        cloud = "未配置（仅本地运行）"
+    else:
+        cloud = {"online": "已连接", "offline": "离线（销售照常，恢复后自动补传）", "connecting": "连接中",
+                 "auth_failed": "云端拒绝门店令牌，请联系IT", "refused": "云端拒绝请求，请联系IT",
+                 "error": "同步出错，正在重试（详见日志）"}.get(
+            engine.link.state, engine.link.state)
+    page = f"""<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="refresh" content="30"><title>{e(config.store.name)} · store-edge</title>
+<style>body{{font-family:system-ui,"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:2rem;color:#222;max-width:60rem}}
+h1{{font-size:1.6rem}}.grid{{display:grid;grid-template-columns:repeat(auto-fit,minmax(11rem,1fr));gap:1rem}}
+.card{{border:1px solid #ddd;border-radius:8px;padding:1rem}}.card b{{display:block;font-size:1.8rem}}
+table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;padding:.4rem;text-align:left}}
+.ok{{color:#0a7d28}}small{{color:#666}}</style></head><body>
+<h1>{e(config.store.name)} <small>门店 {e(config.store.id)}</small></h1>
+<p class="ok">● 服务运行中 · 已运行 {_uptime(time.time() - request.app[STARTED])} · 版本 {__version__}</p>
+<div class="grid">
+<div class="card">今日销售（{day}）<b>{f["sales"]} 笔</b>{_yuan(f["sales_fen"])}</div>
+<div class="card">在售商品<b>{f["products"]}</b>低库存 {f["low"]} 种</div>
+<div class="card">库存流水<b>{f["moves"]}</b>条</div>
+<div class="card">待同步事件<b>{f["queue"]["depth"]}</b>云端：{cloud}<br>
+待处理失败事件 {f["queue"]["dead_letters"]} 条</div>
+<div class="card">线上订单（待处理）<b>{f["orders_open"]}</b>缺货 {f["orders_short"]} 单<br>
+未打印 {len(request.app[PRINTING].alerts)} 单</div>
+<div class="card">待确认的打印<b>{f["print_attention"]}</b>打印中断，请确认是否已打印</div>
+</div>
+<h2>设备</h2><table><tr><th>类型</th><th>名称</th><th>接口</th><th>状态</th></tr>{devices}</table>
+<p><small>收银接口：<a href="/api/v1/openapi.json">/api/v1/openapi.json</a>（OpenAPI 文档）·
+健康检查：<a href="/api/v1/health">/api/v1/health</a></small></p>
+</body></html>"""
+    return web.Response(text=page, content_type="text/html", charset="utf-8")

@@ -1,0 +1,34 @@
+"""Why a scanned or typed code is refused: one reason code (docs/tokens.md), its HTTP status, and
+the words the cashier reads (`detail.message_zh` in the API's error)."""
+
+from __future__ import annotations
+
+from edge.core.errors import InputError
+
+MESSAGES_ZH = {
+    "malformed": "无法识别的码，请让顾客刷新后重扫",
+    "unknown_key": "无法验证此码（签发密钥未同步或已停用），请联网后重试",
+    "bad_signature": "伪造或被改动的码，不能使用",
+    "expired": "码已过期，请让顾客在小程序中刷新",
+    "not_yet_valid": "码尚未生效",
+    "wrong_store": "这是其他门店的码，不能在本店使用",
+    "unknown_order": "本店没有这个订单（可能尚未同步），请核对门店",
+    "bad_code": "提货码不正确",
+    "already_used": "此码已使用过",
+    "not_ready": "订单已取消或退款，不能交货",
+    "rate_limited": "提货码输错次数过多，请稍后再试",
+    "not_picked_up": "此订单未核销，无需冲正",
+    "coupon_unknown": "未知的优惠券（可能尚未同步）",
+    "coupon_revoked": "优惠券已被停用",
+    "coupon_expired": "优惠券不在有效期内",
+    "online_only": "此优惠券需联网核销，当前网络中断，请稍后再试",
+    "min_spend": "未达到优惠券的最低消费",
+    "out_of_scope": "本单没有适用此优惠券的商品",
+}
+STATUS = {"unknown_order": 404, "bad_code": 404, "already_used": 409, "not_ready": 409, "rate_limited": 429,
+          "not_picked_up": 409, "online_only": 503}
+
+
+def refusal(reason: str, message: str, *, field: str | None = None, **detail) -> InputError:
+    return InputError(reason, message, field=field, status=STATUS.get(reason, 422),
+                      detail={"message_zh": MESSAGES_ZH.get(reason, message), **detail})

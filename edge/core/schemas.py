@@ -1,0 +1,135 @@
+"""Request bodies of the local API, validated strictly: a wrong type is an error, never coerced.
+
+The same models produce the OpenAPI schemas (edge/openapi.py), so the document cannot drift from
+what the server accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PAYMENT_METHODS = ("cash", "wechat", "alipay", "card", "unionpay", "voucher", "other")
+
+Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$",
+                           description="Stock keeping unit, the product's key")]
+Barcode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$",
+                               description="A barcode of the product (EAN-13, EAN-8, UPC, in-store code)")]
+Qty = Annotated[int, Field(gt=0, le=1_000_000, description="Units, or grams for weighed goods")]
+SignedQty = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
+Fen = Annotated[int, Field(ge=0, le=10_000_000_000, description="Money in fen (1 yuan = 100 fen)")]
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+PaymentMethod = Literal[PAYMENT_METHODS]  # type: ignore[valid-type]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ProductRef(Body):
+    """A line names its product by `sku` or by `barcode`, exactly one of them."""
+
+    sku: Sku | None = None
+    barcode: Barcode | None = None
+
+    @model_validator(mode="after")
+    def _one_reference(self):
+        if (self.sku is None) == (self.barcode is None):
+            raise ValueError("give exactly one of sku or barcode")
+        return self
+
+
+class SaleLine(ProductRef):
+    qty: Qty
+    unit_price_fen: Fen | None = Field(None, description="Price charged per unit; the catalog price if omitted")
+    discount_fen: Fen = 0
+
+
+class Payment(Body):
+    method: PaymentMethod
+    amount_fen: Annotated[int, Field(gt=0, le=10_000_000_000)]
+
+
+class SaleIn(Body):
+    lines: Annotated[list[SaleLine], Field(min_length=1, max_length=500)]
+    payments: Annotated[list[Payment], Field(min_length=1, max_length=10)]
+    discount_fen: Fen = Field(0, description="Discount on the whole sale, after line discounts")
+    cashier: Text | None = None
+    note: Text | None = None
+    coupons: Annotated[list[Annotated[str, Field(min_length=1, max_length=1024)]], Field(max_length=5)] = Field(
+        default_factory=list, description="Scanned coupon tokens (docs/tokens.md), redeemed with the sale")
+    print_receipt: bool = Field(True, description="false when the customer wants no receipt (the drawer still "
+                                                  "opens on cash)")
+
+
+class ReturnLine(Body):
+    line_no: Annotated[int, Field(ge=1, le=500, description="The line of the original sale")]
+    qty: Qty
+
+
+class ReturnIn(Body):
+    lines: Annotated[list[ReturnLine], Field(min_length=1, max_length=500)]
+    refund_method: PaymentMethod
+    restock: bool = Field(True, description="false for goods that cannot be sold again")
+    reason: Text | None = None
+
+
+class ReceiptLine(ProductRef):
+    qty: Qty
+    cost_fen: Fen | None = None
+
+
+class ReceiptIn(Body):
+    lines: Annotated[list[ReceiptLine], Field(min_length=1, max_length=2000)]
+    supplier: Text | None = None
+    note: Text | None = None
+
+
+class AdjustmentLine(ProductRef):
+    qty: SignedQty = Field(description="Change of on-hand stock, negative for losses; not zero")
+
+    @model_validator(mode="after")
+    def _not_zero(self):
+        if self.qty == 0:
+            raise ValueError("qty must not be zero")
+        return self
+
+
+class AdjustmentIn(Body):
+    lines: Annotated[list[AdjustmentLine], Field(min_length=1, max_length=2000)]
+    note: Text = Field(description="Why: damaged, expired, found, ...")
+
+
+class CountLine(ProductRef):
+    counted: Annotated[int, Field(ge=0, le=10_000_000)]
+
+
+class CountIn(Body):
+    lines: Annotated[list[CountLine], Field(min_length=1, max_length=20000)]
+    note: Text | None = None
+
+
+class ProductIn(Body):
+    """A catalog entry, as imported from CSV/JSON."""
+
+    sku: Sku
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    price_fen: Fen
+    unit: Annotated[str, Field(min_length=1, max_length=16)] = "件"
+    category: Annotated[str, Field(max_length=64)] | None = None
+    low_stock: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+    barcodes: Annotated[list[Barcode], Field(max_length=20)] = []
+    active: bool = True
+
+    @model_validator(mode="after")
+    def _barcodes_valid(self):
+        from edge.core.barcodes import gtin_problem  # noqa: PLC0415 (small module, avoids a cycle)
+
+        for code in self.barcodes:
+            problem = gtin_problem(code)
+            if problem:
+                raise ValueError(f"barcode {code}: {problem}")
+        if len(set(self.barcodes)) != len(self.barcodes):
+            raise ValueError("a barcode is listed twice")
+        return self

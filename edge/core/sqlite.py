@@ -1,0 +1,197 @@
+"""SQLite done one way for the store and the hub: connections, migrations, and the one writer thread.
+
+Every write runs on a single thread that owns the write connection; coroutines hand it a function
+and await the result (Datasette's pattern). A write function gets the connection inside an open
+`BEGIN IMMEDIATE` transaction: it commits when the function returns and rolls back if it raises,
+so a write is all or nothing. Reads run on a small pool of threads, each with its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+log = logging.getLogger("edge.db")
+T = TypeVar("T")
+
+
+class SchemaTooNew(Exception):
+    pass
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the store with the settings every connection must have."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                               check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")  # a committed sale survives power loss
+    if not readonly:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise RuntimeError(f"cannot switch {path} to WAL (got {mode})")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection):
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # also when COMMIT itself failed (disk full, I/O error)
+            conn.execute("ROLLBACK")
+        raise
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[tuple[str, str]]) -> list[int]:
+    """Apply pending migrations, each in its own transaction; return the versions applied."""
+    current = schema_version(conn)
+    latest = len(migrations)
+    if current > latest:
+        raise SchemaTooNew(f"the database is at schema version {current}, this store-edge knows only "
+                           f"up to {latest}: install the newer store-edge or restore a backup")
+    applied = []
+    for version, (name, sql) in enumerate(migrations[current:], start=current + 1):
+        with transaction(conn):
+            for statement in split_sql(sql):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+        log.info("schema migrated", extra={"kv": {"version": version, "migration": name}})
+        applied.append(version)
+    return applied
+
+
+def split_sql(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit on its own)."""
+    statements, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buf[:60]!r}")
+    return statements
+
+
+def open_db(path: str | Path, migrations: list[tuple[str, str]]) -> sqlite3.Connection:
+    """Open (creating the folder and schema if needed) the read-write connection."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = connect(path)
+    migrate(conn, migrations)
+    return conn
+
+
+class Store:
+    """The running store: a writer thread and a pool of readers, used from the event loop."""
+
+    def __init__(self, path: str | Path, migrations: list[tuple[str, str]], readers: int = 2):
+        self.path = Path(path)
+        self.migrations = migrations
+        self._readers = readers
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.listeners: list[Callable[[], None]] = []  # called on the loop after every committed write
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def open(self) -> None:
+        conn = open_db(self.path, self.migrations)
+        self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="store-writer",
+                                        daemon=True)
+        self._writer.start()
+        self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="store-reader")
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        with self._lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
+
+    @property
+    def healthy(self) -> bool:
+        return self._writer is not None and self._writer.is_alive()
+
+    # -- writes ------------------------------------------------------------------------------
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(conn, *args) in one transaction on the writer thread."""
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((fn, args, future, loop))
+        result = await future
+        for listener in self.listeners:
+            listener()
+        return result
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        try:
+            while (item := self._queue.get()) is not None:
+                fn, args, future, loop = item
+                try:
+                    with transaction(conn):
+                        result = fn(conn, *args)
+                except BaseException as exc:  # handed to the awaiting coroutine, never lost
+                    loop.call_soon_threadsafe(_settle, future, None, exc)
+                else:
+                    loop.call_soon_threadsafe(_settle, future, result, None)
+        finally:
+            conn.close()
+
+    # -- reads -------------------------------------------------------------------------------
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(conn, *args) on a reader thread with its own connection."""
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._read, fn, args)
+
+    def _read(self, fn, args):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.path)
+            with self._lock:
+                self._read_conns.append(conn)
+        conn.execute("BEGIN")  # one snapshot for everything fn reads
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("ROLLBACK")
+
+
+def _settle(future: asyncio.Future, result, exc) -> None:
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -1,0 +1,664 @@
+"""`store-edge doctor`: check this machine and say what to fix, one line per check.
+
+    ✓ fine    ! works, but look at it (a device unplugged, disk getting full)    ✗ broken: fix it
+Exit status 0 when no check is ✗, 1 otherwise. `--json` prints the same for scripts.
+
+Nothing here changes the machine: the database is opened read-only and is not created, devices are
+only opened to ask their status. Device permissions are judged for the service's user (store-edge,
+with the unit's SupplementaryGroups=) when that user exists, else for the user running the doctor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import email.utils
+import errno
+import grp
+import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import sqlite3
+import stat
+import sys
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+SERVICE_USER = "store-edge"
+UNIT_GROUPS = ("dialout", "lp", "plugdev", "video", "input")  # the unit's SupplementaryGroups=
+UNIT_PATHS = ("/etc/systemd/system/store-edge.service",)
+WARN_FREE = 1 << 30        # 1 GiB
+FAIL_FREE = 200 << 20      # 200 MiB
+CLOCK_SKEW = 60.0          # seconds
+MIN_YEAR = 2025
+SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗"}
+ASCII_SYMBOLS = {"ok": "OK", "warn": "!!", "fail": "XX"}
+
+
+@dataclasses.dataclass
+class Check:
+    name: str
+    status: str          # ok | warn | fail
+    message: str
+    fix: str = ""
+
+
+@dataclasses.dataclass
+class Who:
+    """The user whose permissions matter: name, uid, and every group id it has."""
+
+    name: str
+    uid: int
+    gids: set[int]
+    service: bool  # the service user: the unit adds UNIT_GROUPS even if /etc/group does not
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from edge.ops.config_file import default_config
+
+    parser.add_argument("--config", default=default_config(),
+                        help="config file (default: $STORE_EDGE_CONFIG, ./config.toml, /etc/store-edge/config.toml)")
+    parser.add_argument("--json", action="store_true", help="print the checks as JSON")
+    parser.add_argument("--timeout", type=float, default=3.0,
+                        help="seconds to wait for each device, the cloud and the API (default 3)")
+    parser.add_argument("--user", help=f"judge device permissions for this user "
+                                       f"(default: {SERVICE_USER} if it exists, else you)")
+
+
+def run(args) -> int:
+    checks = diagnose(args.config, timeout=args.timeout, user=args.user)
+    failed = any(c.status == "fail" for c in checks)
+    if args.json:
+        print(json.dumps({"ok": not failed, "config": str(args.config),
+                          "checks": [dataclasses.asdict(c) for c in checks]}, ensure_ascii=False, indent=2))
+    else:
+        print_report(checks)
+    return 1 if failed else 0
+
+
+def print_report(checks: list[Check], out=None) -> None:
+    out = out or sys.stdout
+    symbols = SYMBOLS
+    try:
+        "✓✗".encode(out.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        symbols = ASCII_SYMBOLS
+    for c in checks:
+        line = f"{symbols[c.status]} {c.name}: {c.message}"
+        if c.fix and c.status != "ok":
+            line += f"  -> fix: {c.fix}"
+        print(line, file=out)
+    fails = sum(c.status == "fail" for c in checks)
+    warns = sum(c.status == "warn" for c in checks)
+    print(f"\n{len(checks)} checks: {fails} to fix (✗), {warns} to look at (!)"
+          if symbols is SYMBOLS else f"\n{len(checks)} checks: {fails} to fix, {warns} to look at", file=out)
+
+
+# -- the checks ------------------------------------------------------------------------------------
+
+def diagnose(config_path: str, *, timeout: float = 3.0, user: str | None = None) -> list[Check]:
+    from edge.core import config as config_mod  # noqa: PLC0415
+
+    checks: list[Check] = []
+    who = _who(user)
+    with _unit_credentials() as note:
+        try:
+            config = config_mod.load(config_path)
+        except config_mod.ConfigError as exc:
+            checks.append(Check("config", "fail", "; ".join(exc.problems),
+                                f"edit the file, then: store-edge check-config {exc.path}"))
+            config = None
+    if config is not None:
+        devices = sum(1 for _ in config.devices())
+        checks.append(Check("config", "ok", f"{config.path} valid (store {config.store.id}, {devices} device(s))"
+                            + (f"; {note}" if note else "")))
+    checks.append(_check_user(who))
+    checks.append(_check_clock_year())
+    if config is None:
+        return checks
+    checks += _check_data_dir(config, who)
+    checks.append(_check_database(config))
+    api = _check_api(config, timeout)
+    daemon_running = api.status == "ok" and "answers" in api.message
+    for section, device in config.devices():
+        if not device.enabled:
+            checks.append(Check(f"{section[:-1]} {device.name}", "ok", "disabled in the config (enabled = false)"))
+            continue
+        check = {"printers": _check_printer, "scanners": _check_scanner, "cameras": _check_camera}[section]
+        checks.append(check(device, who=who, timeout=timeout, daemon_running=daemon_running))
+    checks += _check_cloud(config, timeout)
+    checks.append(api)
+    service = _check_service()
+    if service:
+        checks.append(service)
+    return checks
+
+
+def _who(name: str | None) -> Who:
+    try:
+        if name is None:
+            try:
+                entry = pwd.getpwnam(SERVICE_USER)
+            except KeyError:
+                entry = pwd.getpwuid(os.getuid())
+        else:
+            entry = pwd.getpwnam(name)
+    except KeyError:
+        return Who(name or str(os.getuid()), os.getuid(), set(os.getgroups()) | {os.getgid()}, False)
+    gids = set(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    service = entry.pw_name == SERVICE_USER
+    if service:
+        for group in UNIT_GROUPS:
+            try:
+                gids.add(grp.getgrnam(group).gr_gid)
+            except KeyError:
+                pass
+    return Who(entry.pw_name, entry.pw_uid, gids, service)
+
+
+def _can(who: Who, path: str | Path, mode: str) -> bool:
+    """Whether `who` may read ('r') and/or write ('w') path, from its owner, group and mode bits."""
+    if who.uid == 0:
+        return True
+    if who.uid == os.getuid() and not who.service:
+        want = (os.R_OK if "r" in mode else 0) | (os.W_OK if "w" in mode else 0)
+        return os.access(path, want)
+    st = os.stat(path)
+    if st.st_uid == who.uid:
+        bits = (stat.S_IRUSR, stat.S_IWUSR)
+    elif st.st_gid in who.gids:
+        bits = (stat.S_IRGRP, stat.S_IWGRP)
+    else:
+        bits = (stat.S_IROTH, stat.S_IWOTH)
+    return ("r" not in mode or bool(st.st_mode & bits[0])) and ("w" not in mode or bool(st.st_mode & bits[1]))
+
+
+def _group_fix(who: Who, path: str) -> str:
+    try:
+        group = grp.getgrgid(os.stat(path).st_gid).gr_name
+    except (KeyError, OSError):
+        group = "?"
+    rules = "install systemd/99-store-edge.rules (sudo udevadm control --reload && sudo udevadm trigger) so " \
+            f"the device belongs to group {SERVICE_USER}, or "
+    return f"{rules}sudo usermod -aG {group} {who.name} (then restart the service / log in again)"
+
+
+class _unit_credentials:
+    """Outside systemd $CREDENTIALS_DIRECTORY is unset and `token = { credential = ... }` cannot load:
+    read the files the installed unit's LoadCredential= names instead (needs root, as systemd does)."""
+
+    def __enter__(self) -> str:
+        self._tmp = None
+        if os.environ.get("CREDENTIALS_DIRECTORY"):
+            return ""
+        pairs = []
+        for unit in UNIT_PATHS:
+            try:
+                text = Path(unit).read_text(encoding="utf-8")
+            except OSError:
+                continue
+            pairs += re.findall(r"(?m)^LoadCredential=([^:\s]+):(\S+)\s*$", text)
+        if not pairs:
+            return ""
+        self._tmp = tempfile.TemporaryDirectory(prefix="store-edge-doctor-")
+        for name, source in pairs:
+            os.symlink(source, os.path.join(self._tmp.name, name))
+        os.environ["CREDENTIALS_DIRECTORY"] = self._tmp.name
+        return "credentials read as the unit's LoadCredential= names them"
+
+    def __exit__(self, *exc) -> None:
+        if self._tmp is not None:
+            os.environ.pop("CREDENTIALS_DIRECTORY", None)
+            self._tmp.cleanup()
+
+
+def _check_user(who: Who) -> Check:
+    try:
+        entry = pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        return Check("user", "warn", f"no system user {SERVICE_USER} (device permissions judged for {who.name})",
+                     "sudo ./install.sh (or: sudo useradd --system --user-group --home-dir /var/lib/store-edge "
+                     "--no-create-home --shell /usr/sbin/nologin store-edge)")
+    member = {g.gr_name for g in grp.getgrall() if SERVICE_USER in g.gr_mem}
+    member |= {g.gr_name for g in grp.getgrall() if g.gr_gid == entry.pw_gid}
+    existing = [g for g in UNIT_GROUPS if _group_exists(g)]
+    missing = [g for g in existing if g not in member]
+    absent = [g for g in UNIT_GROUPS if g not in existing]
+    if absent:
+        return Check("user", "fail", f"group(s) {' '.join(absent)} do not exist here: the unit's "
+                     "SupplementaryGroups= fails the start (216/GROUP)",
+                     "sudo systemctl edit store-edge: add 'SupplementaryGroups=' and 'SupplementaryGroups="
+                     + " ".join(existing) + "'")
+    if missing:
+        return Check("user", "warn", f"{SERVICE_USER} is not in group(s) {' '.join(missing)} (the unit adds them "
+                     "for the service; commands run with sudo -u store-edge lack them)",
+                     f"sudo usermod -aG {','.join(missing)} {SERVICE_USER}")
+    return Check("user", "ok", f"{SERVICE_USER} exists, in groups {' '.join(existing)}")
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def _check_clock_year() -> Check:
+    now = dt.datetime.now(dt.timezone.utc)
+    if now.year < MIN_YEAR:
+        return Check("clock", "fail", f"the clock says {now:%Y-%m-%d %H:%M} UTC: receipts, tokens and sync need the "
+                     "real time", "sudo timedatectl set-ntp true (or: sudo date -s 'YYYY-MM-DD HH:MM:SS'); "
+                     "a PC that forgets the time at power-off needs a new CMOS battery")
+    return Check("clock", "ok", f"{now:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def _check_data_dir(config, who: Who) -> list[Check]:
+    data_dir = config.data_dir
+    existing = data_dir
+    while not existing.exists():
+        existing = existing.parent
+    fix_own = f"sudo install -d -o {SERVICE_USER} -g {SERVICE_USER} -m 0750 {data_dir}"
+    out = []
+    if existing != data_dir:
+        if _can(who, existing, "w"):
+            out.append(Check("data dir", "ok", f"{data_dir} does not exist yet; {who.name} can create it"))
+        else:
+            out.append(Check("data dir", "fail", f"{data_dir} does not exist and {who.name} cannot create it",
+                             fix_own))
+    elif not _can(who, data_dir, "rw"):
+        out.append(Check("data dir", "fail", f"{data_dir} is not writable by {who.name}",
+                         f"sudo chown -R {SERVICE_USER}:{SERVICE_USER} {data_dir}" if who.service else fix_own))
+    else:
+        out.append(Check("data dir", "ok", f"{data_dir} writable by {who.name}"))
+    if str(data_dir).startswith("/etc/"):
+        out[-1] = Check("data dir", "fail", f"{data_dir} is under /etc: read-only for the service "
+                        "(ProtectSystem=strict)", 'set [store] data_dir = "/var/lib/store-edge" in the config')
+    free = shutil.disk_usage(existing).free
+    text = f"{free / (1 << 30):.1f} GiB free on {existing}"
+    if free < FAIL_FREE:
+        out.append(Check("disk", "fail", text + " (under 200 MiB: writes will fail)",
+                         "free space: sudo journalctl --vacuum-size=100M; sudo apt-get clean; remove old backups"))
+    elif free < WARN_FREE:
+        out.append(Check("disk", "warn", text + " (under 1 GiB)",
+                         "free space: sudo journalctl --vacuum-size=100M; sudo apt-get clean"))
+    else:
+        out.append(Check("disk", "ok", text))
+    return out
+
+
+def _check_database(config) -> Check:
+    from edge.store.migrations import MIGRATIONS  # noqa: PLC0415
+
+    path = config.db_path
+    latest = len(MIGRATIONS)
+    if not path.exists():
+        return Check("database", "warn", f"{path} does not exist yet (the daemon creates it at its first start)",
+                     "sudo systemctl start store-edge")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return Check("database", "fail", f"{path} cannot be read: {exc}",
+                     f"run as root or {SERVICE_USER}; if it is damaged, stop the service and restore a backup")
+    if version > latest:
+        return Check("database", "fail", f"{path} is at schema {version}; this store-edge knows {latest}",
+                     "install the newer store-edge (git pull && sudo ./install.sh) or restore a backup")
+    if version < latest:
+        return Check("database", "warn", f"{path} is at schema {version} of {latest}: migrated at the next start",
+                     "sudo systemctl restart store-edge")
+    return Check("database", "ok", f"{path} opens, schema {version} is current")
+
+
+def _in_thread(fn, timeout: float):
+    """fn() on a daemon thread: (result, None), (None, exception), or (None, TimeoutError) if it hangs."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True, name="doctor-probe")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return None, TimeoutError(f"no answer within {timeout:g} s")
+    return box.get("result"), box.get("error")
+
+
+def _path_check(name: str, path: str, who: Who, mode: str, what: str) -> Check | None:
+    """None if the path exists and `who` may use it; else the Check that says why not."""
+    if not os.path.exists(path):
+        return Check(name, "warn", f"{path} not found ({what} unplugged or switched off?)",
+                     "plug it in; ls -l /dev/pos/ shows the names udev gave; check the path in the config")
+    if not _can(who, path, mode):
+        need = {"r": "readable", "rw": "readable and writable", "w": "writable"}[mode]
+        return Check(name, "fail", f"{path} is not {need} by {who.name}", _group_fix(who, path))
+    return None
+
+
+def _status_text(status) -> tuple[str, str, str]:
+    if status is None:
+        return "ok", "connected; it does not answer status queries (printing still works)", ""
+    state = status.state
+    if state == "ready":
+        return "ok", "ready", ""
+    if state == "paper_near_end":
+        return "warn", "paper near end", "put in a new paper roll soon"
+    fixes = {"paper_out": "put in a new paper roll", "cover_open": "close the printer's cover",
+             "offline": "check the printer's error light; switch it off and on"}
+    return "fail", state.replace("_", " "), fixes.get(state, "")
+
+
+def _check_printer(device, *, who: Who, timeout: float, daemon_running: bool) -> Check:
+    from drivers.models import FilePrinter, NetworkPrinter, SerialPrinter, UsbPrinter  # noqa: PLC0415
+
+    name = f"printer {device.name}"
+    if isinstance(device, NetworkPrinter):
+        where = f"{device.host}:{device.port}"
+        try:
+            socket.create_connection((device.host, device.port), timeout=timeout).close()
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            return Check(name, "fail", f"cannot connect to {where} ({reason})",
+                         f"switch the printer on and check its cable; print its self-test page (hold FEED while "
+                         f"switching on) to see its IP address; ping {device.host}; fix host/port of "
+                         f"[[printers]] {device.name} in the config")
+    elif isinstance(device, (SerialPrinter, FilePrinter)):
+        where = device.path
+        problem = _path_check(name, device.path, who, "w" if isinstance(device, FilePrinter) else "rw", "printer")
+        if problem:
+            return problem
+        if daemon_running and isinstance(device, SerialPrinter):
+            return Check(name, "ok", f"{where} present and usable by {who.name} (in use by the running daemon: "
+                         "status on its status page)")
+    elif isinstance(device, UsbPrinter):
+        where = f"USB {device.vendor_id:04x}:{device.product_id:04x}"
+        found = _usb_node(device.vendor_id, device.product_id)
+        if found is None:
+            return Check(name, "warn", f"{where} not found on the USB bus (unplugged or switched off?)",
+                         "plug it in and switch it on; lsusb lists what is connected")
+        if found and not _can(who, found, "rw"):
+            return Check(name, "fail", f"{where} ({found}) is not writable by {who.name}", _group_fix(who, found))
+        if daemon_running:
+            return Check(name, "ok", f"{where} present (in use by the running daemon: status on its status page)")
+    else:  # a printer type added later
+        return Check(name, "warn", f"type {device.type!r}: the doctor does not know how to check it")
+    return _printer_status(device, name, where, timeout)
+
+
+def _printer_status(device, name: str, where: str, timeout: float) -> Check:
+    from drivers.printer import PrinterDevice  # noqa: PLC0415
+
+    printer = PrinterDevice(device)
+
+    def ask():
+        try:
+            return printer.status()
+        finally:
+            printer.close()
+
+    status, error = _in_thread(ask, timeout + 2.0)
+    if isinstance(error, TimeoutError):
+        return Check(name, "warn", f"{where}: connected but no status answer ({error}); busy with another "
+                     "connection (the daemon?)", "try again; if it persists switch the printer off and on")
+    if error is not None:
+        return Check(name, "fail", f"{where}: {error}",
+                     "check the printer is switched on and connected; check the config entry")
+    level, text, fix = _status_text(status)
+    return Check(name, level, f"{where}: {text}", fix)
+
+
+def _usb_node(vendor: int, product: int) -> str | None:
+    """'' if found but its /dev/bus/usb node is unknown, its node path if known, None if not found."""
+    sysfs = Path("/sys/bus/usb/devices")
+    if not sysfs.is_dir():
+        return None
+    for dev in sysfs.iterdir():
+        try:
+            if int((dev / "idVendor").read_text(), 16) == vendor and int((dev / "idProduct").read_text(), 16) == product:
+                bus = int((dev / "busnum").read_text())
+                num = int((dev / "devnum").read_text())
+                node = f"/dev/bus/usb/{bus:03d}/{num:03d}"
+                return node if os.path.exists(node) else ""
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _check_scanner(device, *, who: Who, timeout: float, daemon_running: bool) -> Check:
+    from drivers.models import HidScanner, SerialScanner  # noqa: PLC0415
+
+    name = f"scanner {device.name}"
+    if isinstance(device, SerialScanner):
+        problem = _path_check(name, device.path, who, "rw", "scanner")
+        return problem or Check(name, "ok", f"{device.path} present, readable and writable by {who.name}")
+    if isinstance(device, HidScanner):
+        if device.path:
+            problem = _path_check(name, device.path, who, "r", "scanner")
+            if problem:
+                return problem
+            label = _evdev_name(device.path)
+            return Check(name, "ok", f"{device.path} present" + (f" ({label})" if label else ""))
+        found, seen, error = _evdev_find(device.device_name)
+        if found:
+            return Check(name, "ok", f"input device {device.device_name!r} is {found}")
+        if error:
+            return Check(name, "warn", f"cannot list input devices: {error}", "pip install evdev (Linux only)")
+        if not seen:
+            return Check(name, "warn", f"no input device named {device.device_name!r}; none are readable here",
+                         "run the doctor as root, or sudo usermod -aG input "
+                         f"{who.name}; plug the scanner in")
+        return Check(name, "warn", f"no input device named {device.device_name!r} (found: "
+                     + ", ".join(repr(s) for s in sorted(seen)[:8]) + ")",
+                     "plug the scanner in, or copy its exact name into device_name")
+    return Check(name, "warn", f"type {device.type!r}: the doctor does not know how to check it")
+
+
+def _evdev_name(path: str) -> str:
+    try:
+        import evdev  # noqa: PLC0415
+
+        dev = evdev.InputDevice(path)
+        try:
+            return dev.name
+        finally:
+            dev.close()
+    except Exception:  # noqa: BLE001 (evdev missing, not an input device)
+        return ""
+
+
+def _evdev_find(name: str) -> tuple[str | None, set[str], str]:
+    try:
+        import evdev  # noqa: PLC0415
+    except ImportError as exc:
+        return None, set(), str(exc)
+    seen = set()
+    for path in evdev.list_devices():
+        try:
+            dev = evdev.InputDevice(path)
+        except OSError:
+            continue
+        try:
+            if dev.name == name:
+                return path, seen, ""
+            seen.add(dev.name)
+        finally:
+            dev.close()
+    return None, seen, ""
+
+
+def _check_camera(device, *, who: Who, timeout: float, daemon_running: bool) -> Check:
+    name = f"camera {device.name}"
+    source = device.source
+    local = isinstance(source, int) or (isinstance(source, str) and "://" not in source)
+    path = f"/dev/video{source}" if isinstance(source, int) else source
+    if local:
+        if not os.path.exists(path):
+            return Check(name, "warn", f"{path} not found (camera unplugged?)",
+                         "plug the camera in; ls /dev/video* lists the cameras; fix source in the config")
+        if path.startswith("/dev/") and not _can(who, path, "rw"):
+            return Check(name, "fail", f"{path} is not usable by {who.name}", _group_fix(who, path))
+    if daemon_running and local and str(path).startswith("/dev/"):
+        return Check(name, "ok", f"{path} present (in use by the running daemon: not opened twice)")
+
+    def probe():
+        import cv2  # noqa: PLC0415
+
+        if isinstance(source, str) and "://" in source:
+            ms = int(timeout * 1000)
+            cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
+                                                            cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        else:
+            cap = cv2.VideoCapture(source)
+        try:
+            return cap.isOpened()
+        finally:
+            cap.release()
+
+    opened, error = _in_thread(probe, timeout + 2.0)
+    shown = _redact(str(source))
+    if error is not None:
+        return Check(name, "warn", f"{shown}: {error}", "check the camera's cable or stream URL")
+    if not opened:
+        return Check(name, "warn", f"{shown} does not open",
+                     "check the camera (another program using it?) or the stream's URL, user and password")
+    return Check(name, "ok", f"{shown} opens")
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"://[^/@\s]*@", "://***@", url)
+
+
+def _check_cloud(config, timeout: float) -> list[Check]:
+    if not config.cloud.url:
+        return [Check("cloud", "ok", "not configured (the store runs alone)")]
+    url = f"{config.cloud.url}/sync/v1/stores/{config.store.id}/state"
+    from edge import __version__  # noqa: PLC0415
+
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {config.cloud_token.reveal()}",
+                                                   "User-Agent": f"store-edge-doctor/{__version__}"})
+    status, headers, reason = None, None, ""
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (an http(s) URL)
+            status, headers = response.status, response.headers
+            response.read(65536)
+    except urllib.error.HTTPError as exc:
+        status, headers = exc.code, exc.headers
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+    checks = []
+    if status is None:
+        checks.append(Check("cloud", "fail", f"{config.cloud.url} unreachable ({reason})",
+                            "check the network and DNS (curl -I " + config.cloud.url + "), a proxy or firewall; "
+                            "the store keeps selling offline meanwhile"))
+        return checks
+    if status in (401, 403):
+        checks.append(Check("cloud", "fail", f"{config.cloud.url} refused the store's token ({status})",
+                            "put the token from the cloud for store " + config.store.id
+                            + f" into {config.cloud.token.file or '/etc/store-edge/cloud-token'}, then "
+                            "sudo systemctl restart store-edge"))
+    elif status == 404:
+        checks.append(Check("cloud", "fail", f"{url}: 404 (wrong URL, or the cloud does not know store "
+                            f"{config.store.id})", "check [cloud] url and [store] id against the cloud's records"))
+    elif status >= 500 or status in (429, 503):
+        checks.append(Check("cloud", "warn", f"{config.cloud.url} answers {status} (the cloud has trouble)",
+                            "nothing to fix here: the store syncs when the cloud is back"))
+    elif status == 200:
+        checks.append(Check("cloud", "ok", f"{config.cloud.url} reachable, token accepted"))
+    else:
+        checks.append(Check("cloud", "warn", f"{url}: unexpected answer {status} (a proxy or captive portal?)",
+                            "check [cloud] url; curl -v the URL from this PC"))
+    date = headers.get("Date") if headers is not None else None
+    if date:
+        try:
+            theirs = email.utils.parsedate_to_datetime(date)
+            skew = (dt.datetime.now(dt.timezone.utc) - theirs).total_seconds()
+        except (TypeError, ValueError):
+            skew = None
+        if skew is not None and abs(skew) > CLOCK_SKEW:
+            checks.append(Check("clock vs cloud", "warn", f"this PC's clock is {abs(skew):.0f} s "
+                                f"{'ahead of' if skew > 0 else 'behind'} the cloud's",
+                                "sudo timedatectl set-ntp true; timedatectl status shows whether NTP syncs"))
+        elif skew is not None:
+            checks.append(Check("clock vs cloud", "ok", f"within {abs(skew):.0f} s of the cloud's"))
+    return checks
+
+
+def _check_api(config, timeout: float) -> Check:
+    host, port = config.api.host, config.api.port
+    ask = "127.0.0.1" if host in ("0.0.0.0", "localhost") else ("::1" if host == "::" else host)
+    shown = f"[{ask}]" if ":" in ask else ask
+    url = f"http://{shown}:{port}/api/v1/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            body = response.read(4096)
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read(4096)
+    except (urllib.error.URLError, OSError):
+        status, body = None, b""
+    if status == 200 and b'"ok"' in body:
+        return Check("api", "ok", f"the daemon answers on {host}:{port}")
+    if status == 503:
+        return Check("api", "fail", f"the daemon on {host}:{port} says its store is unavailable",
+                     "journalctl -u store-edge -b; sudo systemctl restart store-edge")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host if host != "localhost" else "127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return Check("api", "fail", f"port {port} on {host} is taken by another program "
+                             + ("(not store-edge: /api/v1/health does not answer)" if status is None else
+                                f"(/api/v1/health answered {status})"),
+                             f"sudo ss -ltnp 'sport = :{port}' shows which; stop it or change [api] port")
+            return Check("api", "fail", f"cannot listen on {host}:{port}: {exc.strerror}",
+                         "set [api] host to 127.0.0.1, 0.0.0.0 or an address of this PC")
+    return Check("api", "ok", f"port {host}:{port} is free (the daemon is not running)")
+
+
+def _check_service() -> Check | None:
+    if not os.path.isdir("/run/systemd/system") or not shutil.which("systemctl"):
+        return None
+    if not any(os.path.exists(p) for p in UNIT_PATHS):
+        return Check("service", "warn", "store-edge.service is not installed", "sudo ./install.sh")
+    import subprocess  # noqa: PLC0415
+
+    try:
+        state = subprocess.run(["systemctl", "is-active", "store-edge"], capture_output=True, text=True,
+                               timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if state == "active":
+        return Check("service", "ok", "store-edge.service is active")
+    if state == "failed":
+        return Check("service", "fail", "store-edge.service has failed",
+                     "systemctl status store-edge; journalctl -u store-edge -b; fix, then sudo systemctl restart "
+                     "store-edge")
+    return Check("service", "warn", f"store-edge.service is {state or 'unknown'}",
+                 "sudo systemctl enable --now store-edge")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="store-edge doctor", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""The scan router: every scan is classified and kept in order, and whoever waits is woken.
+
+Scanners (serial, HID, camera) hand their scans over from their threads; the router classifies each
+(edge/core/classify.py) and writes it to the scan journal (edge/store/scans.py), in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from drivers.scan import Scan
+from edge.core.classify import classify
+from edge.store import scans
+
+log = logging.getLogger("edge.services.scan_router")
+
+
+class ScanRouter:
+    """Takes scans from any thread, classifies and stores them in arrival order, wakes the readers."""
+
+    def __init__(self, store, formats):
+        self.store = store
+        self.formats = formats
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[tuple[Scan, bool]] = asyncio.Queue()
+        self._new = asyncio.Condition()
+        self._task: asyncio.Task | None = None
+        self.newest = 0
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.newest = await self.store.read(scans.newest_seq)
+        self._task = asyncio.create_task(self._run(), name="scan-router")
+
+    async def stop(self) -> None:
+        if self._task:
+            await self._queue.join()  # scans already handed over are stored before the store closes
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def submit_threadsafe(self, scan: Scan) -> None:
+        """For scanner threads (their on_scan callback)."""
+        self.loop.call_soon_threadsafe(self._queue.put_nowait, (scan, False))
+
+    async def submit(self, scan: Scan, typed: bool = False) -> dict:
+        """A scan from the API or the cashier screen; returns it as stored."""
+        classified = classify(scan.text, self.formats, typed=typed)
+        item = await self.store.write(scans.record, scan, classified)
+        await self.announce(item["seq"])
+        return item
+
+    async def _run(self) -> None:
+        while True:
+            scan, typed = await self._queue.get()
+            try:
+                await self.submit(scan, typed)
+            except Exception:  # noqa: BLE001 (one bad scan must not stop the router)
+                log.exception("scan not stored", extra={"kv": {"device": scan.device}})
+            finally:
+                self._queue.task_done()
+
+    async def announce(self, seq: int) -> None:
+        async with self._new:
+            self.newest = max(self.newest, seq)
+            self._new.notify_all()
+
+    async def wait_after(self, seq: int, timeout: float) -> bool:
+        """Wait until a scan newer than `seq` exists (True) or the timeout passes (False)."""
+        async with self._new:
+            try:
+                await asyncio.wait_for(self._new.wait_for(lambda: self.newest > seq), timeout)
+            except asyncio.TimeoutError:
+                return False
+        return True

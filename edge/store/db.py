@@ -1,0 +1,24 @@
+"""The store's database: edge/core/sqlite.py with this store's migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from edge.core.sqlite import SchemaTooNew, Store, connect, schema_version, transaction  # noqa: F401 (the store's API)
+from edge.core import sqlite
+from edge.store.migrations import MIGRATIONS
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    return sqlite.migrate(conn, MIGRATIONS)
+
+
+def open_store_db(path: str | Path) -> sqlite3.Connection:
+    """Open (creating the folder and schema if needed) the read-write connection."""
+    return sqlite.open_db(path, MIGRATIONS)
+
+
+def open_store(path: str | Path, readers: int = 2) -> Store:
+    """The running store (not yet opened): a writer thread and a pool of readers."""
+    return Store(path, MIGRATIONS, readers)

@@ -1,0 +1,148 @@
+"""到店自提 核销: look up an online order by its signed pickup token or typed code, hand it over, reverse.
+
+Two steps, as staff expect: `lookup` shows the order and whether it can be handed over (it writes
+nothing); `hand_over` checks everything again and, in one transaction, releases the reservation,
+issues the stock, records who handed it over, tells the cloud and queues the pickup slip. A code
+works once: the second try says when and by whom it was used. Works offline: the order was synced
+before, the token's signature is checked with a synced key, and the hand-over is marked provisional.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from edge.store import outbox
+from edge.store import spool
+from edge.core.context import WriteContext
+from edge.store.orders import OPEN_STATES, get_order
+from edge.core.refusals import refusal
+from edge.core.schemas import Body, Text
+from edge.store.signed_tokens import TokenRefused, verify
+from edge.store.stock import Move, apply_moves
+
+@dataclass(frozen=True)
+class Checks:
+    """What verification needs beyond the database: which store this is, the time, the cloud link."""
+
+    store_id: str
+    online: bool        # False while the cloud is unreachable: hand-overs are provisional
+    now: float = field(default_factory=time.time)
+
+
+class PickupIn(Body):
+    token: Annotated[str, Field(min_length=1, max_length=1024, description="The QR code's text")] | None = None
+    code: Annotated[str, Field(pattern=r"^[0-9]{6,8}$", description="A typed numeric pickup code")] | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.token is None) == (self.code is None):
+            raise ValueError("give exactly one of token or code")
+        return self
+
+
+class HandOver(PickupIn):
+    operator: Text
+
+
+class Reversal(Body):
+    operator: Text
+    reason: Text
+
+
+def code_hash(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+def find(conn: sqlite3.Connection, body: PickupIn, checks: Checks) -> tuple[dict, str, str | None]:
+    """(order, method, jti) for a token or code that may be handed over; else a refusal."""
+    if body.token is not None:
+        try:
+            token = verify(conn, body.token, store_id=checks.store_id, now=checks.now, kind="pickup")
+        except TokenRefused as exc:
+            raise refusal(exc.reason, exc.message) from None
+        row = conn.execute("SELECT id FROM orders WHERE id = ?", (token.subject,)).fetchone()
+        if row is None:
+            raise refusal("unknown_order", f"no order {token.subject} at this store")
+        method, jti = "token", token.jti
+    else:
+        # a code may come back in a later order: the open order first, else the last handed over
+        row = conn.execute(
+            "SELECT id FROM orders WHERE pickup_code_sha256 = ? ORDER BY state NOT IN ('received', 'accepted', "
+            "'ready'), received_at DESC LIMIT 1", (code_hash(body.code),)).fetchone()
+        if row is None:
+            raise refusal("bad_code", "no order has this pickup code")
+        method, jti = "code", None
+    order = get_order(conn, row[0])
+    if order["state"] == "picked_up":
+        used = conn.execute("SELECT verified_at, operator, device FROM pickups WHERE order_id = ? "
+                            "AND reversed_at IS NULL", (order["id"],)).fetchone()
+        raise refusal("already_used", f"order {order['number']} was handed over already",
+                      used_at=used[0] if used else None, used_by=used[1] if used else None,
+                      device=used[2] if used else None, order_number=order["number"])
+    if order["state"] not in OPEN_STATES:
+        raise refusal("not_ready", f"order {order['number']} is {order['state']}", state=order["state"],
+                      order_number=order["number"])
+    return order, method, jti
+
+
+def lookup(conn: sqlite3.Connection, body: PickupIn, checks: Checks) -> dict:
+    """Step one: the order, its items and state, and how the hand-over would be recorded."""
+    order, method, _ = find(conn, body, checks)
+    return {"order": order, "method": method, "provisional": not checks.online}
+
+
+def hand_over(conn: sqlite3.Connection, body: HandOver, checks: Checks, ctx: WriteContext) -> dict:
+    """Step two, in the caller's transaction: stock out, the record, the event, the slip."""
+    order, method, jti = find(conn, body, checks)
+    moves = apply_moves(conn, [m for line in order["lines"] for m in (
+        Move(line["sku"], -line["qty"], "release"), Move(line["sku"], -line["qty"], "pickup"))],
+        "order", order["id"], ctx)
+    provisional = not checks.online
+    cur = conn.execute("INSERT INTO pickups (order_id, method, jti, operator, device, provisional, verified_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (order["id"], method, jti, body.operator, ctx.device, int(provisional), ctx.now))
+    conn.execute("UPDATE orders SET state = 'picked_up', updated_at = ? WHERE id = ?", (ctx.now, order["id"]))
+    outbox.emit(conn, "pickup.verified", {
+        "order_id": order["id"], "method": method, "operator": body.operator, "device": ctx.device,
+        "provisional": provisional, "verified_at": ctx.now, "jti": jti, "moves": moves}, ctx.now)
+    slip = spool.enqueue(conn, "pickup_slip", f"pickup_slip:{order['id']}:{cur.lastrowid}", {
+        "order_id": order["id"], "verified_at": ctx.now, "operator": body.operator, "provisional": provisional},
+        ctx, order_id=order["id"])
+    return {"pickup": get_pickup(conn, cur.lastrowid), "order": get_order(conn, order["id"]),
+            "print_job": slip and {"id": slip["id"], "printer": slip["printer"]}}
+
+
+def reverse(conn: sqlite3.Connection, order_id: str, body: Reversal, ctx: WriteContext) -> dict:
+    """冲正: undo a hand-over made by mistake. The goods are back, reserved for the order again."""
+    order = get_order(conn, order_id)
+    row = conn.execute("SELECT id FROM pickups WHERE order_id = ? AND reversed_at IS NULL", (order_id,)).fetchone()
+    if order["state"] != "picked_up" or row is None:
+        raise refusal("not_picked_up", f"order {order['number']} is {order['state']}, not handed over")
+    moves = apply_moves(conn, [m for line in order["lines"] for m in (
+        Move(line["sku"], line["qty"], "pickup"), Move(line["sku"], line["qty"], "reserve"))],
+        "order", order_id, ctx)
+    conn.execute("UPDATE pickups SET reversed_at = ?, reversed_by = ?, reverse_reason = ? WHERE id = ?",
+                 (ctx.now, body.operator, body.reason, row[0]))
+    conn.execute("UPDATE orders SET state = 'ready', updated_at = ? WHERE id = ?", (ctx.now, order_id))
+    outbox.emit(conn, "pickup.reversed", {"order_id": order_id, "operator": body.operator, "reason": body.reason,
+                                          "moves": moves}, ctx.now)
+    return {"pickup": get_pickup(conn, row[0]), "order": get_order(conn, order_id)}
+
+
+def get_pickup(conn: sqlite3.Connection, pickup_id: int) -> dict:
+    row = dict(conn.execute("SELECT * FROM pickups WHERE id = ?", (pickup_id,)).fetchone())
+    row["provisional"] = bool(row["provisional"])
+    return row
+
+
+def list_pickups(conn: sqlite3.Connection, *, before: int | None = None, limit: int = 100) -> dict:
+    rows = conn.execute("SELECT p.*, o.number FROM pickups p JOIN orders o ON o.id = p.order_id "
+                        "WHERE p.id < ? ORDER BY p.id DESC LIMIT ?", (before or 2**63 - 1, limit + 1)).fetchall()
+    items = [{**dict(r), "provisional": bool(r["provisional"])} for r in rows[:limit]]
+    return {"items": items, "next_before": items[-1]["id"] if len(rows) > limit else None}

@@ -1,0 +1,92 @@
+"""The scan journal: every scan with its classification, in order; each consumer reads from its position.
+
+The scan router (edge/services/scan_router.py) writes each scan here as it arrives. A consumer
+(a till's POS, the cashier screen) has a name and an acknowledged position: it gets every scan after
+it, over a WebSocket or by polling, and nothing is lost between two polls or across a restart.
+A consumer seen for the first time starts at the newest scan: it does not replay the day.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from datetime import date, datetime, timezone
+
+from drivers.scan import Scan
+from edge.core.clock import iso
+from edge.core.context import WriteContext
+from edge.core.classify import Classified
+
+
+def _jsonable(value):
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (tuple, list)):
+        return list(value)
+    if hasattr(value, "items"):
+        return dict(value)
+    return value
+
+
+def detail(classified: Classified) -> dict:
+    """The classification without its empty fields (kind first), as stored and sent."""
+    out = {}
+    for f in dataclasses.fields(classified):
+        value = getattr(classified, f.name)
+        if f.name != "text" and value not in (None, (), {}) and not (hasattr(value, "items") and not value):
+            out[f.name] = _jsonable(value)
+    return out
+
+
+def record(conn: sqlite3.Connection, scan: Scan, classified: Classified) -> dict:
+    cur = conn.execute("INSERT INTO scans (device, source, text, raw, kind, detail, scanned_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (scan.device, scan.source, scan.text, scan.raw, classified.kind,
+                        json.dumps(detail(classified), ensure_ascii=False), _iso(scan.at)))
+    return get_scan(conn, cur.lastrowid)
+
+
+def _iso(at: float) -> str:
+    return iso(datetime.fromtimestamp(at, timezone.utc))
+
+
+def _row(row: sqlite3.Row) -> dict:
+    item = dict(row)
+    item["detail"] = json.loads(item["detail"])
+    item["raw_hex"] = item.pop("raw").hex(" ") if item.get("raw") is not None else None
+    return item
+
+
+def get_scan(conn: sqlite3.Connection, seq: int) -> dict:
+    return _row(conn.execute("SELECT * FROM scans WHERE seq = ?", (seq,)).fetchone())
+
+
+def position(conn: sqlite3.Connection, consumer: str) -> int | None:
+    row = conn.execute("SELECT acked_seq FROM scan_consumers WHERE name = ?", (consumer,)).fetchone()
+    return row[0] if row else None
+
+
+def register(conn: sqlite3.Connection, consumer: str, ctx: WriteContext) -> int:
+    """The consumer's position; a new consumer starts at the newest scan."""
+    conn.execute("INSERT INTO scan_consumers (name, acked_seq, updated_at) SELECT ?, coalesce(max(seq), 0), ? "
+                 "FROM scans WHERE true ON CONFLICT (name) DO NOTHING", (consumer, ctx.now))  # WHERE: SQLite's parser
+    return position(conn, consumer)
+
+
+def after(conn: sqlite3.Connection, seq: int, limit: int = 100) -> list[dict]:
+    return [_row(r) for r in conn.execute("SELECT * FROM scans WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))]
+
+
+def ack(conn: sqlite3.Connection, consumer: str, seq: int, ctx: WriteContext) -> dict:
+    """Move a consumer's position forward (never back: a late or repeated ack is harmless)."""
+    newest = conn.execute("SELECT coalesce(max(seq), 0) FROM scans").fetchone()[0]
+    seq = min(seq, newest)
+    conn.execute("INSERT INTO scan_consumers (name, acked_seq, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) "
+                 "DO UPDATE SET acked_seq = max(acked_seq, excluded.acked_seq), updated_at = excluded.updated_at",
+                 (consumer, seq, ctx.now))
+    return {"consumer": consumer, "acked_seq": position(conn, consumer)}
+
+
+def newest_seq(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT coalesce(max(seq), 0) FROM scans").fetchone()[0]

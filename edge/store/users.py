@@ -1,0 +1,139 @@
+"""Dashboard users, sessions and the audit log (SQLite; called inside the caller's transaction).
+
+Passwords are hashed with scrypt (standard library). A session is a random token in an HttpOnly,
+SameSite=Strict cookie; the store keeps only its SHA-256, with a CSRF token every form and action
+must send back, and an expiry that slides while the person is active.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import sqlite3
+from datetime import datetime, timedelta
+
+from edge.core.errors import InputError
+
+ROLES = ("cashier", "manager")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+MIN_PASSWORD = 8
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, dklen=32, **_SCRYPT)
+    return "scrypt$%d$%d$%d$%s$%s" % (_SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"],
+                                      base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        _, n, r, p, salt, digest = stored.split("$")
+        got = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt), dklen=32, n=int(n),
+                             r=int(r), p=int(p))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, base64.b64decode(digest))
+
+
+# A fixed hash to check against when the user does not exist: the answer takes as long either way.
+_NOBODY = hash_password(secrets.token_hex(16))
+
+
+def add_user(conn: sqlite3.Connection, name: str, display_name: str, role: str, password: str, now: str) -> dict:
+    if not NAME.fullmatch(name):
+        raise InputError("invalid_name", "a user name is 1-32 letters, digits, _ . - (starting with a letter "
+                         "or digit)", field="name")
+    if role not in ROLES:
+        raise InputError("invalid_role", f"role must be one of {', '.join(ROLES)}", field="role")
+    if len(password) < MIN_PASSWORD:
+        raise InputError("weak_password", f"a password has at least {MIN_PASSWORD} characters", field="password")
+    conn.execute("INSERT INTO users (name, display_name, role, password_hash, created_at, updated_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET display_name = excluded.display_name, "
+                 "role = excluded.role, password_hash = excluded.password_hash, active = 1, "
+                 "updated_at = excluded.updated_at",
+                 (name, display_name or name, role, hash_password(password), now, now))
+    # a new password ends every session of the old one
+    conn.execute("DELETE FROM sessions WHERE user_name = ?", (name,))
+    return get_user(conn, name)
+
+
+def get_user(conn: sqlite3.Connection, name: str) -> dict | None:
+    row = conn.execute("SELECT name, display_name, role, active, created_at FROM users WHERE name = ?",
+                       (name,)).fetchone()
+    return dict(row) if row else None
+
+
+def list_users(conn: sqlite3.Connection) -> list[dict]:
+    return [dict(r) for r in conn.execute("SELECT name, display_name, role, active, created_at FROM users "
+                                          "ORDER BY name")]
+
+
+def disable_user(conn: sqlite3.Connection, name: str, now: str) -> bool:
+    conn.execute("DELETE FROM sessions WHERE user_name = ?", (name,))
+    return conn.execute("UPDATE users SET active = 0, updated_at = ? WHERE name = ?", (now, name)).rowcount == 1
+
+
+def _later(now: str, hours: float) -> str:
+    moment = datetime.fromisoformat(now.replace("Z", "+00:00")) + timedelta(hours=hours)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _sha(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def log_in(conn: sqlite3.Connection, name: str, password: str, now: str, hours: float) -> tuple[str, dict] | None:
+    """(cookie token, session) for the right name and password of an active user; else None."""
+    row = conn.execute("SELECT password_hash, active FROM users WHERE name = ?", (name,)).fetchone()
+    ok = check_password(password, row[0] if row else _NOBODY)
+    if not (ok and row and row[1]):
+        return None
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+    conn.execute("INSERT INTO sessions (token_sha256, user_name, csrf, created_at, expires_at, last_seen_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?)", (_sha(token), name, csrf, now, _later(now, hours), now))
+    return token, session(conn, token, now)
+
+
+def session(conn: sqlite3.Connection, token: str, now: str) -> dict | None:
+    """The live session of a cookie token: user, role, csrf; None when unknown, expired or disabled."""
+    if not token or len(token) > 100:
+        return None
+    row = conn.execute("SELECT s.user_name, s.csrf, s.expires_at, s.last_seen_at, u.display_name, u.role "
+                       "FROM sessions s JOIN users u ON u.name = s.user_name "
+                       "WHERE s.token_sha256 = ? AND s.expires_at > ? AND u.active = 1", (_sha(token), now)).fetchone()
+    if row is None:
+        return None
+    return {"user": row[0], "csrf": row[1], "expires_at": row[2], "last_seen_at": row[3], "display_name": row[4],
+            "role": row[5]}
+
+
+def touch(conn: sqlite3.Connection, token: str, now: str, hours: float) -> None:
+    """Slide the expiry while the person works (called at most once a minute per session)."""
+    conn.execute("UPDATE sessions SET last_seen_at = ?, expires_at = ? WHERE token_sha256 = ?",
+                 (now, _later(now, hours), _sha(token)))
+
+
+def log_out(conn: sqlite3.Connection, token: str) -> None:
+    conn.execute("DELETE FROM sessions WHERE token_sha256 = ?", (_sha(token),))
+
+
+def audit(conn: sqlite3.Connection, who: dict, action: str, target: str | None, detail: dict | None,
+          now: str) -> None:
+    """One line of the audit log, in the transaction of what it records."""
+    conn.execute("INSERT INTO audit_log (at, user_name, role, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                 (now, who["user"], who["role"], action, target,
+                  json.dumps(detail, ensure_ascii=False) if detail else None))
+
+
+def audit_entries(conn: sqlite3.Connection, *, before: int | None = None, limit: int = 100) -> dict:
+    rows = conn.execute("SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?",
+                        (before or 2**63 - 1, limit + 1)).fetchall()
+    items = [{**dict(r), "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows[:limit]]
+    return {"items": items, "next_before": items[-1]["id"] if len(rows) > limit else None}

@@ -1,0 +1,240 @@
+"""Schema of the reference cloud hub's database (DIR/hub.db), as versioned migrations.
+
+Used with edge.store.db.Store(path, migrations=HUB_MIGRATIONS): PRAGMA user_version counts the applied
+ones. Append new migrations at the end; never edit one that has shipped.
+"""
+
+INITIAL = """
+-- Key/value settings of the hub itself: 'epoch'.
+CREATE TABLE meta (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+
+-- The stores the hub serves. Only a SHA-256 of each store's token is kept. next_seq is the
+-- sequence number the hub expects next from the store (docs/sync-protocol.md 2.2).
+CREATE TABLE stores (
+    store_id        TEXT PRIMARY KEY CHECK (length(store_id) BETWEEN 1 AND 64),
+    name            TEXT NOT NULL,
+    token_hash      TEXT NOT NULL UNIQUE,
+    next_seq        INTEGER NOT NULL DEFAULT 1 CHECK (next_seq >= 1),
+    last_upload_at  TEXT,
+    created_at      TEXT NOT NULL,
+    token_set_at    TEXT NOT NULL
+);
+
+-- The chain catalog. Every SKU a store's moves name must be here.
+CREATE TABLE products (
+    sku         TEXT PRIMARY KEY CHECK (length(sku) BETWEEN 1 AND 64),
+    name        TEXT NOT NULL,
+    price_fen   INTEGER NOT NULL CHECK (price_fen >= 0),
+    unit        TEXT NOT NULL,
+    category    TEXT,
+    low_stock   INTEGER NOT NULL DEFAULT 0,
+    barcodes    TEXT NOT NULL DEFAULT '[]',
+    active      INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE barcodes (
+    code  TEXT PRIMARY KEY,
+    sku   TEXT NOT NULL REFERENCES products(sku)
+);
+CREATE INDEX barcodes_sku ON barcodes(sku);
+
+-- Every event a store uploaded that took a sequence number, applied or rejected. The same event id
+-- may appear more than once: rejected, then resent at a new seq and validated again.
+CREATE TABLE events (
+    event_row    INTEGER PRIMARY KEY AUTOINCREMENT,
+    store_id     TEXT NOT NULL REFERENCES stores(store_id),
+    seq          INTEGER NOT NULL,
+    event_id     TEXT,                 -- NULL when the envelope had no usable id
+    type         TEXT,
+    created_at   TEXT,
+    payload      TEXT NOT NULL,        -- JSON, as sent
+    digest       TEXT NOT NULL,        -- SHA-256 of the whole envelope: a resent id-less event is recognised
+    status       TEXT NOT NULL CHECK (status IN ('applied', 'rejected')),
+    reason       TEXT,
+    received_at  TEXT NOT NULL,
+    UNIQUE (store_id, seq)
+);
+CREATE INDEX events_id ON events(store_id, event_id);
+CREATE INDEX events_status ON events(store_id, status, seq);
+
+-- The hub's copy of each store's balances: the sum of the moves of its applied events.
+CREATE TABLE balances (
+    store_id    TEXT NOT NULL REFERENCES stores(store_id),
+    sku         TEXT NOT NULL,
+    on_hand     INTEGER NOT NULL DEFAULT 0,
+    reserved    INTEGER NOT NULL DEFAULT 0,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (store_id, sku)
+) WITHOUT ROWID;
+
+-- The download feed. store_id NULL: a change for every store.
+CREATE TABLE changes (
+    cursor      INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    store_id    TEXT REFERENCES stores(store_id),
+    type        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    payload     TEXT NOT NULL
+);
+CREATE INDEX changes_store ON changes(store_id, cursor);
+
+-- Online orders the hub created. Pending (counted against online availability) while state is
+-- 'created' and the store has not acknowledged it (order.received).
+CREATE TABLE orders (
+    order_id            TEXT PRIMARY KEY,
+    store_id            TEXT NOT NULL REFERENCES stores(store_id),
+    number              TEXT NOT NULL,
+    day                 TEXT NOT NULL,
+    kind                TEXT NOT NULL CHECK (kind IN ('pickup', 'delivery')),
+    state               TEXT NOT NULL CHECK (state IN ('created', 'accepted', 'ready', 'picked_up',
+                                                       'cancelled', 'refunded', 'rejected')),
+    total_fen           INTEGER NOT NULL CHECK (total_fen >= 0),
+    pickup_code_sha256  TEXT NOT NULL,
+    pickup_after        TEXT,
+    customer_note       TEXT,
+    change_id           TEXT NOT NULL,
+    received_at         TEXT,
+    short               TEXT,
+    conflict            TEXT,
+    created_at          TEXT NOT NULL,
+    updated_at          TEXT NOT NULL,
+    UNIQUE (store_id, day, number)
+);
+CREATE INDEX orders_store ON orders(store_id, state);
+CREATE INDEX orders_change ON orders(change_id);
+
+CREATE TABLE order_lines (
+    order_id   TEXT NOT NULL REFERENCES orders(order_id),
+    line_no    INTEGER NOT NULL,
+    sku        TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    qty        INTEGER NOT NULL CHECK (qty > 0),
+    price_fen  INTEGER NOT NULL CHECK (price_fen >= 0),
+    PRIMARY KEY (order_id, line_no)
+) WITHOUT ROWID;
+"""
+
+# print.result events (docs/sync-protocol.md 2.4): the last result the store reported for each print job
+# kind of an online order (a reprint's result replaces the one before it). seq is the store's seq of
+# the event that set the row: the highest across kinds is the order's latest print result.
+ORDER_PRINTS = """
+CREATE TABLE order_prints (
+    order_id     TEXT NOT NULL REFERENCES orders(order_id),
+    kind         TEXT NOT NULL CHECK (kind IN ('order_ticket', 'pickup_slip')),
+    job_key      TEXT NOT NULL,
+    result       TEXT NOT NULL CHECK (result IN ('printed', 'uncertain', 'expired', 'failed',
+                                                 'confirmed_printed', 'reprinted')),
+    at           TEXT NOT NULL,        -- when the job reached this result, at the store
+    printer      TEXT NOT NULL,
+    attempts     INTEGER NOT NULL CHECK (attempts >= 0),
+    error        TEXT,
+    reprint      INTEGER NOT NULL CHECK (reprint IN (0, 1)),
+    seq          INTEGER NOT NULL,
+    event_id     TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    PRIMARY KEY (order_id, kind)
+) WITHOUT ROWID;
+
+-- the admin order listing pages in (created_at, order_id) order
+CREATE INDEX orders_created ON orders(created_at, order_id);
+"""
+
+# Signed tokens (docs/tokens.md): the hub's Ed25519 signing keys, the pickup tokens and coupon serials
+# it issued, what the stores reported of hand-overs (pickup.verified / pickup.reversed) and coupon
+# redemptions (coupon.redeemed).
+TOKENS = """
+-- The keys the hub signs pickup and coupon tokens with. The newest key that is not revoked signs;
+-- every key not revoked still verifies at the stores. private_key never leaves the hub.
+CREATE TABLE signing_keys (
+    kid                  TEXT PRIMARY KEY CHECK (length(kid) BETWEEN 1 AND 64),
+    alg                  TEXT NOT NULL CHECK (alg = 'Ed25519'),
+    private_key          BLOB NOT NULL CHECK (length(private_key) = 32),   -- the raw 32-byte seed
+    public_key           TEXT NOT NULL,                                    -- base64 of the raw 32 bytes
+    created_at           TEXT NOT NULL,
+    published_change_id  TEXT NOT NULL,
+    revoked_at           TEXT,
+    revoke_reason        TEXT,
+    revoked_change_id    TEXT
+);
+
+-- Pickup tokens issued (the plain pickup code is never stored: orders.pickup_code_sha256 only).
+CREATE TABLE pickup_tokens (
+    jti         TEXT PRIMARY KEY,
+    order_id    TEXT NOT NULL REFERENCES orders(order_id),
+    kid         TEXT NOT NULL REFERENCES signing_keys(kid),
+    issued_at   TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
+);
+CREATE INDEX pickup_tokens_order ON pickup_tokens(order_id);
+
+-- The last hand-over the store reported for an order (pickup.verified), and its reversal if any
+-- (pickup.reversed); a hand-over after a reversal replaces the row.
+CREATE TABLE order_pickups (
+    order_id          TEXT PRIMARY KEY REFERENCES orders(order_id),
+    verified_at       TEXT NOT NULL,        -- the store's time of the hand-over
+    operator          TEXT NOT NULL,
+    method            TEXT NOT NULL CHECK (method IN ('token', 'code')),
+    device            TEXT NOT NULL,
+    provisional       INTEGER NOT NULL CHECK (provisional IN (0, 1)),
+    jti               TEXT,
+    event_id          TEXT NOT NULL,
+    received_at       TEXT NOT NULL,
+    reversed_at       TEXT,                 -- the store's time of the reversal event
+    reversed_by       TEXT,
+    reverse_reason    TEXT,
+    reverse_event_id  TEXT
+) WITHOUT ROWID;
+
+-- Coupon definitions (the coupon.defined payload, as published) and the stores they were published to
+-- (store_ids: a JSON list, or NULL for every store).
+CREATE TABLE coupons (
+    coupon_id      TEXT PRIMARY KEY CHECK (length(coupon_id) BETWEEN 1 AND 64),
+    definition     TEXT NOT NULL,
+    store_ids      TEXT,
+    created_at     TEXT NOT NULL,
+    revoked_at     TEXT,
+    revoke_reason  TEXT
+);
+
+-- Serials: one customer's copy of a coupon, and the token issued for it.
+CREATE TABLE coupon_serials (
+    serial      TEXT PRIMARY KEY CHECK (length(serial) BETWEEN 1 AND 64),
+    coupon_id   TEXT NOT NULL REFERENCES coupons(coupon_id),
+    store_id    TEXT REFERENCES stores(store_id),     -- NULL: valid at every store
+    jti         TEXT NOT NULL UNIQUE,
+    kid         TEXT NOT NULL REFERENCES signing_keys(kid),
+    issued_at   TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
+);
+CREATE INDEX coupon_serials_coupon ON coupon_serials(coupon_id, issued_at);
+
+-- Every coupon.redeemed a store reported. use_no counts the serial's uses; flags (JSON list) say what
+-- was wrong but happened anyway: over_use (more uses than the definition allows: offline double use),
+-- revoked (redeemed after the coupon was revoked), wrong_store (a store-bound serial used elsewhere).
+CREATE TABLE coupon_redemptions (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    serial        TEXT NOT NULL REFERENCES coupon_serials(serial),
+    coupon_id     TEXT NOT NULL REFERENCES coupons(coupon_id),
+    store_id      TEXT NOT NULL REFERENCES stores(store_id),
+    use_no        INTEGER NOT NULL CHECK (use_no >= 1),
+    sale_id       TEXT NOT NULL,
+    discount_fen  INTEGER NOT NULL CHECK (discount_fen >= 0),
+    jti           TEXT NOT NULL,
+    provisional   INTEGER NOT NULL CHECK (provisional IN (0, 1)),
+    redeemed_at   TEXT NOT NULL,        -- the event's created_at, at the store
+    event_id      TEXT NOT NULL,
+    received_at   TEXT NOT NULL,
+    flags         TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX coupon_redemptions_serial ON coupon_redemptions(serial, id);
+CREATE INDEX coupon_redemptions_coupon ON coupon_redemptions(coupon_id, id);
+"""
+
+HUB_MIGRATIONS: list[tuple[str, str]] = [
+    ("hub: stores, catalog, events, balances, changes, orders", INITIAL),
+    ("hub: print results of online orders", ORDER_PRINTS),
+    ("hub: signing keys, pickup tokens, hand-overs, coupons", TOKENS),
+]
