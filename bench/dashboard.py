@@ -30,7 +30,7 @@ the form's token, POST /ui/login) and measures:
      the lists stay a store's size. The full run (or DASHBOARD_BENCH_BROWSER=1; =0 turns it off)
      repeats this in headless Chromium via Playwright (/usr/bin/chromium: the real app.js; the end is
      `tr[data-order-id=...]` attached to the DOM), reported separately.
-  3. where the time goes: edge.ui.overview.figures() (what every page and fragment reads) timed in
+  3. where the time goes: edge.store.overview.figures() (what every page and fragment reads) timed in
      this process on the same copy, per statement, with EXPLAIN QUERY PLAN.
 """
 
@@ -326,9 +326,9 @@ class _TimedConnection:
 
 
 def query_profile(path: Path, runs: int) -> dict:
-    """edge.ui.overview.figures (everything the overview reads, once per page or fragment) on the run's
+    """edge.store.overview.figures (everything the overview reads, once per page or fragment) on the run's
     copy in this process: the whole, and each statement (summed per run), with its query plan."""
-    from edge.ui import overview  # noqa: PLC0415 (the page's own code)
+    from edge.store import overview  # noqa: PLC0415 (the page's own code)
 
     day = business_date(datetime.now(timezone.utc), TZ)
     conn = db.connect(path, readonly=True)
@@ -716,7 +716,7 @@ def run(quick: bool = False, browser: bool | None = None) -> dict:
           f"{result['refresh_fetch_ms']['p99']:7.1f}  ({screen['changes']} SSE changes, {screen['refreshes']} "
           "refreshes)")
     prof = got["profile"]
-    print(f"  where a page's time goes: edge.ui.overview.figures() in this process (every page and every fragment "
+    print(f"  where a page's time goes: edge.store.overview.figures() in this process (every page and every fragment "
           f"runs all of it): p50 {prof['figures_ms']['p50']:.2f} ms, p95 {prof['figures_ms']['p95']:.2f} ms; "
           "its statements, mean ms per page:")
     for st in prof["statements"][:6]:

@@ -12,28 +12,11 @@ from edge import __version__
 from edge.core.clock import business_date, utcnow
 from drivers.documents import STATE_LABELS
 from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STARTED, STORE, SYNC
-from edge.store import outbox
+from edge.store import overview
 
 routes = web.RouteTableDef()
 
 DEVICE_KINDS = {"printers": "打印机", "scanners": "扫码枪", "cameras": "摄像头"}
-
-
-def _figures(conn, day: str) -> dict:
-    one = lambda sql, *args: conn.execute(sql, args).fetchone()[0]  # noqa: E731
-    return {
-        "products": one("SELECT count(*) FROM products WHERE active = 1"),
-        "low": one("SELECT count(*) FROM products p JOIN stock_balances b USING (sku) "
-                   "WHERE p.active = 1 AND b.available <= p.low_stock"),
-        "moves": one("SELECT coalesce(max(id), 0) FROM stock_moves"),
-        "sales": one("SELECT count(*) FROM sales WHERE business_date = ?", day),
-        "sales_fen": one("SELECT coalesce(sum(total_fen), 0) FROM sales WHERE business_date = ?", day),
-        "queue": outbox.queue_status(conn),
-        "orders_open": one("SELECT count(*) FROM orders WHERE state IN ('received', 'accepted', 'ready')"),
-        "print_attention": one("SELECT count(*) FROM print_jobs WHERE state = 'uncertain' AND resolution IS NULL"),
-        "orders_short": one("SELECT count(*) FROM orders WHERE short = 1 AND state IN ('received', 'accepted', "
-                            "'ready')"),
-    }
 
 
 def _yuan(fen: int) -> str:
@@ -50,7 +33,7 @@ def _uptime(seconds: float) -> str:
 async def status(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     day = business_date(utcnow(), config.tz)
-    f = await request.app[STORE].read(_figures, day)
+    f = await request.app[STORE].read(overview.status_figures, day)
     e = html.escape
     printers = {p["name"]: p for p in request.app[PRINTING].printers()}
 

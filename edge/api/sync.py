@@ -8,7 +8,7 @@ from edge.api.registry import LIMIT, Param, json_response, operation, query_bool
 from edge.services.app_keys import STORE, SYNC
 from edge.core.schemas import Body, Text
 from sync import reconcile
-from edge.store import outbox
+from edge.store import inbox, outbox
 
 SEQ = Param("seq", "path", {"type": "integer"}, "The dead letter's outbox seq", True)
 
@@ -61,9 +61,7 @@ async def discard_dead_letter(request):
            params=[LIMIT], responses={200: "items"})
 async def rejected_changes(request):
     limit = query_int(request, "limit", 100, 1, 1000)
-    return await read(request, lambda conn: {"items": [dict(r) for r in conn.execute(
-        "SELECT id, cursor, type, reason, received_at FROM inbox WHERE status = 'rejected' "
-        "ORDER BY cursor DESC LIMIT ?", (limit,))]})
+    return await read(request, lambda conn: {"items": inbox.rejected(conn, limit)})
 
 
 @operation("get", "/sync/reconciliations", "Differences found with the cloud's copy of the balances",

@@ -139,7 +139,10 @@ def get_order(conn: sqlite3.Connection, order_id: str) -> dict:
 def list_orders(conn: sqlite3.Connection, *, state: str | None = None, short: bool = False,
                 before: str | None = None, limit: int = 100) -> dict:
     where, args = [], []
-    if state:
+    if state == "open":  # every state staff still act on
+        where.append(f"state IN ({', '.join('?' * len(OPEN_STATES))})")
+        args.extend(OPEN_STATES)
+    elif state:
         where.append("state = ?")
         args.append(state)
     if short:
@@ -152,3 +155,10 @@ def list_orders(conn: sqlite3.Connection, *, state: str | None = None, short: bo
                         (*args, limit + 1)).fetchall()
     items = [get_order(conn, r[0]) for r in rows[:limit]]
     return {"items": items, "next_before": items[-1]["received_at"] if len(rows) > limit else None}
+
+
+def ticket_state(conn: sqlite3.Connection, order_id: str) -> str | None:
+    """The state of the order's newest picking ticket (None: none was queued)."""
+    row = conn.execute("SELECT state FROM print_jobs WHERE order_id = ? AND kind = 'order_ticket' "
+                       "ORDER BY id DESC LIMIT 1", (order_id,)).fetchone()
+    return row[0] if row else None

@@ -141,6 +141,12 @@ def get_pickup(conn: sqlite3.Connection, pickup_id: int) -> dict:
     return row
 
 
+def for_order(conn: sqlite3.Connection, order_id: str) -> list[dict]:
+    """An order's hand-overs, newest first (a reversed one and its redo are both there)."""
+    return [{**dict(r), "provisional": bool(r["provisional"])} for r in conn.execute(
+        "SELECT * FROM pickups WHERE order_id = ? ORDER BY id DESC", (order_id,))]
+
+
 def list_pickups(conn: sqlite3.Connection, *, before: int | None = None, limit: int = 100) -> dict:
     rows = conn.execute("SELECT p.*, o.number FROM pickups p JOIN orders o ON o.id = p.order_id "
                         "WHERE p.id < ? ORDER BY p.id DESC LIMIT ?", (before or 2**63 - 1, limit + 1)).fetchall()

@@ -95,47 +95,24 @@ def error_text(exc: InputError, lang: str) -> str:
     return exc.message
 
 
-def _print_state(conn, order_id: str) -> str | None:
-    row = conn.execute("SELECT state FROM print_jobs WHERE order_id = ? AND kind = 'order_ticket' "
-                       "ORDER BY id DESC LIMIT 1", (order_id,)).fetchone()
-    return row[0] if row else None
-
-
 def orders_page(conn, state: str, short: bool, before: str | None) -> dict:
-    if state == "open":
-        where, args = ["state IN ('received', 'accepted', 'ready')"], []
-    elif state:
-        where, args = ["state = ?"], [state]
-    else:
-        where, args = [], []
-    if short:
-        where.append("short = 1")
-    if before:
-        where.append("received_at < ?")
-        args.append(before)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = conn.execute(f"SELECT id FROM orders {clause} ORDER BY received_at DESC, id LIMIT ?",
-                        (*args, PAGE_SIZE + 1)).fetchall()
-    items = []
-    for row in rows[:PAGE_SIZE]:
-        order = orders.get_order(conn, row[0])
+    page = orders.list_orders(conn, state=state or None, short=short, before=before, limit=PAGE_SIZE)
+    for order in page["items"]:
         order["item_count"] = sum(line["qty"] for line in order["lines"])
-        order["print_state"] = _print_state(conn, order["id"])
-        items.append(order)
-    return {"items": items, "next_before": items[-1]["received_at"] if len(rows) > PAGE_SIZE else None}
+        order["print_state"] = orders.ticket_state(conn, order["id"])
+    return page
 
 
 def order_detail(conn, order_id: str) -> dict:
     order = orders.get_order(conn, order_id)
     order["item_count"] = sum(line["qty"] for line in order["lines"])
     jobs = spool.list_jobs(conn, order_id=order_id, limit=50)["items"]
-    pickups = [{**dict(r), "provisional": bool(r["provisional"])} for r in conn.execute(
-        "SELECT * FROM pickups WHERE order_id = ? ORDER BY id DESC", (order_id,))]
+    handed_over = pickups.for_order(conn, order_id)
     ticket = next((j for j in jobs if j["kind"] == "order_ticket"), None)
-    return {"order": order, "jobs": jobs, "pickups": pickups, "ticket": ticket,
+    return {"order": order, "jobs": jobs, "pickups": handed_over, "ticket": ticket,
             "can_ready": order["state"] in orders.STAFF_TRANSITIONS["ready"],
             "can_reprint": ticket is not None and ticket["state"] in spool.FINAL_STATES,
-            "can_reverse": order["state"] == "picked_up" and any(p["reversed_at"] is None for p in pickups)}
+            "can_reverse": order["state"] == "picked_up" and any(p["reversed_at"] is None for p in handed_over)}
 
 
 @page("/ui/orders", role="manager", template="orders.html")

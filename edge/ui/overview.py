@@ -8,16 +8,15 @@ context is computed once per request, whichever block asks.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from aiohttp import web
 
 from drivers.documents import STATE_LABELS
-from edge.store import stock
-from edge.core.clock import business_date, iso, utcnow
+from edge.store.overview import figures
+from edge.core.clock import business_date, utcnow
 from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STORE, SYNC
 from edge.ui.web import LANG, WHO, page, register_text
-from edge.store import outbox
 
 register_text({
     "zh": {"overview_title": "概览", "overview_today_sales": "今日销售", "overview_sales_count": "{n} 笔",
@@ -74,65 +73,8 @@ register_text({
            "overview_short_flag": "short", "overview_none": "none"},
 })
 
-LIST_LIMIT = 50
-LOW_LIMIT = 20
 # the chart shows at least these hours of the business day, more when sales fall outside them
 CHART_HOURS = (7, 22)
-
-
-def _day_bounds(day: str, tz) -> tuple[str, str]:
-    """The UTC stamps [start, end) of a local business day."""
-    start = datetime.fromisoformat(day).replace(tzinfo=tz)
-    return iso(start), iso(start + timedelta(days=1))
-
-
-def _print_state(conn, order_id: str) -> str | None:
-    row = conn.execute("SELECT state FROM print_jobs WHERE order_id = ? AND kind = 'order_ticket' "
-                       "ORDER BY id DESC LIMIT 1", (order_id,)).fetchone()
-    return row[0] if row else None
-
-
-def _orders(conn, where: str, args=()) -> list[dict]:
-    rows = conn.execute(
-        "SELECT o.id, o.number, o.state, o.short, o.received_at, o.kind, "
-        "(SELECT coalesce(sum(qty), 0) FROM order_lines l WHERE l.order_id = o.id) AS item_count "
-        f"FROM orders o WHERE {where} ORDER BY o.received_at, o.id LIMIT ?", (*args, LIST_LIMIT)).fetchall()
-    return [{**dict(r), "short": bool(r["short"]), "print_state": _print_state(conn, r["id"])} for r in rows]
-
-
-def figures(conn, day: str, tz) -> dict:
-    """Everything the overview shows that lives in the store, in one read."""
-    start, end = _day_bounds(day, tz)
-    one = lambda sql, *args: conn.execute(sql, args).fetchone()[0]  # noqa: E731
-    sales_count, sales_fen = conn.execute("SELECT count(*), coalesce(sum(total_fen), 0) FROM sales "
-                                          "WHERE business_date = ?", (day,)).fetchone()
-    returns_count, refunds_fen = conn.execute("SELECT count(*), coalesce(sum(refund_fen), 0) FROM returns "
-                                              "WHERE business_date = ?", (day,)).fetchone()
-    hours: dict[int, list[int]] = {}
-    for created_at, total in conn.execute("SELECT created_at, total_fen FROM sales WHERE business_date = ?", (day,)):
-        hour = datetime.fromisoformat(created_at.replace("Z", "+00:00")).astimezone(tz).hour
-        slot = hours.setdefault(hour, [0, 0])
-        slot[0] += 1
-        slot[1] += total
-    return {
-        "sales": {"count": sales_count, "fen": sales_fen, "returns": returns_count, "refunds_fen": refunds_fen,
-                  "net_fen": sales_fen - refunds_fen},
-        "orders_today": {
-            "received": one("SELECT count(*) FROM orders WHERE received_at >= ? AND received_at < ?", start, end),
-            "picked_up": one("SELECT count(*) FROM pickups WHERE verified_at >= ? AND verified_at < ? "
-                             "AND reversed_at IS NULL", start, end),
-            "open": one("SELECT count(*) FROM orders WHERE state IN ('received', 'accepted', 'ready')"),
-        },
-        "hours": hours,
-        "waiting": _orders(conn, "o.state IN ('received', 'accepted')"),
-        "ready": _orders(conn, "o.state = 'ready'"),
-        # the lists show the oldest LIST_LIMIT (first to prepare); the badges count them all
-        "waiting_count": one("SELECT count(*) FROM orders WHERE state IN ('received', 'accepted')"),
-        "ready_count": one("SELECT count(*) FROM orders WHERE state = 'ready'"),
-        "short": _orders(conn, "o.short = 1 AND o.state IN ('received', 'accepted', 'ready')"),
-        "low": stock.list_balances(conn, low=True, limit=LOW_LIMIT)["items"],
-        "queue": outbox.queue_status(conn),
-    }
 
 
 def chart(hours: dict[int, list[int]], width: int = 1000, height: int = 180) -> dict:

@@ -11,7 +11,7 @@ from edge.core.errors import NotFound
 from edge.services.app_keys import STORE, SYNC
 from edge.ui.web import WHO, form_data, page, register_text, render, ui_write
 from sync import reconcile
-from edge.store import outbox
+from edge.store import inbox, outbox
 
 register_text({
     "zh": {
@@ -94,10 +94,7 @@ def _read(conn) -> dict:
     letters = outbox.dead_letters(conn, limit=200)
     for letter in letters:
         letter["summary"] = summary(letter["type"], letter["payload"])
-    rejected = [dict(r) for r in conn.execute(
-        "SELECT id, cursor, type, reason, received_at FROM inbox WHERE status = 'rejected' "
-        "ORDER BY cursor DESC LIMIT 50")]
-    return {"queue": status, "dead_letters": letters, "rejected": rejected,
+    return {"queue": status, "dead_letters": letters, "rejected": inbox.rejected(conn, 50),
             "reconciliations": reconcile.list_reconciliations(conn, 50)}
 
 
