@@ -25,7 +25,7 @@ from drivers.documents import DocumentError, PrintOptions, render
 from drivers.models import DOCUMENT_KINDS
 from drivers.printer import PrinterDevice, PrinterError, Status
 from edge.core import context
-from edge.store import orders
+from edge.store import orders, outbox
 from edge.store import sales
 from edge.store import spool
 from edge.core.clock import iso, utcnow
@@ -373,9 +373,7 @@ class PrintService:
             conn, "status_ticket", key or f"status_ticket:{ctx.now}", payload, ctx, printer=printer))
 
     async def status_ticket_data(self) -> dict:
-        from edge.store.outbox import queue_status  # noqa: PLC0415 (sync imports edge; keep the layers one-way at import)
-
-        queue = await self.store.read(queue_status)
+        queue = await self.store.read(outbox.queue_status)
         link = self.link.as_dict() if self.link is not None else {"state": "none", "since": None}
         return {
             "printed_at": now_iso(), "dashboard_url": dashboard_url(self.config), "version": _version(),
