@@ -22,10 +22,7 @@ comes back as a product: a caller whose catalog does not know it may try it as a
 
 from __future__ import annotations
 
-import base64
-import binascii
 import calendar
-import json
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -37,6 +34,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.core import jws
 from edge.core.barcodes import gtin_check_digit
 
 MAX_LENGTH = 1024
@@ -436,21 +434,7 @@ def parse_gs1(text: str, form: str, ref_year: int) -> Classified:
 # Tokens
 
 _JWS = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)")
-TOKEN_TYPES = {"se-pickup+jwt": "pickup_token", "se-coupon+jwt": "coupon_token"}
-
-
-def _no_duplicates(pairs):
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("a header member appears twice")
-    return dict(pairs)
-
-
-def _b64url_json(part: str):
-    if len(part) % 4 == 1:
-        raise ValueError("not base64url")
-    raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-    return json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+TOKEN_TYPES = {jws.TYP_PICKUP: "pickup_token", jws.TYP_COUPON: "coupon_token"}
 
 
 def _classify_token(text: str, match: re.Match) -> Classified:
@@ -458,9 +442,9 @@ def _classify_token(text: str, match: re.Match) -> Classified:
         return Classified("unknown", text, format="jws", reason="token_malformed", detail=detail)
 
     try:
-        header = _b64url_json(match.group(1))
-    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError) as exc:
-        return malformed(f"the header is not base64url JSON ({exc.__class__.__name__})")
+        header = jws.unverified_header(match.group(1))
+    except ValueError as exc:
+        return malformed(f"the header is not base64url JSON ({exc})")
     if not isinstance(header, dict):
         return malformed("the header is not a JSON object")
     typ = header.get("typ")
@@ -468,7 +452,7 @@ def _classify_token(text: str, match: re.Match) -> Classified:
     if kind is None:
         return Classified("unknown", text, format="jws", reason="token_unknown_typ",
                           detail=f"typ {typ!r} is not a store token" if isinstance(typ, str) else "no typ")
-    if header.get("alg") != "EdDSA":
+    if header.get("alg") != jws.ALG:
         return malformed(f"alg {header.get('alg')!r} is not EdDSA")
     if not match.group(3):
         return malformed("the signature is empty")
@@ -608,9 +592,9 @@ def _classify(text: str, formats: Sequence[ScaleFormat], typed: bool, ref_year: 
         if len(text) >= 16 and text[:2] in ("00", "01", "02"):
             return parse_gs1(text, "bare", ref_year)
         return _classify_digits(text, formats, typed, aim)
-    jws = _JWS.fullmatch(text)
-    if jws:
-        return _classify_token(text, jws)
+    token = _JWS.fullmatch(text)
+    if token:
+        return _classify_token(text, token)
     if len(text) >= 16 and text[:2] in ("00", "01", "02") and all(c in CSET82 for c in text):
         return parse_gs1(text, "bare", ref_year)   # e.g. 01...10LOT: a variable field last needs no GS
     return Classified("unknown", text, reason="unrecognized")
