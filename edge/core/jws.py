@@ -39,9 +39,10 @@ MAX_TOKEN = 1024
 _KID = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII without spaces, as the sync feed's kids
 
 
-class JwsError(Exception):
+class JwsError(ValueError):
     """A token not accepted; `reason` is one of the codes of docs/tokens.md (malformed, unknown_key,
-    bad_signature here; the store adds expired, wrong_store ... on the claims)."""
+    bad_signature here; the store adds expired, wrong_store ... on the claims). A ValueError, as the
+    hub's callers of `verify` have always caught."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
