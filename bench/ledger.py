@@ -37,7 +37,7 @@ import aiohttp
 from edge.store import db
 from edge.store import migrations
 from edge.store import stock
-from edge.core.barcodes import gtin_check_digit
+from edge.core.gtin import gtin_check_digit
 
 SKUS = 100_000
 MOVES = 1_000_000
