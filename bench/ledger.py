@@ -33,11 +33,12 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+from sqlite_utils import Database
 
 from edge.store import db
 from edge.store import migrations
 from edge.store import stock
-from edge.core.barcodes import gtin_check_digit
+from edge.core.gtin import gtin_check_digit
 
 SKUS = 100_000
 MOVES = 1_000_000
@@ -99,9 +100,9 @@ def stamp(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((seconds - whole) * 1000):03d}Z"
 
 
-def product_rows(rng: random.Random):
+def product_rows(rng: random.Random, count: int = SKUS):
     now = stamp(START)
-    for i in range(SKUS):
+    for i in range(count):
         name = f"{rng.choice(BRANDS)}{rng.choice(ITEMS)} {rng.choice(SPECS)} {i + 1}号"
         yield (sku_of(i), name, rng.randint(150, 19_900), "件", rng.choice(CATEGORIES), rng.choice((0, 5, 10, 20)),
                now)
@@ -152,6 +153,18 @@ def barcode_of(index: int) -> str:
     return body + str(gtin_check_digit(body))
 
 
+PRODUCT_COLUMNS = ("sku", "name", "price_fen", "unit", "category", "low_stock", "updated_at")
+
+
+def seed_catalog(conn: sqlite3.Connection, rng: random.Random, count: int = SKUS) -> None:
+    """`count` products and their barcodes, in the caller's open transaction. sqlite-utils from 4.x
+    writes there under a savepoint; its 3.x helpers ran `with conn:`, which committed the caller's
+    transaction half-way (pyproject pins >= 4.2)."""
+    catalog = Database(conn, recursive_triggers=False, execute_plugins=False)   # no PRAGMA on our connection
+    catalog.table("products").insert_all(dict(zip(PRODUCT_COLUMNS, row)) for row in product_rows(rng, count))
+    catalog.table("barcodes").insert_all({"code": barcode_of(i), "sku": sku_of(i)} for i in range(count))
+
+
 def seed(path: Path) -> None:
     """Create the store with the daemon's own migrations, then bulk-load it (synchronous=OFF here only)."""
     started = time.perf_counter()
@@ -164,10 +177,7 @@ def seed(path: Path) -> None:
     conn.execute("PRAGMA temp_store = MEMORY")
     rng = random.Random(SEED)
     with db.transaction(conn):
-        conn.executemany("INSERT INTO products (sku, name, price_fen, unit, category, low_stock, updated_at) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", product_rows(rng))
-        conn.executemany("INSERT INTO barcodes (code, sku) VALUES (?, ?)",
-                         ((barcode_of(i), sku_of(i)) for i in range(SKUS)))
+        seed_catalog(conn, rng)
     progress(f"seed: {SKUS:,} products and barcodes ({time.perf_counter() - started:.1f} s)")
     rows = move_rows(rng)
     done = 0

@@ -47,7 +47,7 @@ from edge.store import db
 from edge.store import migrations
 from edge.store import sales
 from edge.store import stock
-from edge.core.barcodes import gtin_check_digit
+from edge.core.gtin import gtin_check_digit
 from edge.core.config import CloudSection
 from edge.core.context import make as make_context
 from edge.core.schemas import ProductIn, ReceiptIn, SaleIn

@@ -17,7 +17,7 @@ from edge.core import config as config_mod
 from edge.store import db
 from edge.store import stock
 from edge.app import build_app
-from edge.core.barcodes import gtin_check_digit
+from edge.core.gtin import gtin_check_digit
 from edge.core.context import WriteContext, make as make_context
 from edge.core.schemas import ProductIn, ReceiptIn
 

@@ -38,7 +38,7 @@ import pytest
 from edge.store import catalog
 from edge.store import db
 from edge.store import stock
-from edge.core.barcodes import gtin_check_digit
+from edge.core.gtin import gtin_check_digit
 from edge.core.context import WriteContext
 from edge.core.schemas import ProductIn, ReceiptIn
 from helpers_daemon import Daemon, holds_write_lock, request, run_cli

@@ -16,10 +16,10 @@ from hypothesis import assume, given, settings, strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from pydantic import ValidationError
 
-from edge.core.classify import (
-    CSET82, DEFAULT_FORMATS, GS, KINDS, REASONS, ScaleFormat, ScanningSection, classify, compress_upca, expand_upce,
-    price_check_digit,
-)
+from edge.core.classify import KINDS, REASONS, classify
+from edge.core.gs1 import CSET82, GS
+from edge.core.gtin import compress_upca, expand_upce
+from edge.core.scales import DEFAULT_FORMATS, ScaleFormat, ScanningSection, price_check_digit
 
 # as tests/test_sync_model.py: Hypothesis keeps nothing in the repo
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "store-edge-hypothesis")
@@ -33,7 +33,7 @@ TODAY = date(2026, 11, 22)
 
 
 def check(body: str) -> str:
-    """GS1 mod-10 check digit, written out independently of edge.core.barcodes: weights 3,1,3,... from the right."""
+    """GS1 mod-10 check digit, written out independently of edge.core.gtin: weights 3,1,3,... from the right."""
     total = 0
     for position, digit in enumerate(reversed(body)):
         total += int(digit) * (3 if position % 2 == 0 else 1)

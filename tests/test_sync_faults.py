@@ -65,7 +65,7 @@ import pytest
 from edge.store import catalog
 from edge.store import db
 from edge.store import stock
-from edge.core.barcodes import gtin_check_digit
+from edge.core.gtin import gtin_check_digit
 from edge.core.context import WriteContext
 from edge.core.schemas import ProductIn, ReceiptIn
 import helpers_daemon as helpers

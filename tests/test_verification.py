@@ -135,6 +135,20 @@ def _tampered() -> str:
     return f"{head}.{b64url(json.dumps(claims).encode())}.{sig}"
 
 
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def respelled(token: str, part: int) -> str:
+    """The same token with the unused low bit of one part's last character set: a lenient decoder
+    reads the same bytes, so a re-spelled signature would still verify."""
+    parts = token.split(".")
+    assert len(parts[part]) % 4 in (2, 3)          # the last character carries unused bits
+    last = _B64URL.index(parts[part][-1])
+    parts[part] = parts[part][:-1] + _B64URL[last ^ 1]
+    assert base64.urlsafe_b64decode(parts[part] + "==") == base64.urlsafe_b64decode(token.split(".")[part] + "==")
+    return ".".join(parts)
+
+
 NOW = int(time.time())
 REFUSED = [
     ("forged (another key, same kid)", {"token": sign({"sub": "o-1", "sid": STORE, "exp": NOW + 99, "jti": "x"},
@@ -151,6 +165,17 @@ REFUSED = [
      "malformed"),
     ("extra header", {"token": sign({"sub": "o-1"}, header={"alg": "EdDSA", "kid": "k1", "typ": "se-pickup+jwt",
                                                             "jku": "http://evil"})}, "malformed"),
+    ("signature re-spelled", {"token": respelled(pickup_token(), 2)}, "malformed"),
+    ("claims re-spelled", {"token": respelled(sign({"sub": "o-1", "sid": STORE, "exp": NOW + 99, "jti": "xy"}), 1)},
+     "malformed"),
+    ("padded", {"token": pickup_token().replace(".", "==.", 1)}, "malformed"),
+    ("alg Ed25519", {"token": sign({"sub": "o-1"}, header={"alg": "Ed25519", "kid": "k1", "typ": "se-pickup+jwt"})},
+     "malformed"),
+    ("alg HS256", {"token": sign({"sub": "o-1"}, header={"alg": "HS256", "kid": "k1", "typ": "se-pickup+jwt"})},
+     "malformed"),
+    ("header crit", {"token": sign({"sub": "o-1"}, header={"alg": "EdDSA", "kid": "k1", "typ": "se-pickup+jwt",
+                                                           "crit": ["b64"], "b64": False})}, "malformed"),
+    ("no typ", {"token": sign({"sub": "o-1"}, header={"alg": "EdDSA", "kid": "k1"})}, "malformed"),
     ("two parts", {"token": "abc.def"}, "malformed"),
     ("not base64", {"token": "a$b.c.d"}, "malformed"),
     ("exp as text", {"token": pickup_token(exp="tomorrow")}, "malformed"),

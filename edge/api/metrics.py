@@ -1,9 +1,10 @@
 """/metrics: the store's counters, gauges and request latencies in the Prometheus text format (0.0.4).
 
-Hand-written (no prometheus_client): the exposition format is a few lines of text, every number
-here is read fresh at scrape time (from the store or from the subsystems' state in memory), and the
-only state kept between scrapes is the latency histogram and the bookkeeping below. A library's
-global registry would add a dependency and fight with one app per test.
+The text is prometheus_client's (`generate_latest`: escaping, number formatting, HELP/TYPE). Every
+number except the latencies is read fresh at scrape time (from the store or from the subsystems' state
+in memory) into metric families built per scrape; the only state kept between scrapes is the latency
+histogram, in a CollectorRegistry of this app (never the library's global one, which would be shared by
+every app of a process, as the tests build many), and the bookkeeping below.
 
 Counters come from the store, so they survive restarts. Reading them stays cheap however old the
 store is: the append-only tables (scans, sales, returns, coupon redemptions) are read only past the
@@ -23,23 +24,26 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import math
 import platform
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import prometheus_client
 from aiohttp import web
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from edge.store import api_tokens
 from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STARTED, STORE, SYNC
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_PLAIN_0_0_4   # what generate_latest writes
 PATH = "/metrics"
 # a local API on the store's PC: most answers take a few ms; a write waits for an fsync (tens of ms)
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+LATENCY_LABELS = ("route", "method", "status")
 
 LINK_STATES = ("connecting", "online", "offline", "auth_failed", "refused", "error")
 PRINTER_STATES = ("unknown", "ready", "paper_near_end", "paper_out", "cover_open", "offline", "unreachable",
@@ -49,37 +53,13 @@ OPEN_ORDER_STATES = ("received", "accepted", "ready")
 SETTLED_JOB = "state IN ('printed', 'failed', 'expired') OR (state = 'uncertain' AND resolution IS NOT NULL)"
 
 
-# -- the text format ------------------------------------------------------------------------------
+# -- one scrape's families ------------------------------------------------------------------------
 
-def escape_label(value) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-def format_le(bound: float) -> str:
-    return "+Inf" if math.isinf(bound) else repr(float(bound))
-
-
-class Exposition:
-    """Metric families in order: HELP and TYPE once, then the samples."""
+class Exposition(Collector):
+    """Metric families in order, collected by prometheus_client into the text format."""
 
     def __init__(self):
-        self.lines: list[str] = []
+        self.families: list[Metric] = []
         self._seen: set[str] = set()
         self._current = ""
 
@@ -87,17 +67,18 @@ class Exposition:
         assert name not in self._seen, name
         self._seen.add(name)
         self._current = name
-        self.lines.append(f"# HELP {name} {escape_help(help_text)}")
-        self.lines.append(f"# TYPE {name} {kind}")
+        # prometheus_client names a counter family without its _total and adds it back when writing
+        self.families.append(Metric(name.removesuffix("_total") if kind == "counter" else name, help_text, kind))
+
+    def add(self, family: Metric) -> None:
+        """A family the library built (the latency histogram)."""
+        self.family(family.name, family.type, family.documentation)
+        self.families[-1] = family
 
     def sample(self, name: str, value, labels: dict | None = None) -> None:
         assert name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count") == self._current \
             or name == self._current, f"{name} outside its family {self._current}"  # families stay contiguous
-        if labels:
-            inner = ",".join(f'{k}="{escape_label(v)}"' for k, v in labels.items())
-            self.lines.append(f"{name}{{{inner}}} {format_value(value)}")
-        else:
-            self.lines.append(f"{name} {format_value(value)}")
+        self.families[-1].add_sample(name, {k: str(v) for k, v in (labels or {}).items()}, value)
 
     def one(self, name: str, kind: str, help_text: str, value, labels: dict | None = None) -> None:
         self.family(name, kind, help_text)
@@ -111,40 +92,37 @@ class Exposition:
         for state in (*states, *(() if current in states else (current,))):
             self.sample(name, int(state == current), {**(labels or {}), "state": state})
 
+    def collect(self):
+        return iter(self.families)
+
     def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
+        return prometheus_client.generate_latest(self).decode("utf-8")
 
 
 # -- request latencies ----------------------------------------------------------------------------
 
 class Histogram:
-    """HTTP request durations by (route, method, status class); in memory, from the start of the process."""
+    """HTTP request durations by (route, method, status class): prometheus_client's Histogram, in
+    memory from the start of the process, registered in `registry` (the app's)."""
 
-    def __init__(self, buckets=BUCKETS):
-        self.buckets = tuple(buckets)
-        self.series: dict[tuple[str, str, str], list] = {}  # labels -> [counts per bucket (not cumulative), sum, count]
+    def __init__(self, buckets=BUCKETS, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._histogram = prometheus_client.Histogram("latency_seconds", "", LATENCY_LABELS, buckets=buckets,
+                                                      registry=self.registry)
 
     def observe(self, labels: tuple[str, str, str], seconds: float) -> None:
-        entry = self.series.get(labels)
-        if entry is None:
-            entry = self.series[labels] = [[0] * (len(self.buckets) + 1), 0.0, 0]
-        i = 0
-        while i < len(self.buckets) and seconds > self.buckets[i]:
-            i += 1
-        entry[0][i] += 1  # the last slot is above the top bucket (+Inf only)
-        entry[1] += seconds
-        entry[2] += 1
+        self._histogram.labels(*labels).observe(seconds)
 
     def expose(self, out: Exposition, name: str, help_text: str) -> None:
-        out.family(name, "histogram", help_text)
-        for (route, method, status), (counts, total, count) in sorted(self.series.items()):
-            labels = {"route": route, "method": method, "status": status}
-            running = 0
-            for bound, n in zip((*self.buckets, math.inf), counts):
-                running += n
-                out.sample(f"{name}_bucket", running, {**labels, "le": format_le(bound)})
-            out.sample(f"{name}_sum", total, labels)
-            out.sample(f"{name}_count", count, labels)
+        """Under the family name the scrape gives; the library's `_created` series are left out, as
+        /metrics never had them (prometheus_client only turns them off process-wide)."""
+        family = HistogramMetricFamily(name, help_text, labels=LATENCY_LABELS)
+        for metric in self._histogram.collect():
+            for sample in metric.samples:
+                suffix = sample.name.removeprefix(metric.name)
+                if suffix in ("_bucket", "_sum", "_count"):
+                    family.samples.append(sample._replace(name=name + suffix))
+        out.add(family)
 
 
 def route_label(request: web.Request) -> str:
@@ -287,7 +265,8 @@ def _print_jobs(conn, old: Tally, new: Tally) -> dict:
 
 class Metrics:
     def __init__(self):
-        self.latency = Histogram()
+        self.registry = CollectorRegistry(auto_describe=True)   # this app's, never the global one
+        self.latency = Histogram(registry=self.registry)
         self.tally = Tally()
         self._lock: asyncio.Lock | None = None
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from drivers import DEVICE_SECTIONS, device_paths
 from edge.core.errors import field_path
-from edge.core.classify import ScanningSection
+from edge.core.scales import ScanningSection
 
 
 class ConfigError(Exception):

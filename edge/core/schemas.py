@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.core.gtin import gtin_problem
+
 PAYMENT_METHODS = ("cash", "wechat", "alipay", "card", "unionpay", "voucher", "other")
 
 Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$",
@@ -124,8 +126,6 @@ class ProductIn(Body):
 
     @model_validator(mode="after")
     def _barcodes_valid(self):
-        from edge.core.barcodes import gtin_problem  # noqa: PLC0415 (small module, avoids a cycle)
-
         for code in self.barcodes:
             problem = gtin_problem(code)
             if problem:
