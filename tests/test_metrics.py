@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from drivers.virtual_printer import VirtualPrinter
 from edge.core import config as config_mod
 from edge.api import metrics
-from edge.store import api_tokens
+from edge.store import api_tokens, counters
 from edge.app import build_app
 from edge.core.clock import iso, utcnow
 from edge.services.app_keys import PRINTING, STORE
@@ -295,13 +295,13 @@ def test_print_job_tally_is_incremental_and_exact(tmp_path):
             target[(kind, state)] = target.get((kind, state), 0) + n
         return {"open": open_, "finished": finished}
 
-    tally = metrics.Tally()
+    tally = counters.Tally()
 
     def check():
         nonlocal tally
-        tally, gauges = metrics.collect(conn, tally)
+        tally, gauges = counters.collect(conn, tally)
         assert gauges["jobs_open"] == truth()
-        assert metrics.collect(conn, metrics.Tally())[1]["jobs_open"] == truth()  # as after a restart
+        assert counters.collect(conn, counters.Tally())[1]["jobs_open"] == truth()  # as after a restart
 
     for state in ("printed", "failed", "expired"):
         add(state)
