@@ -156,8 +156,11 @@ def cmd_user(args) -> int:
 
     password = None
     if args.action == "add":
-        try:  # asked before the transaction: a person typing must not hold the store's write lock
-            password = _read_password(args)
+        # asked and hashed before the transaction: neither a person typing nor scrypt may hold the
+        # store's write lock
+        try:
+            users.check_user(args.name, args.role)
+            password = users.new_password(_read_password(args))
         except InputError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 2
