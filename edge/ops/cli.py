@@ -74,8 +74,7 @@ def cmd_catalog_import(args) -> int:
     conn = open_db(config)
     progress = Progress("导入 import")
     try:
-        with db.transaction(conn):
-            report = catalog.import_products(conn, rows, fmt, iso(utcnow()), progress)
+        report = catalog.import_in_chunks(conn, rows, fmt, iso(utcnow()), progress)
     finally:
         conn.close()
     progress.done()
