@@ -20,7 +20,6 @@ from edge.core.errors import InputError
 from edge.services.app_keys import CONFIG, LIMITER, STORE, pickup_checks
 from edge.core.refusals import MESSAGES_ZH
 from edge.core.classify import MAX_LENGTH, REASONS, classify
-from edge.store.signed_tokens import TokenRefused, verify
 from edge.ui.web import TEXT, WHO, form_data, page, register_text, render, ui_write
 
 LAST_SCANS = 10
@@ -196,18 +195,6 @@ def find_product(conn, classified) -> dict | None:
     return None
 
 
-def _order_id(conn, body: pickups.PickupIn, now: pickups.Checks) -> str | None:
-    """The order a token or code names, without judging its state (for the audit line's target)."""
-    if body.token is not None:
-        try:
-            return verify(conn, body.token, store_id=now.store_id, now=now.now, kind="pickup").subject
-        except TokenRefused:
-            return None
-    row = conn.execute("SELECT id FROM orders WHERE pickup_code_sha256 = ? ORDER BY state NOT IN ('received', "
-                       "'accepted', 'ready'), received_at DESC LIMIT 1", (pickups.code_hash(body.code),)).fetchone()
-    return row[0] if row else None
-
-
 # -- answers -----------------------------------------------------------------------------------------
 
 def _fetched(request: web.Request) -> bool:
@@ -332,9 +319,10 @@ async def handover(request):
     now = pickup_checks(request.app)
 
     async def hand_over():
-        order_id = await request.app[STORE].read(_order_id, body, now)
-        return await ui_write(request, form, lambda conn, ctx: pickups.hand_over(conn, body, now, ctx),
-                              action="pickup.hand_over", target=order_id,
+        # verified once, on a reader: the result names the audit line's order and goes into the write
+        found = await request.app[STORE].read(pickups.identify, body, now)
+        return await ui_write(request, form, lambda conn, ctx: pickups.hand_over(conn, body, now, ctx, found),
+                              action="pickup.hand_over", target=found.order_id,
                               detail={"method": "token" if body.token else "code"})
     try:
         done = await request.app[LIMITER].guard(_limiter_key(request), body.code, hand_over)
