@@ -14,12 +14,13 @@ from pydantic import ValidationError
 from edge.store import catalog
 from edge.store import coupons
 from edge.store import pickups
+from edge.store import scans
 from edge.store import spool
 from edge.store import stock
 from edge.core.errors import InputError
 from edge.services.app_keys import CONFIG, LIMITER, STORE, pickup_checks
 from edge.core.refusals import MESSAGES_ZH
-from edge.core.classify import MAX_LENGTH, REASONS, classify
+from edge.core.classify import MAX_LENGTH, REASONS, Classified, classify
 from edge.ui.web import TEXT, WHO, form_data, page, register_text, render, ui_write
 
 LAST_SCANS = 10
@@ -172,11 +173,6 @@ def last_scans(conn, limit: int = LAST_SCANS) -> list[dict]:
     return out
 
 
-def _scan_text(conn, seq: int) -> str | None:
-    row = conn.execute("SELECT text FROM scans WHERE seq = ?", (seq,)).fetchone()
-    return row[0] if row else None
-
-
 def find_product(conn, classified) -> dict | None:
     """The product (with its stock) a product barcode, GS1 code or weighed label names; None if unknown."""
     keys = list(classified.lookup)
@@ -239,10 +235,9 @@ async def _look_up_pickup(request: web.Request, body: pickups.PickupIn) -> dict:
     return {"type": "pickup", **found, "token": body.token, "code": body.code}
 
 
-async def _result_for(request: web.Request, text: str, typed: bool) -> tuple[int, dict]:
+async def _result_for(request: web.Request, classified: Classified) -> tuple[int, dict]:
     config = request.app[CONFIG]
     store = request.app[STORE]
-    classified = classify(text, config.scanning.scales, typed=typed)
     try:
         if classified.kind in ("pickup_token", "pickup_code"):
             body = pickups.PickupIn(token=classified.text) if classified.kind == "pickup_token" else \
@@ -250,7 +245,8 @@ async def _result_for(request: web.Request, text: str, typed: bool) -> tuple[int
             try:
                 return 200, await _look_up_pickup(request, body)
             except InputError as exc:
-                # an 8-digit product barcode from a keyboard-wedge scanner arrives as a "typed" code
+                # an 8-digit product barcode from a keyboard-wedge scanner arrives as a "typed" code:
+                # a second reading of the text (as scanned), not the same classification again
                 if exc.code == "bad_code" and len(classified.text) == 8:
                     product = await store.read(find_product, classify(classified.text, config.scanning.scales))
                     if product is not None:
@@ -286,13 +282,13 @@ async def cashier_page(request):
 async def scan(request):
     """A code from the scan field (typed or from a keyboard-wedge scanner), or a scan of the list (`seq`)."""
     form = await form_data(request)
-    typed = True
     if form.get("seq"):
         seq = form["seq"]
-        text = await request.app[STORE].read(_scan_text, int(seq)) if seq.isdigit() and len(seq) < 19 else None
-        if text is None:
+        # as the scan router classified it when the scanner read it: not classified again
+        classified = await request.app[STORE].read(scans.classification, int(seq)) \
+            if seq.isdigit() and len(seq) < 19 else None
+        if classified is None:
             return await _answer(request, "cashier_result", 422, result={"type": "error", "key": "cashier_scan_gone"})
-        typed = False  # as the hardware scanner read it
     else:
         text = form.get("text", "")
         if len(text) > MAX_LENGTH:
@@ -300,7 +296,8 @@ async def scan(request):
                 "type": "error", "key": "cashier_input_too_long", "args": {"limit": MAX_LENGTH}})
         if not text.strip():
             return await _answer(request, "cashier_result", 422, result={"type": "error", "key": "cashier_input_empty"})
-    status, result = await _result_for(request, text, typed)
+        classified = classify(text, request.app[CONFIG].scanning.scales, typed=True)
+    status, result = await _result_for(request, classified)
     return await _answer(request, "cashier_result", status, result=result)
 
 
