@@ -25,7 +25,7 @@ from edge.core import systemd
 from edge.core.config import Config
 from edge.core.errors import InputError
 from edge.core.serving import serve_until_stopped
-from edge.core.sqlite import Store
+from edge.core.sqlite import ReadTimeout, Store
 from edge.services import jobs
 from edge.services.app_keys import CONFIG, DEVICE, DEVICES, LIMITER, PRINTING, SCANS, STARTED, STORE, SYNC
 from edge.services.devices import DeviceService
@@ -45,7 +45,7 @@ log = logging.getLogger("edge.app")
 # -- subsystems -----------------------------------------------------------------------------------
 
 async def store_subsystem(app: web.Application):
-    store = db.open_store(app[CONFIG].db_path)
+    store = db.open_store(app[CONFIG].db_path, read_limit=app[CONFIG].api.read_timeout_seconds)
     await asyncio.get_running_loop().run_in_executor(None, store.open)  # migrations may take a while
     app[STORE] = store
     app[ui_web.EVENTS] = hub = ui_web.EventHub()
@@ -130,7 +130,7 @@ async def errors_middleware(request: web.Request, handler):
     """Every error is JSON with a code and a message; never a stack trace or a secret."""
     try:
         return await handler(request)
-    except InputError as exc:
+    except (InputError, ReadTimeout) as exc:
         return json_response(exc.as_dict(), status=exc.status)
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith(PREFIX):

@@ -2,7 +2,9 @@
 
 - The uploader sends the outbox in seq order, in batches. It wakes on every committed write and,
   while the cloud is unreachable, on its own backoff timer: a queue never waits for a new sale.
-- The downloader pulls changes by cursor when a hint arrives, and on a poll timer.
+- The downloader pulls changes by cursor when a hint arrives, and on a poll timer. A page is applied
+  in slices (a bounded number of changes and time per write transaction, each moving the cursor past
+  what it applied), so a sale never waits behind a whole page.
 - The link state is logged once when it changes, never once per retry.
 """
 
@@ -37,6 +39,10 @@ class Timing:
     person_retry: float = 300.0       # after 401/403 or a refused request: slowly, a person must act
     poll_with_hints: float = 300.0
     poll_without_hints: float = 30.0
+    slice_seconds: float = 0.05       # a slice of a page of changes stops after this long in its transaction
+
+
+SLICE_CHANGES = 50                    # at most this many changes per write transaction
 
 
 def backoff(attempt: int, timing: Timing, rng: random.Random) -> float:
@@ -79,12 +85,13 @@ class Link:
 
 class SyncEngine:
     def __init__(self, store: Store, client: CloudClient, *, tz, batch_size: int = 200, page_size: int = 500,
-                 timing: Timing | None = None, seed: int | None = None):
+                 slice_changes: int = SLICE_CHANGES, timing: Timing | None = None, seed: int | None = None):
         self.store = store
         self.client = client
         self.tz = tz
         self.batch_size = batch_size
         self.page_size = page_size
+        self.slice_changes = slice_changes
         self.timing = timing or Timing()
         self.rng = random.Random(seed)
         self.link = Link()
@@ -243,8 +250,7 @@ class SyncEngine:
                 continue
             body = answer.body
             if body["changes"] or body["next_cursor"] != cursor:
-                ctx = make_context("cloud", self.tz)
-                counts = await self.store.write(self._apply, cursor, body["changes"], body["next_cursor"], ctx)
+                counts = await self.apply_page(cursor, body["changes"], body["next_cursor"])
                 if counts is None:
                     continue  # the cursor moved meanwhile: pull again from where it is now
                 total += counts["applied"]
@@ -256,11 +262,52 @@ class SyncEngine:
             if body["next_cursor"] == cursor:
                 raise RetryLater("the cloud says there is more but its cursor does not move")
 
+    async def apply_page(self, cursor: int, page: list, next_cursor: int) -> dict | None:
+        """Apply a page in slices, each its own write transaction; None if the cursor was moved by
+        someone else (an epoch rewind) before or between slices."""
+        ctx = make_context("cloud", self.tz)
+        totals = {"applied": 0, "rejected": 0, "skipped": 0}
+        done = 0
+        while True:
+            result = await self.store.write(self._apply_slice, cursor, page, done, next_cursor, ctx,
+                                            self.slice_changes, self.timing.slice_seconds)
+            if result is None:
+                return None
+            counts, done, cursor = result
+            for key in totals:
+                totals[key] += counts[key]
+            if done == len(page):
+                return totals
+
     @staticmethod
-    def _apply(conn, cursor: int, page: list, next_cursor: int, ctx):
+    def _apply_slice(conn, cursor: int, page: list, start: int, next_cursor: int, ctx, most: int,
+                     seconds: float):
+        """Apply page[start:] until `most` changes or `seconds` have gone (at least one change), each
+        with the cursor moved past it in this transaction: a crash keeps exactly the slices committed,
+        and the next pull starts after them. Returns (counts, changes done, cursor) or None."""
         if int(outbox.get_state(conn, "cursor", "0")) != cursor:
             return None
-        return changes_mod.apply_page(conn, page, next_cursor, ctx)
+        totals = {"applied": 0, "rejected": 0, "skipped": 0}
+        deadline = time.monotonic() + seconds
+        end = start
+        if not page:  # an empty page that still moves the cursor
+            changes_mod.apply_page(conn, [], next_cursor, ctx)
+            return totals, 0, next_cursor
+        while end < len(page) and end - start < most and (end == start or time.monotonic() < deadline):
+            change = page[end]
+            end += 1
+            if end == len(page):
+                cursor = next_cursor
+            else:
+                # a change's own cursor when it is plausible; otherwise the cursor stays where it was
+                # and a crash re-delivers from there (the inbox skips what was applied)
+                own = change.get("cursor") if isinstance(change, dict) else None
+                if type(own) is int and cursor < own <= next_cursor:
+                    cursor = own
+            counts = changes_mod.apply_page(conn, [change], cursor, ctx)
+            for key in totals:
+                totals[key] += counts[key]
+        return totals, end, cursor
 
     # -- hints ------------------------------------------------------------------------------------
     async def _hints(self) -> None:

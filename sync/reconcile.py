@@ -47,8 +47,11 @@ def expected_cloud_balances(conn: sqlite3.Connection) -> dict[str, tuple[int, in
 
 
 def _snapshot(conn):
+    """(acked seq, queue depth, expected balances, their checksum) from one snapshot; the checksum is
+    computed here so that hashing every balance runs on the long-job thread, not the event loop."""
     status = outbox.queue_status(conn)
-    return status["depth"], expected_cloud_balances(conn)
+    expected = expected_cloud_balances(conn)
+    return status["acked_seq"], status["depth"], expected, checksum(expected)
 
 
 def _correct(conn: sqlite3.Connection, expected: dict, cloud: dict, acked: int) -> list[dict]:
@@ -81,12 +84,12 @@ def _correct(conn: sqlite3.Connection, expected: dict, cloud: dict, acked: int) 
 
 async def reconcile(store, client: CloudClient) -> dict:
     """One run; returns what happened. Network errors propagate (the scheduler tries next time)."""
-    acked = await store.read(outbox.acked_seq)
-    depth, expected = await store.read(_snapshot)
+    # every balance and dead letter: the long-job thread, never a reader a request may be waiting for
+    acked, depth, expected, mine = await store.read_long(_snapshot)
     if depth:
         return {"result": "skipped", "reason": f"{depth} events still to upload"}
     state = await client.get_state()
-    if state.body.get("balances_checksum") == checksum(expected):
+    if state.body.get("balances_checksum") == mine:
         return {"result": "match", "skus": sum(1 for v in expected.values() if any(v))}
     detail = await client.get_balances()
     cloud = {}

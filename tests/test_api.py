@@ -579,3 +579,27 @@ async def test_status_page_in_chinese(client, api):
     text = await resp.text()
     assert resp.status == 200 and resp.content_type == "text/html"
     assert "测试门店" in text and "今日销售" in text and "1 笔" in text and "未配置（仅本地运行）" in text
+
+
+async def test_a_read_past_the_limit_answers_503_json(tmp_path, monkeypatch):
+    from edge.api import pos
+    from conftest import write_config
+
+    config = config_mod.load(write_config(tmp_path, "[api]\nread_timeout_seconds = 0.1\n"))
+    seed(config.db_path)
+
+    def runaway(conn, sku):
+        return conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) "
+                            "SELECT count(*) FROM n").fetchone()[0]
+
+    monkeypatch.setattr(pos.stock, "get_balance", runaway)
+    client = await start_client(config)
+    try:
+        resp = await client.get("/api/v1/stock/DRK-001")
+        assert resp.status == 503
+        assert (await resp.json())["error"]["code"] == "read_timeout"
+        monkeypatch.undo()
+        resp = await client.get("/api/v1/stock/DRK-001")
+        assert resp.status == 200
+    finally:
+        await client.close()

@@ -160,3 +160,40 @@ def test_token_commands(cfg):
     assert run(cfg, "token", "revoke", "till-1").returncode == 0
     assert run(cfg, "token", "revoke", "till-1").returncode == 1
     assert run(cfg, "token", "add", "bad name!").returncode == 2
+
+
+def test_import_commits_in_chunks_so_the_daemon_can_write_between_them(tmp_path, cfg, monkeypatch, capsys):
+    from edge.ops import cli
+    from edge.store import catalog
+
+    rows = "".join(f"C-{n},商品{n},1.00,件,,,\n" for n in range(1, 6)) + "C-2,重复,1,件,,,\n"
+    path = tmp_path / "catalog.csv"
+    path.write_text("sku,name,price,unit,category,low_stock,barcodes\n" + rows, encoding="utf-8")
+    assert run(cfg, "catalog", "export", str(tmp_path / "empty.csv")).returncode == 0  # creates the store
+    committed = []
+
+    class Seen:
+        """At each row: how many products another connection (the daemon) can already see."""
+
+        def __init__(self, label):
+            pass
+
+        def __call__(self, done, total):
+            probe = db(cfg)
+            try:
+                committed.append(probe.execute("SELECT count(*) FROM products").fetchone()[0])
+            finally:
+                probe.close()
+
+        def done(self):
+            pass
+
+    monkeypatch.setattr(catalog, "IMPORT_CHUNK_ROWS", 2)
+    monkeypatch.setattr(cli, "Progress", Seen)
+    assert cli.main(["catalog", "import", str(path), "--config", str(cfg)]) == 1   # the duplicate row
+    # rows 1-2 are visible (committed) while rows 3-4 are imported, rows 1-4 while 5-6 are
+    assert committed == [0, 0, 2, 2, 4, 4]
+    out = capsys.readouterr().out   # the report is the one of a single transaction, across chunks too
+    assert "5 of 6 products imported, 1 rows refused" in out and "row 6 (SKU C-2): SKU C-2 is already on row 2" in out
+    conn = db(cfg)
+    assert conn.execute("SELECT count(*) FROM products").fetchone()[0] == 5

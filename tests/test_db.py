@@ -69,3 +69,78 @@ async def test_writer_commits_or_rolls_back_whole(tmp_path):
     finally:
         store.close()
     assert not store.healthy
+
+
+# a query that runs for seconds: the read limit, not the data, decides when it ends
+SLOW = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000000) SELECT count(*) FROM n"
+
+
+async def test_a_read_past_its_limit_is_stopped_and_the_reader_goes_on(tmp_path):
+    store = db.open_store(tmp_path / "store.db", readers=1, read_limit=0.05)
+    store.open()
+    try:
+        with pytest.raises(sqlite.ReadTimeout) as caught:
+            await store.read(lambda conn: conn.execute(SLOW).fetchone())
+        assert caught.value.status == 503 and caught.value.as_dict()["error"]["code"] == "read_timeout"
+        # the same (only) reader answers the next read: its connection and snapshot were released
+        assert await store.read(lambda conn: conn.execute("SELECT count(*) FROM products").fetchone()[0]) == 0
+    finally:
+        store.close()
+
+
+async def test_long_jobs_read_on_their_own_thread_without_the_limit(tmp_path):
+    import threading
+
+    store = db.open_store(tmp_path / "store.db", readers=1, read_limit=0.01)
+    store.open()
+    release = threading.Event()
+    try:
+        def long_job(conn):
+            release.wait(10)  # holds its thread until a request read has been answered
+            return threading.current_thread().name, conn.execute(SLOW.replace("100000000", "300000")).fetchone()[0]
+
+        job = asyncio.ensure_future(store.read_long(long_job))
+        # the one request reader is free while the long job runs
+        assert (await store.read(lambda conn: threading.current_thread().name)).startswith("store-reader")
+        release.set()
+        thread, counted = await job
+        assert thread.startswith("store-long-reader") and counted == 300000
+    finally:
+        release.set()
+        store.close()
+
+
+async def test_the_ledger_check_and_reconciliation_read_on_the_long_job_thread(tmp_path, monkeypatch):
+    import threading
+    from types import SimpleNamespace
+
+    from edge.services import jobs
+    from edge.store import stock
+    from sync import reconcile
+
+    threads = []
+    real_verify = stock.verify
+
+    def verify(conn):
+        threads.append(("verify", threading.current_thread().name))
+        return real_verify(conn)
+
+    def balances(conn):
+        threads.append(("balances", threading.current_thread().name))
+        return {}
+
+    class Cloud:
+        async def get_state(self):
+            return SimpleNamespace(body={"balances_checksum": reconcile.checksum({})})
+
+    monkeypatch.setattr(jobs.stock, "verify", verify)
+    monkeypatch.setattr(reconcile, "expected_cloud_balances", balances)
+    store = db.open_store(tmp_path / "store.db", readers=1, read_limit=5)
+    store.open()
+    try:
+        await jobs.nightly_ledger_check(store)
+        assert (await reconcile.reconcile(store, Cloud()))["result"] == "match"
+    finally:
+        store.close()
+    assert [name for name, _ in threads] == ["verify", "balances"]
+    assert all(thread.startswith("store-long-reader") for _, thread in threads), threads

@@ -132,3 +132,27 @@ async def test_camera_scans_reach_the_consumer_once(tmp_path):
         assert len(body["items"]) == 1  # 20 frames with the same code: one scan
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("text, typed", [
+    ("]E06901234567892", False),              # a symbology identifier: the classified text differs
+    ("  204613 ", True),
+    ("]C1010690123456789217261231" + "\x1d" + "10LOT-7", False),
+    ("2212345012343", False),
+    ("not a code at all", False),
+])
+def test_a_stored_scan_gives_back_its_classification(tmp_path, text, typed):
+    import time as time_mod
+
+    from drivers.scan import Scan
+    from edge.core.classify import classify
+    from edge.store import db, scans
+
+    conn = db.open_store_db(tmp_path / "store.db")
+    classified = classify(text, typed=typed)
+    with db.transaction(conn):
+        item = scans.record(conn, Scan(device="d", source="serial", text=text, raw=text.encode(),
+                                       at=time_mod.time()), classified)
+    assert scans.classification(conn, item["seq"]) == classified
+    assert scans.classification(conn, item["seq"] + 1) is None
+    conn.close()

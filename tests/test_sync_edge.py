@@ -288,3 +288,80 @@ def test_a_resolved_dead_letter_is_resent_as_voided(conn, db_path):
     assert batch[seq]["payload"] == {"voided_type": "order.received", "resolution": "retried"}
     retry = batch[max(batch)]
     assert retry["type"] == "order.received" and retry["payload"]["moves"][0]["reason"] == "reserve"
+
+
+async def test_a_page_is_applied_in_slices_that_each_move_the_cursor(config, db_path, monkeypatch):
+    """Five changes, at most two per write transaction: three short writes, each committing its changes
+    with the cursor past them; a crash in the middle keeps the slices before it, and the next pull
+    applies the rest exactly once."""
+    from types import SimpleNamespace
+
+    from edge.store.db import open_store
+    from sync.engine import SyncEngine
+
+    page = [order_change(f"o-{n}", n) for n in range(1, 6)]
+
+    class Client:
+        store_id = "test-store"
+
+        async def get_changes(self, after, limit):
+            rest = [c for c in page if c["cursor"] > after]
+            return SimpleNamespace(body={"changes": rest, "more": False,
+                                         "next_cursor": rest[-1]["cursor"] if rest else after})
+
+    store = open_store(config.db_path)
+    store.open()
+    committed = []
+    probe = db.connect(db_path, readonly=True)
+    store.listeners.append(lambda: committed.append(int(outbox.get_state(probe, "cursor", "0"))))
+    original = changes.APPLY["order.created"]
+
+    def fails_on_o4(conn, payload, ctx, change_id):
+        if payload["order_id"] == "o-4":
+            raise RuntimeError("disk full")
+        return original(conn, payload, ctx, change_id)
+
+    engine = SyncEngine(store, Client(), tz=config.tz, slice_changes=2)
+    try:
+        monkeypatch.setitem(changes.APPLY, "order.created", fails_on_o4)
+        with pytest.raises(RuntimeError, match="disk full"):
+            await engine.pull()
+        assert committed == [2]                        # o-1, o-2 with their cursor; o-3 rolled back with o-4
+        assert query(db_path, "SELECT count(*) FROM inbox") == [(2,)]
+        monkeypatch.setitem(changes.APPLY, "order.created", original)
+        committed.clear()
+        assert await engine.pull() == 3
+        assert committed == [4, 5]
+        assert [r for r, in query(db_path, "SELECT id FROM inbox ORDER BY cursor")] == [f"c-o-{n}" for n in range(1, 6)]
+        assert balance(db_path, "DRK-001")[1] == 15    # each order reserved once
+    finally:
+        probe.close()
+        store.close()
+    assert ledger_mismatches(db_path) == []
+
+
+async def test_a_slice_ends_when_its_time_is_up(config, db_path):
+    """No time left: each change is its own slice, however many a slice may hold."""
+    from types import SimpleNamespace
+
+    from edge.store.db import open_store
+    from sync.engine import SyncEngine, Timing
+
+    page = [order_change(f"o-{n}", n) for n in range(1, 4)]
+
+    class Client:
+        async def get_changes(self, after, limit):
+            return SimpleNamespace(body={"changes": page, "more": False, "next_cursor": 3})
+
+    store = open_store(config.db_path)
+    store.open()
+    probe = db.connect(db_path, readonly=True)
+    committed = []
+    store.listeners.append(lambda: committed.append(int(outbox.get_state(probe, "cursor", "0"))))
+    try:
+        engine = SyncEngine(store, Client(), tz=config.tz, slice_changes=100, timing=Timing(slice_seconds=0))
+        assert await engine.pull() == 3
+        assert committed == [1, 2, 3]
+    finally:
+        probe.close()
+        store.close()

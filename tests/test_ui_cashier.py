@@ -302,3 +302,32 @@ def test_offline_words():
     assert "离线核销，待同步确认" in page and 'id="confirm-handover"' in page
     note = _env.get_template("fragments/cashier_offline.html").render(**values)
     assert "12 分钟" in note and "扫码核销提货" in note
+
+
+async def test_the_hand_over_verifies_the_token_once(web, store, monkeypatch):
+    from tests.test_verification import _count_verifications
+
+    csrf = await log_in(web)
+    status, answer = await post(web, "/ui/cashier/scan", csrf, {"text": pickup_token("o-1")})
+    assert status == 200, answer
+    calls = _count_verifications(monkeypatch)
+    status, done = await post(web, "/ui/cashier/handover", None, form_fields(answer, 'id="confirm-handover"'))
+    assert status == 201 and 'class="handover-done"' in done, done
+    # once, for both the hand-over and its audit line's target, and not on the store's writer
+    assert len(calls) == 1 and calls[0] != "store-writer", calls
+    assert query(store, "SELECT target FROM audit_log WHERE action = 'pickup.hand_over'") == [("o-1",)]
+
+
+async def test_a_stored_scan_is_looked_up_with_its_stored_classification(web, store, config, monkeypatch):
+    from edge.ui import cashier
+
+    csrf = await log_in(web)
+    token = pickup_token("o-1")
+    item = _with_conn(store, lambda conn: scans.record(conn, Scan(
+        device="dev-camera", source="camera", text="]Q1" + token, raw=token.encode(), at=time.time()),
+        classify("]Q1" + token, config.scanning.scales)))
+    calls = []
+    monkeypatch.setattr(cashier, "classify", lambda *a, **k: calls.append(a) or classify(*a, **k))
+    status, answer = await post(web, "/ui/cashier/scan", csrf, {"seq": str(item["seq"])})
+    assert status == 200 and 'class="order-number">A101<' in answer, answer
+    assert calls == []   # the router's classification, from the journal: the token without its ]Q1

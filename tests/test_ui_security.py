@@ -175,3 +175,75 @@ def test_user_add_from_the_command_line(tmp_path, config):
     assert short.returncode == 2 and "at least 8" in short.stderr
     listing = user("list")
     assert "wang\tcashier\t王芳\tactive" in listing.stdout and "li\t" not in listing.stdout
+
+
+def _record_scrypt(monkeypatch, check=None) -> list[str]:
+    """Every scrypt call's thread (and whatever `check` says about that moment)."""
+    import hashlib  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    calls, real = [], hashlib.scrypt
+
+    def scrypt(*args, **kwargs):
+        calls.append(threading.current_thread().name if check is None else check())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "scrypt", scrypt)
+    return calls
+
+
+async def test_a_login_checks_the_password_on_a_worker_thread(client, people, monkeypatch):
+    import threading  # noqa: PLC0415
+
+    calls = _record_scrypt(monkeypatch)
+    assert (await log_in(client, "cash", "wrong-password")).status == 401
+    assert (await log_in(client, "nobody")).status == 401           # the fixed hash: as slow as a real one
+    assert (await log_in(client, "cash")).status == 303
+    assert len(calls) == 3
+    # neither the store's writer (every sale waits behind it) nor the event loop
+    assert "store-writer" not in calls and threading.main_thread().name not in calls, calls
+
+
+async def test_a_password_changed_during_a_login_does_not_open_a_session(client, people, monkeypatch):
+    checked = _record_scrypt(monkeypatch)
+    store = client.app[web.STORE]
+    original = users.password_matches
+
+    def matches_then_changed(password, stored):
+        ok = original(password, stored)
+        conn = db.connect(store.path)
+        try:
+            with db.transaction(conn):
+                users.add_user(conn, "cash", "王芳", "cashier", users.new_password("another-one-2"), iso(utcnow()))
+        finally:
+            conn.close()
+        return ok
+
+    monkeypatch.setattr(users, "password_matches", matches_then_changed)
+    assert (await log_in(client, "cash")).status == 401
+    assert checked
+
+
+def test_user_add_hashes_the_password_before_taking_the_write_lock(tmp_path, config, monkeypatch):
+    import io  # noqa: PLC0415
+    import sqlite3  # noqa: PLC0415
+
+    from edge.ops import cli  # noqa: PLC0415
+
+    def lock_is_free() -> bool:
+        probe = sqlite3.connect(config.db_path, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            probe.close()
+
+    db.open_store_db(config.db_path).close()
+    calls = _record_scrypt(monkeypatch, lock_is_free)
+    monkeypatch.setattr("sys.stdin", io.StringIO("long-enough-1\n"))
+    assert cli.main(["user", "add", "wang", "--role", "cashier", "--password-stdin", "--config",
+                     str(config.path)]) == 0
+    assert calls == [True]

@@ -330,3 +330,35 @@ async def test_keys_from_config_verify_before_the_first_sync(tmp_path):
     with pytest.raises(config_mod.ConfigError) as err:
         config_mod.load(write_config(bad, '[[verification.keys]]\nkid = "k1"\npublic_key = "not-a-key"\n'))
     assert "verification.keys[0].public_key" in str(err.value)
+
+
+def _count_verifications(monkeypatch) -> list[str]:
+    """The thread of every token verification on the pickup path."""
+    import threading  # noqa: PLC0415
+
+    from edge.store import pickups  # noqa: PLC0415
+
+    calls, real = [], pickups.verify
+
+    def counted(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pickups, "verify", counted)
+    return calls
+
+
+async def test_a_hand_over_verifies_its_token_once_off_the_writer(api, synced, monkeypatch):
+    calls = _count_verifications(monkeypatch)
+    key = "hand-over-once"
+    code, done, _ = await api.post("/pickups", {"token": pickup_token(), "operator": "小王"}, key=key)
+    assert code == 201 and done["order"]["state"] == "picked_up"
+    assert len(calls) == 1 and calls[0] != "store-writer", calls
+    # the same request again (a retry of a lost answer) is answered from the first, as before
+    code, again, resp = await api.post("/pickups", {"token": pickup_token(), "operator": "小王"}, key=key)
+    assert code == 201 and resp.headers["Idempotent-Replayed"] == "true" and again == done
+    # a refused token is refused inside the write, as before: nothing written
+    code, err, _ = await api.post("/pickups", {"token": pickup_token(exp=int(time.time()) - 3600),
+                                               "operator": "小王"})
+    assert code == 422 and err["error"]["code"] == "expired", err
+    assert "store-writer" not in calls

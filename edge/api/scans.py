@@ -14,7 +14,7 @@ from pydantic import Field
 from drivers.scan import Scan
 from edge.core import context
 from edge.store import scans
-from edge.api.registry import Param, json_response, operation, query_int, write
+from edge.api.registry import Param, json_response, operation, parse_body, query_int, write
 from edge.core.errors import InputError
 from edge.services.app_keys import CONFIG, DEVICE, DEVICES, SCANS, STORE
 from edge.core.classify import classify
@@ -81,11 +81,14 @@ async def ack_scans(request):
            tag="scans", body=ScanIn, responses={201: "the scan as stored, with its kind"})
 async def post_scan(request):
     router = request.app[SCANS]
+    _, sent = await parse_body(request, ScanIn)
+    # classified once, here, before the write transaction; stored with the scan for every later reader
+    classified = classify(sent.text, router.formats, typed=sent.typed)
 
     def run(conn, body, ctx):
         scan = Scan(device=request[DEVICE], source="typed" if body.typed else "api", text=body.text,
                     raw=body.text.encode("utf-8"), at=time.time())
-        return scans.record(conn, scan, classify(body.text, router.formats, typed=body.typed))
+        return scans.record(conn, scan, classified)
 
     response = await write(request, ScanIn, run)
     await router.announce(json.loads(response.body)["seq"])

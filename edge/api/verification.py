@@ -34,8 +34,13 @@ async def lookup(request):
 async def hand_over(request):
     _, body = await parse_body(request, pickups.HandOver)
     now = pickup_checks(request.app)
-    return await request.app[LIMITER].guard(request[DEVICE], body.code, lambda: write(
-        request, pickups.HandOver, lambda conn, body, ctx: pickups.hand_over(conn, body, now, ctx)))
+
+    async def run():
+        # the token's signature is checked once, on a reader, not inside the store's one writer
+        found = await request.app[STORE].read(pickups.identify, body, now)
+        return await write(request, pickups.HandOver,
+                           lambda conn, body, ctx: pickups.hand_over(conn, body, now, ctx, found))
+    return await request.app[LIMITER].guard(request[DEVICE], body.code, run)
 
 
 @operation("post", "/pickups/{order_id}/reverse", "Reverse a hand-over made by mistake (冲正), with a reason",

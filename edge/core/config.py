@@ -76,6 +76,10 @@ class ApiSection(Section):
     # Tokens are always required when the API listens beyond loopback; this forces them on loopback too.
     require_token: bool = False
     max_body_kib: Annotated[int, Field(ge=4, le=16384)] = 256
+    # generous: a normal read takes milliseconds; this only stops a runaway one from holding a reader
+    read_timeout_seconds: Annotated[float, Field(ge=0.1, le=600)] = 5.0
+
+    _whole_seconds_ok = field_validator("read_timeout_seconds", mode="before")(lambda value: _int_to_float(value))
 
     @field_validator("host")
     @classmethod

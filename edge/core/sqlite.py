@@ -3,7 +3,11 @@
 Every write runs on a single thread that owns the write connection; coroutines hand it a function
 and await the result (Datasette's pattern). A write function gets the connection inside an open
 `BEGIN IMMEDIATE` transaction: it commits when the function returns and rolls back if it raises,
-so a write is all or nothing. Reads run on a small pool of threads, each with its own connection.
+so a write is all or nothing. Reads run on a small pool of threads, each with its own connection,
+and may be given a time limit (Datasette's sqlite_timelimit: a progress handler stops a read past it),
+so a runaway query answers an error instead of occupying a reader. Jobs that legitimately read much
+(the ledger check, reconciliation) use `read_long`: a thread and connection of their own, no limit,
+so they never hold a reader a request is waiting for.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +29,26 @@ T = TypeVar("T")
 
 class SchemaTooNew(Exception):
     pass
+
+
+class ReadTimeout(Exception):
+    """A read ran past the store's read time limit and was stopped; the caller may try again."""
+
+    status = 503
+    code = "read_timeout"
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self.message = f"the store did not answer within {limit:g} s; try again"
+        super().__init__(self.message)
+
+    def as_dict(self) -> dict:
+        return {"error": {"code": self.code, "message": self.message, "fields": []}}
+
+
+# SQLite calls the progress handler every this many virtual-machine instructions: often enough to
+# stop within milliseconds of the limit, rarely enough to cost nothing measurable.
+PROGRESS_STEPS = 1000
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -104,13 +129,16 @@ def open_db(path: str | Path, migrations: list[tuple[str, str]]) -> sqlite3.Conn
 class Store:
     """The running store: a writer thread and a pool of readers, used from the event loop."""
 
-    def __init__(self, path: str | Path, migrations: list[tuple[str, str]], readers: int = 2):
+    def __init__(self, path: str | Path, migrations: list[tuple[str, str]], readers: int = 2,
+                 read_limit: float | None = None):
         self.path = Path(path)
         self.migrations = migrations
         self._readers = readers
+        self.read_limit = read_limit  # seconds a read may take on the request readers; None: no limit
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._long: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -123,15 +151,18 @@ class Store:
                                         daemon=True)
         self._writer.start()
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="store-reader")
+        # one thread: long jobs queue behind each other rather than compete for the disk
+        self._long = ThreadPoolExecutor(1, thread_name_prefix="store-long-reader")
 
     def close(self) -> None:
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join()
             self._writer = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for pool in (self._pool, self._long):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pool = self._long = None
         with self._lock:
             for conn in self._read_conns:
                 conn.close()
@@ -170,22 +201,54 @@ class Store:
 
     # -- reads -------------------------------------------------------------------------------
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run fn(conn, *args) on a reader thread with its own connection."""
+        """Run fn(conn, *args) on a reader thread with its own connection, within the read limit
+        (ReadTimeout past it)."""
         if self._pool is None:
             raise RuntimeError("store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._read, fn, args)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._read, fn, args, self.read_limit)
 
-    def _read(self, fn, args):
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = connect(self.path)
+    async def read_long(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(conn, *args) on the long-job thread: one snapshot, no time limit, no request reader."""
+        if self._long is None:
+            raise RuntimeError("store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._long, self._read, fn, args, None)
+
+    def _read(self, fn, args, limit: float | None):
+        local = getattr(self._local, "reader", None)
+        if local is None:
+            local = self._local.reader = _Reader(connect(self.path))
             with self._lock:
-                self._read_conns.append(conn)
+                self._read_conns.append(local.conn)
+        conn = local.conn
         conn.execute("BEGIN")  # one snapshot for everything fn reads
+        local.deadline = None if limit is None else time.monotonic() + limit
         try:
             return fn(conn, *args)
+        except sqlite3.OperationalError:
+            if local.stopped:
+                log.warning("read stopped at its time limit", extra={"kv": {
+                    "read": getattr(fn, "__qualname__", repr(fn)), "limit_s": limit}})
+                raise ReadTimeout(limit) from None
+            raise
         finally:
+            local.deadline, local.stopped = None, False  # the ROLLBACK itself must never be stopped
             conn.execute("ROLLBACK")
+
+
+class _Reader:
+    """A reader thread's connection and the deadline its progress handler enforces."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.deadline: float | None = None
+        self.stopped = False
+        conn.set_progress_handler(self._over, PROGRESS_STEPS)
+
+    def _over(self) -> int:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.stopped = True
+            return 1  # SQLite abandons the statement: OperationalError "interrupted"
+        return 0
 
 
 def _settle(future: asyncio.Future, result, exc) -> None:

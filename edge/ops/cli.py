@@ -74,8 +74,7 @@ def cmd_catalog_import(args) -> int:
     conn = open_db(config)
     progress = Progress("导入 import")
     try:
-        with db.transaction(conn):
-            report = catalog.import_products(conn, rows, fmt, iso(utcnow()), progress)
+        report = catalog.import_in_chunks(conn, rows, fmt, iso(utcnow()), progress)
     finally:
         conn.close()
     progress.done()
@@ -156,8 +155,11 @@ def cmd_user(args) -> int:
 
     password = None
     if args.action == "add":
-        try:  # asked before the transaction: a person typing must not hold the store's write lock
-            password = _read_password(args)
+        # asked and hashed before the transaction: neither a person typing nor scrypt may hold the
+        # store's write lock
+        try:
+            users.check_user(args.name, args.role)
+            password = users.new_password(_read_password(args))
         except InputError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 2

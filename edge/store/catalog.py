@@ -13,8 +13,12 @@ from typing import Callable, Iterable, Iterator
 from pydantic import ValidationError
 
 from edge.core.errors import InputError, NotFound, validation_fields
+from edge.core.sqlite import transaction
 from edge.core.schemas import ProductIn, ProductRef
 
+# rows per transaction of an import from the command line: each commit lets the running daemon's
+# writer in (a sale waits for one chunk at most, not for the whole file)
+IMPORT_CHUNK_ROWS = 500
 CSV_COLUMNS = ("sku", "name", "price_fen", "unit", "category", "low_stock", "barcodes", "active")
 BARCODE_SEPARATOR = "|"
 
@@ -90,6 +94,7 @@ class ImportReport:
     total: int = 0
     imported: int = 0
     errors: list[RowError] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=dict, repr=False)  # SKU -> its row, across chunks
 
 
 def read_rows(data: bytes, fmt: str) -> list[dict]:
@@ -156,12 +161,14 @@ def product_from_csv(row: dict) -> dict:
 
 
 def import_products(conn: sqlite3.Connection, rows: list, fmt: str, now: str,
-                    progress: Callable[[int, int], None] | None = None) -> ImportReport:
-    """Import every valid row; report each invalid one. Runs in the caller's transaction, each row
-    under a savepoint, so a row that fails half-way leaves nothing behind."""
-    report = ImportReport(total=len(rows))
-    seen: dict[str, int] = {}
-    for number, raw in enumerate(rows, start=1):
+                    progress: Callable[[int, int], None] | None = None, *, report: ImportReport | None = None,
+                    start: int = 0, stop: int | None = None) -> ImportReport:
+    """Import every valid row of rows[start:stop] into `report`; report each invalid one. Runs in the
+    caller's transaction, each row under a savepoint, so a row that fails half-way leaves nothing behind."""
+    if report is None:
+        report = ImportReport(total=len(rows))
+    seen = report.seen
+    for number, raw in enumerate(rows[start:stop], start=start + 1):
         sku = raw.get("sku") if isinstance(raw, dict) else None
         try:
             if not isinstance(raw, dict):
@@ -186,6 +193,20 @@ def import_products(conn: sqlite3.Connection, rows: list, fmt: str, now: str,
             report.errors.append(RowError(number, sku, [str(exc)]))
         if progress:
             progress(number, report.total)
+    return report
+
+
+def import_in_chunks(conn: sqlite3.Connection, rows: list, fmt: str, now: str,
+                     progress: Callable[[int, int], None] | None = None,
+                     chunk: int | None = None) -> ImportReport:
+    """import_products in transactions of `chunk` rows (IMPORT_CHUNK_ROWS), for a connection of its
+    own beside a running daemon. The report is the same as in one transaction; a crash keeps the
+    chunks already committed, and importing the file again finishes the job (rows are upserts)."""
+    size = chunk or IMPORT_CHUNK_ROWS
+    report = ImportReport(total=len(rows))
+    for start in range(0, len(rows), size):
+        with transaction(conn):
+            import_products(conn, rows, fmt, now, progress, report=report, start=start, stop=start + size)
     return report
 
 

@@ -19,6 +19,7 @@ def open_store_db(path: str | Path) -> sqlite3.Connection:
     return sqlite.open_db(path, MIGRATIONS)
 
 
-def open_store(path: str | Path, readers: int = 2) -> Store:
-    """The running store (not yet opened): a writer thread and a pool of readers."""
-    return Store(path, MIGRATIONS, readers)
+def open_store(path: str | Path, readers: int = 2, read_limit: float | None = None) -> Store:
+    """The running store (not yet opened): a writer thread and a pool of readers (each read stopped
+    after read_limit seconds, if given)."""
+    return Store(path, MIGRATIONS, readers, read_limit)

@@ -1,7 +1,7 @@
 """到店自提 核销: look up an online order by its signed pickup token or typed code, hand it over, reverse.
 
 Two steps, as staff expect: `lookup` shows the order and whether it can be handed over (it writes
-nothing); `hand_over` checks everything again and, in one transaction, releases the reservation,
+nothing); `hand_over` checks the order's state again and, in one transaction, releases the reservation,
 issues the stock, records who handed it over, tells the cloud and queues the pickup slip. A code
 works once: the second try says when and by whom it was used. Works offline: the order was synced
 before, the token's signature is checked with a synced key, and the hand-over is marked provisional.
@@ -20,6 +20,7 @@ from pydantic import Field, model_validator
 from edge.store import outbox
 from edge.store import spool
 from edge.core.context import WriteContext
+from edge.core.errors import InputError
 from edge.store.orders import OPEN_STATES, get_order
 from edge.core.refusals import refusal
 from edge.core.schemas import Body, Text
@@ -59,25 +60,44 @@ def code_hash(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
 
 
-def find(conn: sqlite3.Connection, body: PickupIn, checks: Checks) -> tuple[dict, str, str | None]:
-    """(order, method, jti) for a token or code that may be handed over; else a refusal."""
+@dataclass(frozen=True)
+class Identified:
+    """The order a token or code names, found once: the token's signature is checked here, on a reader,
+    and the result handed to the hand-over's transaction (and its audit line) instead of checked again."""
+
+    order_id: str | None             # None: no order has this code, or the token was refused
+    method: str                      # token, code
+    jti: str | None = None
+    refused: InputError | None = None  # raised by find, inside the hand-over's idempotent write: a replay
+                                       # of a done hand-over is still answered with its first result
+
+
+def identify(conn: sqlite3.Connection, body: PickupIn, checks: Checks) -> Identified:
     if body.token is not None:
         try:
             token = verify(conn, body.token, store_id=checks.store_id, now=checks.now, kind="pickup")
         except TokenRefused as exc:
-            raise refusal(exc.reason, exc.message) from None
-        row = conn.execute("SELECT id FROM orders WHERE id = ?", (token.subject,)).fetchone()
-        if row is None:
-            raise refusal("unknown_order", f"no order {token.subject} at this store")
-        method, jti = "token", token.jti
-    else:
-        # a code may come back in a later order: the open order first, else the last handed over
-        row = conn.execute(
-            "SELECT id FROM orders WHERE pickup_code_sha256 = ? ORDER BY state NOT IN ('received', 'accepted', "
-            "'ready'), received_at DESC LIMIT 1", (code_hash(body.code),)).fetchone()
-        if row is None:
-            raise refusal("bad_code", "no order has this pickup code")
-        method, jti = "code", None
+            return Identified(None, "token", refused=refusal(exc.reason, exc.message))
+        return Identified(token.subject, "token", token.jti)
+    # a code may come back in a later order: the open order first, else the last handed over
+    row = conn.execute(
+        "SELECT id FROM orders WHERE pickup_code_sha256 = ? ORDER BY state NOT IN ('received', 'accepted', "
+        "'ready'), received_at DESC LIMIT 1", (code_hash(body.code),)).fetchone()
+    return Identified(row[0] if row else None, "code")
+
+
+def find(conn: sqlite3.Connection, body: PickupIn, checks: Checks,
+         identified: Identified | None = None) -> tuple[dict, str, str | None]:
+    """(order, method, jti) for a token or code that may be handed over; else a refusal."""
+    found = identified or identify(conn, body, checks)
+    if found.refused is not None:
+        raise found.refused
+    if found.order_id is None:
+        raise refusal("bad_code", "no order has this pickup code")
+    row = conn.execute("SELECT id FROM orders WHERE id = ?", (found.order_id,)).fetchone()
+    if row is None:
+        raise refusal("unknown_order", f"no order {found.order_id} at this store")
+    method, jti = found.method, found.jti
     order = get_order(conn, row[0])
     if order["state"] == "picked_up":
         used = conn.execute("SELECT verified_at, operator, device FROM pickups WHERE order_id = ? "
@@ -97,9 +117,11 @@ def lookup(conn: sqlite3.Connection, body: PickupIn, checks: Checks) -> dict:
     return {"order": order, "method": method, "provisional": not checks.online}
 
 
-def hand_over(conn: sqlite3.Connection, body: HandOver, checks: Checks, ctx: WriteContext) -> dict:
-    """Step two, in the caller's transaction: stock out, the record, the event, the slip."""
-    order, method, jti = find(conn, body, checks)
+def hand_over(conn: sqlite3.Connection, body: HandOver, checks: Checks, ctx: WriteContext,
+              identified: Identified | None = None) -> dict:
+    """Step two, in the caller's transaction: stock out, the record, the event, the slip. With
+    `identified` (from `identify`, read before the transaction) the token is not verified again."""
+    order, method, jti = find(conn, body, checks, identified)
     moves = apply_moves(conn, [m for line in order["lines"] for m in (
         Move(line["sku"], -line["qty"], "release"), Move(line["sku"], -line["qty"], "pickup"))],
         "order", order["id"], ctx)

@@ -4,6 +4,10 @@ The scan router (edge/services/scan_router.py) writes each scan here as it arriv
 (a till's POS, the cashier screen) has a name and an acknowledged position: it gets every scan after
 it, over a WebSocket or by polling, and nothing is lost between two polls or across a restart.
 A consumer seen for the first time starts at the newest scan: it does not replay the day.
+
+A scan is classified once, when it is recorded: its kind and detail are stored, and whoever looks a
+stored scan up again (the cashier screen's list) rebuilds the classification from them
+(`classification`) rather than classifying the text again.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from edge.core.clock import iso
 from edge.core.context import WriteContext
 from edge.core.classify import Classified
 
+_FIELDS = {f.name for f in dataclasses.fields(Classified)}
+
 
 def _jsonable(value):
     if isinstance(value, date):
@@ -29,22 +35,42 @@ def _jsonable(value):
     return value
 
 
-def detail(classified: Classified) -> dict:
-    """The classification without its empty fields (kind first), as stored and sent."""
+def detail(classified: Classified, scanned: str | None = None) -> dict:
+    """The classification without its empty fields (kind first), as stored and sent; `text` only when
+    it differs from what was scanned (a symbology identifier or spaces removed)."""
     out = {}
     for f in dataclasses.fields(classified):
         value = getattr(classified, f.name)
-        if f.name != "text" and value not in (None, (), {}) and not (hasattr(value, "items") and not value):
+        if f.name == "text" and (scanned is None or value == scanned):
+            continue
+        if value not in (None, (), {}) and not (hasattr(value, "items") and not value):
             out[f.name] = _jsonable(value)
     return out
+
+
+def as_classified(text: str, kind: str, stored: dict) -> Classified:
+    """The classification a stored scan was given (the inverse of `detail`)."""
+    values = {k: v for k, v in stored.items() if k in _FIELDS and k not in ("kind", "text")}
+    if "lookup" in values:
+        values["lookup"] = tuple(values["lookup"])
+    for name in ("expiry", "best_before"):
+        if name in values:
+            values[name] = date.fromisoformat(values[name])
+    return Classified(kind, stored.get("text", text), **values)
 
 
 def record(conn: sqlite3.Connection, scan: Scan, classified: Classified) -> dict:
     cur = conn.execute("INSERT INTO scans (device, source, text, raw, kind, detail, scanned_at) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (scan.device, scan.source, scan.text, scan.raw, classified.kind,
-                        json.dumps(detail(classified), ensure_ascii=False), _iso(scan.at)))
+                        json.dumps(detail(classified, scan.text), ensure_ascii=False), _iso(scan.at)))
     return get_scan(conn, cur.lastrowid)
+
+
+def classification(conn: sqlite3.Connection, seq: int) -> Classified | None:
+    """A stored scan's classification, as the router made it; None if there is no such scan."""
+    row = conn.execute("SELECT text, kind, detail FROM scans WHERE seq = ?", (seq,)).fetchone()
+    return as_classified(row[0], row[1], json.loads(row[2])) if row else None
 
 
 def _iso(at: float) -> str:

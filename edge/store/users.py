@@ -1,6 +1,10 @@
 """Dashboard users, sessions and the audit log (SQLite; called inside the caller's transaction).
 
-Passwords are hashed with scrypt (standard library). A session is a random token in an HttpOnly,
+Passwords are hashed with scrypt (standard library): tens of milliseconds of CPU on purpose, so never
+inside a write transaction, where it would hold the store's one writer (and every sale behind it).
+A new password is hashed first (`new_password`) and its hash handed to `add_user`; a login reads the
+stored hash (`login_hash`), checks it outside any transaction (`password_matches`), then opens the
+session in a short write (`open_session`). A session is a random token in an HttpOnly,
 SameSite=Strict cookie; the store keeps only its SHA-256, with a CSRF token every form and action
 must send back, and an expiry that slides while the person is active.
 """
@@ -45,19 +49,38 @@ def check_password(password: str, stored: str) -> bool:
 _NOBODY = hash_password(secrets.token_hex(16))
 
 
-def add_user(conn: sqlite3.Connection, name: str, display_name: str, role: str, password: str, now: str) -> dict:
+class PasswordHash(str):
+    """A password already hashed by `new_password`: what `add_user` stores."""
+
+
+def check_user(name: str, role: str) -> None:
+    """Refuse a bad name or role before anything is hashed or written."""
     if not NAME.fullmatch(name):
         raise InputError("invalid_name", "a user name is 1-32 letters, digits, _ . - (starting with a letter "
                          "or digit)", field="name")
     if role not in ROLES:
         raise InputError("invalid_role", f"role must be one of {', '.join(ROLES)}", field="role")
+
+
+def new_password(password: str) -> PasswordHash:
+    """The hash of a new password, made before (never inside) the transaction that stores it."""
     if len(password) < MIN_PASSWORD:
         raise InputError("weak_password", f"a password has at least {MIN_PASSWORD} characters", field="password")
+    return PasswordHash(hash_password(password))
+
+
+def add_user(conn: sqlite3.Connection, name: str, display_name: str, role: str, password: PasswordHash | str,
+             now: str) -> dict:
+    """Create or update a user with a hash from `new_password`. A clear-text password is still taken
+    for seeding a database no daemon uses yet (tests, the demo's first run): it is hashed here."""
+    check_user(name, role)
+    if not isinstance(password, PasswordHash):
+        password = new_password(password)
     conn.execute("INSERT INTO users (name, display_name, role, password_hash, created_at, updated_at) "
                  "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET display_name = excluded.display_name, "
                  "role = excluded.role, password_hash = excluded.password_hash, active = 1, "
                  "updated_at = excluded.updated_at",
-                 (name, display_name or name, role, hash_password(password), now, now))
+                 (name, display_name or name, role, str(password), now, now))
     # a new password ends every session of the old one
     conn.execute("DELETE FROM sessions WHERE user_name = ?", (name,))
     return get_user(conn, name)
@@ -88,11 +111,24 @@ def _sha(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
-def log_in(conn: sqlite3.Connection, name: str, password: str, now: str, hours: float) -> tuple[str, dict] | None:
-    """(cookie token, session) for the right name and password of an active user; else None."""
-    row = conn.execute("SELECT password_hash, active FROM users WHERE name = ?", (name,)).fetchone()
-    ok = check_password(password, row[0] if row else _NOBODY)
-    if not (ok and row and row[1]):
+def login_hash(conn: sqlite3.Connection, name: str) -> str | None:
+    """The stored hash of an active user (a read: the check itself runs outside any transaction)."""
+    row = conn.execute("SELECT password_hash FROM users WHERE name = ? AND active = 1", (name,)).fetchone()
+    return row[0] if row else None
+
+
+def password_matches(password: str, stored: str | None) -> bool:
+    """Whether the password is right; for an unknown user it checks a fixed hash, so the answer takes
+    as long either way. CPU-heavy: call it on a worker thread."""
+    ok = check_password(password, stored if stored is not None else _NOBODY)
+    return ok and stored is not None
+
+
+def open_session(conn: sqlite3.Connection, name: str, checked_hash: str, now: str,
+                 hours: float) -> tuple[str, dict] | None:
+    """(cookie token, session) for a user whose password was checked against `checked_hash`; None if
+    the user was disabled or given a new password since that check."""
+    if login_hash(conn, name) != checked_hash:
         return None
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
     conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))

@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from edge.store import catalog
 from edge.store import coupons
 from edge.store import pickups
+from edge.store import scans
 from edge.store import spool
 from edge.store import stock
 from edge.core.errors import InputError
 from edge.services.app_keys import CONFIG, LIMITER, STORE, pickup_checks
 from edge.core.refusals import MESSAGES_ZH
-from edge.core.classify import MAX_LENGTH, REASONS, classify
-from edge.store.signed_tokens import TokenRefused, verify
+from edge.core.classify import MAX_LENGTH, REASONS, Classified, classify
 from edge.ui.web import TEXT, WHO, form_data, page, register_text, render, ui_write
 
 LAST_SCANS = 10
@@ -173,11 +173,6 @@ def last_scans(conn, limit: int = LAST_SCANS) -> list[dict]:
     return out
 
 
-def _scan_text(conn, seq: int) -> str | None:
-    row = conn.execute("SELECT text FROM scans WHERE seq = ?", (seq,)).fetchone()
-    return row[0] if row else None
-
-
 def find_product(conn, classified) -> dict | None:
     """The product (with its stock) a product barcode, GS1 code or weighed label names; None if unknown."""
     keys = list(classified.lookup)
@@ -194,18 +189,6 @@ def find_product(conn, classified) -> dict | None:
             product = catalog.get_product(conn, row[0])
             return {**product, "stock": stock.get_balance(conn, row[0]), "code": key}
     return None
-
-
-def _order_id(conn, body: pickups.PickupIn, now: pickups.Checks) -> str | None:
-    """The order a token or code names, without judging its state (for the audit line's target)."""
-    if body.token is not None:
-        try:
-            return verify(conn, body.token, store_id=now.store_id, now=now.now, kind="pickup").subject
-        except TokenRefused:
-            return None
-    row = conn.execute("SELECT id FROM orders WHERE pickup_code_sha256 = ? ORDER BY state NOT IN ('received', "
-                       "'accepted', 'ready'), received_at DESC LIMIT 1", (pickups.code_hash(body.code),)).fetchone()
-    return row[0] if row else None
 
 
 # -- answers -----------------------------------------------------------------------------------------
@@ -252,10 +235,9 @@ async def _look_up_pickup(request: web.Request, body: pickups.PickupIn) -> dict:
     return {"type": "pickup", **found, "token": body.token, "code": body.code}
 
 
-async def _result_for(request: web.Request, text: str, typed: bool) -> tuple[int, dict]:
+async def _result_for(request: web.Request, classified: Classified) -> tuple[int, dict]:
     config = request.app[CONFIG]
     store = request.app[STORE]
-    classified = classify(text, config.scanning.scales, typed=typed)
     try:
         if classified.kind in ("pickup_token", "pickup_code"):
             body = pickups.PickupIn(token=classified.text) if classified.kind == "pickup_token" else \
@@ -263,7 +245,8 @@ async def _result_for(request: web.Request, text: str, typed: bool) -> tuple[int
             try:
                 return 200, await _look_up_pickup(request, body)
             except InputError as exc:
-                # an 8-digit product barcode from a keyboard-wedge scanner arrives as a "typed" code
+                # an 8-digit product barcode from a keyboard-wedge scanner arrives as a "typed" code:
+                # a second reading of the text (as scanned), not the same classification again
                 if exc.code == "bad_code" and len(classified.text) == 8:
                     product = await store.read(find_product, classify(classified.text, config.scanning.scales))
                     if product is not None:
@@ -299,13 +282,13 @@ async def cashier_page(request):
 async def scan(request):
     """A code from the scan field (typed or from a keyboard-wedge scanner), or a scan of the list (`seq`)."""
     form = await form_data(request)
-    typed = True
     if form.get("seq"):
         seq = form["seq"]
-        text = await request.app[STORE].read(_scan_text, int(seq)) if seq.isdigit() and len(seq) < 19 else None
-        if text is None:
+        # as the scan router classified it when the scanner read it: not classified again
+        classified = await request.app[STORE].read(scans.classification, int(seq)) \
+            if seq.isdigit() and len(seq) < 19 else None
+        if classified is None:
             return await _answer(request, "cashier_result", 422, result={"type": "error", "key": "cashier_scan_gone"})
-        typed = False  # as the hardware scanner read it
     else:
         text = form.get("text", "")
         if len(text) > MAX_LENGTH:
@@ -313,7 +296,8 @@ async def scan(request):
                 "type": "error", "key": "cashier_input_too_long", "args": {"limit": MAX_LENGTH}})
         if not text.strip():
             return await _answer(request, "cashier_result", 422, result={"type": "error", "key": "cashier_input_empty"})
-    status, result = await _result_for(request, text, typed)
+        classified = classify(text, request.app[CONFIG].scanning.scales, typed=True)
+    status, result = await _result_for(request, classified)
     return await _answer(request, "cashier_result", status, result=result)
 
 
@@ -332,9 +316,10 @@ async def handover(request):
     now = pickup_checks(request.app)
 
     async def hand_over():
-        order_id = await request.app[STORE].read(_order_id, body, now)
-        return await ui_write(request, form, lambda conn, ctx: pickups.hand_over(conn, body, now, ctx),
-                              action="pickup.hand_over", target=order_id,
+        # verified once, on a reader: the result names the audit line's order and goes into the write
+        found = await request.app[STORE].read(pickups.identify, body, now)
+        return await ui_write(request, form, lambda conn, ctx: pickups.hand_over(conn, body, now, ctx, found),
+                              action="pickup.hand_over", target=found.order_id,
                               detail={"method": "token" if body.token else "code"})
     try:
         done = await request.app[LIMITER].guard(_limiter_key(request), body.code, hand_over)

@@ -31,6 +31,7 @@ from edge.core import context
 from edge.store import idempotency
 from edge.core.clock import iso, utcnow
 from edge.core.errors import InputError
+from edge.core.sqlite import ReadTimeout
 from edge.services.app_keys import CONFIG, STORE, SYNC
 from edge.store import users
 
@@ -135,6 +136,7 @@ register_text({
            "error_login_needed": "请先登录", "error_forbidden": "此页面仅限店长",
            "error_cross_site": "请求已被拒绝（页面已过期或来自其他网站），请刷新页面后重试",
            "error_input": "输入有误", "error_internal": "系统出错，已记录日志。请稍后重试或联系IT",
+           "error_busy": "系统繁忙，请稍后重试",
            "error_title": "出错了", "error_not_found": "找不到这个页面（或它要显示的记录）", "back": "返回", "loading": "加载中…", "empty": "暂无数据"},
     "en": {"nav_cashier": "Till", "nav_overview": "Overview", "nav_orders": "Orders", "nav_stock": "Stock",
            "nav_sync": "Sync", "nav_devices": "Devices", "nav_audit": "Audit log", "link_online": "Cloud connected",
@@ -143,6 +145,7 @@ register_text({
            "error_login_needed": "Please log in", "error_forbidden": "Managers only",
            "error_cross_site": "Request refused (the page expired or came from another site): reload and retry",
            "error_input": "Invalid input", "error_internal": "Something went wrong; it is logged. Retry or call IT",
+           "error_busy": "The store is busy: try again in a moment",
            "error_title": "Error", "error_not_found": "This page (or what it should show) does not exist", "back": "Back", "loading": "Loading…", "empty": "Nothing yet"},
 })
 
@@ -247,6 +250,8 @@ async def ui_middleware(request: web.Request, handler):
         raise
     except InputError as exc:
         return _error(request, exc.status, "error_input", message=exc.message)
+    except ReadTimeout as exc:
+        return _error(request, exc.status, "error_busy")
     except Exception:  # noqa: BLE001 (logged with its trace; the page shows none)
         log.exception("page failed", extra={"kv": {"path": request.path}})
         return _error(request, 500, "error_internal")
