@@ -29,12 +29,16 @@ def resolve_sku(conn: sqlite3.Connection, ref: ProductRef, field_name: str) -> s
         row = conn.execute("SELECT sku FROM products WHERE sku = ?", (ref.sku,)).fetchone()
         if row is None:
             raise InputError("unknown_sku", f"no product with SKU {ref.sku}", field=f"{field_name}.sku")
-    else:
-        row = conn.execute("SELECT sku FROM barcodes WHERE code = ?", (ref.barcode,)).fetchone()
-        if row is None:
-            raise InputError("unknown_barcode", f"no product with barcode {ref.barcode}",
-                             field=f"{field_name}.barcode")
-    return row[0]
+        return row[0]
+    sku = sku_for_barcode(conn, ref.barcode)
+    if sku is None:
+        raise InputError("unknown_barcode", f"no product with barcode {ref.barcode}", field=f"{field_name}.barcode")
+    return sku
+
+
+def sku_for_barcode(conn: sqlite3.Connection, code: str) -> str | None:
+    row = conn.execute("SELECT sku FROM barcodes WHERE code = ?", (code,)).fetchone()
+    return row[0] if row else None
 
 
 def get_product(conn: sqlite3.Connection, sku: str) -> dict:
@@ -49,10 +53,10 @@ def get_product(conn: sqlite3.Connection, sku: str) -> dict:
 
 
 def product_by_barcode(conn: sqlite3.Connection, code: str) -> dict:
-    row = conn.execute("SELECT sku FROM barcodes WHERE code = ?", (code,)).fetchone()
-    if row is None:
+    sku = sku_for_barcode(conn, code)
+    if sku is None:
         raise NotFound("unknown_barcode", f"no product with barcode {code}", field="code")
-    return get_product(conn, row[0])
+    return get_product(conn, sku)
 
 
 def upsert_product(conn: sqlite3.Connection, product: ProductIn, now: str) -> None:

@@ -100,6 +100,12 @@ def register(conn: sqlite3.Connection, consumer: str, ctx: WriteContext) -> int:
     return position(conn, consumer)
 
 
+def latest(conn: sqlite3.Connection, limit: int) -> list[dict]:
+    """The newest scans, newest first, as the cashier's list shows them (no classification detail)."""
+    return [dict(r) for r in conn.execute("SELECT seq, device, source, text, kind, scanned_at FROM scans "
+                                          "ORDER BY seq DESC LIMIT ?", (limit,))]
+
+
 def after(conn: sqlite3.Connection, seq: int, limit: int = 100) -> list[dict]:
     return [_row(r) for r in conn.execute("SELECT * FROM scans WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))]
 

@@ -163,12 +163,10 @@ assert set(MESSAGES_ZH) <= set(REASONS_EN) and set(REASONS) <= set(WHY["en"])
 # -- reads ------------------------------------------------------------------------------------------
 
 def last_scans(conn, limit: int = LAST_SCANS) -> list[dict]:
-    rows = conn.execute("SELECT seq, device, source, text, kind, scanned_at FROM scans ORDER BY seq DESC LIMIT ?",
-                        (limit,)).fetchall()
     out = []
-    for r in rows:
+    for r in scans.latest(conn, limit):
         text = r["text"]
-        out.append({**dict(r), "short": text if len(text) <= TEXT_SHOWN else text[:TEXT_SHOWN - 1] + "…",
+        out.append({**r, "short": text if len(text) <= TEXT_SHOWN else text[:TEXT_SHOWN - 1] + "…",
                     "can_look_up": r["source"] in HARDWARE and r["kind"] in LOOKUP_KINDS})
     return out
 
@@ -184,10 +182,9 @@ def find_product(conn, classified) -> dict | None:
         if not key or key in seen:
             continue
         seen.add(key)
-        row = conn.execute("SELECT sku FROM barcodes WHERE code = ?", (key,)).fetchone()
-        if row is not None:
-            product = catalog.get_product(conn, row[0])
-            return {**product, "stock": stock.get_balance(conn, row[0]), "code": key}
+        sku = catalog.sku_for_barcode(conn, key)
+        if sku is not None:
+            return {**catalog.get_product(conn, sku), "stock": stock.get_balance(conn, sku), "code": key}
     return None
 
 
