@@ -12,10 +12,11 @@ from aiohttp import WSCloseCode, web
 from edge.core.clock import iso
 from hub.bodies import ChangeIn, CorrectionIn, ProductsIn, StoreIn
 from hub.changes import add_change, feed_cursor
-from hub.errors import HubError, bad_request, not_found, parse_time, sha256
-from hub.events import MAX_SEQ
+from hub.errors import HubError, bad_request, not_found, sha256
 from hub.http import answer, auth_admin, model_body, query_int
 from hub.state import Hub, new_epoch, set_epoch
+from protocol.events import MAX_SEQ
+from protocol.fields import parse_time
 
 log = logging.getLogger(__name__)
 

@@ -3,18 +3,17 @@ never coerced."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edge.core.schemas import ProductIn, Qty, Sku
-from hub.errors import is_time, parse_time
+from protocol.changes import CHANGE_PAYLOADS, ProductIn, StockCorrection
+from protocol.events import MAX_DISCOUNT_FEN
+from protocol.fields import Qty, Sku, first_error, is_time, parse_time, sentence
+from protocol.orders import ORDER_ID
 
 PUBLISHABLE = ("coupon.defined", "coupon.revoked", "key.published", "key.revoked")
-MAX_DISCOUNT_FEN = 1_000_000_000
 STORE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
-ORDER_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
 
 
 class Body(BaseModel):
@@ -143,10 +142,9 @@ class IssueIn(Body):
         return _check_time(value)
 
 
-class CorrectionIn(Body):
-    sku: Sku
-    qty: Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
-    reason: Reason
+class CorrectionIn(StockCorrection):
+    """The stock.correction to publish, as the chain sends it."""
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     @model_validator(mode="after")
     def _not_zero(self):
@@ -162,13 +160,8 @@ class ChangeIn(Body):
 
     @model_validator(mode="after")
     def _payload(self):
-        p, need = self.payload, {"coupon.defined": "coupon_id", "coupon.revoked": "coupon_id",
-                                 "key.published": "kid", "key.revoked": "kid"}[self.type]
-        if not isinstance(p.get(need), str) or not 1 <= len(p[need]) <= 64:
-            raise ValueError(f"payload.{need} must be a string of 1 to 64 characters")
-        if self.type == "key.published":
-            if p.get("alg") != "Ed25519":
-                raise ValueError('payload.alg must be "Ed25519"')
-            if not isinstance(p.get("public_key"), str) or not re.fullmatch(r"[A-Za-z0-9+/]{43}=", p["public_key"]):
-                raise ValueError("payload.public_key must be a base64 Ed25519 public key (32 bytes)")
+        try:
+            CHANGE_PAYLOADS[self.type].model_validate(self.payload)
+        except ValidationError as exc:
+            raise ValueError(sentence(first_error(exc), "payload.")) from None
         return self

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from hub.http import answer, auth_store, query_int
 from hub.state import HUB
-from sync.reconcile import checksum as balances_checksum
+from protocol.stock import checksum as balances_checksum
 
 
 def add_change(conn, store_id: str | None, change_type: str, payload: dict, now: str) -> tuple[int, str]:

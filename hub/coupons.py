@@ -14,9 +14,10 @@ from edge.core.clock import iso
 from hub.admin_api import store_exists
 from hub.bodies import CouponIn, IssueIn, ReasonIn
 from hub.changes import add_change
-from hub.errors import HubError, not_found, parse_time, stored_json
+from hub.errors import HubError, not_found, stored_json
 from hub.http import answer, auth_admin, model_body, optional_body
 from hub.keys import current_key, iso_unix, unix
+from protocol.fields import parse_time
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-from datetime import datetime
 from typing import Any
-
-TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$")
 
 
 class HubError(Exception):
@@ -36,13 +32,6 @@ def dumps(obj: Any) -> bytes:
         return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def show(value: Any, limit: int = 60) -> str:
-    """A value a client sent, safe to put in a message or a log line."""
-    text = value if isinstance(value, str) and value.isprintable() and value.isascii() else \
-        json.dumps(value, ensure_ascii=True)
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def clean(text: str, limit: int = 500) -> str:
     """A string SQLite can store (no lone surrogates), cut to a length."""
     try:
@@ -58,18 +47,3 @@ def stored_json(value: Any) -> str:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def is_time(value: Any) -> bool:
-    if not isinstance(value, str) or not TIME.match(value):
-        return False
-    try:
-        parse_time(value)
-    except ValueError:
-        return False
-    return True

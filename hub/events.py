@@ -1,136 +1,59 @@
 """Uploads (protocol section 2): a store's batch of events, checked, applied in seq order in one
-transaction, and answered event by event."""
+transaction, and answered event by event. The events' shapes are protocol.events'; what is checked
+here is what only the hub's data can tell (the catalog, its orders and coupons)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import re
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from edge.core.clock import iso
-from edge.store.migrations import MOVE_REASONS, RESERVATION_REASONS
-from hub.errors import HubError, bad_request, clean, is_time, parse_time, show, stored_json
+from hub.errors import HubError, bad_request, clean, stored_json
 from hub.http import answer, auth_store, json_body
 from hub.state import HUB
+from protocol.events import EVENT_ID, EVENT_PAYLOADS, ORDER_EVENT_TYPES, PICKUP_EVENT_TYPES, Batch, \
+    envelope_problem, payload_problem
+from protocol.fields import first_error, parse_time, sentence, show
+from protocol.stock import RESERVATION_REASONS
 
 log = logging.getLogger(__name__)
-
-PROTOCOL = 1
-EVENT_TYPES = frozenset({
-    "sale.recorded", "sale.returned", "stock.received", "stock.adjusted", "stock.counted", "stock.corrected",
-    "order.received", "order.state_changed", "order.conflict", "change.rejected", "dead_letter.discarded",
-    "event.voided", "print.result", "pickup.verified", "pickup.reversed", "coupon.redeemed",
-})
-PICKUP_EVENT_TYPES = frozenset({"pickup.verified", "pickup.reversed"})
-ORDER_EVENT_TYPES = frozenset({"order.received", "order.state_changed", "order.conflict", "print.result",
-                               *PICKUP_EVENT_TYPES})
-STORE_ORDER_STATES = ("accepted", "ready", "picked_up", "cancelled", "refunded")
-PRINT_KINDS = ("order_ticket", "pickup_slip")
-PRINT_RESULTS = ("printed", "uncertain", "expired", "failed", "confirmed_printed", "reprinted")
-MAX_PRINT_ATTEMPTS = 1_000_000
-PICKUP_METHODS = ("token", "code")
-MAX_DISCOUNT_FEN = 1_000_000_000
-
-MAX_BATCH = 500
-MAX_SEQ = 2 ** 53                  # JSON-safe, far inside SQLite's 64 bits
-MAX_MOVE_QTY = 1_000_000_000
-MAX_MOVES = 20_000
-
-EVENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
-SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,63}$")
 
 
 def check_batch(data: Any) -> list[dict]:
     """The batch as a whole: 400 if it is not this protocol (the store cannot tell which event is at fault)."""
     if not isinstance(data, dict):
         raise bad_request('the body must be an object {"protocol": 1, "events": [...]}')
-    if data.get("protocol") != PROTOCOL or type(data.get("protocol")) is not int:
-        raise bad_request(f"protocol must be {PROTOCOL}: this hub speaks version {PROTOCOL} of the sync protocol")
-    events = data.get("events")
-    if not isinstance(events, list) or not 1 <= len(events) <= MAX_BATCH:
-        raise bad_request(f"events must be a list of 1 to {MAX_BATCH} events")
-    for index, event in enumerate(events):
-        if not isinstance(event, dict):
-            raise bad_request(f"events[{index}] must be an object")
-        seq = event.get("seq")
-        if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
-            raise bad_request(f"events[{index}].seq must be a whole number from 1 to {MAX_SEQ}")
-        if index and seq != events[0]["seq"] + index:
-            raise bad_request(f"events[{index}].seq is {seq}, expected {events[0]['seq'] + index}: "
-                              "the seq of a batch's events must be consecutive")
-    return events
+    try:
+        Batch.model_validate(data)
+    except ValidationError as exc:
+        raise bad_request(sentence(first_error(exc))) from None
+    return data["events"]
 
 
 def validate_event(conn, store_id: str, event: dict) -> str | None:
     """None if the event can be applied, else the reason it is rejected."""
-    event_id = event.get("id")
-    if not isinstance(event_id, str) or not EVENT_ID.match(event_id):
-        return "invalid_envelope: id must be a string of 1 to 128 printable ASCII characters (a UUID)"
-    sid = event.get("store_id")
-    if not isinstance(sid, str):
-        return "invalid_envelope: store_id must be a string"
-    if sid != store_id:
-        return f"store_mismatch: the event names store {show(sid)}, it was sent for {store_id}"
-    etype = event.get("type")
-    if not isinstance(etype, str) or not etype:
-        return "invalid_envelope: type must be a non-empty string"
-    if etype not in EVENT_TYPES:
+    if (problem := envelope_problem(event)) is not None:
+        return f"invalid_envelope: {problem}"
+    if event["store_id"] != store_id:
+        return f"store_mismatch: the event names store {show(event['store_id'])}, it was sent for {store_id}"
+    etype, payload = event["type"], event["payload"]
+    if etype not in EVENT_PAYLOADS:
         return f"unknown_type: {show(etype)} is not a version 1 event type"
-    if not is_time(event.get("created_at")):
-        return "invalid_envelope: created_at must be an ISO 8601 time such as 2026-11-21T08:00:00.000Z"
-    payload = event.get("payload")
-    if not isinstance(payload, dict):
-        return "invalid_envelope: payload must be an object"
-    if etype == "event.voided" and payload.get("moves"):
-        return "invalid_moves: an event.voided has no effect, so it carries no moves"
-    if etype == "print.result":
-        if payload.get("moves"):
-            return "invalid_moves: a print.result has no stock effect, so it carries no moves"
-        if (problem := print_result_problem(payload)) is not None:
-            return f"invalid_payload: {problem}"
-    if etype == "coupon.redeemed":
-        if payload.get("moves"):
-            return "invalid_moves: a coupon.redeemed has no stock effect of its own (the sale carries the moves)"
-        if (problem := coupon_redeemed_problem(payload)) is not None:
-            return f"invalid_payload: {problem}"
-    if etype in PICKUP_EVENT_TYPES:
-        if (problem := pickup_problem(etype, payload)) is not None:
-            return f"invalid_payload: {problem}"
-        if "moves" not in payload:
-            return f"invalid_moves: a {etype} carries the moves of the hand-over (release and pickup of each line)"
-    if "moves" in payload:
-        moves = payload["moves"]
-        if not isinstance(moves, list) or len(moves) > MAX_MOVES:
-            return f"invalid_moves: payload.moves must be a list (at most {MAX_MOVES})"
-        for index, move in enumerate(moves):
-            where = f"payload.moves[{index}]"
-            if not isinstance(move, dict):
-                return f"invalid_moves: {where} must be an object {{sku, qty, reason}}"
-            sku, qty, reason = move.get("sku"), move.get("qty"), move.get("reason")
-            if not isinstance(sku, str) or not SKU.match(sku):
-                return f"invalid_moves: {where}.sku must be a SKU (got {show(sku)})"
-            if type(qty) is not int or qty == 0 or abs(qty) > MAX_MOVE_QTY:
-                return f"invalid_moves: {where}.qty must be a non-zero whole number (got {show(qty)})"
-            if not isinstance(reason, str) or reason not in MOVE_REASONS:
-                return f"invalid_moves: {where}.reason must be one of {', '.join(MOVE_REASONS)} (got {show(reason)})"
-        for sku in dict.fromkeys(move["sku"] for move in moves):
-            if not conn.execute("SELECT 1 FROM products WHERE sku = ?", (sku,)).fetchone():
-                return f"unknown_sku: {sku} is not in the chain catalog"
+    if (problem := payload_problem(etype, payload)) is not None:
+        return f"{problem[0]}: {problem[1]}"
+    for sku in dict.fromkeys(move["sku"] for move in payload.get("moves", ())):
+        if not conn.execute("SELECT 1 FROM products WHERE sku = ?", (sku,)).fetchone():
+            return f"unknown_sku: {sku} is not in the chain catalog"
     if etype in ORDER_EVENT_TYPES:
-        order_id = payload.get("order_id")
-        if not isinstance(order_id, str) or not order_id:
-            return "invalid_payload: order_id must be a string"
+        order_id = payload["order_id"]
         if not conn.execute("SELECT 1 FROM orders WHERE order_id = ? AND store_id = ?",
                             (order_id, store_id)).fetchone():
             return f"unknown_order: {show(order_id)} is not an order the hub created for store {store_id}"
-        if etype == "order.state_changed" and payload.get("to") not in STORE_ORDER_STATES:
-            return f"invalid_payload: to must be one of {', '.join(STORE_ORDER_STATES)} (got {show(payload.get('to'))})"
-        if etype == "order.received" and "short" in payload and not isinstance(payload["short"], list):
-            return "invalid_payload: short must be a list"
         if etype in PICKUP_EVENT_TYPES:
             return pickup_moves_problem(conn, etype, payload)
     if etype == "coupon.redeemed":
@@ -141,45 +64,6 @@ def validate_event(conn, store_id: str, event: dict) -> str | None:
                             (serial, coupon_id)).fetchone():
             return f"unknown_serial: {show(serial)} is not a serial the hub issued of coupon {show(coupon_id)}"
     return None
-
-
-def _text_problem(payload: dict, name: str, limit: int = 200) -> str | None:
-    value = payload.get(name)
-    if not isinstance(value, str) or not 1 <= len(value) <= limit:
-        return f"{name} must be a string of 1 to {limit} characters (got {show(value)})"
-    return None
-
-
-def _bool_problem(payload: dict, name: str) -> str | None:
-    if type(payload.get(name)) is not bool:
-        return f"{name} must be true or false (got {show(payload.get(name))})"
-    return None
-
-
-def pickup_problem(etype: str, payload: dict) -> str | None:
-    """What is wrong with the fields of a pickup.verified / pickup.reversed payload (docs/tokens.md), or
-    None. The moves are checked against the order's lines afterwards. Unknown fields are ignored."""
-    for name, limit in (("order_id", 64), ("operator", 200)):
-        if (problem := _text_problem(payload, name, limit)) is not None:
-            return problem
-    if etype == "pickup.reversed":
-        return _text_problem(payload, "reason", 500)
-    method = payload.get("method")
-    if not isinstance(method, str) or method not in PICKUP_METHODS:
-        return f"method must be one of {', '.join(PICKUP_METHODS)} (got {show(method)})"
-    if (problem := _text_problem(payload, "device")) is not None:
-        return problem
-    if (problem := _bool_problem(payload, "provisional")) is not None:
-        return problem
-    if not is_time(payload.get("verified_at")):
-        return ("verified_at must be an ISO 8601 time such as 2026-11-21T08:00:00.000Z "
-                f"(got {show(payload.get('verified_at'))})")
-    if method == "token":
-        return _text_problem(payload, "jti", 64)
-    if payload.get("jti") is not None:
-        return f"jti is for method token; a code hand-over has none (null or absent; got {show(payload['jti'])})"
-    return None
-
 
 def pickup_moves_problem(conn, etype: str, payload: dict) -> str | None:
     """A hand-over's moves are, per SKU of the order's lines, `release` -qty and `pickup` -qty; a reversal's
@@ -203,46 +87,6 @@ def pickup_moves_problem(conn, etype: str, payload: dict) -> str | None:
                               (order_id,)).fetchone()
         if handed is None and state != "picked_up":
             return f"not_picked_up: order {order_id} has no hand-over to reverse (it is {state})"
-    return None
-
-
-def coupon_redeemed_problem(payload: dict) -> str | None:
-    """What is wrong with the fields of a coupon.redeemed payload (docs/tokens.md), or None."""
-    for name, limit in (("coupon_id", 64), ("serial", 64), ("jti", 64), ("sale_id", 128)):
-        if (problem := _text_problem(payload, name, limit)) is not None:
-            return problem
-    discount = payload.get("discount_fen")
-    if type(discount) is not int or not 0 <= discount <= MAX_DISCOUNT_FEN:
-        return f"discount_fen must be a whole number from 0 to {MAX_DISCOUNT_FEN} (got {show(discount)})"
-    return _bool_problem(payload, "provisional")
-
-
-def print_result_problem(payload: dict) -> str | None:
-    """What is wrong with a print.result payload (the fields only; the order is checked with the other
-    order events), or None. Unknown fields are ignored (protocol section 7)."""
-    order_id = payload.get("order_id")
-    if not isinstance(order_id, str) or not order_id:
-        return "order_id must be a string"
-    job_key = payload.get("job_key")
-    if not isinstance(job_key, str) or not 1 <= len(job_key) <= 200:
-        return f"job_key must be a string of 1 to 200 characters (got {show(job_key)})"
-    kind, result = payload.get("kind"), payload.get("result")
-    if not isinstance(kind, str) or kind not in PRINT_KINDS:
-        return f"kind must be one of {', '.join(PRINT_KINDS)} (got {show(kind)})"
-    if not isinstance(result, str) or result not in PRINT_RESULTS:
-        return f"result must be one of {', '.join(PRINT_RESULTS)} (got {show(result)})"
-    printer = payload.get("printer")
-    if not isinstance(printer, str) or not 1 <= len(printer) <= 200:
-        return f"printer must be a string of 1 to 200 characters (got {show(printer)})"
-    attempts = payload.get("attempts")
-    if type(attempts) is not int or not 0 <= attempts <= MAX_PRINT_ATTEMPTS:
-        return f"attempts must be a whole number from 0 to {MAX_PRINT_ATTEMPTS} (got {show(attempts)})"
-    if payload.get("error") is not None and not isinstance(payload["error"], str):
-        return f"error must be null or a string (got {show(payload['error'])})"
-    if not is_time(payload.get("at")):
-        return f"at must be an ISO 8601 time such as 2026-11-21T08:00:00.000Z (got {show(payload.get('at'))})"
-    if "reprint" in payload and type(payload["reprint"]) is not bool:
-        return f"reprint must be true or false (got {show(payload['reprint'])})"
     return None
 
 

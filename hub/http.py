@@ -14,8 +14,9 @@ from pydantic import BaseModel, ValidationError
 
 from edge.core.clock import iso
 from edge.core.errors import validation_fields
-from hub.errors import HubError, bad_request, dumps, sha256, show
+from hub.errors import HubError, bad_request, dumps, sha256
 from hub.state import HUB, Hub
+from protocol.fields import show
 
 log = logging.getLogger(__name__)
 

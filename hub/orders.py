@@ -15,15 +15,15 @@ from edge.core.clock import iso
 from hub.admin_api import availability, store_exists
 from hub.bodies import OrderIn, ReasonIn
 from hub.changes import add_change
-from hub.errors import HubError, bad_request, not_found, sha256, show
-from hub.events import PRINT_KINDS
+from hub.errors import HubError, bad_request, not_found, sha256
 from hub.http import answer, auth_admin, model_body, query_int
 from hub.keys import issue_pickup_token
+from protocol.fields import show
+from protocol.orders import CLOSED_ORDER_STATES, PRINT_KINDS, STORE_ORDER_STATES
 
 log = logging.getLogger(__name__)
 
-CLOSED_ORDER_STATES = ("picked_up", "cancelled", "refunded")
-ORDER_STATES = ("created", "accepted", "ready", *CLOSED_ORDER_STATES, "rejected")
+ORDER_STATES = ("created", *STORE_ORDER_STATES, "rejected")
 PRINTED_RESULTS = ("printed", "confirmed_printed")   # the job's paper came out
 PICKUP_CODE_DIGITS = 6
 HUB_TZ = ZoneInfo("Asia/Shanghai") # the business day of order numbers

@@ -20,9 +20,10 @@ from typing import Callable
 from aiohttp import WSCloseCode, web
 
 from edge.core.sqlite import Store
-from hub.errors import sha256, show
+from hub.errors import sha256
 from hub.highwater import HighWater
 from hub.schema import HUB_MIGRATIONS
+from protocol.fields import show
 
 log = logging.getLogger(__name__)
 

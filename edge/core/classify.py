@@ -37,7 +37,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge.core.barcodes import gtin_check_digit
+from protocol.barcodes import gtin_check_digit
 
 MAX_LENGTH = 1024
 GS = "\x1d"

@@ -13,7 +13,8 @@ from typing import Callable, Iterable, Iterator
 from pydantic import ValidationError
 
 from edge.core.errors import InputError, NotFound, validation_fields
-from edge.core.schemas import ProductIn, ProductRef
+from edge.core.schemas import ProductRef
+from protocol.changes import ProductIn
 
 CSV_COLUMNS = ("sku", "name", "price_fen", "unit", "category", "low_stock", "barcodes", "active")
 BARCODE_SEPARATOR = "|"
