@@ -38,7 +38,8 @@ from sqlite_utils import Database
 from edge.store import db
 from edge.store import migrations
 from edge.store import stock
-from edge.core.gtin import gtin_check_digit
+from protocol.barcodes import gtin_check_digit
+from protocol.stock import RESERVATION_REASONS
 
 SKUS = 100_000
 MOVES = 1_000_000
@@ -188,7 +189,7 @@ def seed(path: Path) -> None:
                              "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", chunk)
         done += len(chunk)
         progress(f"seed: {done:,} moves ({time.perf_counter() - started:.1f} s)")
-    res = ", ".join(f"'{r}'" for r in migrations.RESERVATION_REASONS)
+    res = ", ".join(f"'{r}'" for r in RESERVATION_REASONS)
     with db.transaction(conn):
         conn.execute(
             "INSERT INTO stock_balances (sku, on_hand, reserved, updated_at) "

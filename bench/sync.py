@@ -47,10 +47,11 @@ from edge.store import db
 from edge.store import migrations
 from edge.store import sales
 from edge.store import stock
-from edge.core.gtin import gtin_check_digit
+from protocol.barcodes import gtin_check_digit
 from edge.core.config import CloudSection
 from edge.core.context import make as make_context
-from edge.core.schemas import ProductIn, ReceiptIn, SaleIn
+from edge.core.schemas import ReceiptIn, SaleIn
+from protocol.changes import ProductIn
 
 SEED = 20261121
 SEED_VERSION = 1  # bump when the generated backlog changes, so a stale cache is not reused

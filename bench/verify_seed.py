@@ -31,8 +31,9 @@ from edge.store import migrations
 from edge.store import stock
 from edge.core.context import WriteContext
 from edge.core.context import make as make_context
-from edge.core.schemas import ProductIn, ReceiptIn
+from edge.core.schemas import ReceiptIn
 from sync.changes import apply_page
+from protocol.changes import ProductIn
 
 SEED = 20261122
 SEED_VERSION = 1  # bump when the generated orders change, so a stale cache is not reused

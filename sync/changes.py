@@ -8,44 +8,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Annotated, Callable, Literal
+from typing import Callable
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from edge.store import catalog
 from edge.store import orders
 from edge.store import outbox
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, validation_fields
-from edge.store.orders import CloudModel, OrderClosed, OrderCreated
-from edge.core.schemas import ProductIn, Sku
 from edge.store.stock import Move, apply_moves
 from edge.store.outbox import set_state
-
-
-class CouponDefined(CloudModel):
-    coupon_id: Annotated[str, Field(min_length=1, max_length=64)]
-
-
-class CouponRevoked(CloudModel):
-    coupon_id: Annotated[str, Field(min_length=1, max_length=64)]
-    reason: str | None = None
-
-
-class KeyPublished(CloudModel):
-    kid: Annotated[str, Field(min_length=1, max_length=64)]
-    alg: Literal["Ed25519"]
-    public_key: Annotated[str, Field(min_length=40, max_length=200)]
-
-
-class KeyRevoked(CloudModel):
-    kid: Annotated[str, Field(min_length=1, max_length=64)]
-
-
-class StockCorrection(CloudModel):
-    sku: Sku
-    qty: Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
-    reason: Annotated[str, Field(min_length=1, max_length=200)]
+from protocol.changes import CouponDefined, CouponRevoked, KeyPublished, KeyRevoked, ProductIn, StockCorrection
+from protocol.orders import OrderClosed, OrderCreated
 
 
 def _order_created(conn, payload, ctx, change_id):

@@ -7,27 +7,16 @@ cloud's copy to the store's value. The store's own balance is never overwritten:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sqlite3
 
 from edge.store import outbox
 from edge.core.clock import iso, utcnow
-from edge.store.migrations import RESERVATION_REASONS
+from protocol.stock import RESERVATION_REASONS, checksum
 from sync.client import CloudClient
 
 log = logging.getLogger("sync.reconcile")
-
-
-def checksum(balances: dict[str, tuple[int, int]]) -> str:
-    """The protocol's checksum: SHA-256 of "sku\\ton_hand\\treserved\\n" for non-zero SKUs, by SKU."""
-    digest = hashlib.sha256()
-    for sku in sorted(balances, key=lambda s: s.encode()):
-        on_hand, reserved = balances[sku]
-        if on_hand or reserved:
-            digest.update(f"{sku}\t{on_hand}\t{reserved}\n".encode())
-    return digest.hexdigest()
 
 
 def expected_cloud_balances(conn: sqlite3.Connection) -> dict[str, tuple[int, int]]:

@@ -17,9 +17,10 @@ from edge.core import config as config_mod
 from edge.store import db
 from edge.store import stock
 from edge.app import build_app
-from edge.core.gtin import gtin_check_digit
+from protocol.barcodes import gtin_check_digit
 from edge.core.context import WriteContext, make as make_context
-from edge.core.schemas import ProductIn, ReceiptIn
+from edge.core.schemas import ReceiptIn
+from protocol.changes import ProductIn
 
 
 def ean13(body12: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.core.gtin import gtin_check_digit, gtin_problem
+from protocol.barcodes import gtin_check_digit, gtin_problem
 
 
 def ean13(body12: str) -> str:

@@ -38,9 +38,10 @@ import pytest
 from edge.store import catalog
 from edge.store import db
 from edge.store import stock
-from edge.core.gtin import gtin_check_digit
+from protocol.barcodes import gtin_check_digit
 from edge.core.context import WriteContext
-from edge.core.schemas import ProductIn, ReceiptIn
+from edge.core.schemas import ReceiptIn
+from protocol.changes import ProductIn
 from helpers_daemon import Daemon, holds_write_lock, request, run_cli
 
 SEED = int(os.environ.get("CRASH_TEST_SEED", "20261121"))

@@ -1,4 +1,4 @@
-"""The reference cloud hub (sync/hub.py) against docs/sync-protocol.md and docs/hub-admin-api.md.
+"""The reference cloud hub (hub/) against docs/sync-protocol.md and docs/hub-admin-api.md.
 
 In-process: each test starts the hub's aiohttp app on a temporary folder with aiohttp's
 TestServer/TestClient, and a fake clock (stale stores and order days without sleeping). One test
@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from aiohttp.test_utils import TestClient, TestServer
 
-from hub.hub import build_hub_app
+from hub.app import build_hub_app
 
 ADMIN = "test-admin-token"
 REPO = Path(__file__).resolve().parent.parent
@@ -862,13 +862,13 @@ async def test_a_restart_on_an_older_copy_of_the_database_starts_a_new_epoch(tmp
     for suffix in ("", "-wal", "-shm"):
         (data_dir / f"hub.db{suffix}").unlink(missing_ok=True)
     shutil.copy(backup, data_dir / "hub.db")                      # restored, nobody told the hub
-    caplog.set_level(logging.INFO, logger="hub.hub")
+    caplog.set_level(logging.INFO, logger="hub.state")
     hub = await start_hub(data_dir)
     hub.tokens["s1"] = token
     try:
         state = await hub.sync("s1", "state")
         assert state["epoch"] != epoch1 and state["next_seq"] == 2
-        warning = next(r for r in caplog.records if r.name == "hub.hub" and r.getMessage() == "new epoch")
+        warning = next(r for r in caplog.records if r.name == "hub.state" and r.getMessage() == "new epoch")
         assert warning.levelno == logging.WARNING and "older" in warning.kv["why"]
         assert warning.kv["previous"] == epoch1 and warning.kv["hw_event_row"] == 3
         # the store resends from next_seq; the hub dedupes what it still has
@@ -1230,7 +1230,7 @@ async def test_an_order_comes_with_a_pickup_code_and_a_signed_pickup_token(hub):
 
 
 async def test_pickup_codes_are_unique_among_the_stores_open_orders(hub, monkeypatch):
-    import hub.hub as hub_mod
+    import hub.orders as hub_mod
     await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
     await hub.ok_upload("s2", [event("s2", 1, [("DRK-001", 10, "receipt")])])
     draws = iter([123456, 123456, 123456, 654321, 123456])

@@ -141,7 +141,7 @@ def test_builds_a_venv_with_pip_install(tmp_path):
     listed = subprocess.run([str(venv / "bin/python"), "-m", "pip", "show", "-f", "store-edge"],
                             capture_output=True, text=True, timeout=60).stdout
     assert "Version: 0.1.0" in listed and "Editable project location" not in listed
-    assert "edge/ops/doctor.py" in listed and "hub/hub.py" in listed
+    assert "edge/ops/doctor.py" in listed and "hub/app.py" in listed
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,

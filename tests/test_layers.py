@@ -8,7 +8,7 @@ import grimp
 from importlinter.cli import lint_imports
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("edge", "drivers", "sync", "hub")
+PACKAGES = ("edge", "drivers", "sync", "hub", "protocol")
 
 
 def test_import_linter_contracts_are_kept(monkeypatch):

@@ -15,7 +15,7 @@ from edge.store import backup
 from edge.core import config as config_mod
 from edge.app import build_app
 from edge.services.app_keys import STORE, SYNC
-from hub.hub import build_hub_app
+from hub.app import build_hub_app
 from sync.reconcile import reconcile
 from tests.conftest import CATALOG, Api, ledger_mismatches, query, seed
 from tests.test_sync_e2e import ADMIN, FAST, Hub, products, queue_empty, until

@@ -33,7 +33,7 @@ TODAY = date(2026, 11, 22)
 
 
 def check(body: str) -> str:
-    """GS1 mod-10 check digit, written out independently of edge.core.gtin: weights 3,1,3,... from the right."""
+    """GS1 mod-10 check digit, written out independently of protocol.barcodes: weights 3,1,3,... from the right."""
     total = 0
     for position, digit in enumerate(reversed(body)):
         total += int(digit) * (3 if position % 2 == 0 else 1)

@@ -12,7 +12,7 @@ from edge.core import config as config_mod
 from edge.app import build_app
 from edge.services.app_keys import STORE, SYNC
 from sync.engine import Timing
-from hub.hub import build_hub_app
+from hub.app import build_hub_app
 from tests.conftest import CATALOG, OPENING, Api, ledger_mismatches, seed
 
 ADMIN = "admin-secret"

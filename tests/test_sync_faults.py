@@ -65,12 +65,13 @@ import pytest
 from edge.store import catalog
 from edge.store import db
 from edge.store import stock
-from edge.core.gtin import gtin_check_digit
+from protocol.barcodes import gtin_check_digit
 from edge.core.context import WriteContext
-from edge.core.schemas import ProductIn, ReceiptIn
+from edge.core.schemas import ReceiptIn
 import helpers_daemon as helpers
 from helpers_daemon import Daemon, Service, log_tail, request, wait_for
 from sync.reconcile import checksum, expected_cloud_balances
+from protocol.changes import ProductIn
 
 SEED = int(os.environ.get("SYNC_FAULTS_SEED", "20261122"))
 STORE_ID = "fault-store"

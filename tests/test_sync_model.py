@@ -48,7 +48,8 @@ from edge.app import build_app
 from edge.services.app_keys import STORE
 from sync.client import CloudClient, NeedsPerson, RetryLater
 from sync.engine import SyncEngine
-from hub.hub import HUB, build_hub_app
+from hub.app import build_hub_app
+from hub.state import HUB
 from sync.reconcile import reconcile
 from tests.conftest import CATALOG, OPENING, PRICE, ledger_mismatches, seed
 

@@ -16,7 +16,8 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from types import MappingProxyType
 
-from edge.core.gtin import gtin_check_digit, gtin_valid, is_digits
+from edge.core.gtin import gtin_valid, is_digits
+from protocol.barcodes import gtin_check_digit
 
 GS = "\x1d"
 # GS1 AI encodable character set 82

@@ -1,31 +1,15 @@
-"""GTIN arithmetic: check digits (EAN-13, EAN-8, UPC-A, GTIN-14), UPC-E, the lengths one GTIN is
-written in. Pure functions; the scan classifier (edge/core/classify.py), GS1 element strings
-(edge/core/gs1.py) and the catalog's validation (edge/core/schemas.py) share them."""
+"""GTIN arithmetic for reading scans: validity, UPC-E, the lengths one GTIN is written in. Pure functions
+the scan classifier (edge/core/classify.py) and GS1 element strings (edge/core/gs1.py) share; the check
+digit itself is the wire contract's (protocol/barcodes.py), which the catalog validates with."""
 
 from __future__ import annotations
 
-GTIN_LENGTHS = (8, 12, 13, 14)
+from protocol.barcodes import gtin_check_digit
 
 
 def is_digits(text: str) -> bool:
     """ASCII digits only (str.isdigit() also accepts '²', '١' ... that int() or GS1 do not)."""
     return text.isascii() and text.isdigit()
-
-
-def gtin_check_digit(body: str) -> int:
-    """The check digit for the digits before it (GS1 mod-10, weights 3,1 from the right)."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
-    return (10 - total % 10) % 10
-
-
-def gtin_problem(code: str) -> str | None:
-    """Why a numeric code of a GTIN length is not a valid GTIN, or None. Other codes pass."""
-    if not code.isdigit() or len(code) not in GTIN_LENGTHS:
-        return None
-    expected = gtin_check_digit(code[:-1])
-    if int(code[-1]) != expected:
-        return f"check digit is {code[-1]}, should be {expected}"
-    return None
 
 
 def gtin_valid(code: str) -> bool:

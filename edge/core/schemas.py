@@ -10,17 +10,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge.core.gtin import gtin_problem
+from protocol.fields import Barcode, Fen, Qty, Sku
 
 PAYMENT_METHODS = ("cash", "wechat", "alipay", "card", "unionpay", "voucher", "other")
 
-Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$",
-                           description="Stock keeping unit, the product's key")]
-Barcode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$",
-                               description="A barcode of the product (EAN-13, EAN-8, UPC, in-store code)")]
-Qty = Annotated[int, Field(gt=0, le=1_000_000, description="Units, or grams for weighed goods")]
 SignedQty = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
-Fen = Annotated[int, Field(ge=0, le=10_000_000_000, description="Money in fen (1 yuan = 100 fen)")]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 PaymentMethod = Literal[PAYMENT_METHODS]  # type: ignore[valid-type]
 
@@ -110,26 +104,3 @@ class CountLine(ProductRef):
 class CountIn(Body):
     lines: Annotated[list[CountLine], Field(min_length=1, max_length=20000)]
     note: Text | None = None
-
-
-class ProductIn(Body):
-    """A catalog entry, as imported from CSV/JSON."""
-
-    sku: Sku
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    price_fen: Fen
-    unit: Annotated[str, Field(min_length=1, max_length=16)] = "件"
-    category: Annotated[str, Field(max_length=64)] | None = None
-    low_stock: Annotated[int, Field(ge=0, le=10_000_000)] = 0
-    barcodes: Annotated[list[Barcode], Field(max_length=20)] = []
-    active: bool = True
-
-    @model_validator(mode="after")
-    def _barcodes_valid(self):
-        for code in self.barcodes:
-            problem = gtin_problem(code)
-            if problem:
-                raise ValueError(f"barcode {code}: {problem}")
-        if len(set(self.barcodes)) != len(self.barcodes):
-            raise ValueError("a barcode is listed twice")
-        return self

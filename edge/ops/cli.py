@@ -277,7 +277,7 @@ def parser() -> argparse.ArgumentParser:
     with_config(usr.add_parser("list", help="list users")).set_defaults(func=cmd_user)
     _lazy(sub.add_parser("doctor", help="check this PC: config, disk, database, clock, devices, cloud, API port"),
           "edge.ops.doctor")
-    _lazy(sub.add_parser("hub", help="run the reference cloud hub (docs/sync-protocol.md)"), "hub.hub")
+    _lazy(sub.add_parser("hub", help="run the reference cloud hub (docs/sync-protocol.md)"), "hub.app")
     _lazy(sub.add_parser("virtual-printer", help="a virtual ESC/POS receipt printer on TCP (port 9100)"),
           "drivers.virtual_printer")
     proxy = sub.add_parser("fault-proxy", help="fault-injecting HTTP proxy between the edge and the cloud")

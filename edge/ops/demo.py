@@ -324,7 +324,7 @@ class Demo:
         take_signals()
 
         from hub.faultproxy import build_proxy_app  # noqa: PLC0415
-        from hub.hub import build_hub_app  # noqa: PLC0415
+        from hub.app import build_hub_app  # noqa: PLC0415
         from drivers.virtual_printer import VirtualPrinter  # noqa: PLC0415
 
         admin_token = "hub_demo_" + secrets.token_urlsafe(24)

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from edge.core.errors import InputError, NotFound, validation_fields
 from edge.core.sqlite import transaction
-from edge.core.schemas import ProductIn, ProductRef
+from edge.core.schemas import ProductRef
+from protocol.changes import ProductIn
 
 # rows per transaction of an import from the command line: each commit lets the running daemon's
 # writer in (a sale waits for one chunk at most, not for the whole file)

@@ -4,10 +4,7 @@ Append new migrations at the end; never edit one that has shipped.
 Money is integer fen; quantities are integers in the product's unit (weighed goods: grams).
 """
 
-MOVE_REASONS = ("sale", "return", "receipt", "adjustment", "count",
-                "reserve", "release", "pickup", "correction")
-# Moves with these reasons change `reserved`; all others change `on_hand`.
-RESERVATION_REASONS = ("reserve", "release")
+from protocol.stock import MOVE_REASONS
 
 _reasons = ", ".join(f"'{r}'" for r in MOVE_REASONS)
 _payment_methods = "'cash', 'wechat', 'alipay', 'card', 'unionpay', 'voucher', 'other'"

@@ -7,50 +7,20 @@ change of state writes its ledger moves and an event for the cloud in the same t
 from __future__ import annotations
 
 import sqlite3
-from typing import Annotated, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Literal
 
 from edge.store import outbox
 from edge.store import spool
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, NotFound
-from edge.core.schemas import Body, Sku, Text
+from edge.core.schemas import Body, Text
 from edge.store.stock import Move, apply_moves
+from protocol.orders import OrderClosed, OrderCreated
 
 OPEN_STATES = ("received", "accepted", "ready")
 ALL_STATES = (*OPEN_STATES, "picked_up", "cancelled", "refunded")
 # Transitions staff make at the store; picked_up comes from verification (核销), the rest from the cloud.
 STAFF_TRANSITIONS = {"accepted": ("received",), "ready": ("received", "accepted")}
-
-
-class CloudModel(BaseModel):
-    # Cloud payloads may grow within a protocol version: unknown fields are ignored, known ones strict.
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
-
-
-class OrderLineIn(CloudModel):
-    sku: Sku
-    name: Annotated[str, Field(min_length=1, max_length=200)]
-    qty: Annotated[int, Field(gt=0, le=1_000_000)]
-    price_fen: Annotated[int, Field(ge=0, le=10_000_000_000)]
-
-
-class OrderCreated(CloudModel):
-    order_id: Annotated[str, Field(min_length=1, max_length=64)]
-    number: Annotated[str, Field(min_length=1, max_length=32)]
-    kind: Literal["pickup", "delivery"]
-    lines: Annotated[list[OrderLineIn], Field(min_length=1, max_length=200)]
-    total_fen: Annotated[int, Field(ge=0, le=10_000_000_000)]
-    pickup_code_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
-    pickup_after: str | None = None
-    customer_note: Annotated[str, Field(max_length=500)] | None = None
-    created_at: str | None = None
-
-
-class OrderClosed(CloudModel):
-    order_id: Annotated[str, Field(min_length=1, max_length=64)]
-    reason: Annotated[str, Field(max_length=500)] | None = None
 
 
 class StateChange(Body):

@@ -16,9 +16,13 @@ from dataclasses import dataclass
 
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, NotFound
+from protocol.events import check_payload
 
 
 def emit(conn: sqlite3.Connection, event_type: str, payload: dict, created_at: str) -> str:
+    """Write an event in the caller's transaction. A payload off the protocol raises (ValueError): it is
+    this program's bug, and sent it would only come back rejected, after the fact was committed."""
+    check_payload(event_type, payload)
     event_id = str(uuid.uuid4())
     conn.execute("INSERT INTO outbox (id, type, payload, created_at) VALUES (?, ?, ?, ?)",
                  (event_id, event_type, json.dumps(payload, ensure_ascii=False, separators=(",", ":")),

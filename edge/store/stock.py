@@ -15,8 +15,8 @@ from edge.store import outbox
 from edge.store.catalog import resolve_sku
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, NotFound
-from edge.store.migrations import MOVE_REASONS, RESERVATION_REASONS
 from edge.core.schemas import AdjustmentIn, CountIn, ReceiptIn
+from protocol.stock import MOVE_REASONS, RESERVATION_REASONS
 
 _RES = ", ".join(f"'{r}'" for r in RESERVATION_REASONS)
 

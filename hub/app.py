@@ -1,0 +1,206 @@
+"""The reference cloud hub: the cloud side of docs/sync-protocol.md, for many stores.
+
+`store-edge hub --data DIR` runs an aiohttp server on a SQLite database (DIR/hub.db, through
+edge.core.sqlite.Store and its single writer thread, with the migrations of hub/schema.py):
+
+- /sync/v1/stores/{store_id}/...  the protocol: events upload (hub/events.py), changes feed, state
+                                  and balances (hub/changes.py), hints (hub/hints.py)
+- /admin/v1/...                   the chain's side: stores, catalog, corrections, epoch (hub/admin_api.py),
+                                  online orders (hub/orders.py), keys (hub/keys.py), coupons
+                                  (hub/coupons.py); docs/hub-admin-api.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from aiohttp import WSCloseCode, web
+
+from edge.core import log as log_mod
+from edge.core.serving import serve_until_stopped
+from edge.core.sqlite import SchemaTooNew
+from hub import admin_api, coupons, keys, orders
+from hub.changes import get_balances, get_changes, get_state
+from hub.events import post_events
+from hub.hints import get_hints
+from hub.http import errors_middleware
+from hub.state import HUB, Hub
+
+log = logging.getLogger(__name__)
+
+BODY_LIMIT = 16 * 1024 * 1024
+
+
+def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, stale_after: float = 600.0,
+                  new_epoch: bool = False, clock: Callable[[], datetime] | None = None) -> web.Application:
+    """The hub as an aiohttp application; its database opens when the app starts (cleanup_ctx)."""
+    if not admin_token or not admin_token.strip():
+        raise ValueError("the admin token must not be empty")
+    if safety_buffer < 0 or stale_after <= 0:
+        raise ValueError("safety_buffer must be >= 0 and stale_after > 0")
+    hub = Hub(Path(data_dir), admin_token.strip(), safety_buffer, stale_after, new_epoch)
+    if clock is not None:
+        hub.clock = clock
+    app = web.Application(middlewares=[errors_middleware], client_max_size=BODY_LIMIT)
+    app[HUB] = hub
+
+    async def subsystem(app: web.Application):
+        await hub.start()
+        await keys.ensure_key(hub)
+        yield
+        await hub.stop()
+
+    async def on_shutdown(app: web.Application):  # open hint sockets would hold the stop up
+        await hub.close_sockets(None, WSCloseCode.GOING_AWAY, b"hub stopping")
+
+    app.cleanup_ctx.append(subsystem)
+    app.on_shutdown.append(on_shutdown)
+    sync = "/sync/v1/stores/{store_id}"
+    app.add_routes([
+        web.post(sync + "/events", post_events),
+        web.get(sync + "/changes", get_changes),
+        web.get(sync + "/state", get_state),
+        web.get(sync + "/balances", get_balances),
+        web.get(sync + "/hints", get_hints),
+        web.get("/admin/v1/stores", admin_api.admin_list_stores),
+        web.post("/admin/v1/stores", admin_api.admin_put_store),
+        web.get("/admin/v1/stores/{store_id}", admin_api.admin_get_store),
+        web.get("/admin/v1/stores/{store_id}/events", admin_api.admin_store_events),
+        web.get("/admin/v1/stores/{store_id}/availability", admin_api.admin_availability),
+        web.post("/admin/v1/stores/{store_id}/orders", orders.admin_create_order),
+        web.post("/admin/v1/stores/{store_id}/orders/{order_id}/pickup-token", orders.admin_pickup_token),
+        web.post("/admin/v1/stores/{store_id}/corrections", admin_api.admin_correction),
+        web.post("/admin/v1/products", admin_api.admin_products),
+        web.get("/admin/v1/orders", orders.admin_list_orders),
+        web.get("/admin/v1/orders/{order_id}", orders.admin_get_order),
+        web.post("/admin/v1/orders/{order_id}/cancel", orders.close_order("cancelled")),
+        web.post("/admin/v1/orders/{order_id}/refund", orders.close_order("refunded")),
+        web.post("/admin/v1/changes", admin_api.admin_change),
+        web.get("/admin/v1/keys", keys.admin_list_keys),
+        web.post("/admin/v1/keys", keys.admin_rotate_key),
+        web.post("/admin/v1/keys/{kid}/revoke", keys.admin_revoke_key),
+        web.get("/admin/v1/coupons", coupons.admin_list_coupons),
+        web.post("/admin/v1/coupons", coupons.admin_define_coupon),
+        web.get("/admin/v1/coupons/{coupon_id}", coupons.admin_get_coupon),
+        web.post("/admin/v1/coupons/{coupon_id}/issue", coupons.admin_issue_coupon),
+        web.post("/admin/v1/coupons/{coupon_id}/revoke", coupons.admin_revoke_coupon),
+        web.post("/admin/v1/epoch", admin_api.admin_epoch),
+    ])
+    return app
+
+
+
+class StartError(Exception):
+    pass
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be 0-65535 (0: any free port)")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="folder of hub.db, hub.highwater and admin-token")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8480, help="port (default 8480; 0: any free port)")
+    parser.add_argument("--admin-token-file", type=Path,
+                        help="file holding the admin API token (default: DIR/admin-token, generated at first start)")
+    parser.add_argument("--safety-buffer", type=_non_negative_int, default=0,
+                        help="units per SKU kept back from online availability (default 0)")
+    parser.add_argument("--stale-after", type=_positive_float, default=600.0,
+                        help="seconds after a store's last upload when its online availability drops to 0 (600)")
+    parser.add_argument("--new-epoch", action="store_true",
+                        help="start a new epoch: every store resends its events and pulls the feed again")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+def admin_token(data_dir: Path, token_file: Path | None) -> str:
+    """The admin token: from --admin-token-file, else DIR/admin-token (created 0600 at first start)."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StartError(f"cannot read the admin token file {token_file}: {exc}") from None
+        if not token:
+            raise StartError(f"the admin token file {token_file} is empty")
+        if token_file.stat().st_mode & 0o077:
+            log.warning("admin token file is readable by other users", extra={"kv": {"path": token_file}})
+        return token
+    path = data_dir / "admin-token"
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            log.info("admin token", extra={"kv": {"path": path}})
+            return token
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StartError(f"cannot read {path}: {exc}") from None
+    token = "hub_" + secrets.token_urlsafe(32)
+    try:
+        path.unlink(missing_ok=True)  # an empty file left by an interrupted start
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(token + "\n")
+    except OSError as exc:
+        raise StartError(f"cannot write {path}: {exc}") from None
+    log.warning("admin token generated", extra={"kv": {"path": path, "mode": "0600"}})
+    return token
+
+
+async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set); a second signal exits at once."""
+    @contextlib.asynccontextmanager
+    async def serving(runner: web.AppRunner):
+        bound = runner.addresses[0] if runner.addresses else (host, port)
+        log.info("listening", extra={"kv": {"address": f"http://{host}:{bound[1]}/", "epoch": app[HUB].epoch}})
+        yield
+
+    await serve_until_stopped(app, host, port, stop=stop, while_serving=serving)
+
+
+def run(args) -> int:
+    """`store-edge hub`: blocking; 0 after SIGTERM/SIGINT, 1 if it cannot start, 2 for a bad admin token."""
+    log_mod.setup(getattr(args, "log_level", "info"))
+    data_dir = Path(args.data)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        token = admin_token(data_dir, args.admin_token_file)
+    except StartError as exc:
+        log.error("cannot start", extra={"kv": {"error": str(exc)}})
+        return 2
+    except OSError as exc:
+        log.error("cannot start", extra={"kv": {"error": str(exc)}})
+        return 1
+    app = build_hub_app(data_dir, admin_token=token, safety_buffer=args.safety_buffer,
+                        stale_after=args.stale_after, new_epoch=args.new_epoch)
+    try:
+        asyncio.run(serve(app, args.host, args.port))
+    except (OSError, SchemaTooNew) as exc:  # port taken, folder not writable, a newer database
+        log.error("cannot start", extra={"kv": {"error": str(exc)}})
+        return 1
+    return 0

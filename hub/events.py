@@ -1,0 +1,268 @@
+"""Uploads (protocol section 2): a store's batch of events, checked, applied in seq order in one
+transaction, and answered event by event. The events' shapes are protocol.events'; what is checked
+here is what only the hub's data can tell (the catalog, its orders and coupons)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from edge.core.clock import iso
+from hub.errors import HubError, bad_request, clean, stored_json
+from hub.http import answer, auth_store, json_body
+from hub.state import HUB
+from protocol.events import EVENT_ID, EVENT_PAYLOADS, ORDER_EVENT_TYPES, PICKUP_EVENT_TYPES, Batch, \
+    envelope_problem, payload_problem
+from protocol.fields import first_error, parse_time, sentence, show
+from protocol.stock import RESERVATION_REASONS
+
+log = logging.getLogger(__name__)
+
+
+def check_batch(data: Any) -> list[dict]:
+    """The batch as a whole: 400 if it is not this protocol (the store cannot tell which event is at fault)."""
+    if not isinstance(data, dict):
+        raise bad_request('the body must be an object {"protocol": 1, "events": [...]}')
+    try:
+        Batch.model_validate(data)
+    except ValidationError as exc:
+        raise bad_request(sentence(first_error(exc))) from None
+    return data["events"]
+
+
+def validate_event(conn, store_id: str, event: dict) -> str | None:
+    """None if the event can be applied, else the reason it is rejected."""
+    if (problem := envelope_problem(event)) is not None:
+        return f"invalid_envelope: {problem}"
+    if event["store_id"] != store_id:
+        return f"store_mismatch: the event names store {show(event['store_id'])}, it was sent for {store_id}"
+    etype, payload = event["type"], event["payload"]
+    if etype not in EVENT_PAYLOADS:
+        return f"unknown_type: {show(etype)} is not a version 1 event type"
+    if (problem := payload_problem(etype, payload)) is not None:
+        return f"{problem[0]}: {problem[1]}"
+    for sku in dict.fromkeys(move["sku"] for move in payload.get("moves", ())):
+        if not conn.execute("SELECT 1 FROM products WHERE sku = ?", (sku,)).fetchone():
+            return f"unknown_sku: {sku} is not in the chain catalog"
+    if etype in ORDER_EVENT_TYPES:
+        order_id = payload["order_id"]
+        if not conn.execute("SELECT 1 FROM orders WHERE order_id = ? AND store_id = ?",
+                            (order_id, store_id)).fetchone():
+            return f"unknown_order: {show(order_id)} is not an order the hub created for store {store_id}"
+        if etype in PICKUP_EVENT_TYPES:
+            return pickup_moves_problem(conn, etype, payload)
+    if etype == "coupon.redeemed":
+        coupon_id, serial = payload["coupon_id"], payload["serial"]
+        if not conn.execute("SELECT 1 FROM coupons WHERE coupon_id = ?", (coupon_id,)).fetchone():
+            return f"unknown_coupon: {show(coupon_id)} is not a coupon the hub defined"
+        if not conn.execute("SELECT 1 FROM coupon_serials WHERE serial = ? AND coupon_id = ?",
+                            (serial, coupon_id)).fetchone():
+            return f"unknown_serial: {show(serial)} is not a serial the hub issued of coupon {show(coupon_id)}"
+    return None
+
+def pickup_moves_problem(conn, etype: str, payload: dict) -> str | None:
+    """A hand-over's moves are, per SKU of the order's lines, `release` -qty and `pickup` -qty; a reversal's
+    the opposite (+qty), and only of an order the store handed over."""
+    order_id, sign = payload["order_id"], -1 if etype == "pickup.verified" else 1
+    want: dict[tuple[str, str], int] = {}
+    for sku, qty in conn.execute("SELECT sku, sum(qty) FROM order_lines WHERE order_id = ? GROUP BY sku",
+                                 (order_id,)):
+        want[(sku, "release")] = want[(sku, "pickup")] = sign * qty
+    got: dict[tuple[str, str], int] = {}
+    for move in payload["moves"]:
+        if move["reason"] not in ("release", "pickup"):
+            return f"invalid_moves: a {etype} moves stock only by release and pickup (got {move['reason']})"
+        got[(move["sku"], move["reason"])] = got.get((move["sku"], move["reason"]), 0) + move["qty"]
+    if {k: q for k, q in got.items() if q} != want:
+        expected = ", ".join(f"{reason} {qty:+d} {sku}" for (sku, reason), qty in sorted(want.items()))
+        return f"invalid_moves: the moves of a {etype} must match the order's lines: {expected}"
+    if etype == "pickup.reversed":
+        state = conn.execute("SELECT state FROM orders WHERE order_id = ?", (order_id,)).fetchone()[0]
+        handed = conn.execute("SELECT 1 FROM order_pickups WHERE order_id = ? AND reversed_at IS NULL",
+                              (order_id,)).fetchone()
+        if handed is None and state != "picked_up":
+            return f"not_picked_up: order {order_id} has no hand-over to reverse (it is {state})"
+    return None
+
+
+def apply_event(conn, store_id: str, event: dict, now: str) -> None:
+    payload = event["payload"]
+    for move in payload.get("moves") or ():
+        column = "reserved" if move["reason"] in RESERVATION_REASONS else "on_hand"
+        conn.execute(f"INSERT INTO balances (store_id, sku, {column}, updated_at) VALUES (?, ?, ?, ?) "
+                     f"ON CONFLICT (store_id, sku) DO UPDATE SET {column} = {column} + excluded.{column}, "
+                     "updated_at = excluded.updated_at", (store_id, move["sku"], move["qty"], now))
+    etype, order_id = event["type"], payload.get("order_id")
+    if etype == "order.received":
+        conn.execute("UPDATE orders SET received_at = coalesce(received_at, ?), short = ?, updated_at = ? "
+                     "WHERE order_id = ?", (now, stored_json(payload.get("short", [])), now, order_id))
+    elif etype == "order.state_changed":
+        # a step the store took before it learnt of a cancel or refund here must not reopen the order
+        conn.execute("UPDATE orders SET state = CASE WHEN state IN ('cancelled', 'refunded') AND ? IN "
+                     "('accepted', 'ready') THEN state ELSE ? END, received_at = coalesce(received_at, ?), "
+                     "updated_at = ? WHERE order_id = ?", (payload["to"], payload["to"], now, now, order_id))
+    elif etype == "order.conflict":
+        reason = payload.get("reason")
+        conn.execute("UPDATE orders SET conflict = ?, updated_at = ? WHERE order_id = ?",
+                     (clean(reason) if isinstance(reason, str) else stored_json(reason), now, order_id))
+    elif etype == "print.result":
+        # events apply in seq order: the latest result of each kind replaces the one before (a reprint's too)
+        conn.execute("INSERT INTO order_prints (order_id, kind, job_key, result, at, printer, attempts, error, "
+                     "reprint, seq, event_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                     "ON CONFLICT (order_id, kind) DO UPDATE SET job_key = excluded.job_key, "
+                     "result = excluded.result, at = excluded.at, printer = excluded.printer, "
+                     "attempts = excluded.attempts, error = excluded.error, reprint = excluded.reprint, "
+                     "seq = excluded.seq, event_id = excluded.event_id, received_at = excluded.received_at",
+                     (order_id, payload["kind"], clean(payload["job_key"], 200), payload["result"],
+                      clean(payload["at"], 40), clean(payload["printer"], 200), payload["attempts"],
+                      clean(payload["error"]) if payload.get("error") is not None else None,
+                      int(payload.get("reprint", False)), event["seq"], event["id"], now))
+        conn.execute("UPDATE orders SET updated_at = ? WHERE order_id = ?", (now, order_id))
+    elif etype == "pickup.verified":
+        apply_pickup_verified(conn, event, now)
+    elif etype == "pickup.reversed":
+        conn.execute("UPDATE order_pickups SET reversed_at = ?, reversed_by = ?, reverse_reason = ?, "
+                     "reverse_event_id = ? WHERE order_id = ? AND reversed_at IS NULL",
+                     (clean(event["created_at"], 40), clean(payload["operator"], 200), clean(payload["reason"]),
+                      event["id"], order_id))
+        # the goods are back on the shelf, reserved for the order again
+        conn.execute("UPDATE orders SET state = CASE WHEN state = 'picked_up' THEN 'ready' ELSE state END, "
+                     "updated_at = ? WHERE order_id = ?", (now, order_id))
+    elif etype == "coupon.redeemed":
+        apply_coupon_redeemed(conn, store_id, event, now)
+    elif etype == "change.rejected" and isinstance(payload.get("change_id"), str):
+        # the store could not take an order: it will never reserve it, so it no longer counts as pending
+        conn.execute("UPDATE orders SET state = 'rejected', updated_at = ? WHERE change_id = ? AND store_id = ? "
+                     "AND state = 'created' AND received_at IS NULL", (now, payload["change_id"], store_id))
+
+
+def apply_pickup_verified(conn, event: dict, now: str) -> None:
+    """Record the hand-over. One the hub cannot agree with (the order was cancelled or refunded here
+    meanwhile, or it was handed over already) is applied all the same, since the store's ledger moved,
+    and the order is flagged with a conflict for a person."""
+    payload = event["payload"]
+    order_id = payload["order_id"]
+    state = conn.execute("SELECT state FROM orders WHERE order_id = ?", (order_id,)).fetchone()[0]
+    before = conn.execute("SELECT verified_at, operator FROM order_pickups WHERE order_id = ? AND reversed_at IS NULL",
+                          (order_id,)).fetchone()
+    operator, verified_at = clean(payload["operator"], 200), clean(payload["verified_at"], 40)
+    conflict = None
+    if state in ("cancelled", "refunded"):
+        conflict = f"handed over at the store ({verified_at} by {operator}) after the order was {state} here"
+    elif before is not None:
+        conflict = (f"handed over again at the store ({verified_at} by {operator}); first handed over "
+                    f"{before['verified_at']} by {before['operator']}")
+    conn.execute("INSERT OR REPLACE INTO order_pickups (order_id, verified_at, operator, method, device, provisional, "
+                 "jti, event_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (order_id, verified_at, operator, payload["method"], clean(payload["device"], 200),
+                  int(payload["provisional"]), payload.get("jti"), event["id"], now))
+    conn.execute("UPDATE orders SET state = CASE WHEN state IN ('cancelled', 'refunded') THEN state ELSE 'picked_up' "
+                 "END, conflict = coalesce(?, conflict), received_at = coalesce(received_at, ?), updated_at = ? "
+                 "WHERE order_id = ?", (conflict, now, now, order_id))
+    if conflict is not None:
+        log.warning("pickup conflict", extra={"kv": {"order": order_id, "state": state, "conflict": conflict}})
+
+
+def apply_coupon_redeemed(conn, store_id: str, event: dict, now: str) -> None:
+    """Count the serial's use. A use the terms did not allow (offline double use, after a revoke, at
+    another store) happened all the same: applied, and flagged for a person."""
+    payload = event["payload"]
+    serial = conn.execute("SELECT s.store_id, c.definition, c.revoked_at FROM coupon_serials s JOIN coupons c "
+                          "USING (coupon_id) WHERE s.serial = ?", (payload["serial"],)).fetchone()
+    use_no = conn.execute("SELECT count(*) FROM coupon_redemptions WHERE serial = ?",
+                          (payload["serial"],)).fetchone()[0] + 1
+    flags = []
+    if use_no > json.loads(serial["definition"]).get("uses", 1):
+        flags.append("over_use")
+    if serial["revoked_at"] is not None and parse_time(event["created_at"]) >= parse_time(serial["revoked_at"]):
+        flags.append("revoked")
+    if serial["store_id"] is not None and serial["store_id"] != store_id:
+        flags.append("wrong_store")
+    conn.execute("INSERT INTO coupon_redemptions (serial, coupon_id, store_id, use_no, sale_id, discount_fen, jti, "
+                 "provisional, redeemed_at, event_id, received_at, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (payload["serial"], payload["coupon_id"], store_id, use_no, clean(payload["sale_id"], 128),
+                  payload["discount_fen"], payload["jti"], int(payload["provisional"]),
+                  clean(event["created_at"], 40), event["id"], now, json.dumps(flags)))
+    if flags:
+        log.warning("coupon redemption flagged", extra={"kv": {"store": store_id, "serial": payload["serial"],
+                                                               "use": use_no, "flags": ",".join(flags)}})
+
+
+def digest(event: dict) -> str:
+    canonical = json.dumps(event, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def process_batch(conn, store_id: str, events: list[dict], now: str) -> dict:
+    """docs/sync-protocol.md 2.2, in the caller's (one) transaction."""
+    expected = conn.execute("SELECT next_seq FROM stores WHERE store_id = ?", (store_id,)).fetchone()[0]
+    results, stop, rejected = [], None, []
+    for event in events:
+        seq, event_id = event["seq"], event.get("id")
+        known_id = isinstance(event_id, str) and EVENT_ID.match(event_id) is not None
+        # "+status": not an index term, so the lookup uses events_id; on events_status (store_id, status) it
+        # scanned every applied event of the store, for each event uploaded (a backlog drained in O(n^2))
+        if known_id and conn.execute("SELECT 1 FROM events WHERE store_id = ? AND event_id = ? "
+                                     "AND +status = 'applied' LIMIT 1", (store_id, event_id)).fetchone():
+            results.append({"id": event_id, "seq": seq, "status": "duplicate"})
+            continue
+        if seq > expected:
+            stop = "sequence_gap"
+            break
+        if seq < expected:
+            held = conn.execute("SELECT event_id, status, reason, digest FROM events WHERE store_id = ? AND seq = ?",
+                                (store_id, seq)).fetchone()
+            same = held is not None and (held["event_id"] == event_id if known_id else held["digest"] == digest(event))
+            if same and held["status"] == "rejected":
+                # the same rejected event again at its own seq (the answer was lost): the same answer
+                results.append({"id": event_id, "seq": seq, "status": "rejected", "reason": held["reason"]})
+                continue
+            stop = "seq_taken"
+            break
+        reason = validate_event(conn, store_id, event)
+        if reason is None:
+            apply_event(conn, store_id, event, now)
+        etype, created = event.get("type"), event.get("created_at")
+        conn.execute("INSERT INTO events (store_id, seq, event_id, type, created_at, payload, digest, status, reason, "
+                     "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (store_id, seq, event_id if known_id else None,
+                      clean(etype, 64) if isinstance(etype, str) else None,
+                      clean(created, 40) if isinstance(created, str) else None,
+                      stored_json(event.get("payload")), digest(event),
+                      "applied" if reason is None else "rejected", reason, now))
+        expected += 1
+        result = {"id": event_id, "seq": seq, "status": "applied" if reason is None else "rejected"}
+        if reason is not None:
+            result["reason"] = reason
+            rejected.append((seq, event_id, etype, reason))
+        results.append(result)
+    conn.execute("UPDATE stores SET next_seq = ?, last_upload_at = CASE WHEN ? THEN ? ELSE last_upload_at END "
+                 "WHERE store_id = ?", (expected, stop is None, now, store_id))
+    event_row = conn.execute("SELECT coalesce(max(event_row), 0) FROM events").fetchone()[0]
+    return {"results": results, "next_seq": expected, "stop": stop, "rejected": rejected, "event_row": event_row}
+
+
+async def post_events(request: web.Request) -> web.Response:
+    store_id = await auth_store(request)
+    hub = request.app[HUB]
+    events = check_batch(await json_body(request))
+    done = await hub.store.write(process_batch, store_id, events, iso(hub.now()))
+    await hub.committed(event_row=done["event_row"])
+    counts = {s: sum(1 for r in done["results"] if r["status"] == s) for s in ("applied", "duplicate", "rejected")}
+    for seq, event_id, etype, reason in done["rejected"]:
+        log.warning("event rejected", extra={"kv": {"store": store_id, "seq": seq, "id": show(event_id),
+                                                    "type": show(etype), "reason": reason}})
+    kv = {"store": store_id, "first_seq": events[0]["seq"], "events": len(events), **counts,
+          "next_seq": done["next_seq"]}
+    if done["stop"] is not None:
+        log.info("upload stopped", extra={"kv": {**kv, "error": done["stop"]}})
+        message = ("the batch skips sequence numbers: send from expected_seq" if done["stop"] == "sequence_gap" else
+                   "a sequence number below expected_seq already holds another event")
+        raise HubError(409, done["stop"], message, expected_seq=done["next_seq"], results=done["results"])
+    log.info("events uploaded", extra={"kv": kv})
+    return answer(request, {"next_seq": done["next_seq"], "results": done["results"]})

@@ -1,0 +1,127 @@
+"""HTTP plumbing shared by the protocol and admin handlers: authentication, JSON bodies and
+answers, and the middleware that turns every error into `{"epoch"?, "error", "message"}`."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from edge.core.clock import iso
+from edge.core.errors import validation_fields
+from hub.errors import HubError, bad_request, dumps, sha256
+from hub.state import HUB, Hub
+from protocol.fields import show
+
+log = logging.getLogger(__name__)
+
+AUTHORISED = web.RequestKey("authorised", bool)
+
+
+def answer(request: web.Request, body: dict, status: int = 200) -> web.Response:
+    if request.get(AUTHORISED):
+        body = {"epoch": request.app[HUB].epoch, **body}
+    return web.Response(body=dumps(body), status=status, content_type="application/json")
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler):
+    """Every error is JSON `{"epoch"?, "error", "message"}`; never a stack trace."""
+    try:
+        return await handler(request)
+    except HubError as exc:
+        return answer(request, {"error": exc.code, "message": exc.message, **exc.extra}, exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
+        return answer(request, {"error": code, "message": exc.reason}, exc.status)
+    except Exception:
+        log.exception("request failed", extra={"kv": {"method": request.method, "path": show(request.path, 100)}})
+        return answer(request, {"error": "internal_error", "message": "internal error; see the hub's log"}, 500)
+
+
+def bearer(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def auth_store(request: web.Request) -> str:
+    """The store the token belongs to, which must be the store of the path: 401 / 403 otherwise."""
+    hub = request.app[HUB]
+    store_id = request.match_info["store_id"]
+    token = bearer(request)
+    if token is None:
+        hub.auth_refused(request, f"none:{request.remote}", "no token")
+        raise HubError(401, "unauthorized", "send 'Authorization: Bearer <store token>'")
+    owner = await hub.store.read(lambda conn: (conn.execute("SELECT store_id FROM stores WHERE token_hash = ?",
+                                                            (sha256(token),)).fetchone() or [None])[0])
+    if owner is None:
+        hub.auth_refused(request, f"unknown:{request.remote}", "unknown token")
+        raise HubError(401, "unauthorized", "unknown store token (rotated or never issued)")
+    if owner != store_id:
+        hub.auth_refused(request, f"other:{owner}", f"token of {owner}")
+        raise HubError(403, "forbidden", "this token belongs to another store")
+    request[AUTHORISED] = True
+    hub.last_seen[owner] = iso(hub.now())
+    return owner
+
+
+def auth_admin(request: web.Request) -> Hub:
+    hub = request.app[HUB]
+    token = bearer(request)
+    if token is None or not hmac.compare_digest(sha256(token), hub.admin_hash):
+        hub.auth_refused(request, f"admin:{request.remote}", "admin token missing or wrong")
+        raise HubError(401, "unauthorized", "send 'Authorization: Bearer <admin token>'")
+    request[AUTHORISED] = True
+    return hub
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+async def json_body(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, NaN, a >4300-digit number, deep nesting
+        detail = f": {exc}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise bad_request(f"the body is not valid UTF-8 JSON{detail}") from None
+
+
+async def model_body(request: web.Request, model: type[BaseModel]):
+    data = await json_body(request)
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request("the body holds a lone UTF-16 surrogate (\\ud800-\\udfff): not valid Unicode") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fields = validation_fields(exc)
+        raise bad_request("; ".join(f"{f['field']}: {f['reason']}" for f in fields), fields=fields) from None
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw) or not low <= int(raw) <= high:
+        raise bad_request(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+
+async def optional_body(request: web.Request, model: type[BaseModel]):
+    """A body that may be left out (no bytes): the model's defaults."""
+    if not (await request.read()).strip():
+        return model()
+    return await model_body(request, model)

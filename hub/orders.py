@@ -1,0 +1,238 @@
+"""Online orders (docs/hub-admin-api.md): created here and published to their store, listed with
+what the store reported of them (state, prints, hand-over), cancelled or refunded."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import uuid
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from edge.core.clock import iso
+from hub.admin_api import availability, store_exists
+from hub.bodies import OrderIn, ReasonIn
+from hub.changes import add_change
+from hub.errors import HubError, bad_request, not_found, sha256
+from hub.http import answer, auth_admin, model_body, query_int
+from hub.keys import issue_pickup_token
+from protocol.fields import show
+from protocol.orders import CLOSED_ORDER_STATES, PRINT_KINDS, STORE_ORDER_STATES
+
+log = logging.getLogger(__name__)
+
+ORDER_STATES = ("created", *STORE_ORDER_STATES, "rejected")
+PRINTED_RESULTS = ("printed", "confirmed_printed")   # the job's paper came out
+PICKUP_CODE_DIGITS = 6
+HUB_TZ = ZoneInfo("Asia/Shanghai") # the business day of order numbers
+
+
+def new_pickup_code(conn, store_id: str) -> str:
+    """A random 6-digit code that no open order of the store has (only its SHA-256 is kept)."""
+    for _ in range(100):
+        code = f"{secrets.randbelow(10 ** PICKUP_CODE_DIGITS):0{PICKUP_CODE_DIGITS}d}"
+        if not conn.execute("SELECT 1 FROM orders WHERE store_id = ? AND pickup_code_sha256 = ? AND state NOT IN "
+                            "('picked_up', 'cancelled', 'refunded', 'rejected')", (store_id, sha256(code))).fetchone():
+            return code
+    raise HubError(503, "unavailable", "no free pickup code for this store: too many open orders")
+
+
+def order_number(conn, store_id: str, day: str) -> str:
+    n = conn.execute("SELECT count(*) FROM orders WHERE store_id = ? AND day = ?", (store_id, day)).fetchone()[0]
+    return f"{chr(ord('A') + n // 999)}{n % 999 + 1:03d}" if n < 26 * 999 else f"Z{n + 1}"
+
+
+async def admin_create_order(request: web.Request) -> web.Response:
+    hub = auth_admin(request)
+    store_id = request.match_info["store_id"]
+    body = await model_body(request, OrderIn)
+    order_id = body.order_id or "o-" + uuid.uuid4().hex
+    moment = hub.now()
+
+    def create(conn, now):
+        store_exists(conn, store_id)
+        if conn.execute("SELECT 1 FROM orders WHERE order_id = ?", (order_id,)).fetchone():
+            raise HubError(409, "order_exists", f"order {order_id} already exists")
+        wanted: dict[str, int] = {}
+        lines = []
+        for index, line in enumerate(body.lines):
+            product = conn.execute("SELECT name, price_fen, active FROM products WHERE sku = ?", (line.sku,)).fetchone()
+            if product is None:
+                raise HubError(400, "unknown_sku", f"lines[{index}]: {line.sku} is not in the chain catalog",
+                               sku=line.sku)
+            if not product["active"]:
+                raise HubError(409, "product_inactive", f"lines[{index}]: {line.sku} is not for sale (inactive)",
+                               sku=line.sku)
+            wanted[line.sku] = wanted.get(line.sku, 0) + line.qty
+            lines.append({"sku": line.sku, "name": product["name"], "qty": line.qty, "price_fen": product["price_fen"]})
+        for item in availability(conn, hub, store_id, list(wanted))["items"]:
+            if wanted[item["sku"]] > item["online_available"]:
+                raise HubError(409, "out_of_stock", f"only {item['online_available']} of {item['sku']} can be "
+                               "sold online now", sku=item["sku"], available=item["online_available"])
+        day = moment.astimezone(HUB_TZ).date().isoformat()
+        number = order_number(conn, store_id, day)
+        code = new_pickup_code(conn, store_id)
+        total = sum(line["qty"] * line["price_fen"] for line in lines)
+        payload = {"order_id": order_id, "number": number, "kind": body.kind, "lines": lines, "total_fen": total,
+                   "pickup_code_sha256": sha256(code), "pickup_after": body.pickup_after,
+                   "customer_note": body.customer_note, "created_at": now}
+        cursor, change_id = add_change(conn, store_id, "order.created", payload, now)
+        conn.execute("INSERT INTO orders (order_id, store_id, number, day, kind, state, total_fen, pickup_code_sha256, "
+                     "pickup_after, customer_note, change_id, created_at, updated_at) "
+                     "VALUES (?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?)",
+                     (order_id, store_id, number, day, body.kind, total, sha256(code), body.pickup_after,
+                      body.customer_note, change_id, now, now))
+        conn.executemany("INSERT INTO order_lines (order_id, line_no, sku, name, qty, price_fen) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         [(order_id, no, l["sku"], l["name"], l["qty"], l["price_fen"])
+                          for no, l in enumerate(lines, start=1)])
+        token = issue_pickup_token(conn, order_id, store_id, moment, now)
+        return {"order_id": order_id, "store_id": store_id, "number": number, "kind": body.kind, "state": "created",
+                "pickup_code": code, **token, "total_fen": total, "lines": lines,
+                "pickup_after": body.pickup_after, "customer_note": body.customer_note, "change_id": change_id,
+                "cursor": cursor}
+
+    order = await hub.store.write(create, iso(moment))
+    await hub.committed(cursor=order["cursor"])
+    await hub.notify(store_id, {"type": "changes", "cursor": order["cursor"]})
+    log.info("order created", extra={"kv": {"store": store_id, "order": order_id, "number": order["number"],
+                                            "lines": len(order["lines"]), "total_fen": order["total_fen"]}})
+    return answer(request, order, 201)
+
+
+ORDER_COLUMNS = ("order_id, store_id, number, kind, state, total_fen, pickup_after, customer_note, change_id, "
+                 "received_at, short, conflict, created_at, updated_at")
+# an order is printed when the store reported a print result for it and the last result of every print job kind
+# it reported is printed or confirmed_printed
+PRINTED_SQL = ("(EXISTS (SELECT 1 FROM order_prints p WHERE p.order_id = o.order_id) AND NOT EXISTS "
+               "(SELECT 1 FROM order_prints p WHERE p.order_id = o.order_id AND p.result NOT IN "
+               "('printed', 'confirmed_printed')))")   # PRINTED_RESULTS
+
+
+def order_view(conn, row) -> dict:
+    """An order as the admin API shows it (without its lines)."""
+    order = dict(row)
+    order["short"] = json.loads(order["short"]) if order["short"] is not None else None
+    order["pending"] = order["state"] == "created" and order["received_at"] is None
+    prints = [{**dict(r), "reprint": bool(r["reprint"])} for r in conn.execute(
+        "SELECT kind, job_key, result, at, printer, attempts, error, reprint, event_id, received_at FROM order_prints "
+        "WHERE order_id = ? ORDER BY seq DESC", (order["order_id"],))]
+    order["print"] = prints[0] if prints else None            # the latest print result, of any kind
+    order["prints"] = sorted(prints, key=lambda p: PRINT_KINDS.index(p["kind"]))   # the latest of each kind
+    order["printed"] = bool(prints) and all(p["result"] in PRINTED_RESULTS for p in prints)
+    pickup = conn.execute("SELECT verified_at, operator, method, device, provisional, jti, event_id, received_at, "
+                          "reversed_at, reversed_by, reverse_reason, reverse_event_id FROM order_pickups "
+                          "WHERE order_id = ?", (order["order_id"],)).fetchone()
+    order["pickup"] = None if pickup is None else {**dict(pickup), "provisional": bool(pickup["provisional"])}
+    return order
+
+
+def get_order(conn, order_id: str) -> dict:
+    row = conn.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+    if row is None:
+        raise not_found(f"no order {order_id}")
+    order = order_view(conn, row)
+    order["lines"] = [dict(r) for r in conn.execute(
+        "SELECT line_no, sku, name, qty, price_fen FROM order_lines WHERE order_id = ? ORDER BY line_no", (order_id,))]
+    return order
+
+
+async def admin_list_orders(request: web.Request) -> web.Response:
+    hub = auth_admin(request)
+    store_id = request.query.get("store_id") or None
+    state = request.query.get("state") or None
+    printed = request.query.get("printed") or None
+    conflict = request.query.get("conflict") or None
+    after = request.query.get("after") or None
+    if state not in (None, *ORDER_STATES):
+        raise bad_request(f"state must be one of {', '.join(ORDER_STATES)}")
+    if printed not in (None, "true", "false"):
+        raise bad_request("printed must be true or false")
+    if conflict not in (None, "true", "false"):
+        raise bad_request("conflict must be true or false")
+    limit = query_int(request, "limit", 100, 1, 1000)
+
+    def listing(conn):
+        if store_id is not None:
+            store_exists(conn, store_id)
+        where, args = ["1"], []
+        if after is not None:
+            mark = conn.execute("SELECT created_at, order_id FROM orders WHERE order_id = ?", (after,)).fetchone()
+            if mark is None:
+                raise bad_request(f"after: no order {show(after)} (pass the next_after of the page before)")
+            where.append("(o.created_at, o.order_id) > (?, ?)")
+            args += [mark[0], mark[1]]
+        if store_id is not None:
+            where.append("o.store_id = ?")
+            args.append(store_id)
+        if state is not None:
+            where.append("o.state = ?")
+            args.append(state)
+        if printed is not None:
+            where.append(PRINTED_SQL if printed == "true" else f"NOT {PRINTED_SQL}")
+        if conflict is not None:
+            where.append("o.conflict IS NOT NULL" if conflict == "true" else "o.conflict IS NULL")
+        rows = conn.execute(f"SELECT {', '.join('o.' + c for c in ORDER_COLUMNS.split(', '))} FROM orders o "
+                            f"WHERE {' AND '.join(where)} ORDER BY o.created_at, o.order_id LIMIT ?",
+                            (*args, limit + 1)).fetchall()
+        orders = [order_view(conn, row) for row in rows[:limit]]
+        return {"orders": orders, "next_after": orders[-1]["order_id"] if len(rows) > limit else None}
+
+    return answer(request, await hub.store.read(listing))
+
+
+async def admin_get_order(request: web.Request) -> web.Response:
+    hub = auth_admin(request)
+    return answer(request, await hub.store.read(get_order, request.match_info["order_id"]))
+
+
+def close_order(to: str):
+    change_type = {"cancelled": "order.cancelled", "refunded": "order.refunded"}[to]
+
+    async def handler(request: web.Request) -> web.Response:
+        hub = auth_admin(request)
+        order_id = request.match_info["order_id"]
+        body = await model_body(request, ReasonIn)
+
+        def close(conn, now):
+            order = get_order(conn, order_id)
+            if order["state"] in CLOSED_ORDER_STATES:
+                raise HubError(409, "order_closed", f"order {order_id} is already {order['state']}",
+                               state=order["state"])
+            conn.execute("UPDATE orders SET state = ?, updated_at = ? WHERE order_id = ?", (to, now, order_id))
+            cursor, change_id = add_change(conn, order["store_id"], change_type,
+                                           {"order_id": order_id, "reason": body.reason}, now)
+            return {"order_id": order_id, "store_id": order["store_id"], "state": to, "change_id": change_id,
+                    "cursor": cursor}
+
+        done = await hub.store.write(close, iso(hub.now()))
+        await hub.committed(cursor=done["cursor"])
+        await hub.notify(done["store_id"], {"type": "changes", "cursor": done["cursor"]})
+        log.info(f"order {to}", extra={"kv": {"store": done["store_id"], "order": order_id}})
+        return answer(request, done)
+
+    return handler
+
+
+async def admin_pickup_token(request: web.Request) -> web.Response:
+    """A new pickup token for an open order (the customer lost the QR code); the code is not re-issued."""
+    hub = auth_admin(request)
+    store_id, order_id = request.match_info["store_id"], request.match_info["order_id"]
+    moment = hub.now()
+
+    def reissue(conn, now):
+        store_exists(conn, store_id)
+        row = conn.execute("SELECT state FROM orders WHERE order_id = ? AND store_id = ?",
+                           (order_id, store_id)).fetchone()
+        if row is None:
+            raise not_found(f"no order {order_id} at store {store_id}")
+        if row[0] in (*CLOSED_ORDER_STATES, "rejected"):
+            raise HubError(409, "order_closed", f"order {order_id} is {row[0]}", state=row[0])
+        return {"order_id": order_id, "store_id": store_id,
+                **issue_pickup_token(conn, order_id, store_id, moment, now)}
+
+    done = await hub.store.write(reissue, iso(moment))
+    log.info("pickup token issued", extra={"kv": {"store": store_id, "order": order_id}})
+    return answer(request, done, 201)

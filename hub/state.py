@@ -1,0 +1,154 @@
+"""The running hub: its database, epoch and high-water file, and the stores' open hint sockets.
+
+The epoch lives in the database. DIR/hub.highwater records the highest change cursor and event row
+the hub has committed; a database found below it at start was restored from an older copy, so the
+hub starts a new epoch and every store resends and pulls again (protocol section 6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from aiohttp import WSCloseCode, web
+
+from edge.core.sqlite import Store
+from hub.errors import sha256
+from hub.highwater import HighWater
+from hub.schema import HUB_MIGRATIONS
+from protocol.fields import show
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT = 5.0                 # a hint that cannot be written in this time is dropped
+AUTH_LOG_EVERY = 300.0             # one line per store (or address) and 5 minutes for refused tokens
+
+
+def new_epoch() -> str:
+    return "e-" + secrets.token_hex(6)
+
+
+@dataclass
+class Hub:
+    data_dir: Path
+    admin_token: str
+    safety_buffer: int = 0
+    stale_after: float = 600.0
+    new_epoch: bool = False
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    store: Store | None = None
+    epoch: str = ""
+    sockets: dict[str, set[web.WebSocketResponse]] = field(default_factory=dict)
+    last_seen: dict[str, str] = field(default_factory=dict)
+    auth_logged: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.admin_hash = sha256(self.admin_token)
+        self.highwater = HighWater(self.data_dir / "hub.highwater")
+        self.hw_pool = ThreadPoolExecutor(1, thread_name_prefix="hub-highwater")
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    # -- start and stop -------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.data_dir / "hub.db", migrations=HUB_MIGRATIONS)
+        await loop.run_in_executor(None, self.store.open)
+        marks = await self.store.read(_marks)
+        try:
+            hw = await loop.run_in_executor(self.hw_pool, self.highwater.load)
+            unreadable = None
+        except ValueError as exc:
+            hw, unreadable = None, str(exc)
+        epoch, why = marks["epoch"], None
+        has_data = marks["cursor"] or marks["event_row"]
+        if hw is not None and (marks["cursor"] < hw["cursor"] or marks["event_row"] < hw["event_row"]):
+            why = "the database is older than its high-water mark: restored from a backup?"
+        elif unreadable:
+            why = f"the high-water file cannot be read ({unreadable})"
+        elif epoch is None:
+            why = "first start"
+        elif self.new_epoch:
+            why = "--new-epoch"
+        elif hw is None and has_data:
+            why = "the high-water file is missing: the database may have been restored from a backup"
+        elif hw is not None and hw["epoch"] != epoch:
+            why = "the database's epoch differs from the high-water file's: restored from a backup?"
+        if why is not None:
+            old, epoch = epoch, new_epoch()
+            await self.store.write(set_epoch, epoch)
+            kv = {"epoch": epoch, "previous": old or "-", "why": why}
+            if hw is not None:
+                kv.update(db_cursor=marks["cursor"], hw_cursor=hw["cursor"], db_event_row=marks["event_row"],
+                          hw_event_row=hw["event_row"])
+            (log.info if why in ("first start", "--new-epoch") else log.warning)("new epoch", extra={"kv": kv})
+        self.epoch = epoch
+        await loop.run_in_executor(self.hw_pool, self.highwater.reset, epoch, marks["cursor"], marks["event_row"])
+        log.info("hub store open", extra={"kv": {"path": self.store.path, "epoch": epoch,
+                                                 "cursor": marks["cursor"], "stores": marks["stores"]}})
+
+    async def stop(self) -> None:
+        await self.close_sockets(None, WSCloseCode.GOING_AWAY, b"hub stopping")
+        loop = asyncio.get_running_loop()
+        if self.store is not None:
+            await loop.run_in_executor(None, self.store.close)
+        self.hw_pool.shutdown(wait=True)
+        log.info("hub store closed")
+
+    # -- after a commit -------------------------------------------------------------------------
+    async def committed(self, cursor: int = 0, event_row: int = 0, epoch: str | None = None) -> None:
+        if cursor or event_row or epoch:
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.hw_pool, self.highwater.raise_to, cursor,
+                                                                 event_row, epoch)
+            except OSError as exc:  # the write is committed: answer it; a restore may go unnoticed until fixed
+                log.error("high-water file not written", extra={"kv": {"path": self.highwater.path,
+                                                                       "error": str(exc)}})
+
+    async def notify(self, store_id: str | None, message: dict) -> None:
+        """Send a hint to every WebSocket of a store (None: of every store)."""
+        targets = [ws for sid, group in list(self.sockets.items()) if store_id is None or sid == store_id
+                   for ws in list(group) if not ws.closed]
+        for ws in targets:
+            try:
+                await asyncio.wait_for(ws.send_json(message), SEND_TIMEOUT)
+            except (ConnectionError, RuntimeError, asyncio.TimeoutError) as exc:
+                log.info("hint not delivered", extra={"kv": {"error": type(exc).__name__}})
+
+    async def close_sockets(self, store_id: str | None, code: int, message: bytes) -> None:
+        for sid, group in list(self.sockets.items()):
+            if store_id is None or sid == store_id:
+                for ws in list(group):
+                    await ws.close(code=code, message=message)
+
+    def auth_refused(self, request: web.Request, key: str, why: str) -> None:
+        """Log a refused token, at most once per key every AUTH_LOG_EVERY seconds."""
+        moment = time.monotonic()
+        if moment - self.auth_logged.get(key, -AUTH_LOG_EVERY) >= AUTH_LOG_EVERY:
+            self.auth_logged[key] = moment
+            log.warning("token refused", extra={"kv": {"path": show(request.path, 100), "why": why,
+                                                       "remote": request.remote or "-"}})
+
+
+HUB = web.AppKey("hub", Hub)
+
+
+def _marks(conn) -> dict:
+    row = conn.execute("SELECT (SELECT value FROM meta WHERE key = 'epoch'), "
+                       "(SELECT coalesce(max(cursor), 0) FROM changes), "
+                       "(SELECT coalesce(max(event_row), 0) FROM events), (SELECT count(*) FROM stores)").fetchone()
+    return {"epoch": row[0], "cursor": row[1], "event_row": row[2], "stores": row[3]}
+
+
+def set_epoch(conn, epoch: str) -> None:
+    conn.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?) ON CONFLICT (key) DO UPDATE SET value = "
+                 "excluded.value", (epoch,))

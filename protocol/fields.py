@@ -1,0 +1,144 @@
+"""Field types of the wire contract, and how a failed validation reads.
+
+A field of an uploaded event says what it expects in words ("must be a SKU"), so a rejection names
+the field and the rule, e.g. `payload.moves[0].qty must be a non-zero whole number (got "1")`,
+the answer a store's operator sees next to a dead letter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator
+from pydantic_core import PydanticCustomError
+
+TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$")
+TIME_EXAMPLE = "2026-11-21T08:00:00.000Z"
+
+Sku = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$",
+                           description="Stock keeping unit, the product's key")]
+Barcode = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$",
+                               description="A barcode of the product (EAN-13, EAN-8, UPC, in-store code)")]
+Qty = Annotated[int, Field(gt=0, le=1_000_000, description="Units, or grams for weighed goods")]
+Fen = Annotated[int, Field(ge=0, le=10_000_000_000, description="Money in fen (1 yuan = 100 fen)")]
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A value a client sent, safe to put in a message or a log line."""
+    text = value if isinstance(value, str) and value.isprintable() and value.isascii() else \
+        json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def is_time(value: Any) -> bool:
+    if not isinstance(value, str) or not TIME.match(value):
+        return False
+    try:
+        parse_time(value)
+    except ValueError:
+        return False
+    return True
+
+
+def expected(message: str, value: Any) -> PydanticCustomError:
+    return PydanticCustomError("expected", "{expected} (got {got})", {"expected": message, "got": show(value)})
+
+
+def rule(code: str, message: str) -> PydanticCustomError:
+    """A rule of the protocol broken (not one field's type): reported first, as is, with its own code."""
+    return PydanticCustomError("rule", "{rule}", {"rule": message, "code": code})
+
+
+def expect(message: str) -> WrapValidator:
+    """A leaf field: whatever pydantic finds wrong with it, the message says what it must be."""
+    def wrap(value, handler):
+        try:
+            return handler(value)
+        except ValidationError:
+            raise expected(message, value) from None
+    return WrapValidator(wrap)
+
+
+def container(message: str, fits) -> WrapValidator:
+    """A list or object field: its own shape is checked here, its items' errors keep their own place."""
+    def wrap(value, handler):
+        if not fits(value):
+            raise expected(message, value)
+        return handler(value)
+    return WrapValidator(wrap)
+
+
+def _time(value, handler):
+    if not is_time(value):
+        raise expected(f"must be an ISO 8601 time such as {TIME_EXAMPLE}", value)
+    return handler(value)
+
+
+Time = Annotated[str, WrapValidator(_time), Field(description="ISO 8601 time with a zone, e.g. " + TIME_EXAMPLE)]
+
+
+def sized(low: int, high: int | None = None) -> Any:
+    """A string of low to high characters, counted in Python: a lone surrogate is the sender's business
+    (the hub stores it escaped), where pydantic's own length check refuses it."""
+    def check(value: str) -> str:
+        if len(value) < low or (high is not None and len(value) > high):
+            raise ValueError("length")
+        return value
+    limits = {"minLength": low} if high is None else {"minLength": low, "maxLength": high}
+    return Annotated[str, Field(json_schema_extra=limits), AfterValidator(check)]
+
+
+def text(high: int, low: int = 1) -> Any:
+    return Annotated[sized(low, high), expect(f"must be a string of {low} to {high} characters")]
+
+
+def one_of(choices: tuple[str, ...]) -> Any:
+    return Annotated[Literal[choices], expect(f"must be one of {', '.join(choices)}")]  # type: ignore[valid-type]
+
+
+Flag = Annotated[bool, expect("must be true or false")]
+
+
+def whole(low: int, high: int) -> Any:
+    return Annotated[int, Field(ge=low, le=high), expect(f"must be a whole number from {low} to {high}")]
+
+
+class Wire(BaseModel):
+    """A payload as it travels: known fields strict, unknown ones kept and ignored (protocol section 7)."""
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+
+class Reported(Wire):
+    """A payload whose errors are reported field by field in words (an uploaded event's)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absent_is_null(cls, data):
+        # a required field left out is reported as null, with what it must be, like any other wrong value
+        if isinstance(data, dict):
+            absent = [name for name, f in cls.model_fields.items() if f.is_required() and name not in data]
+            if absent:
+                data = {**data, **dict.fromkeys(absent)}
+        return data
+
+
+def first_error(exc: ValidationError) -> dict:
+    """The error to report: a broken rule first, then a field's, then a move's (the order a person fixes them)."""
+    return min(exc.errors(include_url=False), key=lambda e: (e["type"] != "rule", e["loc"][:1] == ("moves",)))
+
+
+def sentence(error: dict, prefix: str = "") -> str:
+    """`where what (got value)`, e.g. `payload.moves[0].qty must be a non-zero whole number (got 0)`."""
+    where = prefix + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"]).lstrip(".")
+    if error["type"] == "rule":
+        return error["msg"]
+    if error["type"] == "expected":
+        return f"{where} {error['msg']}".lstrip()
+    return f"{where or 'the value'}: {error['msg']}"
