@@ -40,9 +40,9 @@ def _serve(config: config_mod.Config) -> int:
 
 
 def cmd_demo(args) -> int:
-    from edge.ops import demo  # noqa: PLC0415 (the hub, the simulation and OpenCV only for the demo)
+    from edge.ops.demo.command import run  # noqa: PLC0415 (the hub, the simulation and OpenCV only for the demo)
 
-    return demo.run(args.config, args.seconds)
+    return run(args.config, args.seconds)
 
 
 def cmd_check_config(args) -> int:
