@@ -1,4 +1,5 @@
-"""`store-edge backup [--to DIR]` and `store-edge restore FILE`: the commands over edge/store/backup.py.
+"""`store-edge backup [--to DIR]` and `store-edge restore FILE`: the commands over edge/store/backup.py
+and edge/store/restore.py.
 
 Exit codes: 0 done; 1 refused or failed (daemon running, backup failed, ledger mismatch in the copy);
 2 unusable input (config error, the backup file is missing, corrupt or from a newer store-edge).
@@ -11,7 +12,8 @@ import sys
 from pathlib import Path
 
 from edge.ops.config_file import default_config, load_config
-from edge.store.backup import BackupError, Retention, RestoreRefused, backup, next_steps, read_sidecar, restore
+from edge.store.backup import BackupError, Retention, backup, read_sidecar
+from edge.store.restore import RestoreRefused, next_steps, restore
 
 
 def backup_arguments(parser) -> None:
