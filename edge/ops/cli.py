@@ -45,6 +45,14 @@ def cmd_demo(args) -> int:
     return run(args.config, args.seconds)
 
 
+def cmd_virtual_printer(args) -> int:
+    from drivers.virtual_printer import server  # noqa: PLC0415
+
+    # drivers/ import nothing of edge/: the command gives the printer the daemon's log format
+    log_mod.setup(args.log_level)
+    return server.run(args)
+
+
 def cmd_check_config(args) -> int:
     try:
         config = config_mod.load(args.path)
@@ -276,8 +284,9 @@ def parser() -> argparse.ArgumentParser:
     _lazy(sub.add_parser("doctor", help="check this PC: config, disk, database, clock, devices, cloud, API port"),
           "edge.ops.doctor")
     _lazy(sub.add_parser("hub", help="run the reference cloud hub (docs/sync-protocol.md)"), "hub.hub")
-    _lazy(sub.add_parser("virtual-printer", help="a virtual ESC/POS receipt printer on TCP (port 9100)"),
-          "drivers.virtual_printer")
+    vp = sub.add_parser("virtual-printer", help="a virtual ESC/POS receipt printer on TCP (port 9100)")
+    _lazy(vp, "drivers.virtual_printer.server")
+    vp.set_defaults(func=cmd_virtual_printer)
     proxy = sub.add_parser("fault-proxy", help="fault-injecting HTTP proxy between the edge and the cloud")
     _lazy(proxy, "hub.faultproxy")
     return top
