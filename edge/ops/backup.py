@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 
 from edge.ops.config_file import default_config, load_config
-from edge.store.backup import BackupError, Retention, backup, read_sidecar
-from edge.store.restore import RestoreRefused, next_steps, restore
 
 
 def backup_arguments(parser) -> None:
@@ -22,6 +20,8 @@ def backup_arguments(parser) -> None:
 
 
 def backup_run(args) -> int:
+    from edge.store.backup import BackupError, Retention, backup, read_sidecar  # noqa: PLC0415 (--help stays light)
+
     config = load_config(args.config)
     dest = Path(args.to) if args.to else config.backup_dir
     keep = None if args.to else Retention.of(config.backup)
@@ -51,6 +51,8 @@ def restore_arguments(parser) -> None:
 
 
 def restore_run(args) -> int:
+    from edge.store.restore import RestoreRefused, next_steps, restore  # noqa: PLC0415 (--help stays light)
+
     config = load_config(args.config)
     try:
         restored = restore(args.file, config.db_path)
