@@ -1,13 +1,12 @@
-"""The barcode photographs of shared/corpus/barcodes, for the decoder's tests and `python -m bench scan`.
+"""The barcode photographs of tests/corpus/barcodes, for the decoder's tests and `python -m bench scan`.
 
 Each set is a folder of NAME.png|jpg|webp with NAME.txt holding the expected text (read as bytes:
-some codes hold CRLF). Found at $STORE_EDGE_CORPUS, else ../shared/corpus/barcodes beside the
-checkout, else /work/shared/corpus/barcodes.
+some codes hold CRLF). The photographs are in the repository so that a bare clone runs every decoder
+test and the scan benchmark.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +23,7 @@ IN_PICTURE = {
 }
 
 
-def root() -> Path:
-    candidates = [os.environ.get("STORE_EDGE_CORPUS"),
-                  Path(__file__).resolve().parents[2] / "shared" / "corpus" / "barcodes",
-                  "/work/shared/corpus/barcodes"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return Path(candidates[1])
-
-
-ROOT = root()
+ROOT = Path(__file__).resolve().parents[1] / "tests" / "corpus" / "barcodes"
 
 
 def load(path: Path) -> np.ndarray:

@@ -269,7 +269,7 @@ def prepare_copy(path: Path) -> dict:
                 state = "picked_up" if rng.random() < TODAY_HANDED_OVER else _open_state(rng)
                 if state != "received":
                     _settle(conn, payload["order_id"], codes[n], state, min(now - 1, at + rng.uniform(60, 3600)))
-            users.add_user(conn, MANAGER, "张店长", "manager", PASSWORD, stamp(now))
+            users.add_user(conn, MANAGER, "张店长", "manager", users.new_password(PASSWORD), stamp(now))
             # a store that was online: everything sent; the benchmark's fresh hub expects wire seq 1
             top = conn.execute("SELECT coalesce(max(seq), 0) FROM outbox").fetchone()[0]
             for key, value in (("acked_seq", top), ("seq_offset", -top), ("cursor", 0)):

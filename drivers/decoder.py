@@ -6,7 +6,7 @@ report, never more. The order of work, each step only when every step before it 
   1. the primary library (zxing-cpp by default: faster, finds more, keeps UTF-8 intact);
   2. the other library (`fallback=True`);
   3. `variants=True`: a slightly blurred copy, then (images up to 640 px) a 2x upscaled copy, each
-     read by both libraries. Measured on shared/corpus/barcodes (bench/scan.py) they find codes
+     read by both libraries. Measured on tests/corpus/barcodes (bench/scan.py) they find codes
      neither library finds in the image as it is (qrcode-2 +1, ean13-1 +1, ean13-2 +1) and no false
      hit; they cost nothing when a code is found at once, but up to ~3 more reads of an image with
      no code, so the camera driver leaves them off (the next frame is the better retry).
@@ -19,7 +19,7 @@ raw bytes ourselves: UTF-8 when they are valid UTF-8, else Shift-JIS (what zxing
 would choose for Japanese codes), else GB18030, else Latin-1.
 
 Linear misreads. zxing-cpp can read a one-row sliver of an EAN-13 as a different, check-digit-valid
-number (shared/corpus/barcodes/ean13-1/35: 7034759003930 beside the real 5030159003930). When one
+number (tests/corpus/barcodes/ean13-1/35: 7034759003930 beside the real 5030159003930). When one
 image yields two or more *different* linear codes of the same format, each is checked: kept when
 the other library reads the same text, or when it was read over many rows (its quad at least
 THICK_LINEAR of its length thick); a thin, unconfirmed one is dropped. A single linear code, or

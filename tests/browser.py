@@ -137,7 +137,7 @@ class Stack:
         try:
             with db.transaction(conn):
                 for role, (name, display, password) in USERS.items():
-                    users.add_user(conn, name, display, role, password, iso(utcnow()))
+                    users.add_user(conn, name, display, role, users.new_password(password), iso(utcnow()))
         finally:
             conn.close()
         extra = (f'[cloud]\nurl = "{self.hub.url}"\ntoken = {{ file = "cloud-token" }}\ntimeout_seconds = 5\n'

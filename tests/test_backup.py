@@ -33,6 +33,7 @@ from edge.ops import backup as backup_cmd
 from edge.services import jobs
 from edge.store import backup as bk
 from edge.store import db
+from edge.store.restore import store_in_use
 from edge.store import stock
 from edge.core.context import WriteContext
 from edge.core.schemas import AdjustmentIn
@@ -216,9 +217,9 @@ def run_restore(config: Path, file: Path, capsys=None) -> Out:
 def test_restore_refuses_while_the_daemon_runs(daemon, tmp_path):
     db_path, config = daemon.data_dir / "store.db", daemon.config_path
     good = bk.backup(db_path, tmp_path / "backups")
-    assert not bk.store_in_use(db_path)
+    assert not store_in_use(db_path)
     daemon.start(ready_timeout=DEADLINE)
-    assert bk.store_in_use(db_path)
+    assert store_in_use(db_path)
     status, _, _ = request(daemon.port, "POST", "/api/v1/sales", make_sale(random.Random(2)),
                            {"Idempotency-Key": "before"})
     assert status == 201
@@ -238,7 +239,7 @@ def test_restore_refuses_while_the_daemon_runs(daemon, tmp_path):
     assert status == 200  # the daemon did not notice
 
     assert daemon.terminate() == 0
-    assert not bk.store_in_use(db_path)
+    assert not store_in_use(db_path)
     out = run_restore(config, good)
     assert out.code == 0, out.text
     assert sale_ids(db_path) == set() and len(sales) == 1
@@ -253,10 +254,10 @@ def test_store_in_use_sees_any_open_connection(tmp_path):
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "open"
-        assert bk.store_in_use(db_path)
+        assert store_in_use(db_path)
     finally:
         holder.communicate("", timeout=DEADLINE)
-    assert not bk.store_in_use(db_path)
+    assert not store_in_use(db_path)
 
 
 # -- (c) retention -----------------------------------------------------------------------------------

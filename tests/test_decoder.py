@@ -1,4 +1,4 @@
-"""drivers/decoder.py on the photographs of shared/corpus/barcodes and on generated codes."""
+"""drivers/decoder.py on the photographs of tests/corpus/barcodes and on generated codes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import videos
 from bench.corpus import IN_PICTURE, ROOT as CORPUS, SETS, load, samples
 from drivers import decoder
 from drivers.decoder import decode, read_zbar, read_zxing, transcode
-
-pytestmark = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"no corpus at {CORPUS}")
 
 
 def score(name: str, read) -> tuple[int, list[str]]:

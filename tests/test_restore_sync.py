@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from edge.store import backup
+from edge.store import backup, restore
 from edge.core import config as config_mod
 from edge.app import build_app
 from edge.services.app_keys import STORE, SYNC
@@ -76,7 +76,7 @@ async def test_restored_store_and_cloud_come_back_in_line(tmp_path):
         assert (await hub_balances(hub))["DRK-001"][0] == CATALOG["DRK-001"][6] - 9
         await stop_edge(server, session)
 
-        restored = backup.restore(saved, config.db_path)
+        restored = restore.restore(saved, config.db_path)
         assert restored is not None
         assert ledger_mismatches(config.db_path) == []
 

@@ -54,8 +54,8 @@ def store(db_path):
                    _order("o-1", "A101", CODE, customer_note="不要袋子", pickup_after="2026-11-22T02:30:00Z"),
                    _order("o-2", "A102", "777001"), ("coupon.defined", COUPON)])
     now = iso(utcnow())
-    _with_conn(db_path, lambda conn: (users.add_user(conn, "wangfang", "王芳", "cashier", PASSWORD, now),
-                                      users.add_user(conn, "boss", "李店长", "manager", PASSWORD, now)))
+    _with_conn(db_path, lambda conn: (users.add_user(conn, "wangfang", "王芳", "cashier", users.new_password(PASSWORD), now),
+                                      users.add_user(conn, "boss", "李店长", "manager", users.new_password(PASSWORD), now)))
     return db_path
 
 

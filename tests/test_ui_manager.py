@@ -20,8 +20,8 @@ def add_users(db_path) -> None:
     conn = db.open_store_db(db_path)
     try:
         with db.transaction(conn):
-            users.add_user(conn, "boss", "王店长", "manager", PASSWORD, "2026-01-01T00:00:00.000Z")
-            users.add_user(conn, "till", "李收银", "cashier", PASSWORD, "2026-01-01T00:00:00.000Z")
+            users.add_user(conn, "boss", "王店长", "manager", users.new_password(PASSWORD), "2026-01-01T00:00:00.000Z")
+            users.add_user(conn, "till", "李收银", "cashier", users.new_password(PASSWORD), "2026-01-01T00:00:00.000Z")
     finally:
         conn.close()
 

@@ -23,8 +23,8 @@ def make_users(db_path):
     conn = db.open_store_db(db_path)
     try:
         with db.transaction(conn):
-            users.add_user(conn, "cash", "王芳", "cashier", PASSWORD, iso(utcnow()))
-            users.add_user(conn, "boss", "张店长", "manager", PASSWORD, iso(utcnow()))
+            users.add_user(conn, "cash", "王芳", "cashier", users.new_password(PASSWORD), iso(utcnow()))
+            users.add_user(conn, "boss", "张店长", "manager", users.new_password(PASSWORD), iso(utcnow()))
     finally:
         conn.close()
 

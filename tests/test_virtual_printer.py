@@ -1,4 +1,4 @@
-"""The virtual ESC/POS printer (drivers/virtual_printer.py), over real TCP with asyncio streams."""
+"""The virtual ESC/POS printer (drivers/virtual_printer/), over real TCP with asyncio streams."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`store-edge backup [--to DIR]` and `store-edge restore FILE`: the commands over edge/store/backup.py.
+"""`store-edge backup [--to DIR]` and `store-edge restore FILE`: the commands over edge/store/backup.py
+and edge/store/restore.py.
 
 Exit codes: 0 done; 1 refused or failed (daemon running, backup failed, ledger mismatch in the copy);
 2 unusable input (config error, the backup file is missing, corrupt or from a newer store-edge).
@@ -11,7 +12,6 @@ import sys
 from pathlib import Path
 
 from edge.ops.config_file import default_config, load_config
-from edge.store.backup import BackupError, Retention, RestoreRefused, backup, next_steps, read_sidecar, restore
 
 
 def backup_arguments(parser) -> None:
@@ -20,6 +20,8 @@ def backup_arguments(parser) -> None:
 
 
 def backup_run(args) -> int:
+    from edge.store.backup import BackupError, Retention, backup, read_sidecar  # noqa: PLC0415 (--help stays light)
+
     config = load_config(args.config)
     dest = Path(args.to) if args.to else config.backup_dir
     keep = None if args.to else Retention.of(config.backup)
@@ -49,6 +51,8 @@ def restore_arguments(parser) -> None:
 
 
 def restore_run(args) -> int:
+    from edge.store.restore import RestoreRefused, next_steps, restore  # noqa: PLC0415 (--help stays light)
+
     config = load_config(args.config)
     try:
         restored = restore(args.file, config.db_path)

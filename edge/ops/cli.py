@@ -1,35 +1,37 @@
-"""The `store-edge` command."""
+"""The `store-edge` command.
+
+Building the parser imports argparse and nothing heavy: each command imports what it needs when it
+runs (pydantic, aiohttp, the store), and the commands whose modules declare their own arguments (the
+doctor, the hub, the virtual printer, the fault proxy) have them parsed only when they run, so
+`store-edge --help` and a mistyped command answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
+import importlib
 import sys
-from pathlib import Path
 
 from edge import __version__
-from edge.store import catalog
-from edge.core import config as config_mod
-from edge.store import db
-from edge.core import log as log_mod
-from edge.store import stock
-from edge.store import api_tokens
 from edge.ops import backup as backup_cmd
 from edge.ops.config_file import default_config, load_config, open_db
-from edge.core.clock import iso, utcnow
-from edge.core.errors import InputError
 
 # -- commands -------------------------------------------------------------------------------------
 
 def cmd_run(args) -> int:
+    from edge.core import log as log_mod  # noqa: PLC0415
+
     config = load_config(args.config)
     log_mod.setup(config.log.level)
     return _serve(config)
 
 
-def _serve(config: config_mod.Config) -> int:
+def _serve(config) -> int:
+    import asyncio  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
     from edge import app  # noqa: PLC0415 (aiohttp is only needed by the daemon)
+    from edge.store import db  # noqa: PLC0415
 
     try:
         asyncio.run(app.serve(config))
@@ -40,12 +42,14 @@ def _serve(config: config_mod.Config) -> int:
 
 
 def cmd_demo(args) -> int:
-    from edge.ops import demo  # noqa: PLC0415 (the hub, the simulation and OpenCV only for the demo)
+    from edge.ops.demo.command import run  # noqa: PLC0415 (the hub, the simulation and OpenCV only for the demo)
 
-    return demo.run(args.config, args.seconds)
+    return run(args.config, args.seconds)
 
 
 def cmd_check_config(args) -> int:
+    from edge.core import config as config_mod  # noqa: PLC0415
+
     try:
         config = config_mod.load(args.path)
     except config_mod.ConfigError as exc:
@@ -60,6 +64,12 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_catalog_import(args) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from edge.core.clock import iso, utcnow  # noqa: PLC0415
+    from edge.core.errors import InputError  # noqa: PLC0415
+    from edge.store import catalog  # noqa: PLC0415
+
     config = load_config(args.config)
     fmt = args.format or ("json" if args.file.lower().endswith(".json") else "csv")
     try:
@@ -85,6 +95,8 @@ def cmd_catalog_import(args) -> int:
 
 
 def cmd_catalog_export(args) -> int:
+    from edge.store import catalog  # noqa: PLC0415
+
     config = load_config(args.config)
     fmt = args.format or ("json" if args.file.lower().endswith(".json") else "csv")
     conn = open_db(config)
@@ -102,6 +114,8 @@ def cmd_catalog_export(args) -> int:
 
 
 def cmd_ledger_verify(args) -> int:
+    from edge.store import db, stock  # noqa: PLC0415
+
     config = load_config(args.config)
     conn = db.connect(config.db_path, readonly=True) if config.db_path.exists() else open_db(config)
     try:
@@ -121,6 +135,10 @@ def cmd_ledger_verify(args) -> int:
 
 def _in_store(args, action) -> int:
     """action(conn, now) in one write transaction on the store; its exit code, or 2 for bad input."""
+    from edge.core.clock import iso, utcnow  # noqa: PLC0415
+    from edge.core.errors import InputError  # noqa: PLC0415
+    from edge.store import db  # noqa: PLC0415
+
     config = load_config(args.config)
     conn = open_db(config)
     try:
@@ -134,6 +152,8 @@ def _in_store(args, action) -> int:
 
 
 def cmd_token(args) -> int:
+    from edge.store import api_tokens  # noqa: PLC0415
+
     def action(conn, now):
         if args.action == "add":
             token = api_tokens.create(conn, args.device, now)
@@ -151,6 +171,7 @@ def cmd_token(args) -> int:
 
 
 def cmd_user(args) -> int:
+    from edge.core.errors import InputError  # noqa: PLC0415
     from edge.store import users  # noqa: PLC0415
 
     password = None
@@ -185,6 +206,8 @@ def _read_password(args) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
     import getpass  # noqa: PLC0415
+
+    from edge.core.errors import InputError  # noqa: PLC0415
 
     first = getpass.getpass(f"password for {args.name}: ")
     if getpass.getpass("again: ") != first:
@@ -275,27 +298,41 @@ def parser() -> argparse.ArgumentParser:
     off.add_argument("name")
     off.set_defaults(func=cmd_user)
     with_config(usr.add_parser("list", help="list users")).set_defaults(func=cmd_user)
-    _lazy(sub.add_parser("doctor", help="check this PC: config, disk, database, clock, devices, cloud, API port"),
-          "edge.ops.doctor")
-    _lazy(sub.add_parser("hub", help="run the reference cloud hub (docs/sync-protocol.md)"), "hub.app")
-    _lazy(sub.add_parser("virtual-printer", help="a virtual ESC/POS receipt printer on TCP (port 9100)"),
-          "drivers.virtual_printer")
-    proxy = sub.add_parser("fault-proxy", help="fault-injecting HTTP proxy between the edge and the cloud")
-    _lazy(proxy, "hub.faultproxy")
+    for name, (text, _) in OWN_ARGUMENTS.items():
+        # no -h of its own: --help goes with the rest to the command's own parser
+        sub.add_parser(name, help=text, add_help=False).set_defaults(own_arguments=name)
     return top
 
 
-def _lazy(parser: argparse.ArgumentParser, module_name: str) -> None:
-    """A subcommand whose module brings its own arguments and its run(args)."""
-    import importlib  # noqa: PLC0415
+# name: (help, module with add_arguments(parser) and run(args)); the module is imported when it runs
+OWN_ARGUMENTS = {
+    "doctor": ("check this PC: config, disk, database, clock, devices, cloud, API port", "edge.ops.doctor"),
+    "hub": ("run the reference cloud hub (docs/sync-protocol.md)", "hub.app"),
+    "virtual-printer": ("a virtual ESC/POS receipt printer on TCP (port 9100)", "drivers.virtual_printer.server"),
+    "fault-proxy": ("fault-injecting HTTP proxy between the edge and the cloud", "hub.faultproxy"),
+}
 
+
+def _run_own_arguments(name: str, argv: list[str]) -> int:
+    text, module_name = OWN_ARGUMENTS[name]
     module = importlib.import_module(module_name)
-    module.add_arguments(parser)
-    parser.set_defaults(func=module.run)
+    own = argparse.ArgumentParser(prog=f"store-edge {name}", description=text)
+    module.add_arguments(own)
+    args = own.parse_args(argv)
+    if name == "virtual-printer":  # drivers/ import nothing of edge/: the command gives it the daemon's log format
+        from edge.core import log as log_mod  # noqa: PLC0415
+
+        log_mod.setup(args.log_level)
+    return module.run(args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    args, rest = top.parse_known_args(argv)
+    if getattr(args, "own_arguments", None):
+        return _run_own_arguments(args.own_arguments, rest)
+    if rest:
+        top.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.func(args)
 
 

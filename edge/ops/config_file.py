@@ -1,4 +1,8 @@
-"""Which config file a command uses, and opening it (or the store) with errors a person can act on."""
+"""Which config file a command uses, and opening it (or the store) with errors a person can act on.
+
+Imported when `store-edge` builds its parser (default_config): the config's and the store's modules
+(pydantic) are imported by the functions that use them, so that --help stays fast.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-from edge.core import config as config_mod
-from edge.core.sqlite import SchemaTooNew
-from edge.store import db
+TYPE_CHECKING = False  # typing itself is a few ms of --help; type checkers take this name as true
+if TYPE_CHECKING:
+    from edge.core import config as config_mod
 
 DEFAULT_CONFIGS = ("config.toml", "/etc/store-edge/config.toml")
 
@@ -20,6 +24,8 @@ def default_config() -> str:
 
 
 def load_config(path: str) -> config_mod.Config:
+    from edge.core import config as config_mod  # noqa: PLC0415
+
     try:
         return config_mod.load(path)
     except config_mod.ConfigError as exc:
@@ -30,6 +36,9 @@ def load_config(path: str) -> config_mod.Config:
 
 
 def open_db(config: config_mod.Config):
+    from edge.core.sqlite import SchemaTooNew  # noqa: PLC0415
+    from edge.store import db  # noqa: PLC0415
+
     try:
         return db.open_store_db(config.db_path)
     except SchemaTooNew as exc:

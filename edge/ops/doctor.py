@@ -5,7 +5,8 @@ Exit status 0 when no check is ✗, 1 otherwise. `--json` prints the same for sc
 
 Nothing here changes the machine: the database is opened read-only and is not created, devices are
 only opened to ask their status. Device permissions are judged for the service's user (store-edge,
-with the unit's SupplementaryGroups=) when that user exists, else for the user running the doctor.
+with the unit's SupplementaryGroups=) when that user exists, else for the user running the doctor
+(doctor_access.py); the printers, scanners and cameras are checked in doctor_devices.py.
 """
 
 from __future__ import annotations
@@ -23,41 +24,21 @@ import re
 import shutil
 import socket
 import sqlite3
-import stat
 import sys
 import tempfile
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-SERVICE_USER = "store-edge"
-UNIT_GROUPS = ("dialout", "lp", "plugdev", "video", "input")  # the unit's SupplementaryGroups=
-UNIT_PATHS = ("/etc/systemd/system/store-edge.service",)
+from edge.ops.doctor_access import SERVICE_USER, UNIT_GROUPS, UNIT_PATHS, Check, Who, can, who_is
+from edge.ops.doctor_devices import check_camera, check_printer, check_scanner
+
 WARN_FREE = 1 << 30        # 1 GiB
 FAIL_FREE = 200 << 20      # 200 MiB
 CLOCK_SKEW = 60.0          # seconds
 MIN_YEAR = 2025
 SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗"}
 ASCII_SYMBOLS = {"ok": "OK", "warn": "!!", "fail": "XX"}
-
-
-@dataclasses.dataclass
-class Check:
-    name: str
-    status: str          # ok | warn | fail
-    message: str
-    fix: str = ""
-
-
-@dataclasses.dataclass
-class Who:
-    """The user whose permissions matter: name, uid, and every group id it has."""
-
-    name: str
-    uid: int
-    gids: set[int]
-    service: bool  # the service user: the unit adds UNIT_GROUPS even if /etc/group does not
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,11 +84,12 @@ def print_report(checks: list[Check], out=None) -> None:
 
 # -- the checks ------------------------------------------------------------------------------------
 
+
 def diagnose(config_path: str, *, timeout: float = 3.0, user: str | None = None) -> list[Check]:
     from edge.core import config as config_mod  # noqa: PLC0415
 
     checks: list[Check] = []
-    who = _who(user)
+    who = who_is(user)
     with _unit_credentials() as note:
         try:
             config = config_mod.load(config_path)
@@ -131,7 +113,7 @@ def diagnose(config_path: str, *, timeout: float = 3.0, user: str | None = None)
         if not device.enabled:
             checks.append(Check(f"{section[:-1]} {device.name}", "ok", "disabled in the config (enabled = false)"))
             continue
-        check = {"printers": _check_printer, "scanners": _check_scanner, "cameras": _check_camera}[section]
+        check = {"printers": check_printer, "scanners": check_scanner, "cameras": check_camera}[section]
         checks.append(check(device, who=who, timeout=timeout, daemon_running=daemon_running))
     checks += _check_cloud(config, timeout)
     checks.append(api)
@@ -139,55 +121,6 @@ def diagnose(config_path: str, *, timeout: float = 3.0, user: str | None = None)
     if service:
         checks.append(service)
     return checks
-
-
-def _who(name: str | None) -> Who:
-    try:
-        if name is None:
-            try:
-                entry = pwd.getpwnam(SERVICE_USER)
-            except KeyError:
-                entry = pwd.getpwuid(os.getuid())
-        else:
-            entry = pwd.getpwnam(name)
-    except KeyError:
-        return Who(name or str(os.getuid()), os.getuid(), set(os.getgroups()) | {os.getgid()}, False)
-    gids = set(os.getgrouplist(entry.pw_name, entry.pw_gid))
-    service = entry.pw_name == SERVICE_USER
-    if service:
-        for group in UNIT_GROUPS:
-            try:
-                gids.add(grp.getgrnam(group).gr_gid)
-            except KeyError:
-                pass
-    return Who(entry.pw_name, entry.pw_uid, gids, service)
-
-
-def _can(who: Who, path: str | Path, mode: str) -> bool:
-    """Whether `who` may read ('r') and/or write ('w') path, from its owner, group and mode bits."""
-    if who.uid == 0:
-        return True
-    if who.uid == os.getuid() and not who.service:
-        want = (os.R_OK if "r" in mode else 0) | (os.W_OK if "w" in mode else 0)
-        return os.access(path, want)
-    st = os.stat(path)
-    if st.st_uid == who.uid:
-        bits = (stat.S_IRUSR, stat.S_IWUSR)
-    elif st.st_gid in who.gids:
-        bits = (stat.S_IRGRP, stat.S_IWGRP)
-    else:
-        bits = (stat.S_IROTH, stat.S_IWOTH)
-    return ("r" not in mode or bool(st.st_mode & bits[0])) and ("w" not in mode or bool(st.st_mode & bits[1]))
-
-
-def _group_fix(who: Who, path: str) -> str:
-    try:
-        group = grp.getgrgid(os.stat(path).st_gid).gr_name
-    except (KeyError, OSError):
-        group = "?"
-    rules = "install systemd/99-store-edge.rules (sudo udevadm control --reload && sudo udevadm trigger) so " \
-            f"the device belongs to group {SERVICE_USER}, or "
-    return f"{rules}sudo usermod -aG {group} {who.name} (then restart the service / log in again)"
 
 
 class _unit_credentials:
@@ -268,12 +201,12 @@ def _check_data_dir(config, who: Who) -> list[Check]:
     fix_own = f"sudo install -d -o {SERVICE_USER} -g {SERVICE_USER} -m 0750 {data_dir}"
     out = []
     if existing != data_dir:
-        if _can(who, existing, "w"):
+        if can(who, existing, "w"):
             out.append(Check("data dir", "ok", f"{data_dir} does not exist yet; {who.name} can create it"))
         else:
             out.append(Check("data dir", "fail", f"{data_dir} does not exist and {who.name} cannot create it",
                              fix_own))
-    elif not _can(who, data_dir, "rw"):
+    elif not can(who, data_dir, "rw"):
         out.append(Check("data dir", "fail", f"{data_dir} is not writable by {who.name}",
                          f"sudo chown -R {SERVICE_USER}:{SERVICE_USER} {data_dir}" if who.service else fix_own))
     else:
@@ -319,228 +252,6 @@ def _check_database(config) -> Check:
         return Check("database", "warn", f"{path} is at schema {version} of {latest}: migrated at the next start",
                      "sudo systemctl restart store-edge")
     return Check("database", "ok", f"{path} opens, schema {version} is current")
-
-
-def _in_thread(fn, timeout: float):
-    """fn() on a daemon thread: (result, None), (None, exception), or (None, TimeoutError) if it hangs."""
-    box: dict = {}
-
-    def target():
-        try:
-            box["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True, name="doctor-probe")
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        return None, TimeoutError(f"no answer within {timeout:g} s")
-    return box.get("result"), box.get("error")
-
-
-def _path_check(name: str, path: str, who: Who, mode: str, what: str) -> Check | None:
-    """None if the path exists and `who` may use it; else the Check that says why not."""
-    if not os.path.exists(path):
-        return Check(name, "warn", f"{path} not found ({what} unplugged or switched off?)",
-                     "plug it in; ls -l /dev/pos/ shows the names udev gave; check the path in the config")
-    if not _can(who, path, mode):
-        need = {"r": "readable", "rw": "readable and writable", "w": "writable"}[mode]
-        return Check(name, "fail", f"{path} is not {need} by {who.name}", _group_fix(who, path))
-    return None
-
-
-def _status_text(status) -> tuple[str, str, str]:
-    if status is None:
-        return "ok", "connected; it does not answer status queries (printing still works)", ""
-    state = status.state
-    if state == "ready":
-        return "ok", "ready", ""
-    if state == "paper_near_end":
-        return "warn", "paper near end", "put in a new paper roll soon"
-    fixes = {"paper_out": "put in a new paper roll", "cover_open": "close the printer's cover",
-             "offline": "check the printer's error light; switch it off and on"}
-    return "fail", state.replace("_", " "), fixes.get(state, "")
-
-
-def _check_printer(device, *, who: Who, timeout: float, daemon_running: bool) -> Check:
-    from drivers.models import FilePrinter, NetworkPrinter, SerialPrinter, UsbPrinter  # noqa: PLC0415
-
-    name = f"printer {device.name}"
-    if isinstance(device, NetworkPrinter):
-        where = f"{device.host}:{device.port}"
-        try:
-            socket.create_connection((device.host, device.port), timeout=timeout).close()
-        except OSError as exc:
-            reason = exc.strerror or str(exc) or type(exc).__name__
-            return Check(name, "fail", f"cannot connect to {where} ({reason})",
-                         f"switch the printer on and check its cable; print its self-test page (hold FEED while "
-                         f"switching on) to see its IP address; ping {device.host}; fix host/port of "
-                         f"[[printers]] {device.name} in the config")
-    elif isinstance(device, (SerialPrinter, FilePrinter)):
-        where = device.path
-        problem = _path_check(name, device.path, who, "w" if isinstance(device, FilePrinter) else "rw", "printer")
-        if problem:
-            return problem
-        if daemon_running and isinstance(device, SerialPrinter):
-            return Check(name, "ok", f"{where} present and usable by {who.name} (in use by the running daemon: "
-                         "status on its status page)")
-    elif isinstance(device, UsbPrinter):
-        where = f"USB {device.vendor_id:04x}:{device.product_id:04x}"
-        found = _usb_node(device.vendor_id, device.product_id)
-        if found is None:
-            return Check(name, "warn", f"{where} not found on the USB bus (unplugged or switched off?)",
-                         "plug it in and switch it on; lsusb lists what is connected")
-        if found and not _can(who, found, "rw"):
-            return Check(name, "fail", f"{where} ({found}) is not writable by {who.name}", _group_fix(who, found))
-        if daemon_running:
-            return Check(name, "ok", f"{where} present (in use by the running daemon: status on its status page)")
-    else:  # a printer type added later
-        return Check(name, "warn", f"type {device.type!r}: the doctor does not know how to check it")
-    return _printer_status(device, name, where, timeout)
-
-
-def _printer_status(device, name: str, where: str, timeout: float) -> Check:
-    from drivers.printer import PrinterDevice  # noqa: PLC0415
-
-    printer = PrinterDevice(device)
-
-    def ask():
-        try:
-            return printer.status()
-        finally:
-            printer.close()
-
-    status, error = _in_thread(ask, timeout + 2.0)
-    if isinstance(error, TimeoutError):
-        return Check(name, "warn", f"{where}: connected but no status answer ({error}); busy with another "
-                     "connection (the daemon?)", "try again; if it persists switch the printer off and on")
-    if error is not None:
-        return Check(name, "fail", f"{where}: {error}",
-                     "check the printer is switched on and connected; check the config entry")
-    level, text, fix = _status_text(status)
-    return Check(name, level, f"{where}: {text}", fix)
-
-
-def _usb_node(vendor: int, product: int) -> str | None:
-    """'' if found but its /dev/bus/usb node is unknown, its node path if known, None if not found."""
-    sysfs = Path("/sys/bus/usb/devices")
-    if not sysfs.is_dir():
-        return None
-    for dev in sysfs.iterdir():
-        try:
-            if int((dev / "idVendor").read_text(), 16) == vendor and int((dev / "idProduct").read_text(), 16) == product:
-                bus = int((dev / "busnum").read_text())
-                num = int((dev / "devnum").read_text())
-                node = f"/dev/bus/usb/{bus:03d}/{num:03d}"
-                return node if os.path.exists(node) else ""
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def _check_scanner(device, *, who: Who, timeout: float, daemon_running: bool) -> Check:
-    from drivers.models import HidScanner, SerialScanner  # noqa: PLC0415
-
-    name = f"scanner {device.name}"
-    if isinstance(device, SerialScanner):
-        problem = _path_check(name, device.path, who, "rw", "scanner")
-        return problem or Check(name, "ok", f"{device.path} present, readable and writable by {who.name}")
-    if isinstance(device, HidScanner):
-        if device.path:
-            problem = _path_check(name, device.path, who, "r", "scanner")
-            if problem:
-                return problem
-            label = _evdev_name(device.path)
-            return Check(name, "ok", f"{device.path} present" + (f" ({label})" if label else ""))
-        found, seen, error = _evdev_find(device.device_name)
-        if found:
-            return Check(name, "ok", f"input device {device.device_name!r} is {found}")
-        if error:
-            return Check(name, "warn", f"cannot list input devices: {error}", "pip install evdev (Linux only)")
-        if not seen:
-            return Check(name, "warn", f"no input device named {device.device_name!r}; none are readable here",
-                         "run the doctor as root, or sudo usermod -aG input "
-                         f"{who.name}; plug the scanner in")
-        return Check(name, "warn", f"no input device named {device.device_name!r} (found: "
-                     + ", ".join(repr(s) for s in sorted(seen)[:8]) + ")",
-                     "plug the scanner in, or copy its exact name into device_name")
-    return Check(name, "warn", f"type {device.type!r}: the doctor does not know how to check it")
-
-
-def _evdev_name(path: str) -> str:
-    try:
-        import evdev  # noqa: PLC0415
-
-        dev = evdev.InputDevice(path)
-        try:
-            return dev.name
-        finally:
-            dev.close()
-    except Exception:  # noqa: BLE001 (evdev missing, not an input device)
-        return ""
-
-
-def _evdev_find(name: str) -> tuple[str | None, set[str], str]:
-    try:
-        import evdev  # noqa: PLC0415
-    except ImportError as exc:
-        return None, set(), str(exc)
-    seen = set()
-    for path in evdev.list_devices():
-        try:
-            dev = evdev.InputDevice(path)
-        except OSError:
-            continue
-        try:
-            if dev.name == name:
-                return path, seen, ""
-            seen.add(dev.name)
-        finally:
-            dev.close()
-    return None, seen, ""
-
-
-def _check_camera(device, *, who: Who, timeout: float, daemon_running: bool) -> Check:
-    name = f"camera {device.name}"
-    source = device.source
-    local = isinstance(source, int) or (isinstance(source, str) and "://" not in source)
-    path = f"/dev/video{source}" if isinstance(source, int) else source
-    if local:
-        if not os.path.exists(path):
-            return Check(name, "warn", f"{path} not found (camera unplugged?)",
-                         "plug the camera in; ls /dev/video* lists the cameras; fix source in the config")
-        if path.startswith("/dev/") and not _can(who, path, "rw"):
-            return Check(name, "fail", f"{path} is not usable by {who.name}", _group_fix(who, path))
-    if daemon_running and local and str(path).startswith("/dev/"):
-        return Check(name, "ok", f"{path} present (in use by the running daemon: not opened twice)")
-
-    def probe():
-        import cv2  # noqa: PLC0415
-
-        if isinstance(source, str) and "://" in source:
-            ms = int(timeout * 1000)
-            cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
-                                                            cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
-        else:
-            cap = cv2.VideoCapture(source)
-        try:
-            return cap.isOpened()
-        finally:
-            cap.release()
-
-    opened, error = _in_thread(probe, timeout + 2.0)
-    shown = _redact(str(source))
-    if error is not None:
-        return Check(name, "warn", f"{shown}: {error}", "check the camera's cable or stream URL")
-    if not opened:
-        return Check(name, "warn", f"{shown} does not open",
-                     "check the camera (another program using it?) or the stream's URL, user and password")
-    return Check(name, "ok", f"{shown} opens")
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"://[^/@\s]*@", "://***@", url)
 
 
 def _check_cloud(config, timeout: float) -> list[Check]:

@@ -69,13 +69,12 @@ def new_password(password: str) -> PasswordHash:
     return PasswordHash(hash_password(password))
 
 
-def add_user(conn: sqlite3.Connection, name: str, display_name: str, role: str, password: PasswordHash | str,
+def add_user(conn: sqlite3.Connection, name: str, display_name: str, role: str, password: PasswordHash,
              now: str) -> dict:
-    """Create or update a user with a hash from `new_password`. A clear-text password is still taken
-    for seeding a database no daemon uses yet (tests, the demo's first run): it is hashed here."""
+    """Create or update a user with a hash from `new_password` (scrypt is slow on purpose: never in here)."""
     check_user(name, role)
     if not isinstance(password, PasswordHash):
-        password = new_password(password)
+        raise TypeError("add_user takes users.new_password(...), hashed before the transaction")
     conn.execute("INSERT INTO users (name, display_name, role, password_hash, created_at, updated_at) "
                  "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET display_name = excluded.display_name, "
                  "role = excluded.role, password_hash = excluded.password_hash, active = 1, "

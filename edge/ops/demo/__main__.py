@@ -1,0 +1,3 @@
+from edge.ops.demo.command import main
+
+raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""The end of a timed demo: wait for the store to catch up with the cloud, then the checks
+(outage survived, ledger clean, hub = edge stock, every order printed, hand-overs at the cloud)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from edge.store import db, stock
+
+
+async def finish(sim, elapsed: float, drain_seconds: float) -> dict:
+    """Wait for the store to catch up with the cloud, then check and print the summary (last line JSON)."""
+    sim.out("the simulation ends: waiting for the store to catch up with the cloud")
+    created = list(sim.orders.values())
+
+    async def caught_up() -> bool:
+        for order in created:
+            if not order.at_edge:
+                status, _ = await sim.edge.call("GET", f"/orders/{order.order_id}", expect=None)
+                if status != 200:
+                    return False
+                order.at_edge = True
+        if len(printed_orders(sim.vp) & {o.order_id for o in created}) < len(created):
+            return False
+        return await sim.edge_synced()
+    # stable: synced twice in a row, half a second apart (an order's print.result comes after its ticket)
+    drained = await sim.until(caught_up, drain_seconds, "the upload queue to drain")
+    if drained:
+        await asyncio.sleep(0.5)
+        drained = await sim.until(caught_up, drain_seconds / 2, "the upload queue to drain")
+
+    status = await sim.edge.call("GET", "/sync/status")
+    hub_after = await sim.hub.call("GET", f"/stores/{sim.store_id}")
+    hub_bal = {r["sku"]: (r["on_hand"], r["reserved"]) for r in hub_after["balances"]}
+    edge_bal = {sku: row[:2] for sku, row in (await sim.edge_stock()).items()}
+    differences = [{"sku": sku, "hub": list(hub_bal.get(sku, (0, 0))), "edge": list(edge_bal.get(sku, (0, 0)))}
+                   for sku in sorted(set(hub_bal) | set(edge_bal))
+                   if hub_bal.get(sku, (0, 0)) != edge_bal.get(sku, (0, 0))]
+    moves, mismatches = ledger_verify(sim.config.db_path)
+    at_cloud = 0  # hand-overs the hub knows as picked up (provisional ones included, once uploaded)
+    for pickup in sim.pickups:
+        status_code, hub_order = await sim.hub.call("GET", f"/orders/{pickup['order_id']}", expect=None)
+        at_cloud += status_code == 200 and hub_order["state"] == "picked_up"
+    printed = printed_orders(sim.vp) & {o.order_id for o in created}
+    went_down = any(state != "online" for at, state in sim.link_states
+                    if sim.outage_started and at >= sim.outage_started)
+    came_back = bool(sim.link_states) and sim.link_states[-1][1] == "online" and sim.outage_ended is not None
+    events = hub_after["events"]
+    before = sim.hub_before.get("events", {})
+    dead = status["queue"]["dead_letters"]
+    rejected = events.get("rejected", 0) - before.get("rejected", 0)
+    summary = {
+        "seconds": sim.seconds, "elapsed_s": round(elapsed, 1),
+        "orders_created": len(created), "orders_printed": len(printed),
+        "orders_refused_by_cloud": sim.order_refusals,
+        "pickups_verified": len(sim.pickups),
+        "pickups_provisional": sum(1 for p in sim.pickups if p["provisional"]),
+        "pickups_at_cloud": at_cloud,
+        "pickups_by": {via: sum(1 for p in sim.pickups if p["via"] == via)
+                       for via in ("serial", "camera", "typed")},
+        "scans_refused": sim.refused_scans,
+        "sales": sim.sales["count"], "sales_fen": sim.sales["total_fen"],
+        "sales_by_method_fen": sim.sales["by_method"], "restocks": sim.restocks,
+        "receipts_printed": len(sim.vp.receipts()),
+        "events_synced": events.get("applied", 0) - before.get("applied", 0),
+        "events_rejected": rejected, "dead_letters": dead, "queue_depth": status["queue"]["depth"],
+        "queue_drained": drained and status["queue"]["depth"] == 0,
+        "outage": {"seconds": round((sim.outage_ended or 0) - (sim.outage_started or 0), 1)
+                   if sim.outage_started else 0, "link_went_down": went_down, "link_came_back": came_back},
+        "outage_survived": bool(went_down and came_back and dead == 0 and rejected == 0),
+        "ledger_moves": moves, "ledger_clean": not mismatches, "ledger_mismatches": [str(m) for m in mismatches],
+        "balances_equal": not differences, "balance_differences": differences[:20],
+        "all_orders_printed": len(printed) == len(created),
+        "errors": sim.errors[:10],
+    }
+    summary["checks_passed"] = all((summary["outage_survived"], summary["ledger_clean"], summary["balances_equal"],
+                                    summary["queue_drained"], summary["all_orders_printed"],
+                                    summary["pickups_at_cloud"] == summary["pickups_verified"]))
+    print_summary(sim.out, summary, sim.vp.out_dir)
+    return summary
+
+
+def printed_orders(printer) -> set[str]:
+    """Orders whose picking ticket came out of the virtual printer (its QR says order:ID)."""
+    return {qr["data"].removeprefix("order:") for r in printer.receipts() for qr in r.qr
+            if str(qr.get("data", "")).startswith("order:")}
+
+
+def ledger_verify(db_path):
+    conn = db.connect(db_path, readonly=True)
+    try:
+        conn.execute("BEGIN")
+        result = stock.verify(conn)
+        conn.execute("ROLLBACK")
+        return result
+    finally:
+        conn.close()
+
+
+def print_summary(out, s: dict, printer_dir) -> None:
+    yes = lambda ok: "yes" if ok else "NO"  # noqa: E731
+    p = out.plain
+    p()
+    p("== demo summary ==")
+    p(f"  online orders      {s['orders_created']} created at the cloud, {s['orders_printed']} tickets printed")
+    p(f"  pickups verified   {s['pickups_verified']} ({s['pickups_provisional']} provisional, offline); "
+      f"by serial scanner {s['pickups_by']['serial']}, camera {s['pickups_by']['camera']}, "
+      f"typed code {s['pickups_by']['typed']}; {s['pickups_at_cloud']} picked up at the cloud")
+    p(f"  till sales         {s['sales']}, ￥{s['sales_fen'] / 100:.2f} (cash ￥"
+      f"{s['sales_by_method_fen']['cash'] / 100:.2f}, WeChat ￥{s['sales_by_method_fen']['wechat'] / 100:.2f})")
+    p(f"  receipts printed   {s['receipts_printed']} (in {printer_dir}/)")
+    p(f"  events synced      {s['events_synced']} (rejected {s['events_rejected']}, dead letters "
+      f"{s['dead_letters']}, still queued {s['queue_depth']})")
+    p(f"  outage survived    {yes(s['outage_survived'])} (link down {yes(s['outage']['link_went_down'])}, "
+      f"back {yes(s['outage']['link_came_back'])}, {s['outage']['seconds']} s)")
+    p(f"  ledger verify      {'clean' if s['ledger_clean'] else 'FAILED'} ({s['ledger_moves']} moves)")
+    p(f"  hub = edge stock   {yes(s['balances_equal'])}"
+      + ("" if s["balances_equal"] else f" {s['balance_differences']}"))
+    p(f"  all checks passed  {yes(s['checks_passed'])}")
+    print(json.dumps(s, ensure_ascii=False, separators=(",", ":")), flush=True)
