@@ -39,8 +39,9 @@ async def shop(tmp_path):
         seed(cfg.db_path)
         client = await start_client(cfg)
         store = client.server.app[STORE]
+        password = users.new_password(PASSWORD)
         for name, display, role in (("boss", "张店长", "manager"), ("cash", "王芳", "cashier")):
-            await store.write(users.add_user, name, display, role, PASSWORD, iso(utcnow()))
+            await store.write(users.add_user, name, display, role, password, iso(utcnow()))
         try:
             yield cfg, client, vp, master
         finally:
