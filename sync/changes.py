@@ -6,19 +6,17 @@ skipped: one bad change never blocks the feed, and none disappears without a tra
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Callable
 
 from pydantic import ValidationError
 
-from edge.store import catalog
-from edge.store import orders
-from edge.store import outbox
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, validation_fields
-from edge.store.stock import Move, apply_moves
+from edge.core.sqlite import savepoint
+from edge.store import catalog, coupons, inbox, orders, outbox, signed_tokens
 from edge.store.outbox import set_state
+from edge.store.stock import Move, apply_moves
 from protocol.changes import CouponDefined, CouponRevoked, KeyPublished, KeyRevoked, ProductIn, StockCorrection
 from protocol.orders import OrderClosed, OrderCreated
 
@@ -39,30 +37,23 @@ def _product(conn, payload, ctx, change_id):
 
 
 def _coupon_defined(conn, payload, ctx, change_id):
-    coupon = CouponDefined.model_validate(payload)
-    conn.execute("INSERT INTO coupon_definitions (id, definition, updated_at) VALUES (?, ?, ?) ON CONFLICT (id) "
-                 "DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at",
-                 (coupon.coupon_id, json.dumps(payload, ensure_ascii=False), ctx.now))
+    coupons.define(conn, CouponDefined.model_validate(payload).coupon_id, payload, ctx.now)
 
 
 def _coupon_revoked(conn, payload, ctx, change_id):
     coupon = CouponRevoked.model_validate(payload)
-    if conn.execute("UPDATE coupon_definitions SET revoked_at = ?, revoke_reason = ?, updated_at = ? WHERE id = ?",
-                    (ctx.now, coupon.reason, ctx.now, coupon.coupon_id)).rowcount == 0:
+    if not coupons.revoke(conn, coupon.coupon_id, coupon.reason, ctx.now):
         raise InputError("unknown_coupon", f"coupon {coupon.coupon_id} was never defined here")
 
 
 def _key_published(conn, payload, ctx, change_id):
     key = KeyPublished.model_validate(payload)
-    conn.execute("INSERT INTO verification_keys (kid, alg, public_key, updated_at) VALUES (?, ?, ?, ?) "
-                 "ON CONFLICT (kid) DO UPDATE SET alg = excluded.alg, public_key = excluded.public_key, "
-                 "revoked_at = NULL, updated_at = excluded.updated_at", (key.kid, key.alg, key.public_key, ctx.now))
+    signed_tokens.publish_key(conn, key.kid, key.alg, key.public_key, ctx.now)
 
 
 def _key_revoked(conn, payload, ctx, change_id):
     key = KeyRevoked.model_validate(payload)
-    if conn.execute("UPDATE verification_keys SET revoked_at = ?, updated_at = ? WHERE kid = ?",
-                    (ctx.now, ctx.now, key.kid)).rowcount == 0:
+    if not signed_tokens.revoke_key(conn, key.kid, ctx.now):
         raise InputError("unknown_key", f"key {key.kid} was never published here")
 
 
@@ -70,7 +61,7 @@ def _stock_correction(conn, payload, ctx, change_id):
     correction = StockCorrection.model_validate(payload)
     if correction.qty == 0:
         raise InputError("invalid_change", "a correction of zero changes nothing")
-    if not conn.execute("SELECT 1 FROM products WHERE sku = ?", (correction.sku,)).fetchone():
+    if not catalog.has_product(conn, correction.sku):
         raise InputError("unknown_sku", f"SKU {correction.sku} is not in this store's catalog")
     moves = apply_moves(conn, [Move(correction.sku, correction.qty, "correction", correction.reason)],
                         "cloud_change", change_id, ctx)
@@ -102,18 +93,18 @@ def apply_page(conn: sqlite3.Connection, changes: list, next_cursor: int, ctx: W
             outbox.emit(conn, "change.rejected", {"change_id": None, "type": None,
                                                   "reason": "a change without a valid id"}, ctx.now)
             continue
-        if conn.execute("SELECT 1 FROM inbox WHERE id = ?", (change_id,)).fetchone():
+        if inbox.seen(conn, change_id):
             skipped += 1
             continue
         change_type = change.get("type")
         cursor = change.get("cursor") if isinstance(change.get("cursor"), int) else next_cursor
         reason = None
-        conn.execute("SAVEPOINT change")
         try:
-            handler = APPLY.get(change_type)
-            if handler is None:
-                raise InputError("unknown_change_type", f"unknown change type {change_type!r}")
-            handler(conn, change.get("payload"), ctx, change_id)
+            with savepoint(conn, "change"):  # a refused change leaves nothing behind
+                handler = APPLY.get(change_type)
+                if handler is None:
+                    raise InputError("unknown_change_type", f"unknown change type {change_type!r}")
+                handler(conn, change.get("payload"), ctx, change_id)
         except ValidationError as exc:
             reason = "; ".join(f"{f['field']}: {f['reason']}" for f in validation_fields(exc))
         except InputError as exc:
@@ -121,16 +112,11 @@ def apply_page(conn: sqlite3.Connection, changes: list, next_cursor: int, ctx: W
         except sqlite3.IntegrityError as exc:  # e.g. a barcode another product holds
             reason = f"conflicts with the store's data: {exc}"
         if reason is None:
-            conn.execute("RELEASE change")
             applied += 1
         else:
-            conn.execute("ROLLBACK TO change")
-            conn.execute("RELEASE change")
             rejected += 1
             outbox.emit(conn, "change.rejected", {"change_id": change_id, "type": str(change_type)[:64],
                                                   "reason": reason[:500]}, ctx.now)
-        conn.execute("INSERT INTO inbox (id, cursor, type, status, reason, received_at) VALUES (?, ?, ?, ?, ?, ?)",
-                     (change_id, cursor, str(change_type)[:64], "applied" if reason is None else "rejected",
-                      reason, ctx.now))
+        inbox.record(conn, change_id, cursor, str(change_type)[:64], reason, ctx.now)
     set_state(conn, "cursor", next_cursor)
     return {"applied": applied, "rejected": rejected, "skipped": skipped}

@@ -116,6 +116,8 @@ async def test_the_ledger_check_and_reconciliation_read_on_the_long_job_thread(t
 
     from edge.services import jobs
     from edge.store import stock
+    from edge.store import reconciliations
+    from protocol.stock import checksum
     from sync import reconcile
 
     threads = []
@@ -131,10 +133,10 @@ async def test_the_ledger_check_and_reconciliation_read_on_the_long_job_thread(t
 
     class Cloud:
         async def get_state(self):
-            return SimpleNamespace(body={"balances_checksum": reconcile.checksum({})})
+            return SimpleNamespace(body={"balances_checksum": checksum({})})
 
     monkeypatch.setattr(jobs.stock, "verify", verify)
-    monkeypatch.setattr(reconcile, "expected_cloud_balances", balances)
+    monkeypatch.setattr(reconciliations, "expected_cloud_balances", balances)
     store = db.open_store(tmp_path / "store.db", readers=1, read_limit=5)
     store.open()
     try:

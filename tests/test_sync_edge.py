@@ -11,8 +11,9 @@ from aiohttp.test_utils import TestServer
 
 from edge.store import db
 from edge.store import orders
-from sync import changes, reconcile
-from edge.store import outbox
+from sync import changes
+from edge.store import outbox, reconciliations
+from protocol.stock import checksum
 from sync.client import CloudClient, NeedsPerson, RetryLater, retry_after
 from tests.conftest import OPENING, SEED, ledger_mismatches, query
 
@@ -175,11 +176,11 @@ def test_dead_letter_retry_and_discard_are_recorded(conn, db_path):
 
 def test_reconcile_expectation_leaves_out_rejected_events(conn, db_path):
     txn(conn, changes.apply_page, [order_change("a", 1)], 1, SEED)
-    expected = reconcile.expected_cloud_balances(conn)
+    expected = reconciliations.expected_cloud_balances(conn)
     assert expected["DRK-001"] == (OPENING["DRK-001"], 3)
     reject(conn, db_path, "order.received")
-    assert reconcile.expected_cloud_balances(conn)["DRK-001"] == (OPENING["DRK-001"], 0)
-    assert reconcile.checksum({"B": (1, 0), "A": (0, 0), "a": (2, 1)}) == hashlib.sha256(
+    assert reconciliations.expected_cloud_balances(conn)["DRK-001"] == (OPENING["DRK-001"], 0)
+    assert checksum({"B": (1, 0), "A": (0, 0), "a": (2, 1)}) == hashlib.sha256(
         b"B\t1\t0\na\t2\t1\n").hexdigest()
 
 

@@ -15,7 +15,7 @@ done but waiting (polling with a deadline) for the engine's own timers to settle
    the hub, with the edge's id, type and payload; none missing, none extra, none applied twice;
 2. the balances agree: the hub's copy of the store's balances (`/state` checksum and `/balances`
    detail) equals the edge's balances less the moves of its dead letters
-   (sync.reconcile.expected_cloud_balances);
+   (edge.store.reconciliations.expected_cloud_balances);
 3. the queue drained without a new write: depth 0, every event acknowledged;
 4. the edge's dead letters are exactly the events the hub rejected, with the hub's reason, and
    every rejection is one the scenario provoked on purpose;
@@ -70,7 +70,8 @@ from edge.core.context import WriteContext
 from edge.core.schemas import ReceiptIn
 import helpers_daemon as helpers
 from helpers_daemon import Daemon, Service, log_tail, request, wait_for
-from sync.reconcile import checksum, expected_cloud_balances
+from edge.store.reconciliations import expected_cloud_balances
+from protocol.stock import checksum
 from protocol.changes import ProductIn
 
 SEED = int(os.environ.get("SYNC_FAULTS_SEED", "20261122"))

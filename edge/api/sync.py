@@ -7,8 +7,7 @@ from aiohttp import web
 from edge.api.registry import LIMIT, Param, json_response, operation, query_bool, query_int, read, write
 from edge.services.app_keys import STORE, SYNC
 from edge.core.schemas import Body, Text
-from sync import reconcile
-from edge.store import inbox, outbox
+from edge.store import inbox, outbox, reconciliations
 
 SEQ = Param("seq", "path", {"type": "integer"}, "The dead letter's outbox seq", True)
 
@@ -66,6 +65,6 @@ async def rejected_changes(request):
 
 @operation("get", "/sync/reconciliations", "Differences found with the cloud's copy of the balances",
            tag="sync", params=[LIMIT], responses={200: "items"})
-async def reconciliations(request):
+async def list_reconciliations(request):
     limit = query_int(request, "limit", 100, 1, 1000)
-    return await read(request, lambda conn: {"items": reconcile.list_reconciliations(conn, limit)})
+    return await read(request, lambda conn: {"items": reconciliations.list_reconciliations(conn, limit)})

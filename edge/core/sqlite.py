@@ -82,6 +82,19 @@ def transaction(conn: sqlite3.Connection):
         raise
 
 
+@contextmanager
+def savepoint(conn: sqlite3.Connection, name: str = "part"):
+    """A part of the open transaction that an error undoes alone (the error still propagates)."""
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")
+
+
 def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 

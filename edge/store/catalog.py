@@ -37,6 +37,10 @@ def resolve_sku(conn: sqlite3.Connection, ref: ProductRef, field_name: str) -> s
     return sku
 
 
+def has_product(conn: sqlite3.Connection, sku: str) -> bool:
+    return conn.execute("SELECT 1 FROM products WHERE sku = ?", (sku,)).fetchone() is not None
+
+
 def sku_for_barcode(conn: sqlite3.Connection, code: str) -> str | None:
     row = conn.execute("SELECT sku FROM barcodes WHERE code = ?", (code,)).fetchone()
     return row[0] if row else None

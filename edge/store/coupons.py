@@ -167,3 +167,16 @@ def for_sale(conn: sqlite3.Connection, sale_id: str) -> list[dict]:
     return [{"coupon_id": r[0], "serial": r[1], "title": r[2], "amount_fen": r[3]} for r in conn.execute(
         "SELECT coupon_id, serial, title, discount_fen FROM coupon_redemptions WHERE sale_id = ? ORDER BY id",
         (sale_id,))]
+
+
+def define(conn: sqlite3.Connection, coupon_id: str, definition: dict, now: str) -> None:
+    """A coupon kind from the cloud's feed (a new definition replaces the old one)."""
+    conn.execute("INSERT INTO coupon_definitions (id, definition, updated_at) VALUES (?, ?, ?) ON CONFLICT (id) "
+                 "DO UPDATE SET definition = excluded.definition, updated_at = excluded.updated_at",
+                 (coupon_id, json.dumps(definition, ensure_ascii=False), now))
+
+
+def revoke(conn: sqlite3.Connection, coupon_id: str, reason: str | None, now: str) -> bool:
+    """False if the store never had that coupon kind."""
+    return conn.execute("UPDATE coupon_definitions SET revoked_at = ?, revoke_reason = ?, updated_at = ? "
+                        "WHERE id = ?", (now, reason, now, coupon_id)).rowcount > 0

@@ -89,3 +89,16 @@ def add_config_keys(conn: sqlite3.Connection, keys, now: str) -> int:
                               "VALUES (?, 'Ed25519', ?, ?) ON CONFLICT (kid) DO NOTHING",
                               (key.kid, key.public_key, now)).rowcount
     return added
+
+
+def publish_key(conn: sqlite3.Connection, kid: str, alg: str, public_key: str, now: str) -> None:
+    """A key from the cloud's feed: trusted from now on (again, if it had been revoked)."""
+    conn.execute("INSERT INTO verification_keys (kid, alg, public_key, updated_at) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT (kid) DO UPDATE SET alg = excluded.alg, public_key = excluded.public_key, "
+                 "revoked_at = NULL, updated_at = excluded.updated_at", (kid, alg, public_key, now))
+
+
+def revoke_key(conn: sqlite3.Connection, kid: str, now: str) -> bool:
+    """False if the key was never published here."""
+    return conn.execute("UPDATE verification_keys SET revoked_at = ?, updated_at = ? WHERE kid = ?",
+                        (now, now, kid)).rowcount > 0

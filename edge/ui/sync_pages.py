@@ -10,8 +10,7 @@ from aiohttp import web
 from edge.core.errors import NotFound
 from edge.services.app_keys import STORE, SYNC
 from edge.ui.web import WHO, form_data, page, register_text, render, ui_write
-from sync import reconcile
-from edge.store import inbox, outbox
+from edge.store import inbox, outbox, reconciliations
 
 register_text({
     "zh": {
@@ -95,7 +94,7 @@ def _read(conn) -> dict:
     for letter in letters:
         letter["summary"] = summary(letter["type"], letter["payload"])
     return {"queue": status, "dead_letters": letters, "rejected": inbox.rejected(conn, 50),
-            "reconciliations": reconcile.list_reconciliations(conn, 50)}
+            "reconciliations": reconciliations.list_reconciliations(conn, 50)}
 
 
 async def context(request: web.Request) -> dict:
