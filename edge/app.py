@@ -21,7 +21,7 @@ from edge.api import metrics, openapi, pos, printing, scans, status_page, verifi
 from edge.api import sync as sync_api  # noqa: F401
 from edge.api.registry import PREFIX, is_public, json_response
 from edge.api.registry import routes as api_routes
-from edge.core import systemd
+from edge.core import sqlite, systemd
 from edge.core.config import Config
 from edge.core.errors import InputError
 from edge.core.serving import serve_until_stopped
@@ -218,7 +218,7 @@ async def _watchdog(store: Store) -> None:
     while True:
         started = loop.time()
         try:
-            await asyncio.wait_for(store.read(lambda conn: conn.execute("SELECT 1").fetchone()), interval)
+            await asyncio.wait_for(store.read(sqlite.ping), interval)
             ok = store.healthy
         except Exception:  # noqa: BLE001 (any failure means: do not ping)
             ok = False

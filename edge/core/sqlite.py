@@ -82,6 +82,26 @@ def transaction(conn: sqlite3.Connection):
         raise
 
 
+def ping(conn: sqlite3.Connection) -> None:
+    """The cheapest statement that proves the database answers (the systemd watchdog's check)."""
+    conn.execute("SELECT 1").fetchone()
+
+
+def optimize(conn: sqlite3.Connection) -> None:
+    """SQLite's own upkeep of its query planner statistics (cheap; done once a night)."""
+    conn.execute("PRAGMA optimize")
+
+
+@contextmanager
+def snapshot(conn: sqlite3.Connection):
+    """One consistent view for several reads (in WAL mode, while another process may be writing)."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("ROLLBACK")
+
+
 @contextmanager
 def savepoint(conn: sqlite3.Connection, name: str = "part"):
     """A part of the open transaction that an error undoes alone (the error still propagates)."""

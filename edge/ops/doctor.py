@@ -228,6 +228,7 @@ def _check_data_dir(config, who: Who) -> list[Check]:
 
 
 def _check_database(config) -> Check:
+    from edge.store import db  # noqa: PLC0415
     from edge.store.migrations import MIGRATIONS  # noqa: PLC0415
 
     path = config.db_path
@@ -236,12 +237,7 @@ def _check_database(config) -> Check:
         return Check("database", "warn", f"{path} does not exist yet (the daemon creates it at its first start)",
                      "sudo systemctl start store-edge")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        finally:
-            conn.close()
+        version = db.inspect(path, timeout=2)
     except sqlite3.Error as exc:
         return Check("database", "fail", f"{path} cannot be read: {exc}",
                      f"run as root or {SERVICE_USER}; if it is damaged, stop the service and restore a backup")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.core.config import Config
+from edge.core import sqlite
 from edge.core.sqlite import Store
 from edge.store import backup, stock
 from sync.client import SyncError
@@ -44,7 +45,7 @@ async def nightly_ledger_check(store: Store) -> None:
                                                        "first": str(mismatches[0])}})
     else:
         log.info("ledger check passed", extra={"kv": {"moves": moves}})
-    await store.write(lambda conn: conn.execute("PRAGMA optimize"))
+    await store.write(sqlite.optimize)
 
 
 async def reconcile_job(engine: SyncEngine) -> None:

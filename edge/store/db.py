@@ -23,3 +23,15 @@ def open_store(path: str | Path, readers: int = 2, read_limit: float | None = No
     """The running store (not yet opened): a writer thread and a pool of readers (each read stopped
     after read_limit seconds, if given)."""
     return Store(path, MIGRATIONS, readers, read_limit)
+
+
+def inspect(path: str | Path, timeout: float) -> int:
+    """The schema version of a store file, read-only, after reading its whole schema (a damaged file
+    raises sqlite3.Error here, not in the daemon)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    try:
+        version = schema_version(conn)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return version
+    finally:
+        conn.close()

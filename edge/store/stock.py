@@ -9,10 +9,12 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 from edge.store import outbox
 from edge.store.catalog import resolve_sku
+from edge.core import sqlite
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, NotFound
 from edge.core.schemas import AdjustmentIn, CountIn, ReceiptIn
@@ -207,3 +209,13 @@ def get_document(conn: sqlite3.Connection, doc_id: str) -> dict:
     out = dict(doc)
     out["lines"] = [{k: v for k, v in dict(r).items() if v is not None or k in ("qty",)} for r in lines]
     return out
+
+
+def verify_file(db_path: str | Path) -> tuple[int, list]:
+    """`verify` on a read-only connection of its own, in one snapshot (a running daemon may be writing)."""
+    conn = sqlite.connect(db_path, readonly=True)
+    try:
+        with sqlite.snapshot(conn):
+            return verify(conn)
+    finally:
+        conn.close()

@@ -21,13 +21,12 @@ def seed_store(config: config_mod.Config) -> list[tuple[str, str, str]]:
 
     conn = open_db(config)
     try:
-        if conn.execute("SELECT count(*) FROM products").fetchone()[0] == 0:
+        if next(catalog.iter_products(conn), None) is None:
             data = resources.files("edge").joinpath("data/demo-catalog.csv").read_bytes()
             with db.transaction(conn):
                 report = catalog.import_products(conn, catalog.read_rows(data, "csv"), "csv", iso(utcnow()))
                 ctx = make_context("demo", config.tz)
-                lines = [{"sku": r[0], "qty": OPENING_QTY}
-                         for r in conn.execute("SELECT sku FROM products ORDER BY sku")]
+                lines = [{"sku": p["sku"], "qty": OPENING_QTY} for p in catalog.iter_products(conn)]
                 stock.record_receipt(conn, ReceiptIn.model_validate({"lines": lines, "supplier": "演示供应商"}),
                                      ctx)
             print(f"demo catalog: {report.imported} products with opening stock", file=sys.stderr)
@@ -49,14 +48,14 @@ def demo_users(conn) -> list[tuple[str, str, str]]:
     have been changed since)."""
     from edge.store import users  # noqa: PLC0415
 
-    if not conn.execute("SELECT count(*) FROM users").fetchone()[0]:
+    if not users.list_users(conn):
         hashed = [(name, display, role, users.new_password(password)) for name, display, role, password in DEMO_USERS]
         with db.transaction(conn):
             for name, display, role, password_hash in hashed:
                 users.add_user(conn, name, display, role, password_hash, iso(utcnow()))
     out = []
     for name, _, role, password in DEMO_USERS:
-        row = conn.execute("SELECT password_hash FROM users WHERE name = ? AND active = 1", (name,)).fetchone()
-        if row and users.check_password(password, row[0]):
+        stored = users.login_hash(conn, name)
+        if stored is not None and users.check_password(password, stored):
             out.append((name, role, password))
     return out

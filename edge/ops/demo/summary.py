@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from edge.store import db, stock
+from edge.store import stock
 
 
 async def finish(sim, elapsed: float, drain_seconds: float) -> dict:
@@ -37,7 +37,7 @@ async def finish(sim, elapsed: float, drain_seconds: float) -> dict:
     differences = [{"sku": sku, "hub": list(hub_bal.get(sku, (0, 0))), "edge": list(edge_bal.get(sku, (0, 0)))}
                    for sku in sorted(set(hub_bal) | set(edge_bal))
                    if hub_bal.get(sku, (0, 0)) != edge_bal.get(sku, (0, 0))]
-    moves, mismatches = ledger_verify(sim.config.db_path)
+    moves, mismatches = stock.verify_file(sim.config.db_path)
     at_cloud = 0  # hand-overs the hub knows as picked up (provisional ones included, once uploaded)
     for pickup in sim.pickups:
         status_code, hub_order = await sim.hub.call("GET", f"/orders/{pickup['order_id']}", expect=None)
@@ -87,15 +87,6 @@ def printed_orders(printer) -> set[str]:
             if str(qr.get("data", "")).startswith("order:")}
 
 
-def ledger_verify(db_path):
-    conn = db.connect(db_path, readonly=True)
-    try:
-        conn.execute("BEGIN")
-        result = stock.verify(conn)
-        conn.execute("ROLLBACK")
-        return result
-    finally:
-        conn.close()
 
 
 def print_summary(out, s: dict, printer_dir) -> None:
