@@ -55,17 +55,11 @@ import aiohttp
 from bench import ledger
 from bench.ledger import BenchError, cached, free_port, load_at_start, percentile, stats, write_config
 from bench.sync import STORE_ID, TZ, Http, Proc, start_edge, start_hub, wait_until
-from edge.store import db
-from edge.store import migrations
-from edge.store import orders
-from edge.store import pickups
-from edge.store import sales
-from edge.store import stock
 from edge.core.clock import business_date
 from edge.core.context import WriteContext
-from edge.store.orders import OrderClosed, StateChange
 from edge.core.schemas import ReceiptIn, SaleIn
-from edge.store import users
+from edge.store import db, migrations, orders, pickups, sales, stock, users
+from edge.store.orders import OrderClosed, StateChange
 from sync.changes import apply_page
 
 SEED = 20261123

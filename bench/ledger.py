@@ -35,9 +35,7 @@ from pathlib import Path
 import aiohttp
 from sqlite_utils import Database
 
-from edge.store import db
-from edge.store import migrations
-from edge.store import stock
+from edge.store import db, migrations, stock
 from protocol.barcodes import gtin_check_digit
 from protocol.stock import RESERVATION_REASONS
 

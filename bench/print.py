@@ -39,10 +39,21 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.ledger import BenchError, free_port, load_at_start, percentile, stats, write_config
-from bench.sync import SEED, SKUS, STORE_ID, Http, Proc, catalog_products, wait_until, seeded_database, sku_of, start_edge, \
-    start_hub
 from bench.document_samples import sample
+from bench.ledger import BenchError, free_port, load_at_start, percentile, stats, write_config
+from bench.sync import (
+    SEED,
+    SKUS,
+    STORE_ID,
+    Http,
+    Proc,
+    catalog_products,
+    seeded_database,
+    sku_of,
+    start_edge,
+    start_hub,
+    wait_until,
+)
 from drivers.documents import KINDS, PrintOptions, render
 from drivers.virtual_printer import Receipt, VirtualPrinter
 

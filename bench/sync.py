@@ -42,15 +42,11 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from bench.ledger import BenchError, cached, free_port, load_at_start, percentile, store_edge, write_config
-from edge.store import catalog
-from edge.store import db
-from edge.store import migrations
-from edge.store import sales
-from edge.store import stock
-from protocol.barcodes import gtin_check_digit
 from edge.core.config import CloudSection
 from edge.core.context import make as make_context
 from edge.core.schemas import ReceiptIn, SaleIn
+from edge.store import catalog, db, migrations, sales, stock
+from protocol.barcodes import gtin_check_digit
 from protocol.changes import ProductIn
 
 SEED = 20261121

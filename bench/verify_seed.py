@@ -25,15 +25,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from bench.ledger import BenchError, cached
 from bench.sync import CACHE_DIR, OPENING_QTY, SKUS, STORE_ID, TZ, catalog_products
-from edge.store import catalog
-from edge.store import db
-from edge.store import migrations
-from edge.store import stock
 from edge.core.context import WriteContext
 from edge.core.context import make as make_context
 from edge.core.schemas import ReceiptIn
-from sync.changes import apply_page
+from edge.store import catalog, db, migrations, stock
 from protocol.changes import ProductIn
+from sync.changes import apply_page
 
 SEED = 20261122
 SEED_VERSION = 1  # bump when the generated orders change, so a stale cache is not reused

@@ -22,6 +22,7 @@ from edge.api import sync as sync_api  # noqa: F401
 from edge.api.registry import PREFIX, is_public, json_response
 from edge.api.registry import routes as api_routes
 from edge.core import sqlite, systemd
+from edge.core.clock import iso, utcnow
 from edge.core.config import Config
 from edge.core.errors import InputError
 from edge.core.serving import serve_until_stopped
@@ -34,7 +35,6 @@ from edge.services.printing import PrintService
 from edge.services.reload import reload
 from edge.services.scan_router import ScanRouter
 from edge.store import api_tokens, db, signed_tokens
-from edge.core.clock import iso, utcnow
 from edge.ui import web as ui_web
 from sync.client import CloudClient
 from sync.engine import SyncEngine, Timing

@@ -16,8 +16,15 @@ from edge.core.clock import iso
 from hub.errors import HubError, bad_request, clean, stored_json
 from hub.http import answer, auth_store, json_body
 from hub.state import HUB
-from protocol.events import EVENT_ID, EVENT_PAYLOADS, ORDER_EVENT_TYPES, PICKUP_EVENT_TYPES, Batch, \
-    envelope_problem, payload_problem
+from protocol.events import (
+    EVENT_ID,
+    EVENT_PAYLOADS,
+    ORDER_EVENT_TYPES,
+    PICKUP_EVENT_TYPES,
+    Batch,
+    envelope_problem,
+    payload_problem,
+)
 from protocol.fields import first_error, parse_time, sentence, show
 from protocol.stock import RESERVATION_REASONS
 

@@ -12,8 +12,21 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, model_validator
 
 from protocol import PROTOCOL
-from protocol.fields import Flag, Reported, Time, container, expect, first_error, one_of, rule, sentence, show, \
-    sized, text, whole
+from protocol.fields import (
+    Flag,
+    Reported,
+    Time,
+    container,
+    expect,
+    first_error,
+    one_of,
+    rule,
+    sentence,
+    show,
+    sized,
+    text,
+    whole,
+)
 from protocol.orders import PICKUP_METHODS, PRINT_KINDS, PRINT_RESULTS, STORE_ORDER_STATES
 from protocol.stock import Moves, no_moves, required_moves
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 

@@ -22,9 +22,9 @@ import aiohttp
 
 from edge.core.clock import iso, utcnow
 from edge.core.context import make as make_context
+from edge.store import outbox
 from edge.store.db import Store
 from sync import changes as changes_mod
-from edge.store import outbox
 from sync.client import CloudClient, NeedsPerson, RetryLater
 
 log = logging.getLogger("sync")

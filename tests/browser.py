@@ -23,9 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.store import db
 from edge.core.clock import iso, utcnow
-from edge.store import users
+from edge.store import db, users
 from tests.conftest import CATALOG, seed
 from tests.helpers_daemon import REPO, Daemon, Hub, VirtualPrinter, request, wait_for
 

@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from edge.store import catalog
-from edge.core import config as config_mod
-from edge.store import db
-from edge.store import stock
 from edge.app import build_app
-from protocol.barcodes import gtin_check_digit
-from edge.core.context import WriteContext, make as make_context
+from edge.core import config as config_mod
+from edge.core.context import WriteContext
+from edge.core.context import make as make_context
 from edge.core.schemas import ReceiptIn
+from edge.store import catalog, db, stock
+from protocol.barcodes import gtin_check_digit
 from protocol.changes import ProductIn
 
 

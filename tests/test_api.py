@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 import random
-
-import pytest
-
 import sqlite3
 
-from conftest import (BARCODE, OPENING, PRICE, Api, dump, ledger_mismatches, query, seed, start_client,
-                      write_config)
+import pytest
+from conftest import BARCODE, OPENING, PRICE, Api, dump, ledger_mismatches, query, seed, start_client, write_config
+
 from edge.core import config as config_mod
-from edge.store import db
-from edge.store import api_tokens
 from edge.core.clock import iso, utcnow
 from edge.services.app_keys import STORE
+from edge.store import api_tokens, db
 from edge.store.sales import net_amounts
 
 
@@ -582,8 +579,9 @@ async def test_status_page_in_chinese(client, api):
 
 
 async def test_a_read_past_the_limit_answers_503_json(tmp_path, monkeypatch):
-    from edge.api import pos
     from conftest import write_config
+
+    from edge.api import pos
 
     config = config_mod.load(write_config(tmp_path, "[api]\nread_timeout_seconds = 0.1\n"))
     seed(config.db_path)

@@ -26,19 +26,18 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers_daemon import REPO, Daemon, child_env, request, run_cli, write_config
+from test_crash import make_sale, seed_store
 
 from edge.core import config as config_mod
 from edge.core.config import BackupSection
+from edge.core.context import WriteContext
+from edge.core.schemas import AdjustmentIn
 from edge.ops import backup as backup_cmd
 from edge.services import jobs
 from edge.store import backup as bk
-from edge.store import db
+from edge.store import db, stock
 from edge.store.restore import store_in_use
-from edge.store import stock
-from edge.core.context import WriteContext
-from edge.core.schemas import AdjustmentIn
-from helpers_daemon import REPO, Daemon, child_env, request, run_cli, write_config
-from test_crash import make_sale, seed_store
 
 TILLS = 6
 DEADLINE = 30.0

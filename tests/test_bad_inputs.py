@@ -8,11 +8,11 @@ paths) recorded with the Idempotency-Key "used-key", so a case can reuse that ke
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 import pytest
-
 from conftest import BARCODE, dump, new_key
 
 SALE_LINE = {"sku": "DRK-001", "qty": 1}

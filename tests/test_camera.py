@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 import videos
+
 from drivers.camera import CameraScanner
 from drivers.decoder import decode
 from drivers.models import Camera

@@ -34,15 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers_daemon import Daemon, holds_write_lock, request, run_cli
 
-from edge.store import catalog
-from edge.store import db
-from edge.store import stock
-from protocol.barcodes import gtin_check_digit
 from edge.core.context import WriteContext
 from edge.core.schemas import ReceiptIn
+from edge.store import catalog, db, stock
+from protocol.barcodes import gtin_check_digit
 from protocol.changes import ProductIn
-from helpers_daemon import Daemon, holds_write_lock, request, run_cli
 
 SEED = int(os.environ.get("CRASH_TEST_SEED", "20261121"))
 KILL_ROUNDS = 10          # SIGKILLs in test 1/2

@@ -115,8 +115,7 @@ async def test_the_ledger_check_and_reconciliation_read_on_the_long_job_thread(t
     from types import SimpleNamespace
 
     from edge.services import jobs
-    from edge.store import stock
-    from edge.store import reconciliations
+    from edge.store import reconciliations, stock
     from protocol.stock import checksum
     from sync import reconcile
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
-
 import videos
-from bench.corpus import IN_PICTURE, ROOT as CORPUS, SETS, load, samples
+
+from bench.corpus import IN_PICTURE, SETS, load, samples
+from bench.corpus import ROOT as CORPUS
 from drivers import decoder
 from drivers.decoder import decode, read_zbar, read_zxing, transcode
 

@@ -139,9 +139,9 @@ def test_bad_config_fails_the_config_check(tmp_path, capsys):
 
 def test_cloud_token_refused_and_clock_skew(tmp_path):
     """A cloud that answers 401 with a Date 10 minutes off: token wrong (✗), clock warning (!)."""
-    from http.server import BaseHTTPRequestHandler, HTTPServer
     import email.utils
     import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.document_samples import DASHBOARD, ORDER, ORDER_ID, PICKUP_CODE_SHA256, SALE, SALE_ID, STORE, sample
 from drivers import escpos_text as et
 from drivers.documents import KINDS, LABELS, PAYMENT_LABELS, STATE_LABELS, DocumentError, PrintOptions, layout, render
-from bench.document_samples import DASHBOARD, ORDER, ORDER_ID, PICKUP_CODE_SHA256, SALE, SALE_ID, STORE, sample
 from drivers.virtual_printer import Decoder, Receipt
 from edge.core.schemas import PAYMENT_METHODS
 

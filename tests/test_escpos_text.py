@@ -12,7 +12,6 @@ import pytest
 from escpos import printer as escpos_printer
 
 from drivers import escpos_text as et
-
 from drivers.escpos_text import (
     TextBuilder,
     center,
@@ -26,7 +25,6 @@ from drivers.escpos_text import (
     wrap,
     yuan,
 )
-
 
 LONG_NAME = "农夫山泉 饮用天然水 550ml 整箱装（24瓶）"
 

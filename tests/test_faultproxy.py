@@ -16,7 +16,7 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from hub.faultproxy import PROXY, add_arguments, build_proxy_app, parse_faults, RuleError
+from hub.faultproxy import PROXY, RuleError, add_arguments, build_proxy_app, parse_faults
 
 ROOT = Path(__file__).resolve().parent.parent
 DISCONNECTED = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)

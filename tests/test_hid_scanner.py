@@ -12,7 +12,8 @@ import threading
 import time
 
 import pytest
-from evdev import InputEvent, ecodes as E
+from evdev import InputEvent
+from evdev import ecodes as E
 
 from drivers.hid_scanner import KEYMAP, HidScannerReader, KeyDecoder
 from drivers.models import HidScanner

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import io
 import itertools
 import json
@@ -23,15 +24,14 @@ import subprocess
 import sys
 import threading
 import time
-import http.client
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from aiohttp.test_utils import TestClient, TestServer
 
 from hub.app import build_hub_app
 

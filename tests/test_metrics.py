@@ -15,13 +15,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from drivers.virtual_printer import VirtualPrinter
-from edge.core import config as config_mod
 from edge.api import metrics
-from edge.store import api_tokens, counters
 from edge.app import build_app
+from edge.core import config as config_mod
 from edge.core.clock import iso, utcnow
 from edge.services.app_keys import PRINTING, STORE
-from tests.conftest import Api, BARCODE, PRICE, seed, write_config
+from edge.store import api_tokens, counters
+from tests.conftest import BARCODE, PRICE, Api, seed, write_config
 
 SALE = {"lines": [{"barcode": BARCODE["DRK-001"], "qty": 2}, {"sku": "SNK-001", "qty": 1}],
         "payments": [{"method": "cash", "amount_fen": 2000}], "cashier": "小王"}

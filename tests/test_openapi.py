@@ -7,8 +7,7 @@ import re
 import pytest
 
 from edge.api import registry as api_mod
-from edge.store import sales
-from edge.store import stock
+from edge.store import sales, stock
 
 PREFIX = "/api/v1"
 METHODS = {"get", "post", "put", "patch", "delete"}

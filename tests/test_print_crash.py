@@ -13,9 +13,8 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import seed
+from tests.conftest import query, seed
 from tests.helpers_daemon import Daemon, VirtualPrinter, request, wait_for
-from tests.conftest import query
 
 SALES = 12
 KILLS = 3

@@ -24,7 +24,6 @@ from drivers.models import FilePrinter, NetworkPrinter, SerialPrinter, UsbPrinte
 from drivers.printer import PrinterDevice, PrinterError, Status, parse_dle_eot, parse_gs_r
 from drivers.virtual_printer import Decoder, PrinterState, VirtualPrinter, gs_r_byte, status_byte
 
-
 ESC, GS, FS = b"\x1b", b"\x1d", b"\x1c"
 DLE_EOT = b"\x10\x04"
 CUT = GS + b"V\x42\x00"

@@ -13,10 +13,10 @@ import pytest
 
 from drivers.virtual_printer import VirtualPrinter
 from edge.core import config as config_mod
-from edge.store import orders
 from edge.core.context import make as make_context
 from edge.services.app_keys import PRINTING
-from tests.conftest import Api, BARCODE, query, seed, start_client, write_config
+from edge.store import orders
+from tests.conftest import BARCODE, Api, query, seed, start_client, write_config
 
 POLL = 0.05
 

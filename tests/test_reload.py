@@ -11,7 +11,8 @@ from edge.core import config as config_mod
 from edge.services.app_keys import CONFIG, PRINTING
 from edge.services.reload import reload
 from tests.conftest import Api, seed, start_client, write_config
-from tests.helpers_daemon import Daemon, request, write_config as daemon_config
+from tests.helpers_daemon import Daemon, request
+from tests.helpers_daemon import write_config as daemon_config
 from tests.test_printing import SALE, printer_toml
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from edge.store import backup, restore
-from edge.core import config as config_mod
 from edge.app import build_app
+from edge.core import config as config_mod
 from edge.services.app_keys import STORE, SYNC
+from edge.store import backup, restore
 from hub.app import build_hub_app
 from sync.reconcile import reconcile
 from tests.conftest import CATALOG, Api, ledger_mismatches, query, seed

@@ -10,7 +10,7 @@ import pytest
 
 from edge.core import config as config_mod
 from edge.services.app_keys import SCANS
-from tests.conftest import Api, BARCODE, seed, start_client, write_config
+from tests.conftest import BARCODE, Api, seed, start_client, write_config
 
 
 async def wait_scans(api: Api, consumer: str, count: int) -> list[dict]:

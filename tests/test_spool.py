@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from edge.store import db
-from edge.store import spool
 from edge.core.context import WriteContext
 from edge.core.errors import InputError
+from edge.store import db, spool
 
 T0 = WriteContext("till-1", "2026-11-22T02:00:00.000Z", "2026-11-22")
 LATER = WriteContext("store-edge", "2026-11-22T03:00:00.000Z", "2026-11-22")

@@ -8,11 +8,11 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from edge.core import config as config_mod
 from edge.app import build_app
+from edge.core import config as config_mod
 from edge.services.app_keys import STORE, SYNC
-from sync.engine import Timing
 from hub.app import build_hub_app
+from sync.engine import Timing
 from tests.conftest import CATALOG, OPENING, Api, ledger_mismatches, seed
 
 ADMIN = "admin-secret"

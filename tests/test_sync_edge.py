@@ -9,11 +9,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from edge.store import db
-from edge.store import orders
-from sync import changes
-from edge.store import outbox, reconciliations
+from edge.store import db, orders, outbox, reconciliations
 from protocol.stock import checksum
+from sync import changes
 from sync.client import CloudClient, NeedsPerson, RetryLater, retry_after
 from tests.conftest import OPENING, SEED, ledger_mismatches, query
 

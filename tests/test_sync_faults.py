@@ -60,19 +60,17 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import helpers_daemon as helpers
 import pytest
+from helpers_daemon import Daemon, Service, log_tail, request, wait_for
 
-from edge.store import catalog
-from edge.store import db
-from edge.store import stock
-from protocol.barcodes import gtin_check_digit
 from edge.core.context import WriteContext
 from edge.core.schemas import ReceiptIn
-import helpers_daemon as helpers
-from helpers_daemon import Daemon, Service, log_tail, request, wait_for
+from edge.store import catalog, db, stock
 from edge.store.reconciliations import expected_cloud_balances
-from protocol.stock import checksum
+from protocol.barcodes import gtin_check_digit
 from protocol.changes import ProductIn
+from protocol.stock import checksum
 
 SEED = int(os.environ.get("SYNC_FAULTS_SEED", "20261122"))
 STORE_ID = "fault-store"

@@ -39,17 +39,18 @@ from pathlib import Path
 
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from edge.core import config as config_mod
 from edge.app import build_app
+from edge.core import config as config_mod
 from edge.services.app_keys import STORE
-from sync.client import CloudClient, NeedsPerson, RetryLater
-from sync.engine import SyncEngine
 from hub.app import build_hub_app
 from hub.state import HUB
+from sync.client import CloudClient, NeedsPerson, RetryLater
+from sync.engine import SyncEngine
 from sync.reconcile import reconcile
 from tests.conftest import CATALOG, OPENING, PRICE, ledger_mismatches, seed
 

@@ -12,17 +12,14 @@ import time
 import pytest
 
 from drivers.scan import Scan
-from edge.store import db
-from edge.store import scans
-from edge.store import spool
+from edge.core.classify import classify
 from edge.core.clock import iso, utcnow
 from edge.core.context import WriteContext
 from edge.core.refusals import MESSAGES_ZH
-from edge.core.classify import classify
-from edge.store import users
+from edge.store import db, scans, spool, users
 from edge.ui.web import TEXT
 from tests.conftest import BARCODE, ean13, query, start_client
-from tests.test_verification import COUPON, OTHER_KEY, coupon_token, feed, pickup_token, public, sign, KEY, STORE
+from tests.test_verification import COUPON, KEY, OTHER_KEY, STORE, coupon_token, feed, pickup_token, public, sign
 
 CODE = "204613"
 PASSWORD = "secret-pass-1"

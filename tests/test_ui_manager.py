@@ -6,9 +6,8 @@ import re
 
 import pytest
 
-from edge.store import db
 from edge.core.context import make as make_context
-from edge.store import users
+from edge.store import db, users
 from edge.ui.web import TEXT
 from sync.changes import apply_page
 from tests.conftest import BARCODE, Api, dump, query, start_client
@@ -310,7 +309,7 @@ async def test_english(ui, boss, config):
 
 async def test_reprint_ticket_and_printers_block(tmp_path):
     from drivers.virtual_printer import VirtualPrinter
-    from tests.test_printing import all_final, start, printer_toml
+    from tests.test_printing import all_final, printer_toml, start
 
     async with VirtualPrinter(port=0) as vp:
         cfg, client, service = await start(tmp_path, printer_toml("counter", vp.port))

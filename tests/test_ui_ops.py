@@ -16,9 +16,8 @@ from drivers.virtual_printer import VirtualPrinter
 from edge.core import config as config_mod
 from edge.core.clock import iso, utcnow
 from edge.services.app_keys import PRINTING, STORE
-from edge.store import users
-from edge.store import outbox
-from tests.conftest import Api, BARCODE, query, seed, start_client, write_config
+from edge.store import outbox, users
+from tests.conftest import BARCODE, Api, query, seed, start_client, write_config
 
 PASSWORD = "correct-horse-1"
 POLL = 0.05

@@ -10,10 +10,9 @@ import re
 
 import pytest
 
-from edge.store import db
 from edge.core.clock import iso, utcnow
+from edge.store import db, users
 from edge.ui import web
-from edge.store import users
 from tests.conftest import dump
 
 PASSWORD = "correct-horse-1"

@@ -15,9 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from edge.store import db
-from edge.store import pickups
 from edge.core.context import WriteContext
+from edge.store import db, pickups
 from sync.changes import apply_page
 from tests.conftest import Api, dump, query
 

@@ -33,8 +33,8 @@ from aiohttp import web
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from edge.store import api_tokens, counters
 from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STARTED, STORE, SYNC
+from edge.store import api_tokens, counters
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_PLAIN_0_0_4   # what generate_latest writes
 PATH = "/metrics"

@@ -3,12 +3,22 @@ products, stock, sales of a day, online orders, health."""
 
 from __future__ import annotations
 
-from edge.api.registry import LIMIT, SKU, Param, json_response, operation, query_bool, query_date, query_int, read, write
+from edge.api.registry import (
+    LIMIT,
+    SKU,
+    Param,
+    json_response,
+    operation,
+    query_bool,
+    query_date,
+    query_int,
+    read,
+    write,
+)
 from edge.core.errors import InputError
 from edge.core.schemas import AdjustmentIn, CountIn, ReceiptIn, ReturnIn, SaleIn
 from edge.services.app_keys import CONFIG, STORE, pickup_checks
 from edge.store import catalog, orders, sales, stock
-
 
 # -- writes ---------------------------------------------------------------------------------------
 

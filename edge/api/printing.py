@@ -10,13 +10,13 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from drivers.models import DOCUMENT_KINDS
-from edge.store import spool
 from edge.api.registry import LIMIT, Param, json_response, operation, query_bool, query_int, read, write
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, NotFound
-from edge.services.app_keys import CONFIG, PRINTING, STORE
-from edge.store.migrations import PRINT_JOB_STATES
 from edge.core.schemas import Body, Text
+from edge.services.app_keys import CONFIG, PRINTING, STORE
+from edge.store import spool
+from edge.store.migrations import PRINT_JOB_STATES
 
 JOB_ID = Param("job_id", "path", {"type": "integer"}, "The print job's id", True)
 PRINTER = Param("name", "path", {"type": "string"}, "The printer's name in config.toml", True)

@@ -16,10 +16,10 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from edge.core import context
-from edge.store import idempotency
 from edge.core.clock import business_date, utcnow
 from edge.core.errors import InputError, validation_fields
 from edge.services.app_keys import CONFIG, DEVICE, STORE
+from edge.store import idempotency
 
 PREFIX = "/api/v1"
 

@@ -12,13 +12,13 @@ from aiohttp import WSMsgType, web
 from pydantic import Field
 
 from drivers.scan import Scan
-from edge.core import context
-from edge.store import scans
 from edge.api.registry import Param, json_response, operation, parse_body, query_int, write
-from edge.core.errors import InputError
-from edge.services.app_keys import CONFIG, DEVICE, DEVICES, SCANS, STORE
+from edge.core import context
 from edge.core.classify import classify
+from edge.core.errors import InputError
 from edge.core.schemas import Body
+from edge.services.app_keys import CONFIG, DEVICE, DEVICES, SCANS, STORE
+from edge.store import scans
 
 CONSUMER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 CONSUMER = Param("consumer", "query", {"type": "string", "pattern": CONSUMER_PATTERN},

@@ -8,9 +8,9 @@ import time
 
 from aiohttp import web
 
+from drivers.documents import STATE_LABELS
 from edge import __version__
 from edge.core.clock import business_date, utcnow
-from drivers.documents import STATE_LABELS
 from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STARTED, STORE, SYNC
 from edge.store import overview
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from edge.api.registry import LIMIT, Param, json_response, operation, query_bool, query_int, read, write
-from edge.services.app_keys import STORE, SYNC
 from edge.core.schemas import Body, Text
+from edge.services.app_keys import STORE, SYNC
 from edge.store import inbox, outbox, reconciliations
 
 SEQ = Param("seq", "path", {"type": "integer"}, "The dead letter's outbox seq", True)

@@ -6,11 +6,10 @@ from typing import Annotated
 
 from pydantic import Field
 
-from edge.store import coupons
-from edge.store import pickups
 from edge.api.registry import LIMIT, Param, json_response, operation, parse_body, query_int, read, write
-from edge.services.app_keys import CONFIG, DEVICE, LIMITER, STORE, pickup_checks
 from edge.core.schemas import Body
+from edge.services.app_keys import CONFIG, DEVICE, LIMITER, STORE, pickup_checks
+from edge.store import coupons, pickups
 
 ORDER_ID = Param("order_id", "path", {"type": "string"}, "The order's id", True)
 

@@ -36,8 +36,8 @@ from typing import Literal
 from edge.core import gs1, jws
 from edge.core.gs1 import CSET82, GS, GS1_SYMBOLOGY_IDS, HRI_AI
 from edge.core.gtin import expand_upce, gtin_forms, gtin_valid, is_digits, upce_valid
-from protocol.barcodes import gtin_check_digit
 from edge.core.scales import DEFAULT_FORMATS, ScaleFormat, price_check_digit
+from protocol.barcodes import gtin_check_digit
 
 MAX_LENGTH = 1024
 

@@ -9,8 +9,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edge.core.config import Config
 from edge.core import sqlite
+from edge.core.config import Config
 from edge.core.sqlite import Store
 from edge.store import backup, stock
 from sync.client import SyncError

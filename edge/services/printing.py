@@ -25,13 +25,11 @@ from drivers.documents import DocumentError, PrintOptions, render
 from drivers.models import DOCUMENT_KINDS
 from drivers.printer import PrinterDevice, PrinterError, Status
 from edge.core import context
-from edge.store import orders, outbox
-from edge.store import sales
-from edge.store import spool
 from edge.core.clock import iso, utcnow
 from edge.core.config import Config
-from edge.store.db import Store
 from edge.core.errors import NotFound
+from edge.store import orders, outbox, sales, spool
+from edge.store.db import Store
 
 log = logging.getLogger("edge.services.printing")
 

@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.core.config import BackupSection
-from edge.store import db
-from edge.store import stock
+from edge.store import db, stock
 
 log = logging.getLogger("edge.store.backup")
 

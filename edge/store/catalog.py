@@ -13,8 +13,8 @@ from typing import Callable, Iterable, Iterator
 from pydantic import ValidationError
 
 from edge.core.errors import InputError, NotFound, validation_fields
-from edge.core.sqlite import transaction
 from edge.core.schemas import ProductRef
+from edge.core.sqlite import transaction
 from protocol.changes import ProductIn
 
 # rows per transaction of an import from the command line: each commit lets the running daemon's

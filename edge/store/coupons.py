@@ -15,10 +15,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge.store import outbox
 from edge.core.context import WriteContext
-from edge.store.pickups import Checks
 from edge.core.refusals import refusal
+from edge.store import outbox
+from edge.store.pickups import Checks
 from edge.store.signed_tokens import TokenRefused, verify
 
 Fen = Annotated[int, Field(ge=0, le=10_000_000_000)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from edge.core.sqlite import SchemaTooNew, Store, connect, schema_version, transaction  # noqa: F401 (the store's API)
 from edge.core import sqlite
+from edge.core.sqlite import SchemaTooNew, Store, connect, schema_version, transaction  # noqa: F401 (the store's API)
 from edge.store.migrations import MIGRATIONS
 
 

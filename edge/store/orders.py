@@ -9,11 +9,10 @@ from __future__ import annotations
 import sqlite3
 from typing import Literal
 
-from edge.store import outbox
-from edge.store import spool
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, NotFound
 from edge.core.schemas import Body, Text
+from edge.store import outbox, spool
 from edge.store.stock import Move, apply_moves
 from protocol.orders import OrderClosed, OrderCreated
 

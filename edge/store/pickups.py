@@ -17,15 +17,15 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from edge.store import outbox
-from edge.store import spool
 from edge.core.context import WriteContext
 from edge.core.errors import InputError
-from edge.store.orders import OPEN_STATES, get_order
 from edge.core.refusals import refusal
 from edge.core.schemas import Body, Text
+from edge.store import outbox, spool
+from edge.store.orders import OPEN_STATES, get_order
 from edge.store.signed_tokens import TokenRefused, verify
 from edge.store.stock import Move, apply_moves
+
 
 @dataclass(frozen=True)
 class Checks:

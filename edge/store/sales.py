@@ -7,14 +7,12 @@ import dataclasses
 import sqlite3
 import uuid
 
-from edge.store import coupons
-from edge.store import outbox
-from edge.store import spool
-from edge.store.catalog import resolve_sku
 from edge.core.context import WriteContext
-from edge.store.pickups import Checks
 from edge.core.errors import InputError, NotFound
 from edge.core.schemas import ReturnIn, SaleIn
+from edge.store import coupons, outbox, spool
+from edge.store.catalog import resolve_sku
+from edge.store.pickups import Checks
 from edge.store.stock import Move, apply_moves
 
 

@@ -18,9 +18,9 @@ import sqlite3
 from datetime import date, datetime, timezone
 
 from drivers.scan import Scan
+from edge.core.classify import Classified
 from edge.core.clock import iso
 from edge.core.context import WriteContext
-from edge.core.classify import Classified
 
 _FIELDS = {f.name for f in dataclasses.fields(Classified)}
 

@@ -14,9 +14,9 @@ import json
 import sqlite3
 from datetime import datetime, timedelta
 
-from edge.store import outbox
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, NotFound
+from edge.store import outbox
 
 FINAL_STATES = ("printed", "uncertain", "failed", "expired")
 ORDER_KINDS = ("order_ticket", "pickup_slip")  # the cloud hears how these ended

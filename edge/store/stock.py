@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from edge.store import outbox
-from edge.store.catalog import resolve_sku
 from edge.core import sqlite
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, NotFound
 from edge.core.schemas import AdjustmentIn, CountIn, ReceiptIn
+from edge.store import outbox
+from edge.store.catalog import resolve_sku
 from protocol.stock import MOVE_REASONS, RESERVATION_REASONS
 
 _RES = ", ".join(f"'{r}'" for r in RESERVATION_REASONS)

@@ -3,10 +3,16 @@
 Importing the page modules registers their pages (edge.ui.web.page); `routes()` is what the app adds.
 """
 
-from edge.ui import login  # noqa: F401 (registers its pages)
-from edge.ui import cashier  # noqa: F401
-from edge.ui import audit_pages, devices_pages, sync_pages  # noqa: F401
-from edge.ui import overview, orders_pages, stock_pages  # noqa: F401
+from edge.ui import (  # noqa: F401  # noqa: F401
+    audit_pages,
+    cashier,  # noqa: F401
+    devices_pages,
+    login,  # noqa: F401 (registers its pages)
+    orders_pages,
+    overview,
+    stock_pages,
+    sync_pages,
+)
 from edge.ui.web import routes
 
 __all__ = ["routes"]

@@ -11,16 +11,11 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import ValidationError
 
-from edge.store import catalog
-from edge.store import coupons
-from edge.store import pickups
-from edge.store import scans
-from edge.store import spool
-from edge.store import stock
-from edge.core.errors import InputError
-from edge.services.app_keys import CONFIG, LIMITER, STORE, pickup_checks
-from edge.core.refusals import MESSAGES_ZH
 from edge.core.classify import MAX_LENGTH, REASONS, Classified, classify
+from edge.core.errors import InputError
+from edge.core.refusals import MESSAGES_ZH
+from edge.services.app_keys import CONFIG, LIMITER, STORE, pickup_checks
+from edge.store import catalog, coupons, pickups, scans, spool, stock
 from edge.ui.web import TEXT, WHO, form_data, page, register_text, render, ui_write
 
 LAST_SCANS = 10

@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from edge.store import spool
 from edge.core.clock import iso
 from edge.core.errors import InputError, NotFound
 from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STORE
+from edge.store import spool
 from edge.ui.web import WHO, form_data, page, register_text, ui_write
 
 PRINTER_STATES = ("ready", "paper_near_end", "paper_out", "cover_open", "offline", "unreachable", "no_status",

@@ -7,11 +7,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from edge.store import orders
-from edge.store import pickups
-from edge.store import spool
 from edge.core.errors import InputError, NotFound
 from edge.services.app_keys import STORE
+from edge.store import orders, pickups, spool
 from edge.ui.web import LANG, WHO, form_data, page, register_text, render, text, ui_write
 
 register_text({

@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from aiohttp import web
 
 from drivers.documents import STATE_LABELS
-from edge.store.overview import figures
 from edge.core.clock import business_date, utcnow
 from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STORE, SYNC
+from edge.store.overview import figures
 from edge.ui.web import LANG, WHO, page, register_text
 
 register_text({

@@ -9,11 +9,10 @@ from urllib.parse import quote
 from aiohttp import web
 from pydantic import ValidationError
 
-from edge.store import catalog
-from edge.store import stock
 from edge.core.errors import InputError, NotFound
-from edge.services.app_keys import STORE
 from edge.core.schemas import AdjustmentIn, CountIn
+from edge.services.app_keys import STORE
+from edge.store import catalog, stock
 from edge.ui.orders_pages import error_text
 from edge.ui.web import LANG, form_data, page, register_text, render, ui_write
 

@@ -9,8 +9,8 @@ from aiohttp import web
 
 from edge.core.errors import NotFound
 from edge.services.app_keys import STORE, SYNC
-from edge.ui.web import WHO, form_data, page, register_text, render, ui_write
 from edge.store import inbox, outbox, reconciliations
+from edge.ui.web import WHO, form_data, page, register_text, render, ui_write
 
 register_text({
     "zh": {

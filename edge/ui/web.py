@@ -28,12 +28,11 @@ import jinja2
 from aiohttp import web
 
 from edge.core import context
-from edge.store import idempotency
 from edge.core.clock import iso, utcnow
 from edge.core.errors import InputError
 from edge.core.sqlite import ReadTimeout
 from edge.services.app_keys import CONFIG, STORE, SYNC
-from edge.store import users
+from edge.store import idempotency, users
 
 log = logging.getLogger("edge.ui")
 

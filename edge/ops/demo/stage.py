@@ -59,9 +59,9 @@ class Demo(Simulation):
                 loop.add_signal_handler(signum, on_signal)
         take_signals()
 
-        from hub.faultproxy import build_proxy_app  # noqa: PLC0415
-        from hub.app import build_hub_app  # noqa: PLC0415
         from drivers.virtual_printer import VirtualPrinter  # noqa: PLC0415
+        from hub.app import build_hub_app  # noqa: PLC0415
+        from hub.faultproxy import build_proxy_app  # noqa: PLC0415
 
         admin_token = "hub_demo_" + secrets.token_urlsafe(24)
         hub_dir = config.data_dir / "demo-hub"
