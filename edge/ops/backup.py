@@ -27,10 +27,7 @@ def backup_run(args) -> int:
     keep = None if args.to else Retention.of(config.backup)
     try:
         path = backup(config.db_path, dest, keep=keep)
-    except BackupError as exc:
-        print(f"backup FAILED: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
+    except (BackupError, OSError) as exc:
         print(f"backup FAILED: {exc}", file=sys.stderr)
         return 1
     info = read_sidecar(path) or {}
