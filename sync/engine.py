@@ -42,7 +42,7 @@ class Timing:
     slice_seconds: float = 0.05       # a slice of a page of changes stops after this long in its transaction
 
 
-SLICE_CHANGES = 50                    # at most this many changes per write transaction
+SLICE_CHANGES = 1000                  # at most this many changes per write transaction (time bounds it first)
 
 
 def backoff(attempt: int, timing: Timing, rng: random.Random) -> float:
