@@ -9,6 +9,11 @@ status byte) arrives before ours, never after, so it is skipped rather than read
 Bytes already waiting are drained first. Clones that ignore DLE EOT often answer `GS r 1` (paper)
 and `GS r 2` (drawer); `status = "auto"` tries DLE EOT, then GS r, and keeps to the one that answers.
 After a query goes unanswered the connection is closed, so a late answer cannot meet the next query.
+
+Silence means two different things. A printer that has never answered is one that does not do status
+(None: jobs go out with a note, and it is asked again only after NO_STATUS_RETRY). A printer that
+has answered before and now does not has stopped, hung or lost its cable: that is an error, raised
+on every query (never cached), so no job is sent to it blind or counted as printed.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ CONNECT_TIMEOUT = 3.0
 WRITE_TIMEOUT = 10.0
 STATUS_TIMEOUT = 0.5  # a printer answers real-time status in a few ms; silence this long means it will not
 STATUS_GRACE = 0.005  # after the answers arrive, wait this long for a straggler that would shift them
-NO_STATUS_RETRY = 60.0  # a printer that answered neither query is asked again after this long
+NO_STATUS_RETRY = 60.0  # a printer that never answered either query is asked again after this long
 # A status query sent after a job is answered once the printer has read the job: allow for the link's
 # speed. Serial: baud / 10 bytes a second; network and USB printers read at least this fast.
 MIN_BYTES_PER_SECOND = 2048
@@ -123,6 +128,7 @@ class PrinterDevice:
         self._mode = "none" if isinstance(cfg, FilePrinter) else cfg.status
         self._answered_by: str | None = None  # auto: the query that answered last, asked first next time
         self._no_status_until = 0.0
+        self._has_answered = False  # since this device was made: silence after an answer is a fault
         self.stale_bytes = 0  # skipped bytes, counted for the tests and the log
 
     # -- connection -----------------------------------------------------------------------------
@@ -160,7 +166,7 @@ class PrinterDevice:
         """The printer's status, or None when it does not answer status queries (print anyway).
 
         `after_bytes`: how much was just sent; the answer waits behind it. Raises PrinterError when the
-        printer cannot be reached at all.
+        printer cannot be reached at all, or when it answered before and does not now.
         """
         if self._mode == "none" or time.monotonic() < self._no_status_until:
             self.open()
@@ -178,8 +184,11 @@ class PrinterDevice:
                 if self._mode == "auto" and mode != self._answered_by:
                     self._answered_by = mode
                     log.info("status query answered", extra={"kv": {"printer": self.name, "mode": mode}})
+                self._has_answered = True
                 return status
             self.close()  # a late answer must not meet the next query
+        if self._has_answered:
+            raise PrinterError("the printer stopped answering status queries (it answered before)")
         self._no_status_until = time.monotonic() + NO_STATUS_RETRY
         return None
 

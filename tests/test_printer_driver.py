@@ -230,6 +230,20 @@ async def test_printer_that_never_answers_gives_none_then_cached_and_still_print
     assert vp.status_requests == []
 
 
+async def test_printer_that_stops_answering_is_an_error_every_time_not_no_status(vp, devices):
+    dev = devices(net(vp.port))
+    assert (await run(dev.status)).ready  # it answered: silence from now on is a fault, not a kind of printer
+    vp.set_state(answers="none")  # hung firmware, a stopped process: the port still takes bytes
+    for _ in range(2):  # asked again each time: no "unchecked for a minute" cache
+        start = time.monotonic()
+        with pytest.raises(PrinterError, match="stopped answering"):
+            await run(dev.status)
+        assert time.monotonic() - start >= 2 * printer_mod.STATUS_TIMEOUT
+    vp.set_state(answers="all")
+    assert (await run(dev.status)).ready
+    assert vp.receipts() == [] and vp.pending().lines == []
+
+
 async def test_fixed_dle_eot_mode_against_a_gs_r_only_printer_is_none(vp, devices):
     vp.set_state(answers="gs_r")
     dev = devices(net(vp.port, status="dle_eot"))

@@ -6,6 +6,7 @@ for job and printer changes through PrintService.wait_for (no sleeps), with a sh
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -210,6 +211,27 @@ async def test_printer_without_status_prints_anyway_and_says_so(shop, vp):
     assert job["state"] == "printed" and "未回答状态" in job["note"]
 
 
+async def test_printer_that_stops_answering_holds_jobs_not_prints_them_blind(shop, vp):
+    cfg, api, service = shop
+    await service.wait_for(lambda: _state(service, "ready"))
+    vp.set_state(answers="none")  # it answered a moment ago; now the firmware hangs
+    await service.wait_for(lambda: _state(service, "unreachable"), timeout=5)
+    await receive_order(service, cfg)
+    await api.ok("/sales", {**SALE, "payments": [{"method": "wechat", "amount_fen": 1150}]})
+    await service.wait_for(lambda: _job_error(service, "stopped answering"), timeout=5)
+    # several status rounds later (each unanswered query closes the connection: a new one per query)
+    # still nothing sent, nothing reported to the cloud as printed
+    await _connections(vp, vp.connections + 4)
+    assert await job_states(service) == [("order_ticket", "queued"), ("receipt", "queued")]
+    assert vp.receipts() == [] and vp.pending().lines == []
+    assert query(cfg.db_path, "SELECT count(*) FROM outbox WHERE type = 'print.result'") == [(0,)]
+    vp.set_state(answers="all")
+    await service.wait_for(lambda: all_final(service), timeout=5)
+    assert await job_states(service) == [("order_ticket", "printed"), ("receipt", "printed")]
+    jobs = (await api.get("/print-jobs"))[1]["items"]
+    assert [j["note"] for j in jobs] == [None, None] and len(vp.receipts()) == 2
+
+
 async def test_gs_r_clone_paper_out_is_seen(shop, vp):
     cfg, api, service = shop
     vp.set_state(answers="gs_r", paper_out=True)
@@ -328,6 +350,15 @@ async def test_bad_requests_change_nothing(shop, vp):
 
 
 # -- predicates ----------------------------------------------------------------------------------
+
+async def _connections(vp, count, timeout=10.0):
+    """Wait until the printer has seen `count` connections (it has no event for that: a short poll)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while vp.connections < count:
+        assert loop.time() < deadline, f"{vp.connections} connections, not {count}"
+        await asyncio.sleep(POLL)
+
 
 def _state(service, state):
     async def check():
