@@ -673,7 +673,7 @@ def render(kind: str, data: dict, options: PrintOptions = PrintOptions(), *, rep
         elif isinstance(op, Drawer):
             builder.drawer(0 if op.pin == 2 else 1)
     if builder.replaced:
-        log.warning("characters the printer cannot print were replaced with '?'",
+        log.warning("characters the printer cannot print were replaced with '？' or '?'",
                     extra={"kv": {"kind": kind, "encoding": options.encoding, "chars": "".join(builder.replaced)}})
     return builder.bytes()
 

@@ -69,6 +69,9 @@ YUAN_SIGN = "\uffe5"  # ￥ FULLWIDTH YEN SIGN: GBK A3A4, printable everywhere
 _HALFWIDTH_YEN = "\u00a5"  # ¥: GB18030 81308436, not printable on GBK printers
 
 ENCODINGS = ("gb18030", "gbk")
+# what a GBK printer gets for a character it cannot hold, by the columns the layout gave it: a
+# narrower stand-in would pull the rest of the line (the amount) left
+_GBK_STAND_IN = {0: b"", 1: b"?", 2: "\uff1f".encode("gbk")}  # ？ FULLWIDTH QUESTION MARK: A3BF
 
 
 def columns_for_paper(paper_mm: int) -> int:
@@ -352,8 +355,10 @@ def encode(text: str, encoding: str = "gb18030") -> Encoded:
 
     Pure ASCII is sent as it is. Anything else is wrapped in ``FS &`` … ``FS .`` and encoded as
     GB18030. ``encoding="gbk"`` is for printers that only know the one- and two-byte part (GBK):
-    characters that need a four-byte GB18030 sequence become ``?`` (zero-width ones are dropped)
-    and are listed in ``replaced``. Control characters are never sent (they could be printer
+    characters that need a four-byte GB18030 sequence are listed in ``replaced`` and printed as a
+    stand-in of the same width, so every layout made before encoding still holds on paper: ``？``
+    (two columns) for a wide one such as ``𠮷`` or an emoji, ``?`` for a narrow one; zero-width
+    ones are dropped. Control characters are never sent (they could be printer
     commands hidden in a product name): they become ``?`` and are listed too. ``¥`` is printed as
     ``￥``.
     """
@@ -371,9 +376,9 @@ def encode(text: str, encoding: str = "gb18030") -> Encoded:
         b = ch.encode("gb18030")
         if len(b) == 4 and encoding == "gbk":
             replaced.append(ch)
-            if _char_width(ch) > 0:
-                out += b"?"
-            continue
+            b = _GBK_STAND_IN[_char_width(ch)]
+            if not b:
+                continue
         if len(b) > 1:
             ascii_only = False
         out += b

@@ -25,6 +25,7 @@ from drivers.escpos_text import (
     wrap,
     yuan,
 )
+from drivers.virtual_printer import Decoder
 
 LONG_NAME = "农夫山泉 饮用天然水 550ml 整箱装（24瓶）"
 
@@ -218,14 +219,33 @@ def test_encode_gb18030_keeps_four_byte_characters():
 
 def test_encode_gbk_only_printer_replaces_four_byte_characters():
     enc = encode("奶茶😀 𠀀 ¥5", encoding="gbk")
-    assert enc.data == b"\x1c&\xc4\xcc\xb2\xe8? ? \xa3\xa45\x1c."
+    assert enc.data == b"\x1c&\xc4\xcc\xb2\xe8\xa3\xbf \xa3\xbf \xa3\xa45\x1c."  # ？ for each wide one
     assert enc.replaced == ["😀", "𠀀"]
-    # everything replaced: no Chinese mode needed any more
-    assert encode("😀", encoding="gbk") == et.Encoded(b"?", ["😀"])
+    assert encode("😀", encoding="gbk") == et.Encoded(b"\x1c&\xa3\xbf\x1c.", ["😀"])
     b = TextBuilder(58, encoding="gbk").text("奶茶😀")
-    assert b.replaced == ["😀"] and b.bytes() == b"\x1c&\xc4\xcc\xb2\xe8?\x1c.\n"
+    assert b.replaced == ["😀"] and b.bytes() == b"\x1c&\xc4\xcc\xb2\xe8\xa3\xbf\x1c.\n"
     with pytest.raises(ValueError):
         encode("x", encoding="utf-8")
+
+
+def test_gbk_stand_ins_keep_the_columns_the_layout_counted():
+    """What a GBK printer prints is as wide as what was laid out: amounts stay flush right."""
+    names = ["𠮷野家 牛肉饭", "可乐😀", "🍺🍺 啤酒 500ml", "奶茶\U0001f9cb 大杯 少冰 去糖 加珍珠 椰果"]
+    for columns, paper in ((32, 58), (48, 80)):
+        b = TextBuilder(paper, encoding="gbk")
+        laid_out = []
+        for name in names:
+            laid_out += columns_line(name, "￥12.50", columns)
+            laid_out += item_line(name, 2, 350, 700, columns)
+        b.lines(laid_out)
+        decoder = Decoder()
+        decoder.feed(b.bytes())
+        printed = [line["text"] for line in decoder.receipt.lines]
+        assert len(printed) == len(laid_out)
+        assert [width(p) for p in printed] == [width(line) for line in laid_out]
+        assert [p.endswith("￥12.50") for p in printed] == [line.endswith("￥12.50") for line in laid_out]
+        assert "?" not in "".join(printed) and "？" in "".join(printed)
+        assert b.replaced
 
 
 def test_encode_never_sends_control_characters():
