@@ -160,6 +160,20 @@ async def test_paper_out_then_refilled_prints_once(shop, vp):
     assert len(vp.receipts()) == 1
 
 
+async def test_printed_job_shows_no_error_of_an_earlier_wait(shop, vp):
+    cfg, api, service = shop
+    vp.set_state(paper_out=True)
+    await service.wait_for(lambda: _state(service, "paper_out"))
+    await receive_order(service, cfg)
+    await service.wait_for(lambda: _job_error(service, "打印机缺纸"))
+    vp.set_state(paper_out=False)
+    await service.wait_for(lambda: all_final(service))
+    job = (await api.get("/print-jobs"))[1]["items"][0]
+    assert job["state"] == "printed" and job["last_error"] is None
+    events = query(cfg.db_path, "SELECT payload FROM outbox WHERE type = 'print.result'")
+    assert [(json.loads(e[0])["result"], json.loads(e[0])["error"]) for e in events] == [("printed", None)]
+
+
 async def test_connection_dropped_mid_job_is_uncertain_and_not_resent(shop, vp):
     cfg, api, service = shop
     await service.wait_for(lambda: _state(service, "ready"))

@@ -150,16 +150,19 @@ def requeue(conn: sqlite3.Connection, job_id: int, reason: str, ctx: WriteContex
 
 def finish(conn: sqlite3.Connection, job_id: int, state: str, ctx: WriteContext, *, error: str | None = None,
            note: str | None = None) -> dict:
+    """The worker ends an attempt. The job's last_error is that attempt's: an earlier wait or failed
+    connection does not stay on a job that then printed (nor in what the cloud is told)."""
     if state not in FINAL_STATES:
         raise ValueError(f"{state!r} is not a final job state")
-    return _finish(conn, job_id, state, ctx, error=error, note=note)
+    return _finish(conn, job_id, state, ctx, error=error, note=note, keep_error=state != "printed")
 
 
 def _finish(conn, job_id: int, state: str, ctx: WriteContext, *, error=None, note=None, resolution=None,
-            operator=None) -> dict:
-    conn.execute("UPDATE print_jobs SET state = ?, last_error = coalesce(?, last_error), note = coalesce(?, note), "
-                 "resolution = coalesce(?, resolution), resolved_by = coalesce(?, resolved_by), updated_at = ?, "
-                 "finished_at = ? WHERE id = ?", (state, error, note, resolution, operator, ctx.now, ctx.now, job_id))
+            operator=None, keep_error: bool = True) -> dict:
+    conn.execute("UPDATE print_jobs SET state = ?, last_error = CASE WHEN ? THEN coalesce(?, last_error) ELSE ? END, "
+                 "note = coalesce(?, note), resolution = coalesce(?, resolution), "
+                 "resolved_by = coalesce(?, resolved_by), updated_at = ?, finished_at = ? WHERE id = ?",
+                 (state, keep_error, error, error, note, resolution, operator, ctx.now, ctx.now, job_id))
     job = get_job(conn, job_id)
     _tell_cloud(conn, job, resolution or state, ctx)
     return job
