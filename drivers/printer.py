@@ -34,7 +34,8 @@ log = logging.getLogger("drivers.printer")
 DLE_EOT = b"\x10\x04"
 GS_R = b"\x1dr"
 CONNECT_TIMEOUT = 3.0
-WRITE_TIMEOUT = 10.0
+WRITE_TIMEOUT = 10.0  # a printer that takes no byte of a job for this long has stopped (not: a job's whole time)
+WRITE_CHUNK = 16 * 1024  # jobs go out in pieces, each with its own timeout: a long job to a slow printer is fine
 STATUS_TIMEOUT = 0.5  # a printer answers real-time status in a few ms; silence this long means it will not
 STATUS_GRACE = 0.005  # after the answers arrive, wait this long for a straggler that would shift them
 NO_STATUS_RETRY = 60.0  # a printer that never answered either query is asked again after this long
@@ -215,12 +216,24 @@ class PrinterDevice:
 
     def _send(self, data: bytes, *, during: str, sent: bool = False) -> None:
         try:
-            self._escpos._raw(data)
+            if isinstance(self.cfg, NetworkPrinter):
+                self._send_socket(data)
+                return
+            for start in range(0, len(data), WRITE_CHUNK):
+                self._escpos._raw(data[start:start + WRITE_CHUNK])
             if isinstance(self.cfg, FilePrinter):
                 self._escpos.flush()
         except Exception as exc:  # noqa: BLE001 (any transport failure: the connection is gone)
             self.close()
             raise PrinterError(f"connection lost during {during}: {_reason(exc)}", sent=sent) from exc
+
+    def _send_socket(self, data: bytes) -> None:
+        """send() by piece as the printer takes it: sendall's timeout bounds the whole job, so a
+        printer reading slowly but steadily would be cut off mid-receipt (and the job end uncertain)."""
+        sock = self._escpos.device  # its timeout (WRITE_TIMEOUT, set at open) applies to each send
+        view = memoryview(data)
+        while view:
+            view = view[sock.send(view[:WRITE_CHUNK]):]
 
     # -- transport-level reads --------------------------------------------------------------------
     def _drain(self) -> None:

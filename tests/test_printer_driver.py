@@ -348,6 +348,26 @@ async def test_job_reaches_the_printer_intact(vp, devices):
     assert vp.connections == 1
 
 
+async def test_long_job_reaches_a_slow_printer_whole(vp, devices, monkeypatch):
+    """A printer that reads slowly but steadily gets all of a job that takes longer than the write
+    timeout: the timeout is for a printer that takes nothing, not for a long job."""
+    monkeypatch.setattr(printer_mod, "WRITE_TIMEOUT", 0.3)
+    width_bytes, height = 72, 40000  # 576-dot rasters, ~2.9 MB each: more than the kernel buffers on the way
+    raster = GS + b"v0\x00" + bytes((width_bytes, 0, height & 0xFF, height >> 8)) + b"\xaa" * (width_bytes * height)
+    lines = b"".join(b"line %05d\n" % i for i in range(500))
+    job = ESC + b"@" + lines + raster + raster + b"end\n" + CUT
+    dev = devices(net(vp.port))
+    assert (await run(dev.status)).ready
+    vp.set_state(slow_delay=0.005, slow_every=65536)  # it reads steadily, just not at loopback speed
+    _, took = await timed(dev.write, job)
+    assert took > printer_mod.WRITE_TIMEOUT  # it did outlast the timeout, and still went through
+    receipt = (await vp.wait_receipts(1, timeout=10))[0]
+    texts = [line["text"] for line in receipt.lines]
+    assert texts[:2] == ["line 00000", "line 00001"] and texts[-3:] == ["[image 576x40000]"] * 2 + ["end"]
+    assert vp.bytes_received == 9 + len(job) and vp.connections == 1
+    assert (await run(dev.status, len(job))).ready
+
+
 async def test_connection_refused_is_printer_error_not_sent(devices):
     dev = devices(net(free_port()))
     with pytest.raises(PrinterError, match="cannot open printer") as err:

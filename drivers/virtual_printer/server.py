@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import signal
+import socket
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from drivers.virtual_printer.status import PrinterState, gs_r_byte, status_byte
 log = logging.getLogger("drivers.virtual_printer")
 
 MAX_HELD = 4 * 1024 * 1024  # a held job beyond this is dropped (real printers stop reading instead)
+# a real printer's input buffer is a few KB to a few dozen: with the kernel's default (megabytes on
+# loopback) a slow printer would seem to take a whole long job at once, and a sender that does not
+# wait for it as it reads would never be caught
+RECEIVE_BUFFER = 32 * 1024
 
 
 class VirtualPrinter:
@@ -49,6 +54,8 @@ class VirtualPrinter:
     # -- lifecycle
     async def start(self) -> "VirtualPrinter":
         self._server = await asyncio.start_server(self._client, self.host, self.port, reuse_address=True)
+        for sock in self._server.sockets:  # set before any connection: accepted ones inherit it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.control_port is not None:
             self._runner = web.AppRunner(self.control_app(), access_log=None, handle_signals=False)
