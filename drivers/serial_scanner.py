@@ -12,12 +12,15 @@ Splitting (CodeSplitter, pure, no I/O):
     bytes of one code even at 1200 baud, far below the time between two scans).
   - A buffer never grows past `max_length` bytes: the rest of an overlong code is only counted, and
     the whole code is discarded at its terminator ("too_long").
+  - A CR or LF that is not the terminator is dropped when it comes before the first byte of a code:
+    line noise between codes is dropped, and the next code is kept whole.
   - Bytes that stop for `incomplete_after` seconds with no terminator are a cut-off code (the
     terminator was lost); they are discarded ("incomplete") rather than glued to the next scan.
 
 Checking (classify): control bytes other than GS (0x1D, the GS1 FNC1 separator that GS1 DataMatrix /
 GS1-128 scanners transmit) or NUL -> "control_character"; not UTF-8 and not GB18030 ->
-"invalid_encoding" (see decode() for text that is both); C1 control characters in the decoded text -> "control_character"; nothing -> "empty".
+"invalid_encoding" (see decode() for text that is both); C1 control characters in the decoded text ->
+"control_character"; nothing -> "empty".
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ class CodeSplitter:
             if b in self._ends:
                 self._end(out)
                 self._after_cr = b == CR
+            elif b in (CR, LF) and not self._length:
+                # line noise (`\r\r\r\n\n`): a CR or LF that is not this mode's terminator, before
+                # any byte of a code, would otherwise make the next real code a "control_character"
+                continue
             else:
                 self._length += 1
                 if len(self._buf) < self.max_length:

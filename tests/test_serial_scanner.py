@@ -190,6 +190,18 @@ def test_overlong_garbage_and_empty_are_discarded_and_the_next_code_comes_throug
         ("control_character", 4, "front"), ("empty", 0, "front")]
 
 
+@pytest.mark.parametrize("terminator", ["CR", "LF", "CRLF"])
+def test_line_noise_between_codes_is_dropped_and_the_next_code_kept(pty_scanner, harness, terminator):
+    r = harness.reader(pty_scanner.path, terminator)
+    pty_scanner.send(b"\r\r\r\n\n")
+    pty_scanner.send(b"6901234567892\r\n")
+    assert harness.next().text == "6901234567892"
+    pty_scanner.send(b"\n\r\n\rA-1\r\n")
+    assert harness.next().text == "A-1"
+    harness.nothing_more()
+    assert r.scans == 2 and set(r.discarded) <= {"empty"}  # no code lost as a "control_character"
+
+
 def test_a_code_whose_terminator_was_lost_is_not_glued_to_the_next(pty_scanner, harness):
     r = harness.reader(pty_scanner.path, "CR", incomplete_after=0.2)
     pty_scanner.send(b"69012")  # the scanner was cut off mid-code
