@@ -18,7 +18,8 @@ Splitting (CodeSplitter, pure, no I/O):
     terminator was lost); they are discarded ("incomplete") rather than glued to the next scan.
 
 Checking (classify): control bytes other than GS (0x1D, the GS1 FNC1 separator that GS1 DataMatrix /
-GS1-128 scanners transmit) or NUL -> "control_character"; not UTF-8 and not GB18030 ->
+GS1-128 scanners transmit) or NUL -> "control_character"; UTF-8 cut off in the middle of its last
+character (`E4 B8` then the terminator) -> "incomplete_character"; not UTF-8 and not GB18030 ->
 "invalid_encoding" (see decode() for text that is both); C1 control characters in the decoded text ->
 "control_character"; nothing -> "empty".
 """
@@ -172,12 +173,28 @@ def decode(raw: bytes) -> str | None:
     return text
 
 
+def _cut_utf8(raw: bytes) -> bool:
+    """UTF-8 that is valid up to its end, where a character's bytes stop short (`E4 B8`).
+
+    GB18030 would read those last bytes as some other character (E4 B8 is 涓): a lost byte would
+    become a wrong code. A GB18030 scanner's code can look the same only when every byte of it is
+    also valid UTF-8 up to a 2-byte character at its end, which is rare; such a code is discarded.
+    """
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.reason == "unexpected end of data" and exc.end == len(raw)
+    return False
+
+
 def classify(raw: bytes) -> tuple[str | None, str | None]:
     """(text, None) for a good code, (None, reason) for one to discard."""
     if not raw:
         return None, "empty"
     if any((b < 0x20 or b == 0x7F) and b not in ALLOWED_CONTROLS for b in raw):
         return None, "control_character"  # NUL included; never part of a UTF-8 or GB18030 sequence
+    if _cut_utf8(raw):
+        return None, "incomplete_character"
     text = decode(raw)
     if text is None:
         return None, "invalid_encoding"
