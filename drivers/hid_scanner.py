@@ -16,6 +16,11 @@ FNC1 separator, as scanners send it in keyboard mode). Enter / keypad Enter ends
 and autorepeats are ignored. Any other key (F-keys, arrows, Alt+keypad sequences, other Ctrl
 combinations) makes the code garbage: it is discarded at its Enter, with the reason "unknown_key".
 
+With `end_on_pause_ms` set, a pause that long between two keys also ends a code, as scanner tools
+do: for scanners set to send no Enter (or set up for a Chinese input method, whose Enter would be a
+commit). Scanners type a code within a few ms a key, people and the next scan are far slower. An
+Enter that then finds nothing to end (a scanner that does send one, after the pause) is ignored.
+
 Needs read access to /dev/input/event* (the `input` group, or a udev rule for the scanner).
 """
 
@@ -82,9 +87,13 @@ class KeyDecoder:
     """
 
     def __init__(self, *, max_length: int = MAX_LENGTH, incomplete_after: float = INCOMPLETE_AFTER,
+                 end_on_pause: float | None = None,
                  on_discard: Callable[[str, bytes, int], None] | None = None):
+        if end_on_pause is not None and not 0 < end_on_pause < incomplete_after:
+            raise ValueError(f"end_on_pause must be between 0 and incomplete_after ({incomplete_after} s)")
         self.max_length = max_length
         self.incomplete_after = incomplete_after
+        self.end_on_pause = end_on_pause
         self.on_discard = on_discard
         self.raw = b""
         self._shift: set[int] = set()
@@ -112,6 +121,8 @@ class KeyDecoder:
         self._caps = False
 
     def feed(self, event) -> str | None:
+        """The text of a code that this event ended (its Enter, or with end_on_pause, the first key
+        after the pause), else None."""
         if event.type != ecodes.EV_KEY:
             return None  # EV_SYN, EV_MSC (scan codes), EV_LED...
         code, value = event.code, event.value
@@ -126,18 +137,28 @@ class KeyDecoder:
         if value != KEY_DOWN:
             return None  # key-up, autorepeat
         now = event.timestamp()
-        if self._keys and self._last_key is not None and now - self._last_key > self.incomplete_after:
+        ended = None
+        gap = now - self._last_key if self._keys and self._last_key is not None else 0.0
+        if self.end_on_pause is not None and gap >= self.end_on_pause:
+            ended = self._end(None)  # the pause ended it: this key starts the next code
+        elif gap > self.incomplete_after:
             self._drop("incomplete")  # the Enter of the previous code was lost
         self._last_key = now
         if code == E.KEY_CAPSLOCK:
             self._caps = not self._caps
+        elif code in ENTERS:
+            if self._keys or self.end_on_pause is None:
+                return self._end(code)
+        elif code not in IGNORED:
+            self._add_key(code)
+        return ended
+
+    def pause(self) -> str | None:
+        """The reader saw no key for end_on_pause: the code typed so far ends (its text, or None when it
+        is discarded or there is none)."""
+        if self.end_on_pause is None or not self._keys:
             return None
-        if code in IGNORED:
-            return None
-        if code in ENTERS:
-            return self._end(code)
-        self._add_key(code)
-        return None
+        return self._end(None)
 
     # -- internals --------------------------------------------------------------------------------
     def _add_key(self, code: int) -> None:
@@ -161,8 +182,9 @@ class KeyDecoder:
         if self._length <= self.max_length:
             self._chars.append(char)
 
-    def _end(self, code: int) -> str | None:
-        self._keys.append(key_name(code))
+    def _end(self, code: int | None) -> str | None:
+        """End the current code at the key `code` (an Enter) or, None, at a pause."""
+        self._keys.append(key_name(code) if code is not None else "(pause)")
         raw = " ".join(self._keys).encode()
         reason = ("unknown_key" if self._unknown else "too_long" if self._length > self.max_length
                   else "empty" if not self._chars else None)
@@ -213,8 +235,16 @@ class HidScannerReader(ScannerReader):
         super().__init__(cfg, on_scan, reconnect_max=reconnect_max)
         if not cfg.path and not cfg.device_name:
             raise ValueError(f"hid scanner {cfg.name}: set path or device_name")
+        pause_ms = getattr(cfg, "end_on_pause_ms", None)
         self.decoder = KeyDecoder(max_length=max_length or getattr(cfg, "max_length", None) or MAX_LENGTH,
-                                  incomplete_after=incomplete_after, on_discard=self._discard)
+                                  incomplete_after=incomplete_after, on_discard=self._discard,
+                                  end_on_pause=None if pause_ms is None else pause_ms / 1000)
+        # select() must come back well within the pause for a code to end on time
+        self._read_timeout = READ_TIMEOUT if pause_ms is None else min(READ_TIMEOUT, pause_ms / 4000)
+        # when keys last arrived, on this PC's clock: event timestamps may be on another clock
+        # (CLOCK_REALTIME or CLOCK_MONOTONIC, as the device was set), so they only measure gaps
+        # between events, never against now
+        self._last_input = 0.0
         self._open_device = open_device
         self._list_devices = list_devices
         self.device = None
@@ -272,13 +302,20 @@ class HidScannerReader(ScannerReader):
 
     def _pump(self) -> None:
         device = self.device
-        ready, _, _ = select.select([device.fileno()], [], [], READ_TIMEOUT)
-        if not ready:
-            return
+        ready, _, _ = select.select([device.fileno()], [], [], self._read_timeout)
         try:
-            events = list(device.read())
+            events = list(device.read()) if ready else []
         except BlockingIOError:
+            events = []
+        now = time.monotonic()
+        if not events:
+            pause = self.decoder.end_on_pause
+            if pause is not None and self.decoder.pending and now - self._last_input >= pause:
+                text = self.decoder.pause()
+                if text is not None:
+                    self._deliver(text, self.decoder.raw, time.time())
             return
+        self._last_input = now
         for event in events:
             text = self.decoder.feed(event)
             if text is not None:

@@ -81,6 +81,9 @@ class HidScanner(DeviceConfig):
     path: DevPath | None = None
     device_name: Annotated[str, Field(min_length=1)] | None = None
     max_length: Annotated[int, Field(ge=1, le=4096)] = 1024  # characters (a signed QR token is up to 1,024)
+    # a code also ends after this long without a key (scanners set to send no Enter, or set up for a
+    # Chinese input method); None: only Enter ends a code. Below the reader's 1 s "incomplete" limit
+    end_on_pause_ms: Annotated[int, Field(ge=20, le=500)] | None = None
 
     @model_validator(mode="after")
     def _path_or_name(self):

@@ -171,6 +171,8 @@ class ScannerReader:
             self.discarded[reason] = self.discarded.get(reason, 0) + 1
         kv = {"device": self.name, "reason": reason, "length": len(raw) if length is None else length}
         if raw:
-            kv["head"] = raw[:16].hex(" ")
+            # 8 bytes show what went wrong at the start; 16 were most of a payment code (付款码), a
+            # bearer credential that the log must never hold whole
+            kv["head"] = raw[:8].hex(" ")
         level = logging.INFO if reason in ("empty", "incomplete") else logging.WARNING
         log.log(level, "scan discarded", extra={"kv": kv})

@@ -12,12 +12,16 @@ Splitting (CodeSplitter, pure, no I/O):
     bytes of one code even at 1200 baud, far below the time between two scans).
   - A buffer never grows past `max_length` bytes: the rest of an overlong code is only counted, and
     the whole code is discarded at its terminator ("too_long").
+  - A CR or LF that is not the terminator is dropped when it comes before the first byte of a code:
+    line noise between codes is dropped, and the next code is kept whole.
   - Bytes that stop for `incomplete_after` seconds with no terminator are a cut-off code (the
     terminator was lost); they are discarded ("incomplete") rather than glued to the next scan.
 
 Checking (classify): control bytes other than GS (0x1D, the GS1 FNC1 separator that GS1 DataMatrix /
-GS1-128 scanners transmit) or NUL -> "control_character"; not UTF-8 and not GB18030 ->
-"invalid_encoding" (see decode() for text that is both); C1 control characters in the decoded text -> "control_character"; nothing -> "empty".
+GS1-128 scanners transmit) or NUL -> "control_character"; UTF-8 cut off in the middle of its last
+character (`E4 B8` then the terminator) -> "incomplete_character"; not UTF-8 and not GB18030 ->
+"invalid_encoding" (see decode() for text that is both); C1 control characters in the decoded text ->
+"control_character"; nothing -> "empty".
 """
 
 from __future__ import annotations
@@ -82,6 +86,10 @@ class CodeSplitter:
             if b in self._ends:
                 self._end(out)
                 self._after_cr = b == CR
+            elif b in (CR, LF) and not self._length:
+                # line noise (`\r\r\r\n\n`): a CR or LF that is not this mode's terminator, before
+                # any byte of a code, would otherwise make the next real code a "control_character"
+                continue
             else:
                 self._length += 1
                 if len(self._buf) < self.max_length:
@@ -165,12 +173,28 @@ def decode(raw: bytes) -> str | None:
     return text
 
 
+def _cut_utf8(raw: bytes) -> bool:
+    """UTF-8 that is valid up to its end, where a character's bytes stop short (`E4 B8`).
+
+    GB18030 would read those last bytes as some other character (E4 B8 is 涓): a lost byte would
+    become a wrong code. A GB18030 scanner's code can look the same only when every byte of it is
+    also valid UTF-8 up to a 2-byte character at its end, which is rare; such a code is discarded.
+    """
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.reason == "unexpected end of data" and exc.end == len(raw)
+    return False
+
+
 def classify(raw: bytes) -> tuple[str | None, str | None]:
     """(text, None) for a good code, (None, reason) for one to discard."""
     if not raw:
         return None, "empty"
     if any((b < 0x20 or b == 0x7F) and b not in ALLOWED_CONTROLS for b in raw):
         return None, "control_character"  # NUL included; never part of a UTF-8 or GB18030 sequence
+    if _cut_utf8(raw):
+        return None, "incomplete_character"
     text = decode(raw)
     if text is None:
         return None, "invalid_encoding"

@@ -165,6 +165,25 @@ def test_too_long_empty_and_incomplete():
     assert len(rec.discards[0][1].split()) <= 8 + 2  # raw stays bounded too
 
 
+def test_end_on_pause_ends_a_code_without_enter():
+    rec, clock = Recorder(end_on_pause=0.1), Clock()
+    evs = typed(clock, "A-1", enter=None)
+    clock.t += 0.2
+    evs += typed(clock, "B-2", enter=None)
+    assert rec.run(evs) == ["A-1"]  # the first key of B-2 came after the pause
+    assert rec.decoder.raw.endswith(b"KEY_1 (pause)")
+    assert rec.decoder.pause() == "B-2" and rec.decoder.pending == 0
+    assert rec.decoder.pause() is None
+    # a scanner that sends Enter too: ended by it, or by the pause with its late Enter ignored
+    assert rec.run(typed(clock, "C-3")) == ["C-3"]
+    late = typed(clock, "D-4", enter=None)
+    clock.t += 0.2
+    assert rec.run(late + press(clock, E.KEY_ENTER)) == ["D-4"]
+    assert rec.discards == []
+    with pytest.raises(ValueError):
+        KeyDecoder(end_on_pause=1.5, incomplete_after=1.0)
+
+
 def test_other_event_types_are_ignored():
     rec, clock = Recorder(), Clock()
     evs = [clock.event(E.EV_LED, E.LED_NUML, 1), clock.event(E.EV_MSC, E.MSC_SCAN, 0x70027)]
@@ -373,6 +392,24 @@ def test_reader_stop_is_prompt_and_ungrabs(bus, readers):
     r.stop()
     assert time.monotonic() - start < 0.3
     assert not dev.grabbed and dev.closed and not r.running
+
+
+def test_reader_ends_a_code_on_a_pause_when_the_scanner_sends_no_enter(bus, readers):
+    bus.plug("/dev/input/event3", "Scanner")
+    r, scans = start_reader(bus, readers, device_name="Scanner", end_on_pause_ms=40)
+    until(lambda: r.state == "connected")
+    dev = bus.grabbed("/dev/input/event3")
+    dev.push(typed(Clock(), "6901234567892", enter=None))  # nothing more comes: the pause ends it
+    scan = scans.get(timeout=2)
+    assert scan.text == "6901234567892" and scan.raw.endswith(b"KEY_2 (pause)")
+    clock = Clock()
+    first = typed(clock, "A-1", enter=None)
+    clock.t += 0.1
+    dev.push(first + typed(clock, "B-2"))  # two codes in one read, the first ended by the gap
+    assert [scans.get(timeout=2).text for _ in range(2)] == ["A-1", "B-2"]
+    assert r.discarded == {} and r.scans == 3
+    with pytest.raises(ValueError):
+        HidScanner(name="x", type="hid", device_name="Scanner", end_on_pause_ms=5)
 
 
 def test_config_needs_path_or_name(bus):

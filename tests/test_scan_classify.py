@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from pydantic import ValidationError
 
-from edge.core.classify import KINDS, REASONS, classify
+from edge.core.classify import KINDS, REASONS, classify, mask_payment_code
 from edge.core.gs1 import CSET82, GS
 from edge.core.gtin import compress_upca, expand_upce
 from edge.core.scales import DEFAULT_FORMATS, ScaleFormat, ScanningSection, price_check_digit
@@ -375,6 +375,22 @@ def test_pickup_codes_typed_and_scanned():
     assert c("１２３４５６").kind == "unknown"              # full-width only becomes digits when typed
 
 
+# ---------------------------------------------------------------------------------------------- payment codes
+
+@pytest.mark.parametrize("text, payer", [
+    ("101234567890123456", "wechat_pay"), ("131234567890123456", "wechat_pay"), ("151234567890123456", "wechat_pay"),
+    ("2512345678901234", "alipay"), ("28763443825664394", "alipay"), ("301234567890123456789012", "alipay"),
+    ("281234567890123456", "alipay"),           # 18 digits from 25-30: Alipay's, not WeChat's
+])
+def test_payment_codes(text, payer):
+    for typed in (False, True):
+        result = c(text, typed=typed)
+        assert (result.kind, result.format, result.text) == ("payment_code", payer, text)
+    assert c(f"]C0{text}").kind == "payment_code"  # Code 128 with its symbology identifier
+    assert mask_payment_code(text) == text[:4] + "*" * (len(text) - 8) + text[-4:]
+    assert "payment_code" in KINDS
+
+
 # ---------------------------------------------------------------------------------------------- unknown
 
 @pytest.mark.parametrize("text, reason", [
@@ -382,7 +398,8 @@ def test_pickup_codes_typed_and_scanned():
     ("1" * 1025, "too_long"), ("1" * 5_000_000, "too_long"),
     ("6901234\x00567892", "control_character"), ("abc\x1bdef", "control_character"), ("\x7f", "control_character"),
     ("hello", "unrecognized"), ("https://example.com/p?id=1", "unrecognized"), ("农夫山泉", "unrecognized"),
-    ("131234567890123456", "unrecognized"),    # a WeChat Pay payment code (付款码): not a kind of this module
+    ("161234567890123456", "unrecognized"),    # 18 digits, but not 10-15: not a WeChat Pay code
+    ("3112345678901234", "unrecognized"), ("2512345678901234567890123", "unrecognized"),  # not Alipay
 ])
 def test_unknown(text, reason):
     result = c(text)

@@ -190,6 +190,31 @@ def test_overlong_garbage_and_empty_are_discarded_and_the_next_code_comes_throug
         ("control_character", 4, "front"), ("empty", 0, "front")]
 
 
+@pytest.mark.parametrize("terminator", ["CR", "LF", "CRLF"])
+def test_line_noise_between_codes_is_dropped_and_the_next_code_kept(pty_scanner, harness, terminator):
+    r = harness.reader(pty_scanner.path, terminator)
+    pty_scanner.send(b"\r\r\r\n\n")
+    pty_scanner.send(b"6901234567892\r\n")
+    assert harness.next().text == "6901234567892"
+    pty_scanner.send(b"\n\r\n\rA-1\r\n")
+    assert harness.next().text == "A-1"
+    harness.nothing_more()
+    assert r.scans == 2 and set(r.discarded) <= {"empty"}  # no code lost as a "control_character"
+
+
+def test_a_cut_off_utf8_character_is_discarded_with_a_reason(pty_scanner, harness, caplog):
+    caplog.set_level(logging.INFO, logger="drivers.scanner")
+    r = harness.reader(pty_scanner.path, "CR")
+    pty_scanner.send(b"\xe4\xb8\r")            # the first two bytes of 中 (E4 B8 AD)
+    pty_scanner.send("券A".encode() + b"\xe5\r")  # valid UTF-8, then a lone lead byte
+    pty_scanner.send("中".encode() + b"\r")
+    assert harness.next().text == "中"
+    harness.nothing_more()
+    assert r.discarded == {"incomplete_character": 2}
+    discards = [rec.kv["reason"] for rec in caplog.records if rec.getMessage() == "scan discarded"]
+    assert discards == ["incomplete_character"] * 2
+
+
 def test_a_code_whose_terminator_was_lost_is_not_glued_to_the_next(pty_scanner, harness):
     r = harness.reader(pty_scanner.path, "CR", incomplete_after=0.2)
     pty_scanner.send(b"69012")  # the scanner was cut off mid-code
@@ -254,6 +279,8 @@ def test_classify():
     assert classify(b"a\tb") == (None, "control_character")
     assert classify("\x85€".encode()) == (None, "control_character")  # a C1 control, valid UTF-8
     assert classify(b"\x80") == (None, "invalid_encoding")
+    assert classify(b"\xe4\xb8") == (None, "incomplete_character")  # not GB18030's 涓
+    assert classify(b"12\xf0\x9f\x98") == (None, "incomplete_character")
     assert classify(b"") == (None, "empty")
 
 

@@ -1,4 +1,9 @@
-"""Scans on the local API: poll or stream (WebSocket) from a consumer's position, acknowledge, type one in."""
+"""Scans on the local API: poll or stream (WebSocket) from a consumer's position, acknowledge, type one in.
+
+A payment code (付款码) is in the journal masked; the till that asked for one
+(`POST /scans/payment-request`) gets the whole code on that scan, as `payment_code`, over its own
+reads with the same token (edge/services/payment_codes.py, docs/api.md).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,12 @@ Consumer = Annotated[str, Field(pattern=CONSUMER_PATTERN)]
 class Ack(Body):
     consumer: Consumer
     seq: Annotated[int, Field(ge=0, le=2**62)]
+
+
+class PaymentRequest(Body):
+    consumer: Consumer = Field(description="The reader (this till's POS) that gets the whole payment code")
+    scanner: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$",
+                                  description="Take the code from this scanner only (its config name)")] | None = None
 
 
 class ScanIn(Body):
@@ -68,13 +79,38 @@ async def list_scans(request):
     if wait:
         await request.app[SCANS].wait_after(pos, wait)
     items = await request.app[STORE].read(scans.after, pos, limit)
-    return json_response({"consumer": consumer, "position": pos, "items": items})
+    return json_response({"consumer": consumer, "position": pos, "items": _reveal(request, consumer, items)})
+
+
+def _reveal(request: web.Request, consumer: str, items: list[dict]) -> list[dict]:
+    """The whole payment code on the scans claimed for this consumer and this till's token."""
+    payments = request.app[SCANS].payments
+    out = []
+    for item in items:
+        if item["kind"] == "payment_code":
+            code = payments.whole(item["seq"], consumer, request[DEVICE])
+            if code is not None:
+                item = {**item, "payment_code": code}
+        out.append(item)
+    return out
+
+
+@operation("post", "/scans/payment-request", "The till is about to take a payment: the next payment code "
+           "(付款码) is handed whole to this consumer, on this token, for 60 s", tag="scans", body=PaymentRequest,
+           writes=False, responses={200: "consumer, scanner, wait_seconds"})
+async def request_payment_code(request):
+    _, body = await parse_body(request, PaymentRequest)
+    wait = request.app[SCANS].payments.request(body.consumer, request[DEVICE], body.scanner)
+    return json_response({"consumer": body.consumer, "scanner": body.scanner, "wait_seconds": wait})
 
 
 @operation("post", "/scans/ack", "Acknowledge scans up to seq: they are not delivered to this consumer again",
            tag="scans", body=Ack, responses={201: "consumer and acked_seq"})
 async def ack_scans(request):
-    return await write(request, Ack, lambda conn, body, ctx: scans.ack(conn, body.consumer, body.seq, ctx))
+    response = await write(request, Ack, lambda conn, body, ctx: scans.ack(conn, body.consumer, body.seq, ctx))
+    acked = json.loads(response.body)
+    request.app[SCANS].payments.acked(acked["consumer"], acked["acked_seq"])
+    return response
 
 
 @operation("post", "/scans", "A code typed by a person or sent by a till: classified and queued like a scan",
@@ -88,7 +124,7 @@ async def post_scan(request):
     def run(conn, body, ctx):
         scan = Scan(device=request[DEVICE], source="typed" if body.typed else "api", text=body.text,
                     raw=body.text.encode("utf-8"), at=time.time())
-        return scans.record(conn, scan, classified)
+        return router.record(conn, scan, classified)
 
     response = await write(request, ScanIn, run)
     await router.announce(json.loads(response.body)["seq"])
@@ -108,7 +144,7 @@ async def scans_ws(request):
     async def push():
         nonlocal sent
         while True:
-            for item in await store.read(scans.after, sent, 100):
+            for item in _reveal(request, consumer, await store.read(scans.after, sent, 100)):
                 await ws.send_json(item, dumps=lambda o: json.dumps(o, ensure_ascii=False))
                 sent = item["seq"]
             await router.wait_after(sent, 25)
@@ -126,7 +162,8 @@ async def scans_ws(request):
                 await ws.send_json({"error": 'send {"ack": <seq>}'})
                 continue
             ctx = context.make(request[DEVICE], request.app[CONFIG].tz)
-            await store.write(scans.ack, consumer, seq, ctx)
+            acked = await store.write(scans.ack, consumer, seq, ctx)
+            router.payments.acked(consumer, acked["acked_seq"])
     finally:
         pusher.cancel()
         await asyncio.gather(pusher, return_exceptions=True)

@@ -11,6 +11,9 @@
 - ``pickup_token`` / ``coupon_token``: a JWS compact token (docs/tokens.md); only the header is
   looked at here, the signature is checked elsewhere.
 - ``pickup_code``: 6-8 digits (see `classify` for the 8-digit rule).
+- ``payment_code``: a customer's 付款码 shown in WeChat Pay (``format`` ``wechat_pay``: 18 digits
+  starting 10-15) or Alipay (``alipay``: 16-24 digits starting 25-30), scanned or typed. It pays
+  for about a minute: a bearer credential, never kept whole (`mask_payment_code`, docs/api.md).
 - ``unknown``: with a ``reason`` (and a ``detail`` for people).
 
 The 8-digit rule: a TYPED entry (``typed=True``) of 6-8 digits is always a pickup code. A SCANNED
@@ -41,8 +44,8 @@ from protocol.barcodes import gtin_check_digit
 
 MAX_LENGTH = 1024
 
-KINDS = ("product", "gs1", "weighed", "pickup_token", "coupon_token", "pickup_code", "unknown")
-Kind = Literal["product", "gs1", "weighed", "pickup_token", "coupon_token", "pickup_code", "unknown"]
+KINDS = ("product", "gs1", "weighed", "pickup_token", "coupon_token", "pickup_code", "payment_code", "unknown")
+Kind = Literal["product", "gs1", "weighed", "pickup_token", "coupon_token", "pickup_code", "payment_code", "unknown"]
 
 # Reasons of `unknown`.
 REASONS = (
@@ -66,6 +69,7 @@ class Classified:
                                      # (]C1, ]E0 ...), NFKC-normalized if typed
     format: str | None = None        # product: ean13 ean8 upca upce gtin14 | gs1: aim gs hri bare |
                                      # weighed: the ScaleFormat's name | tokens: jws | pickup_code: typed scanned
+                                     # | payment_code: wechat_pay alipay
     gtin: str | None = None          # product: the code as scanned (UPC-E: expanded to UPC-A) | gs1: (01)
     lookup: tuple[str, ...] = ()     # catalog keys to try, in order: gtin first, then its other lengths
     ais: Mapping[str, str] = field(default_factory=lambda: _EMPTY, hash=False)  # gs1: AI -> raw value, in scan order
@@ -124,6 +128,26 @@ def _classify_token(text: str, match: re.Match) -> Classified:
         return malformed("the signature is empty")
     kid = header.get("kid")
     return Classified(kind, text, format="jws", kid=kid if isinstance(kid, str) else None)
+
+
+# --------------------------------------------------------------------------------------------
+# Payment codes (付款码): the payers' published auth_code rules
+
+def payment_code_format(text: str) -> str | None:
+    """"wechat_pay" or "alipay" when `text` (digits only) is a 付款码, else None."""
+    if not is_digits(text):
+        return None
+    n, head = len(text), text[:2]
+    if n == 18 and "10" <= head <= "15":
+        return "wechat_pay"
+    if 16 <= n <= 24 and "25" <= head <= "30":
+        return "alipay"
+    return None
+
+
+def mask_payment_code(text: str) -> str:
+    """What may be kept of a payment code: its first and last 4 digits (1340**********5678)."""
+    return text[:4] + "*" * max(len(text) - 8, 0) + text[-4:] if len(text) > 8 else "*" * len(text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,6 +281,9 @@ def _classify(text: str, formats: Sequence[ScaleFormat], typed: bool, ref_year: 
     if is_digits(text):
         if len(text) >= 16 and text[:2] in ("00", "01", "02"):
             return parse_gs1(text, "bare", ref_year)
+        payer = payment_code_format(text)
+        if payer is not None:
+            return Classified("payment_code", text, format=payer)
         return _classify_digits(text, formats, typed, aim)
     token = _JWS.fullmatch(text)
     if token:

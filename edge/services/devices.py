@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from drivers.models import Camera, HidScanner, SerialScanner
+from edge.core.classify import classify, mask_payment_code
 from edge.services.scan_router import ScanRouter
 
 log = logging.getLogger("edge.services.devices")
@@ -62,5 +63,16 @@ class DeviceService:
         self.start()
 
     def states(self) -> list[dict]:
-        return [r.status() for r in self.readers.values()] + [
+        return [_masked(r.status()) for r in self.readers.values()] + [
             {"device": name, "state": "disabled"} for name in self.disabled]
+
+
+def _masked(status: dict) -> dict:
+    """A reader's last scan, as the device page and GET /scanners show it: a payment code masked."""
+    last = status.get("last_scan")
+    if last:
+        classified = classify(last["text"])
+        if classified.kind == "payment_code":
+            masked = mask_payment_code(classified.text)
+            status = {**status, "last_scan": {**last, "text": masked, "raw_hex": masked.encode().hex(" ")}}
+    return status

@@ -2,6 +2,8 @@
 
 Scanners (serial, HID, camera) hand their scans over from their threads; the router classifies each
 (edge/core/classify.py) and writes it to the scan journal (edge/store/scans.py), in arrival order.
+A payment code is stored masked; the whole code goes to the till that asked, if one did
+(edge/services/payment_codes.py), and is otherwise forgotten at once.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import asyncio
 import logging
 
 from drivers.scan import Scan
-from edge.core.classify import classify
+from edge.core.classify import Classified, classify, mask_payment_code
+from edge.services.payment_codes import PaymentCodes
 from edge.store import scans
 
 log = logging.getLogger("edge.services.scan_router")
@@ -27,6 +30,7 @@ class ScanRouter:
         self._new = asyncio.Condition()
         self._task: asyncio.Task | None = None
         self.newest = 0
+        self.payments = PaymentCodes()
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -46,8 +50,20 @@ class ScanRouter:
     async def submit(self, scan: Scan, typed: bool = False) -> dict:
         """A scan from the API or the cashier screen; returns it as stored."""
         classified = classify(scan.text, self.formats, typed=typed)
-        item = await self.store.write(scans.record, scan, classified)
+        item = await self.store.write(self.record, scan, classified)
         await self.announce(item["seq"])
+        return item
+
+    def record(self, conn, scan: Scan, classified: Classified) -> dict:
+        """scans.record, and a payment code claimed for its till: inside the write's transaction, so no
+        reader sees the scan before the claim (a WebSocket would send it once, without the code)."""
+        item = scans.record(conn, scan, classified)
+        if classified.kind == "payment_code":
+            consumer = self.payments.claim(item["seq"], scan.device, classified.text)
+            # the masked code only: the log is no place for a credential
+            log.info("payment code for a till" if consumer else "payment code nobody asked for: not kept",
+                     extra={"kv": {"seq": item["seq"], "device": scan.device, "consumer": consumer,
+                                   "code": mask_payment_code(classified.text)}})
         return item
 
     async def _run(self) -> None:

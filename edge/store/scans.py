@@ -8,6 +8,10 @@ A consumer seen for the first time starts at the newest scan: it does not replay
 A scan is classified once, when it is recorded: its kind and detail are stored, and whoever looks a
 stored scan up again (the cashier screen's list) rebuilds the classification from them
 (`classification`) rather than classifying the text again.
+
+A payment code (付款码, kind `payment_code`) is a bearer credential: it is stored masked (first and
+last 4 digits), text, raw bytes and detail alike. The whole code lives only in the memory of the scan
+router, for the till that asked for it (edge/services/payment_codes.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sqlite3
 from datetime import date, datetime, timezone
 
 from drivers.scan import Scan
-from edge.core.classify import Classified
+from edge.core.classify import Classified, mask_payment_code
 from edge.core.clock import iso
 from edge.core.context import WriteContext
 
@@ -60,6 +64,10 @@ def as_classified(text: str, kind: str, stored: dict) -> Classified:
 
 
 def record(conn: sqlite3.Connection, scan: Scan, classified: Classified) -> dict:
+    if classified.kind == "payment_code":
+        masked = mask_payment_code(classified.text)
+        scan = dataclasses.replace(scan, text=masked, raw=masked.encode())
+        classified = dataclasses.replace(classified, text=masked)
     cur = conn.execute("INSERT INTO scans (device, source, text, raw, kind, detail, scanned_at) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (scan.device, scan.source, scan.text, scan.raw, classified.kind,

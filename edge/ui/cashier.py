@@ -59,9 +59,10 @@ WHY = {
 }
 KINDS = {
     "zh": {"product": "商品条码", "gs1": "GS1 条码", "weighed": "称重条码", "pickup_token": "提货二维码",
-           "coupon_token": "优惠券", "pickup_code": "提货码", "unknown": "无法识别"},
+           "coupon_token": "优惠券", "pickup_code": "提货码", "payment_code": "付款码", "unknown": "无法识别"},
     "en": {"product": "Product", "gs1": "GS1 code", "weighed": "Weighed label", "pickup_token": "Pickup QR",
-           "coupon_token": "Coupon", "pickup_code": "Pickup code", "unknown": "Unknown"},
+           "coupon_token": "Coupon", "pickup_code": "Pickup code", "payment_code": "Payment code",
+           "unknown": "Unknown"},
 }
 STATES = {
     "zh": {"received": "已接单", "accepted": "备货中", "ready": "待取货", "picked_up": "已取货", "cancelled": "已取消",
@@ -89,6 +90,7 @@ register_text({
         "cashier_used_by": "已于 {when} 由 {who} 核销", "cashier_used_at": "已于 {when} 使用",
         "cashier_retry_after": "请 {seconds} 秒后再试", "cashier_order_state": "订单状态：{state}",
         "cashier_refused": "不能使用", "cashier_unknown_code": "无法识别的码",
+        "cashier_payment_code": "这是顾客的付款码：请在收银机的收款界面扫码，此处不收款",
         "cashier_unknown_barcode": "本店没有这个条码的商品",
         "cashier_coupon": "优惠券", "cashier_coupon_value": "立减 {amount}", "cashier_coupon_percent": "减 {percent}%",
         "cashier_coupon_cap": "（最多减 {amount}）", "cashier_coupon_min": "满 {amount} 可用",
@@ -126,6 +128,7 @@ register_text({
         "cashier_used_by": "Handed over on {when} by {who}", "cashier_used_at": "Used on {when}",
         "cashier_retry_after": "Retry in {seconds} s", "cashier_order_state": "Order state: {state}",
         "cashier_refused": "Refused", "cashier_unknown_code": "Unknown code",
+        "cashier_payment_code": "A customer's payment code: scan it on the till's payment screen, not here",
         "cashier_unknown_barcode": "No product in this store has this barcode",
         "cashier_coupon": "Coupon", "cashier_coupon_value": "{amount} off", "cashier_coupon_percent": "{percent}% off",
         "cashier_coupon_cap": " (at most {amount})", "cashier_coupon_min": "Minimum spend {amount}",
@@ -258,6 +261,9 @@ async def _result_for(request: web.Request, classified: Classified) -> tuple[int
         if not _is_refusal(exc):
             raise
         return _status(exc), _refusal(exc)
+    if classified.kind == "payment_code":
+        return 422, {"type": "refusal", "reason": "payment_code", "key": "cashier_payment_code", "message": "",
+                     "detail": {}}
     return 422, {"type": "refusal", "reason": "unknown", "key": "cashier_unknown_code",
                  "why": f"cashier_why_{classified.reason}" if classified.reason in REASONS else None,
                  "why_detail": classified.detail, "message": "", "detail": {}}
