@@ -277,6 +277,70 @@ async def test_an_unexpected_error_does_not_end_the_sync_tasks(config):
         store.close()
 
 
+@pytest.mark.parametrize("sign", ["download", "hint socket"])
+async def test_the_uploader_retries_at_once_when_the_cloud_is_back(config, monkeypatch, sign):
+    """Issue 15 item 9: after an outage the uploader does not sleep out its backoff (up to 300 s)
+    once a page was downloaded or the hint socket connected: the link is back, the queue goes."""
+    import contextlib
+
+    import sync.engine
+    from edge.store.db import open_store
+    from sync.client import Answer
+    from sync.engine import SyncEngine, Timing
+
+    monkeypatch.setattr(sync.engine, "backoff", lambda attempt, timing, rng: 300.0)
+    store = open_store(config.db_path)
+    store.open()
+    network_back, first_failed, resent = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    class Client:
+        store_id = "test-store"
+
+        async def open(self):
+            pass
+
+        async def close(self):
+            pass
+
+        async def post_events(self, envelopes):
+            if first_failed.is_set():
+                resent.set()
+            first_failed.set()
+            raise RetryLater("offline")
+
+        async def get_changes(self, after, limit):
+            if sign == "hint socket":
+                raise RetryLater("offline")
+            await network_back.wait()
+            return Answer(200, {"changes": [], "next_cursor": after, "more": False})
+
+        @contextlib.asynccontextmanager
+        async def hints(self):
+            if sign == "download":
+                raise RetryLater("offline")
+            await network_back.wait()
+            yield Silent()
+
+    class Silent:  # a hint socket that stays open and says nothing
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            await asyncio.Event().wait()
+
+    engine = SyncEngine(store, Client(), tz=config.tz, timing=Timing(poll_without_hints=300))
+    await engine.start()
+    try:
+        await asyncio.wait_for(first_failed.wait(), 5)
+        await asyncio.sleep(0)
+        assert engine.link.state == "offline" and not resent.is_set()
+        network_back.set()
+        await asyncio.wait_for(resent.wait(), 5)
+    finally:
+        await engine.stop()
+        store.close()
+
+
 def test_a_resolved_dead_letter_is_resent_as_voided(conn, db_path):
     """After a cloud restore the queue is resent; a dead letter already retried must not count twice."""
     txn(conn, changes.apply_page, [order_change("a", 1)], 1, SEED)
