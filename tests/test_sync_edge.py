@@ -234,6 +234,17 @@ def test_retry_after_forms():
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
 
 
+class StubClient:
+    """The cloud client's lifecycle, for engines whose answers a test scripts."""
+    store_id = "test-store"
+
+    async def open(self):
+        pass
+
+    async def close(self):
+        pass
+
+
 async def test_an_unexpected_error_does_not_end_the_sync_tasks(config):
     """A bug or a full disk in one round must not stop uploads for good: the task logs and retries."""
     from edge.store.db import open_store
@@ -243,15 +254,7 @@ async def test_an_unexpected_error_does_not_end_the_sync_tasks(config):
     store.open()
     calls = []
 
-    class Client:
-        store_id = "test-store"
-
-        async def open(self):
-            pass
-
-        async def close(self):
-            pass
-
+    class Client(StubClient):
         async def post_events(self, envelopes):
             calls.append(len(envelopes))
             if len(calls) == 1:
@@ -293,15 +296,7 @@ async def test_the_uploader_retries_at_once_when_the_cloud_is_back(config, monke
     store.open()
     network_back, first_failed, resent = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
-    class Client:
-        store_id = "test-store"
-
-        async def open(self):
-            pass
-
-        async def close(self):
-            pass
-
+    class Client(StubClient):
         async def post_events(self, envelopes):
             if first_failed.is_set():
                 resent.set()
