@@ -245,8 +245,10 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     with_config(sub.add_parser("run", help="run the daemon")).set_defaults(func=cmd_run)
-    demo = with_config(sub.add_parser("demo", help="the demo store: cloud hub, printer, scanners, simulated "
-                                                   "customers and an outage"))
+    demo = sub.add_parser("demo", help="the demo store on its own scratch data: cloud hub, printer, scanners, "
+                                       "simulated customers and an outage")
+    demo.add_argument("--config", help="the demo's own config (its data_dir a new folder or an earlier demo's); "
+                                       "default: scratch data in a temporary folder")
     demo.add_argument("--for", dest="seconds", type=float, metavar="SECONDS",
                       help="stop after SECONDS and print a summary (last line JSON); exit 1 if a check failed")
     demo.set_defaults(func=cmd_demo)
