@@ -54,7 +54,8 @@ def test_demo_for_60_seconds(tmp_path):
     summary = json.loads(out[-1])
     report = f"exit {proc.returncode} after {took:.0f} s\n" + "\n".join(out[-14:]) + "\n" + proc.stderr[-2000:]
     assert proc.returncode == 0, report
-    assert summary["checks_passed"] is True, report
+    assert summary["checks_passed"] is True and summary["failed_checks"] == [], report
+    assert summary["errors_count"] == 0, report
     assert summary["orders_printed"] >= 20, report
     assert summary["pickups_verified"] >= 10, report
     assert summary["pickups_provisional"] >= 1, report  # hand-overs during the outage
@@ -136,3 +137,24 @@ def test_the_demo_runs_again_on_the_folder_it_made(tmp_path, staged):
     assert main(["--config", str(config), "--for", "5"]) == 0
     assert main(["--config", str(config), "--for", "5"]) == 0  # its own store now: not refused
     assert len(staged) == 2 and staged[1][0].data_dir == tmp_path / "demo-var"
+
+
+def passing_summary() -> dict:
+    return {"outage_survived": True, "ledger_clean": True, "balances_equal": True, "queue_drained": True,
+            "all_orders_printed": True, "pickups_at_cloud": 3, "pickups_verified": 3, "errors": [], "errors_count": 0,
+            "orders_created": 4, "sales": 9, "events_synced": 40, "receipts_printed": 13}
+
+
+@pytest.mark.parametrize("change, failed", [
+    ({}, []),
+    ({"errors": ["till: ClientError()"], "errors_count": 1}, ["no_errors"]),
+    ({"orders_created": 0, "all_orders_printed": True}, ["enough_activity"]),
+    ({"sales": 0, "pickups_verified": 0, "pickups_at_cloud": 0, "events_synced": 0, "receipts_printed": 0},
+     ["enough_activity"]),
+])
+def test_the_demo_checks_count_its_errors_and_need_some_activity(change, failed):
+    """Issue 15 item 17: `checks_passed` held with errors in the summary, and with nothing done."""
+    from edge.ops.demo.summary import checks
+
+    results = checks({**passing_summary(), **change})
+    assert [name for name, ok in results.items() if not ok] == failed
