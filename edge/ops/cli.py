@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from edge import __version__
@@ -331,7 +332,15 @@ def main(argv: list[str] | None = None) -> int:
         return _run_own_arguments(args.own_arguments, rest)
     if rest:
         top.error(f"unrecognized arguments: {' '.join(rest)}")
-    return args.func(args)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe is only reported
+    except BrokenPipeError:
+        # `store-edge catalog export - | head`: the reader has what it wanted. Not an error, and
+        # stdout goes to /dev/null so that the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return code
 
 
 if __name__ == "__main__":
