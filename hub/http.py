@@ -3,6 +3,7 @@ answers, and the middleware that turns every error into `{"epoch"?, "error", "me
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -34,6 +35,15 @@ async def errors_middleware(request: web.Request, handler):
     """Every error is JSON `{"epoch"?, "error", "message"}`; never a stack trace."""
     try:
         return await handler(request)
+    except (ConnectionResetError, asyncio.CancelledError) as exc:
+        # a store that goes away mid-request (a killed daemon, a dropped link) is ordinary: nobody is
+        # left to answer, and aiohttp would log a ConnectionResetError as an error with its traceback
+        if isinstance(exc, ConnectionResetError) or request.transport is None or request.transport.is_closing():
+            log.info("client disconnected mid-request", extra={"kv": {
+                "method": request.method, "path": show(request.path, 100), "remote": request.remote}})
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        return web.Response(status=400, text="connection lost")
     except HubError as exc:
         return answer(request, {"error": exc.code, "message": exc.message, **exc.extra}, exc.status)
     except web.HTTPException as exc:

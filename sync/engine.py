@@ -1,7 +1,9 @@
 """The edge's sync engine: uploader, downloader and the hint WebSocket, each its own task.
 
 - The uploader sends the outbox in seq order, in batches. It wakes on every committed write and,
-  while the cloud is unreachable, on its own backoff timer: a queue never waits for a new sale.
+  while the cloud is unreachable, on its own backoff timer: a queue never waits for a new sale. Any
+  sign that the cloud is back (a page downloaded, the hint socket connected, an upload answered) cuts
+  the backoff short: a queue never waits out a 5-minute backoff while the link is up.
 - The downloader pulls changes by cursor when a hint arrives, and on a poll timer. A page is applied
   in slices (a bounded number of changes and time per write transaction, each moving the cursor past
   what it applied), so a sale never waits behind a whole page.
@@ -97,6 +99,9 @@ class SyncEngine:
         self.link = Link()
         self.upload_wake = asyncio.Event()
         self.download_wake = asyncio.Event()
+        # set on any sign the cloud answers again; a task in backoff retries at once (sales do not
+        # wake a backoff: during an outage every sale would be one more request to a dead link)
+        self._reachable = {"upload": asyncio.Event(), "download": asyncio.Event()}
         self._epoch_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
 
@@ -123,16 +128,22 @@ class SyncEngine:
             pass
         event.clear()
 
-    async def _failed(self, exc: Exception, attempt: int) -> int:
+    def _cloud_answered(self) -> None:
+        for event in self._reachable.values():
+            event.set()
+
+    async def _failed(self, exc: Exception, attempt: int, task: str) -> int:
         """Record a failure and sleep as its class says; returns the next attempt number."""
         if isinstance(exc, NeedsPerson):
             self.link.failed("auth_failed" if exc.status in (401, 403) else "refused", exc)
             await asyncio.sleep(self.timing.person_retry)
             return attempt
         self.link.failed("offline", exc)
-        delay = exc.retry_after if getattr(exc, "retry_after", None) is not None else \
-            backoff(attempt, self.timing, self.rng)
-        await asyncio.sleep(delay)
+        if getattr(exc, "retry_after", None) is not None:
+            await asyncio.sleep(exc.retry_after)  # the cloud named its time: keep to it
+            return attempt + 1
+        # the event was cleared when this attempt began: a sign of life since then ends the wait
+        await self._wait(self._reachable[task], backoff(attempt, self.timing, self.rng))
         return attempt + 1
 
     # -- upload -----------------------------------------------------------------------------------
@@ -146,7 +157,7 @@ class SyncEngine:
                 attempt = 0
                 await self._wait(self.upload_wake, None)
             except (RetryLater, NeedsPerson) as exc:
-                attempt = await self._failed(exc, attempt)
+                attempt = await self._failed(exc, attempt, "upload")
             except Exception as exc:  # noqa: BLE001 (a full disk, a bug: the task must not die silently)
                 attempt = await self._crashed("upload", exc, attempt)
 
@@ -160,6 +171,7 @@ class SyncEngine:
     async def upload_once(self) -> bool:
         """Send one batch; True if there was one (there may be more)."""
         self.upload_wake.clear()
+        self._reachable["upload"].clear()
         batch = await self.store.read(outbox.pending_batch, self.client.store_id, self.batch_size)
         if not batch:
             return False
@@ -168,6 +180,7 @@ class SyncEngine:
             return True  # the cloud was restored: the queue was rewound, send again
         moved = await self.store.write(self._record, batch, answer.status, answer.body)
         self.link.succeeded()
+        self._cloud_answered()
         if not moved:
             # the cloud answered but the queue did not move: resending at once would spin
             raise RetryLater(f"the cloud's answer ({answer.status}) did not move the queue")
@@ -235,7 +248,7 @@ class SyncEngine:
                 await self._wait(self.download_wake, self.timing.poll_with_hints if self.link.hints_connected
                                  else self.timing.poll_without_hints)
             except (RetryLater, NeedsPerson) as exc:
-                attempt = await self._failed(exc, attempt)
+                attempt = await self._failed(exc, attempt, "download")
             except Exception as exc:  # noqa: BLE001
                 attempt = await self._crashed("download", exc, attempt)
 
@@ -244,6 +257,7 @@ class SyncEngine:
         total = 0
         while True:
             self.download_wake.clear()
+            self._reachable["download"].clear()
             cursor = int(await self.store.read(outbox.get_state, "cursor", "0"))
             answer = await self.client.get_changes(cursor, self.page_size)
             if await self._check_epoch(answer.body):
@@ -257,6 +271,7 @@ class SyncEngine:
                 if counts["rejected"]:
                     log.warning("changes rejected", extra={"kv": counts})
             self.link.succeeded()
+            self._cloud_answered()
             if not body.get("more"):
                 return total
             if body["next_cursor"] == cursor:
@@ -316,6 +331,7 @@ class SyncEngine:
             try:
                 async with self.client.hints() as ws:
                     self.link.hints_connected = True
+                    self._cloud_answered()
                     attempt = 0
                     self.download_wake.set()   # whatever happened while the socket was down
                     async for message in ws:

@@ -8,9 +8,13 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.helpers_daemon import store_edge_command
 
@@ -50,7 +54,8 @@ def test_demo_for_60_seconds(tmp_path):
     summary = json.loads(out[-1])
     report = f"exit {proc.returncode} after {took:.0f} s\n" + "\n".join(out[-14:]) + "\n" + proc.stderr[-2000:]
     assert proc.returncode == 0, report
-    assert summary["checks_passed"] is True, report
+    assert summary["checks_passed"] is True and summary["failed_checks"] == [], report
+    assert summary["errors_count"] == 0, report
     assert summary["orders_printed"] >= 20, report
     assert summary["pickups_verified"] >= 10, report
     assert summary["pickups_provisional"] >= 1, report  # hand-overs during the outage
@@ -64,3 +69,92 @@ def test_demo_for_60_seconds(tmp_path):
     receipts = tmp_path / "var" / "virtual-printer"
     assert len(list(receipts.glob("*.png"))) == summary["receipts_printed"], report
     assert took < 120, report
+
+
+def store_fingerprint(db_path: Path) -> tuple:
+    """What the demo would add to a store: logins, products, stock moves, sales."""
+    conn = sqlite3.connect(db_path)
+    try:
+        return tuple(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                     for table in ("users", "products", "stock_moves", "sales"))
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def staged(monkeypatch, tmp_path):
+    """The demo's command up to the stage: the config the stage would run on, without starting it."""
+    from edge.ops.demo import stage
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    seen = []
+
+    async def main(self, logins):
+        seen.append((self.config, logins))
+        return 0
+
+    monkeypatch.setattr(stage.Demo, "main", main)
+    return seen
+
+
+@pytest.mark.parametrize("how", ["cwd", "env"])
+def test_the_demo_without_config_runs_on_scratch_data_never_the_installed_store(config, staged, monkeypatch,
+                                                                               tmp_path, how):
+    """Issue 15 item 16: on a store PC `store-edge demo` found the real config (./config.toml,
+    $STORE_EDGE_CONFIG, /etc/store-edge/config.toml) and seeded demo logins into the real store."""
+    from edge.ops import cli
+
+    before = store_fingerprint(config.db_path)
+    if how == "cwd":
+        monkeypatch.chdir(tmp_path)  # ./config.toml is the real store's
+        monkeypatch.delenv("STORE_EDGE_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("STORE_EDGE_CONFIG", str(config.path))
+    assert cli.main(["demo", "--for", "5"]) == 0
+    [(demo_config, logins)] = staged
+    assert demo_config.data_dir.is_relative_to(tmp_path / "tmp") and (demo_config.data_dir / ".store-edge-demo").is_file()
+    assert {name for name, _, _ in logins} == {"manager", "cashier"}
+    assert store_fingerprint(config.db_path) == before
+
+
+def test_the_demo_refuses_a_data_folder_holding_a_real_store(config, staged, capsys):
+    from edge.ops.demo.command import main
+
+    before = store_fingerprint(config.db_path)
+    assert main(["--config", str(config.path), "--for", "5"]) == 2
+    assert "holds a store that the demo did not make" in capsys.readouterr().err
+    assert staged == [] and store_fingerprint(config.db_path) == before
+    assert not (config.data_dir / ".store-edge-demo").exists()
+
+
+def test_the_demo_runs_again_on_the_folder_it_made(tmp_path, staged):
+    from edge.ops.demo.command import main
+
+    config = tmp_path / "demo.toml"
+    config.write_text('[store]\nid = "demo-store-001"\nname = "演示门店"\ndata_dir = "demo-var"\n', encoding="utf-8")
+    assert main(["--config", str(config), "--for", "5"]) == 0
+    assert main(["--config", str(config), "--for", "5"]) == 0  # its own store now: not refused
+    assert len(staged) == 2 and staged[1][0].data_dir == tmp_path / "demo-var"
+
+
+def passing_summary() -> dict:
+    return {"outage_survived": True, "ledger_clean": True, "balances_equal": True, "queue_drained": True,
+            "all_orders_printed": True, "pickups_at_cloud": 3, "pickups_verified": 3, "errors": [], "errors_count": 0,
+            "orders_created": 4, "sales": 9, "events_synced": 40, "receipts_printed": 13}
+
+
+@pytest.mark.parametrize("change, failed", [
+    ({}, []),
+    ({"errors": ["till: ClientError()"], "errors_count": 1}, ["no_errors"]),
+    ({"orders_created": 0, "all_orders_printed": True}, ["enough_activity"]),
+    ({"sales": 0, "pickups_verified": 0, "pickups_at_cloud": 0, "events_synced": 0, "receipts_printed": 0},
+     ["enough_activity"]),
+])
+def test_the_demo_checks_count_its_errors_and_need_some_activity(change, failed):
+    """Issue 15 item 17: `checks_passed` held with errors in the summary, and with nothing done."""
+    from edge.ops.demo.summary import checks
+
+    results = checks({**passing_summary(), **change})
+    assert [name for name, ok in results.items() if not ok] == failed

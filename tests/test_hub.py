@@ -1473,3 +1473,43 @@ async def test_a_hand_over_after_a_refund_is_applied_and_flagged(hub):
     assert [o["order_id"] for o in flagged["orders"]] == [oid] and flagged["orders"][0]["pickup"] is not None
     assert (await hub.admin("GET", "/orders", params={"conflict": "false"}))["orders"] == []
     assert (await hub.admin("GET", "/orders", params={"conflict": "yes"}, status=400))["error"] == "invalid_request"
+
+
+async def test_a_store_that_disconnects_mid_upload_is_one_info_line(tmp_path, caplog):
+    """Issue 15 item 10: a killed daemon drops its connection mid-body. The hub served as
+    `store-edge hub` serves (aiohttp's runner, handlers not cancelled on disconnect) logs one info
+    line, no error and no traceback."""
+    import asyncio
+
+    from aiohttp import web
+
+    from edge.core.serving import SHUTDOWN_TIMEOUT
+    from hub.state import HUB
+
+    app = build_hub_app(tmp_path / "hub", admin_token=ADMIN, clock=Clock())
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/admin/v1/stores", json={"store_id": "s1", "name": "s1"},
+                                    headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+                token = (await resp.json())["token"]
+        caplog.set_level(logging.INFO)
+        caplog.clear()
+        body = json.dumps({"protocol": 1, "events": [event("s1", 1)]}).encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST /sync/v1/stores/s1/events HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                     "Expect: 100-continue\r\n\r\n".encode())
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")  # the handler has the request
+        writer.write(body[:-5])
+        await writer.drain()
+        writer.transport.abort()
+    finally:
+        await runner.cleanup()  # waits for the handler to end
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("hub")
+            and "disconnected" in r.getMessage()] == [("hub.http", "INFO", "client disconnected mid-request")]
+    assert "s1" in app[HUB].last_seen  # the upload was authorised: the disconnect came mid-body

@@ -234,6 +234,17 @@ def test_retry_after_forms():
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
 
 
+class StubClient:
+    """The cloud client's lifecycle, for engines whose answers a test scripts."""
+    store_id = "test-store"
+
+    async def open(self):
+        pass
+
+    async def close(self):
+        pass
+
+
 async def test_an_unexpected_error_does_not_end_the_sync_tasks(config):
     """A bug or a full disk in one round must not stop uploads for good: the task logs and retries."""
     from edge.store.db import open_store
@@ -243,15 +254,7 @@ async def test_an_unexpected_error_does_not_end_the_sync_tasks(config):
     store.open()
     calls = []
 
-    class Client:
-        store_id = "test-store"
-
-        async def open(self):
-            pass
-
-        async def close(self):
-            pass
-
+    class Client(StubClient):
         async def post_events(self, envelopes):
             calls.append(len(envelopes))
             if len(calls) == 1:
@@ -272,6 +275,62 @@ async def test_an_unexpected_error_does_not_end_the_sync_tasks(config):
         while len(calls) < 2 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.005)
         assert len(calls) >= 2 and engine.link.state == "offline"
+    finally:
+        await engine.stop()
+        store.close()
+
+
+@pytest.mark.parametrize("sign", ["download", "hint socket"])
+async def test_the_uploader_retries_at_once_when_the_cloud_is_back(config, monkeypatch, sign):
+    """Issue 15 item 9: after an outage the uploader does not sleep out its backoff (up to 300 s)
+    once a page was downloaded or the hint socket connected: the link is back, the queue goes."""
+    import contextlib
+
+    import sync.engine
+    from edge.store.db import open_store
+    from sync.client import Answer
+    from sync.engine import SyncEngine, Timing
+
+    monkeypatch.setattr(sync.engine, "backoff", lambda attempt, timing, rng: 300.0)
+    store = open_store(config.db_path)
+    store.open()
+    network_back, first_failed, resent = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    class Client(StubClient):
+        async def post_events(self, envelopes):
+            if first_failed.is_set():
+                resent.set()
+            first_failed.set()
+            raise RetryLater("offline")
+
+        async def get_changes(self, after, limit):
+            if sign == "hint socket":
+                raise RetryLater("offline")
+            await network_back.wait()
+            return Answer(200, {"changes": [], "next_cursor": after, "more": False})
+
+        @contextlib.asynccontextmanager
+        async def hints(self):
+            if sign == "download":
+                raise RetryLater("offline")
+            await network_back.wait()
+            yield Silent()
+
+    class Silent:  # a hint socket that stays open and says nothing
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            await asyncio.Event().wait()
+
+    engine = SyncEngine(store, Client(), tz=config.tz, timing=Timing(poll_without_hints=300))
+    await engine.start()
+    try:
+        await asyncio.wait_for(first_failed.wait(), 5)
+        await asyncio.sleep(0)
+        assert engine.link.state == "offline" and not resent.is_set()
+        network_back.set()
+        await asyncio.wait_for(resent.wait(), 5)
     finally:
         await engine.stop()
         store.close()

@@ -87,7 +87,7 @@ async def boss(ui):
     return b
 
 
-BLOCKS = ("today-sales", "today-orders", "chart-hours", "orders-waiting", "orders-ready", "orders-short",
+BLOCKS = ("failed-jobs", "today-sales", "today-orders", "chart-hours", "orders-waiting", "orders-ready", "orders-short",
           "low-stock", "printers", "scanners", "sync-health", "stock-results", "moves", "orders", "print-jobs")
 
 
@@ -331,3 +331,42 @@ async def test_reprint_ticket_and_printers_block(tmp_path):
             assert audit_rows(cfg.db_path, "print.reprint")[0][3] == "o-1"
         finally:
             await client.close()
+
+
+async def test_a_failed_backup_or_ledger_check_shows_on_metrics_the_dashboard_and_doctor(ui, boss, config):
+    """Issue 15 item 18: a failed scheduled backup or nightly ledger check was only logged."""
+    import dataclasses
+
+    from edge.core.config import BackupSection
+    from edge.ops import doctor
+    from edge.services import jobs
+    from edge.services.app_keys import STORE
+    from tests.test_metrics import parse, value
+
+    store = ui.app[STORE]
+
+    async def failed(job: str) -> float:
+        return value(parse(await (await ui.get("/metrics")).text()), "store_edge_scheduled_job_failed", job=job)
+
+    assert await failed("backup") == 0 and await failed("ledger_check") == 0
+    assert "failed-jobs" not in await boss.get("/ui/")
+
+    nowhere = dataclasses.replace(config, raw=config.raw.model_copy(
+        update={"backup": BackupSection(folder="/proc/no-backups-here")}))
+    assert await jobs.scheduled_backup(store, nowhere) is None
+    await store.write(lambda conn: conn.execute("UPDATE stock_balances SET on_hand = on_hand + 1 "
+                                                "WHERE sku = 'DRK-001'"))
+    await jobs.nightly_ledger_check(store)
+
+    assert await failed("backup") == 1 and await failed("ledger_check") == 1
+    alert = section(await boss.get("/ui/"), "failed-jobs")
+    assert "定时任务上次运行失败" in alert and "自动备份" in alert and "夜间库存账核对" in alert
+    assert "/proc/no-backups-here" in alert and "连续失败 1 次" in alert
+    checks = {c.name: c for c in doctor.diagnose(str(config.path), timeout=0.5)}
+    assert checks["backup"].status == "fail" and "/proc/no-backups-here" in checks["backup"].message
+    assert checks["ledger check"].status == "fail" and "1 mismatch" in checks["ledger check"].message
+
+    # the next good run clears it
+    assert await jobs.scheduled_backup(store, config) is not None
+    assert await failed("backup") == 0 and await failed("ledger_check") == 1
+    assert {c.name: c.status for c in doctor.diagnose(str(config.path), timeout=0.5)}["backup"] == "ok"

@@ -34,7 +34,7 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STARTED, STORE, SYNC
-from edge.store import api_tokens, counters
+from edge.store import api_tokens, counters, job_runs
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_PLAIN_0_0_4   # what generate_latest writes
 PATH = "/metrics"
@@ -173,13 +173,17 @@ class Metrics:
 METRICS = web.AppKey("metrics", Metrics)
 
 
-def _age(iso_text: str | None, now: float) -> float:
-    if not iso_text:
-        return 0.0
+def _timestamp(iso_text: str) -> float:
     at = datetime.fromisoformat(iso_text.replace("Z", "+00:00"))
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
-    return max(0.0, now - at.timestamp())
+    return at.timestamp()
+
+
+def _age(iso_text: str | None, now: float) -> float:
+    if not iso_text:
+        return 0.0
+    return max(0.0, now - _timestamp(iso_text))
 
 
 def _version() -> str:
@@ -270,6 +274,18 @@ async def render(app: web.Application) -> str:
         out.sample("store_edge_open_orders", n, {"state": state})
     out.one("store_edge_unprinted_orders", "gauge", "Open online orders whose ticket has not printed in time "
             "(the dashboard alert; at most 100)", len(printing.alerts) if printing is not None else 0)
+
+    runs = gauges["job_runs"]
+    out.family("store_edge_scheduled_job_failed", "gauge", "1 when the last run of a scheduled job (backup, "
+               "ledger_check) failed, until it next succeeds; 0 when it succeeded or has not run yet")
+    for job in job_runs.JOBS:
+        out.sample("store_edge_scheduled_job_failed", int(job in runs and not runs[job]["ok"]), {"job": job})
+    out.family("store_edge_scheduled_job_last_success_timestamp_seconds", "gauge", "When a scheduled job last "
+               "succeeded (Unix time; 0: never)")
+    for job in job_runs.JOBS:
+        last_ok = runs.get(job, {}).get("last_ok_at")
+        out.sample("store_edge_scheduled_job_last_success_timestamp_seconds",
+                   _timestamp(last_ok) if last_ok else 0.0, {"job": job})
 
     latency_help = "HTTP request durations by route (canonical path), method and status class"
     registry.latency.expose(out, "store_edge_http_request_duration_seconds", latency_help)

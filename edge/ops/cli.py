@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from edge import __version__
@@ -245,8 +246,10 @@ def parser() -> argparse.ArgumentParser:
         return p
 
     with_config(sub.add_parser("run", help="run the daemon")).set_defaults(func=cmd_run)
-    demo = with_config(sub.add_parser("demo", help="the demo store: cloud hub, printer, scanners, simulated "
-                                                   "customers and an outage"))
+    demo = sub.add_parser("demo", help="the demo store on its own scratch data: cloud hub, printer, scanners, "
+                                       "simulated customers and an outage")
+    demo.add_argument("--config", help="the demo's own config (its data_dir a new folder or an earlier demo's); "
+                                       "default: scratch data in a temporary folder")
     demo.add_argument("--for", dest="seconds", type=float, metavar="SECONDS",
                       help="stop after SECONDS and print a summary (last line JSON); exit 1 if a check failed")
     demo.set_defaults(func=cmd_demo)
@@ -329,7 +332,15 @@ def main(argv: list[str] | None = None) -> int:
         return _run_own_arguments(args.own_arguments, rest)
     if rest:
         top.error(f"unrecognized arguments: {' '.join(rest)}")
-    return args.func(args)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe is only reported
+    except BrokenPipeError:
+        # `store-edge catalog export - | head`: the reader has what it wanted. Not an error, and
+        # stdout goes to /dev/null so that the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return code
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ def diagnose(config_path: str, *, timeout: float = 3.0, user: str | None = None)
         return checks
     checks += _check_data_dir(config, who)
     checks.append(_check_database(config))
+    checks += _check_jobs(config)
     api = _check_api(config, timeout)
     daemon_running = api.status == "ok" and "answers" in api.message
     for section, device in config.devices():
@@ -248,6 +249,38 @@ def _check_database(config) -> Check:
         return Check("database", "warn", f"{path} is at schema {version} of {latest}: migrated at the next start",
                      "sudo systemctl restart store-edge")
     return Check("database", "ok", f"{path} opens, schema {version} is current")
+
+
+JOB_CHECKS = {  # job: (check name, what to do when its last run failed)
+    "backup": ("backup", "free space or permissions of the backup folder (df -h; ls -ld); then: sudo store-edge "
+                         "backup, and journalctl -u store-edge | grep 'backup failed'"),
+    "ledger_check": ("ledger check", "journalctl -u store-edge | grep 'ledger check' shows the first mismatch; "
+                                     "see docs/ledger.md"),
+}
+
+
+def _check_jobs(config) -> list[Check]:
+    """The scheduled jobs' last runs, as the daemon recorded them in the store."""
+    from edge.store import db, job_runs  # noqa: PLC0415
+
+    if not config.db_path.exists():
+        return []
+    try:
+        runs = db.read_only(config.db_path, job_runs.last_runs)
+    except sqlite3.Error:
+        return []  # the database check says why
+    checks = []
+    for job, (name, fix) in JOB_CHECKS.items():
+        run = runs.get(job)
+        if run is None:
+            continue
+        if run["ok"]:
+            checks.append(Check(name, "ok", f"the last scheduled run ({run['last_run_at']}) succeeded"))
+        else:
+            last_ok = f"last success {run['last_ok_at']}" if run["last_ok_at"] else "never succeeded"
+            checks.append(Check(name, "fail", f"the scheduled run failed {run['failures']} time(s) in a row, the "
+                                f"last at {run['last_run_at']} ({last_ok}): {run['error']}", fix))
+    return checks
 
 
 def _check_cloud(config, timeout: float) -> list[Check]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 
-from edge.store import outbox
+from edge.store import job_runs, outbox
 from edge.store.orders import OPEN_STATES
 
 SETTLED_JOB = "state IN ('printed', 'failed', 'expired') OR (state = 'uncertain' AND resolution IS NOT NULL)"
@@ -75,7 +75,8 @@ def collect(conn: sqlite3.Connection, old: Tally) -> tuple[Tally, dict]:
     orders = {state: 0 for state in OPEN_STATES}
     orders.update(conn.execute("SELECT state, count(*) FROM orders WHERE state IN ('received', 'accepted', "
                                "'ready') GROUP BY state").fetchall())
-    return new, {"jobs_open": jobs_open, "pickups": tuple(pickups), "orders": orders, "queue": outbox.queue_status(conn)}
+    return new, {"jobs_open": jobs_open, "pickups": tuple(pickups), "orders": orders, "queue": outbox.queue_status(conn),
+                 "job_runs": job_runs.last_runs(conn)}
 
 
 def _print_jobs(conn, old: Tally, new: Tally) -> dict:

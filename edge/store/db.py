@@ -25,6 +25,16 @@ def open_store(path: str | Path, readers: int = 2, read_limit: float | None = No
     return Store(path, MIGRATIONS, readers, read_limit)
 
 
+def read_only(path: str | Path, fn, *args, timeout: float = 2.0):
+    """fn(conn, *args) on a read-only connection to a store file (the doctor: it never creates or
+    migrates one)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    try:
+        return fn(conn, *args)
+    finally:
+        conn.close()
+
+
 def inspect(path: str | Path, timeout: float) -> int:
     """The schema version of a store file, read-only, after reading its whole schema (a damaged file
     raises sqlite3.Error here, not in the daemon)."""

@@ -406,3 +406,18 @@ CREATE INDEX pickups_verified ON pickups(verified_at) WHERE reversed_at IS NULL;
 """
 
 MIGRATIONS.append(("dashboard: indexes for today's orders and hand-overs", DASHBOARD_INDEXES))
+
+# The last run of each scheduled job: a failed backup or ledger check is shown on /metrics, the
+# dashboard and `store-edge doctor` (another process, hence the store) until the job next succeeds.
+JOBS = """
+CREATE TABLE job_runs (
+    job          TEXT PRIMARY KEY,
+    last_run_at  TEXT NOT NULL,
+    ok           INTEGER NOT NULL CHECK (ok IN (0, 1)),
+    error        TEXT,                          -- the last run's, NULL when it succeeded
+    last_ok_at   TEXT,
+    failures     INTEGER NOT NULL DEFAULT 0     -- failed runs in a row
+);
+"""
+
+MIGRATIONS.append(("scheduled jobs: the last run of each", JOBS))

@@ -6,7 +6,7 @@ import sqlite3
 from datetime import datetime, timedelta
 
 from edge.core.clock import iso
-from edge.store import orders, outbox, stock
+from edge.store import job_runs, orders, outbox, stock
 
 LIST_LIMIT = 50   # orders shown per list (the oldest first: first to prepare); the badges count them all
 LOW_LIMIT = 20    # low-stock lines shown
@@ -58,6 +58,7 @@ def figures(conn: sqlite3.Connection, day: str, tz) -> dict:
         "short": _orders(conn, "o.short = 1 AND o.state IN ('received', 'accepted', 'ready')"),
         "low": stock.list_balances(conn, low=True, limit=LOW_LIMIT)["items"],
         "queue": outbox.queue_status(conn),
+        "failed_jobs": job_runs.failing(conn),
     }
 
 

@@ -43,7 +43,10 @@ register_text({
            "overview_col_items": "件数", "overview_col_sku": "SKU", "overview_col_name": "商品",
            "overview_col_available": "可用", "overview_col_threshold": "预警线", "overview_col_name_dev": "名称",
            "overview_col_error": "最近错误", "overview_col_print": "打印", "overview_short_flag": "缺货",
-           "overview_none": "无"},
+           "overview_none": "无", "overview_jobs_title": "定时任务上次运行失败",
+           "overview_job_backup": "自动备份", "overview_job_ledger_check": "夜间库存账核对",
+           "overview_jobs_since": "连续失败 {n} 次，最近一次 {time}",
+           "overview_jobs_hint": "请联系 IT 人员：在门店电脑上运行 store-edge doctor 查看原因"},
     "en": {"overview_title": "Overview", "overview_today_sales": "Sales today", "overview_sales_count": "{n} sales",
            "overview_returns": "{n} returns, refunded {amount}", "overview_net": "Net {amount}",
            "overview_today_orders": "Online orders today", "overview_orders_received": "{n} received today",
@@ -70,7 +73,10 @@ register_text({
            "overview_col_items": "Items", "overview_col_sku": "SKU", "overview_col_name": "Product",
            "overview_col_available": "Available", "overview_col_threshold": "Threshold",
            "overview_col_name_dev": "Name", "overview_col_error": "Last error", "overview_col_print": "Print",
-           "overview_short_flag": "short", "overview_none": "none"},
+           "overview_short_flag": "short", "overview_none": "none",
+           "overview_jobs_title": "A scheduled job failed its last run", "overview_job_backup": "Backup",
+           "overview_job_ledger_check": "Nightly ledger check", "overview_jobs_since": "{n} failed run(s) in a row, "
+           "the last at {time}", "overview_jobs_hint": "Call IT: run store-edge doctor on the store PC to see why"},
 })
 
 # the chart shows at least these hours of the business day, more when sales fall outside them

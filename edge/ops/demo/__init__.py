@@ -1,4 +1,8 @@
-"""`store-edge demo [--for SECONDS]`: the whole store on one PC, with a simulated day in fast motion.
+"""`store-edge demo [--config PATH] [--for SECONDS]`: the whole store on one PC, with a simulated day
+in fast motion, always on data of its own: without --config in a new temporary folder (never the
+installed /etc/store-edge/config.toml); with --config only on a data_dir that is new or that an
+earlier demo made (marked by DATA_DIR/.store-edge-demo). A folder holding a real store is refused
+(exit 2) and left unchanged: the demo seeds logins with published passwords and simulated sales.
 
 Everything runs in this one process, on loopback:
 
