@@ -36,6 +36,8 @@ from edge.services.reload import reload
 from edge.services.scan_router import ScanRouter
 from edge.store import api_tokens, db, signed_tokens
 from edge.ui import web as ui_web
+from edge.ui.login import LOGIN_LIMITER
+from edge.ui.login_limit import LoginLimiter
 from sync.client import CloudClient
 from sync.engine import SyncEngine, Timing
 
@@ -168,6 +170,7 @@ def build_app(config: Config) -> web.Application:
     app[STARTED] = time.time()
     app[LIMITER] = CodeLimiter(config.verification.code_attempts, config.verification.code_window_seconds,
                                       config.verification.code_lockout_seconds)
+    app[LOGIN_LIMITER] = LoginLimiter()
     app.cleanup_ctx.extend(SUBSYSTEMS)
     app.add_routes(api_routes())
     app.add_routes(status_page.routes)
