@@ -313,3 +313,22 @@ def test_passwords_are_hashed_at_current_guidance_and_old_hashes_still_verify(mo
     assert users.check_password("correct-horse-1", new) and not users.check_password("wrong", new)
     assert users.check_password("correct-horse-1", old)  # the cost is read from the hash itself
     assert elapsed < 30, elapsed  # see users.SCRYPT_GUIDANCE for the measured time; only a gross regression fails
+
+
+# -- unknown input is a 404, never a 500 ----------------------------------------------------------------
+
+async def test_a_static_name_that_is_no_file_of_ours_is_not_found(client, caplog):
+    for name in ("%00.js", "app%00.js", "%2e%2e.css", "a%0a.js", "nosuch.js", "x" * 300 + ".js"):
+        resp = await client.get(f"/ui/static/{name}")
+        assert resp.status == 404, (name, resp.status)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_a_page_answers_only_its_own_fragments(client, people, caplog):
+    assert (await log_in(client, "cash", next_path="/ui/cashier")).status == 303
+    assert (await client.get("/ui/cashier?fragment=cashier_scans")).status == 200
+    for fragment in ("overview_sales", "stock_balance", "orders_jobs", "nosuch", "", "../base", "link%00"):
+        resp = await client.get(f"/ui/cashier?fragment={fragment}")
+        assert resp.status == 404, (fragment, resp.status)
+    assert (await client.get("/ui/cashier?fragment=link")).status == 200  # the banner's, on every page
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
