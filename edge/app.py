@@ -138,7 +138,10 @@ async def errors_middleware(request: web.Request, handler):
         if exc.status < 400 or not request.path.startswith(PREFIX):
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
-        return json_response({"error": {"code": code, "message": exc.reason, "fields": []}}, status=exc.status)
+        response = json_response({"error": {"code": code, "message": exc.reason, "fields": []}}, status=exc.status)
+        if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110 §15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("request failed", extra={"kv": {"method": request.method, "path": request.path}})
         return json_response({"error": {"code": "internal_error", "message": "internal error; see the "
