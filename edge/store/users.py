@@ -25,11 +25,13 @@ from datetime import datetime, timedelta
 from edge.core.errors import InputError
 
 ROLES = ("cashier", "manager")
+SESSION_COOKIE = "se_session"  # the dashboard's session cookie (the status page at / reads it too)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 MIN_PASSWORD = 8
 # OWASP's current guidance for scrypt (N=2^17, r=8, p=1): 128 MiB and, measured on a 2-core AMD EPYC
-# virtual machine under load, 0.59 s a hash (2^14, the cost before, 0.07 s). The cost is written into each hash, so a hash made
-# with an older, cheaper cost still verifies. Never on the store's writer thread: see the module note.
+# virtual machine under load, 0.59 s a hash (2^14, the cost before, 0.07 s). The cost is written
+# into each hash, so a hash made with an older, cheaper cost still verifies. Never on the store's
+# writer thread: see the module note.
 SCRYPT_GUIDANCE = {"n": 2**17, "r": 8, "p": 1}
 SCRYPT = dict(SCRYPT_GUIDANCE)
 # At 128 MiB a check, two at once at most: a burst of logins must not take the PC's memory.

@@ -39,7 +39,7 @@ from edge.store import idempotency, users
 
 log = logging.getLogger("edge.ui")
 
-SESSION_COOKIE = "se_session"
+SESSION_COOKIE = users.SESSION_COOKIE
 LANG_COOKIE = "se_lang"
 LANGUAGES = ("zh", "en")
 TOUCH_EVERY = 60.0  # seconds between two slides of a session's expiry
