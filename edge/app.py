@@ -36,6 +36,8 @@ from edge.services.reload import reload
 from edge.services.scan_router import ScanRouter
 from edge.store import api_tokens, db, signed_tokens
 from edge.ui import web as ui_web
+from edge.ui.login import LOGIN_LIMITER
+from edge.ui.login_limit import LoginLimiter
 from sync.client import CloudClient
 from sync.engine import SyncEngine, Timing
 
@@ -136,7 +138,10 @@ async def errors_middleware(request: web.Request, handler):
         if exc.status < 400 or not request.path.startswith(PREFIX):
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status, "http_error")
-        return json_response({"error": {"code": code, "message": exc.reason, "fields": []}}, status=exc.status)
+        response = json_response({"error": {"code": code, "message": exc.reason, "fields": []}}, status=exc.status)
+        if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110 §15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("request failed", extra={"kv": {"method": request.method, "path": request.path}})
         return json_response({"error": {"code": "internal_error", "message": "internal error; see the "
@@ -168,6 +173,7 @@ def build_app(config: Config) -> web.Application:
     app[STARTED] = time.time()
     app[LIMITER] = CodeLimiter(config.verification.code_attempts, config.verification.code_window_seconds,
                                       config.verification.code_lockout_seconds)
+    app[LOGIN_LIMITER] = LoginLimiter()
     app.cleanup_ctx.extend(SUBSYSTEMS)
     app.add_routes(api_routes())
     app.add_routes(status_page.routes)

@@ -17,9 +17,16 @@ from edge.core import config as config_mod
 from edge.core.context import WriteContext
 from edge.core.context import make as make_context
 from edge.core.schemas import ReceiptIn
-from edge.store import catalog, db, stock
+from edge.store import catalog, db, stock, users
 from protocol.barcodes import gtin_check_digit
 from protocol.changes import ProductIn
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch):
+    """The production scrypt cost takes a second of a busy test machine per hash; tests that are not
+    about the cost hash cheaply (tests/test_ui_security.py checks the real cost)."""
+    monkeypatch.setattr(users, "SCRYPT", {"n": 2**10, "r": 8, "p": 1})
 
 
 def ean13(body12: str) -> str:

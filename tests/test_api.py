@@ -488,14 +488,16 @@ def test_the_ledger_check_is_not_vacuous(config):
 def token_config(tmp_path):
     cfg = config_mod.load(write_config(tmp_path, "[api]\nrequire_token = true\n"))
     seed(cfg.db_path)
-    conn = db.open_store_db(cfg.db_path)
+    return (cfg, *make_tokens(cfg.db_path, "till-1", "till-2"))
+
+
+def make_tokens(db_path, *devices: str) -> list[str]:
+    conn = db.open_store_db(db_path)
     try:
         with db.transaction(conn):
-            till1 = api_tokens.create(conn, "till-1", iso(utcnow()))
-            till2 = api_tokens.create(conn, "till-2", iso(utcnow()))
+            return [api_tokens.create(conn, device, iso(utcnow())) for device in devices]
     finally:
         conn.close()
-    return cfg, till1, till2
 
 
 @pytest.fixture
@@ -601,3 +603,34 @@ async def test_a_read_past_the_limit_answers_503_json(tmp_path, monkeypatch):
         assert resp.status == 200
     finally:
         await client.close()
+
+
+async def test_status_page_beyond_loopback_shows_no_money_without_a_manager_login(tmp_path):
+    from conftest import write_config
+
+    from tests.test_ui_security import log_in, make_users
+
+    cfg = config_mod.load(write_config(tmp_path, '[api]\nhost = "0.0.0.0"\n'))
+    seed(cfg.db_path)
+    make_users(cfg.db_path)
+    [till] = make_tokens(cfg.db_path, "till-1")
+    client = await start_client(cfg)
+    try:
+        await Api(client, headers={"Authorization": f"Bearer {till}"}).ok("/sales", SALE)
+        anyone = await (await client.get("/")).text()
+        assert "测试门店" in anyone and "￥" not in anyone and "1 笔" not in anyone and "版本" not in anyone
+        assert "店长登录后查看" in anyone
+        assert (await log_in(client, "cash")).status == 303           # a cashier does not see the takings
+        assert "￥" not in await (await client.get("/")).text()
+        await client.post("/ui/logout", data={"csrf": await _csrf(client)})
+        assert (await log_in(client, "boss")).status == 303
+        manager = await (await client.get("/")).text()
+        assert "1 笔" in manager and "￥" in manager
+    finally:
+        await client.close()
+
+
+async def _csrf(client) -> str:
+    import re
+
+    return re.search(r'data-csrf="([^"]*)"', await (await client.get("/ui/cashier")).text()).group(1)

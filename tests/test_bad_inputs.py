@@ -297,3 +297,59 @@ async def test_bad_request_changes_nothing(case: Case, api, prepared, db_path):
     assert "Idempotent-Replayed" not in resp.headers
 
     assert dump(db_path) == before
+
+
+# -- malformed HTTP, methods, the Server header (the real server, as `store-edge run` serves it) -----------
+
+async def _raw(port: int, request: bytes) -> bytes:
+    import asyncio  # noqa: PLC0415
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    answer = await reader.read()  # aiohttp closes the connection after a parse error
+    writer.close()
+    return answer
+
+
+async def test_an_over_long_url_or_header_is_one_warning_line_and_names_no_versions(config, caplog):
+    import asyncio  # noqa: PLC0415
+    import contextlib  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from edge.app import build_app  # noqa: PLC0415
+    from edge.core.serving import serve_until_stopped  # noqa: PLC0415
+    from tests.helpers_daemon import free_port  # noqa: PLC0415
+
+    caplog.set_level(logging.DEBUG)
+    port, stop, listening = free_port(), asyncio.Event(), asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def serving(runner):
+        listening.set()
+        yield
+
+    task = asyncio.create_task(serve_until_stopped(build_app(config), "127.0.0.1", port, stop=stop,
+                                                   while_serving=serving))
+    await asyncio.wait_for(listening.wait(), 30)
+    try:
+        long_url = await _raw(port, b"GET /api/v1/health?" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        long_header = await _raw(port, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20000
+                                 + b"\r\n\r\n")
+        fine = await _raw(port, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        wrong_method = await _raw(port, b"DELETE /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    finally:
+        stop.set()
+        await task
+    for answer in (long_url, long_header):
+        head = answer.split(b"\r\n\r\n")[0].decode().lower()
+        assert head.split("\r\n")[0].endswith(" 400 bad request"), head
+        assert "python" not in head and "aiohttp" not in head, head
+    assert fine.startswith(b"HTTP/1.1 200")
+    head = fine.split(b"\r\n\r\n")[0].decode().lower()
+    assert "server: store-edge\r\n" in head + "\r\n" and "python" not in head and "aiohttp" not in head, head
+    assert wrong_method.startswith(b"HTTP/1.1 405")
+    assert "\r\nallow: get" in wrong_method.split(b"\r\n\r\n")[0].decode().lower()
+    refused = [r for r in caplog.records if r.getMessage() == "malformed request refused"]
+    assert len(refused) == 2 and all(r.levelname == "WARNING" and not r.exc_info for r in refused)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]

@@ -246,3 +246,89 @@ def test_user_add_hashes_the_password_before_taking_the_write_lock(tmp_path, con
     assert cli.main(["user", "add", "wang", "--role", "cashier", "--password-stdin", "--config",
                      str(config.path)]) == 0
     assert calls == [True]
+
+
+# -- guessing passwords -------------------------------------------------------------------------------
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _audit_actions(db_path) -> list[tuple]:
+    from tests.conftest import query  # noqa: PLC0415
+
+    return query(db_path, "SELECT user_name, action, detail FROM audit_log WHERE action LIKE 'login.%' ORDER BY id")
+
+
+async def test_wrong_passwords_make_the_account_wait_longer_each_time(client, people):
+    from edge.ui.login import LOGIN_LIMITER  # noqa: PLC0415
+    from edge.ui.login_limit import ACCOUNT_FREE  # noqa: PLC0415
+
+    clock = client.app[LOGIN_LIMITER].clock = FakeClock()
+    for _ in range(ACCOUNT_FREE):
+        assert (await log_in(client, "cash", "wrong-password")).status == 401
+    # a wait of 1 s now: even the right password is refused unchecked, with when to come back
+    resp = await log_in(client, "cash")
+    assert resp.status == 429 and resp.headers["Retry-After"] == "1"
+    assert "请 1 秒后再试" in await resp.text()
+    assert (await log_in(client, "boss")).status == 303          # another account is not held up
+    await client.post("/ui/logout", data={"csrf": await session_csrf(client)})
+    clock.now += 1.1
+    assert (await log_in(client, "cash", "wrong-password")).status == 401  # the wait doubles: 2 s
+    clock.now += 1.5
+    assert (await log_in(client, "cash")).status == 429
+    clock.now += 0.6
+    assert (await log_in(client, "cash")).status == 303
+    actions = _audit_actions(people)
+    assert [a[1] for a in actions] == ["login.failed"] * (ACCOUNT_FREE - 1) + ["login.locked"] * 2
+    assert {a[0] for a in actions} == {"cash"}
+    assert '"address": "127.0.0.1"' in actions[-1][2] and '"wait_seconds": 2' in actions[-1][2]
+
+
+async def test_guessing_many_accounts_from_one_address_makes_that_address_wait(client, people):
+    from edge.ui.login import LOGIN_LIMITER  # noqa: PLC0415
+    from edge.ui.login_limit import ADDRESS_FREE  # noqa: PLC0415
+
+    client.app[LOGIN_LIMITER].clock = FakeClock()
+    for i in range(ADDRESS_FREE):
+        assert (await log_in(client, f"guess{i}", "wrong-password")).status == 401
+    assert (await log_in(client, "cash")).status == 429
+    assert _audit_actions(people) == []  # names that are no account are logged, not audited
+
+
+def test_passwords_are_hashed_at_current_guidance_and_old_hashes_still_verify(monkeypatch):
+    import time  # noqa: PLC0415
+
+    monkeypatch.setattr(users, "SCRYPT", {"n": 2**14, "r": 8, "p": 1})  # the cost in force before
+    old = users.hash_password("correct-horse-1")
+    monkeypatch.setattr(users, "SCRYPT", dict(users.SCRYPT_GUIDANCE))
+    started = time.perf_counter()
+    new = users.hash_password("correct-horse-1")
+    elapsed = time.perf_counter() - started
+    assert new.startswith("scrypt$131072$8$1$"), new
+    assert users.check_password("correct-horse-1", new) and not users.check_password("wrong", new)
+    assert users.check_password("correct-horse-1", old)  # the cost is read from the hash itself
+    assert elapsed < 30, elapsed  # see users.SCRYPT_GUIDANCE for the measured time; only a gross regression fails
+
+
+# -- unknown input is a 404, never a 500 ----------------------------------------------------------------
+
+async def test_a_static_name_that_is_no_file_of_ours_is_not_found(client, caplog):
+    for name in ("%00.js", "app%00.js", "%2e%2e.css", "a%0a.js", "nosuch.js", "x" * 300 + ".js"):
+        resp = await client.get(f"/ui/static/{name}")
+        assert resp.status == 404, (name, resp.status)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+async def test_a_page_answers_only_its_own_fragments(client, people, caplog):
+    assert (await log_in(client, "cash", next_path="/ui/cashier")).status == 303
+    assert (await client.get("/ui/cashier?fragment=cashier_scans")).status == 200
+    for fragment in ("overview_sales", "stock_balance", "orders_jobs", "nosuch", "", "../base", "link%00"):
+        resp = await client.get(f"/ui/cashier?fragment={fragment}")
+        assert resp.status == 404, (fragment, resp.status)
+    assert (await client.get("/ui/cashier?fragment=link")).status == 200  # the banner's, on every page
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

@@ -22,9 +22,11 @@ ERROR = {
         }}},
 }
 IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key", "in": "header", "required": True, "schema": {"type": "string", "maxLength": 128},
-    "description": "Unique per operation. The same key and body again returns the first answer and writes "
-                   "nothing; the same key with another body is refused (422).",
+    "name": "Idempotency-Key", "in": "header", "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]{1,128}$"},
+    "description": "Unique per operation: 1-128 visible ASCII characters, e.g. a UUID. The same key and body "
+                   "again returns the first answer and writes nothing; the same key with another body is "
+                   "refused (422).",
 }
 
 

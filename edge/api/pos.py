@@ -7,6 +7,7 @@ from edge.api.registry import (
     LIMIT,
     SKU,
     Param,
+    cursor,
     json_response,
     operation,
     query_bool,
@@ -94,7 +95,7 @@ async def list_stock(request):
 
 
 @operation("get", "/stock/{sku}/moves", "The ledger moves of one SKU, newest first",
-           params=[SKU, Param("before", "query", {"type": "integer"}, "Only moves with a smaller id"), LIMIT],
+           params=[SKU, cursor("before", "Only moves with a smaller id"), LIMIT],
            responses={200: "items and next_before (null on the last page)", 404: "No such SKU"})
 async def list_moves(request):
     return await read(request, stock.move_history, request.match_info["sku"],
@@ -104,7 +105,7 @@ async def list_moves(request):
 
 @operation("get", "/sales", "Sales and returns of one business day, with totals",
            params=[Param("date", "query", {"type": "string", "format": "date"}, "Business day; today if omitted"),
-                   Param("after", "query", {"type": "integer"}, "The last sale number of the previous page"),
+                   cursor("after", "The last sale number of the previous page"),
                    Param("limit", "query", {**LIMIT.schema, "default": 200}, LIMIT.description)],
            responses={200: "The day's totals and its sales"})
 async def list_sales(request):
@@ -143,7 +144,7 @@ ORDER_ID = Param("order_id", "path", {"type": "string"}, "The order's id (the cl
                    Param("before", "query", {"type": "string"}, "The next_before of the previous page"), LIMIT],
            responses={200: "items and next_before"})
 async def list_orders(request):
-    state = request.query.get("state") or None
+    state = request.query.get("state")
     if state is not None and state not in orders.ALL_STATES:
         raise InputError("invalid_query", f"state must be one of {', '.join(orders.ALL_STATES)}", field="state",
                          status=400)

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from drivers.models import DOCUMENT_KINDS
-from edge.api.registry import LIMIT, Param, json_response, operation, query_bool, query_int, read, write
+from edge.api.registry import LIMIT, Param, cursor, json_response, operation, query_bool, query_int, read, write
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, NotFound
 from edge.core.schemas import Body, Text
@@ -39,7 +39,8 @@ class PrinterAction(Body):
 
 class DailySummary(Body):
     operator: Text
-    date: Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")] | None = Field(
+    date: Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                               json_schema_extra={"format": "date"})] | None = Field(
         None, description="Business day; today if omitted")
 
     @field_validator("date")
@@ -88,14 +89,14 @@ async def list_printers(request):
                    Param("order_id", "query", {"type": "string"}, "Only the jobs of this online order"),
                    Param("attention", "query", {"type": "boolean"},
                          "Only uncertain jobs nobody has confirmed or reprinted yet"),
-                   Param("before", "query", {"type": "integer"}, "The next_before of the previous page"), LIMIT],
+                   cursor("before", "The next_before of the previous page"), LIMIT],
            responses={200: "items and next_before"})
 async def list_jobs(request):
-    state = request.query.get("state") or None
+    state = request.query.get("state")
     if state is not None and state not in PRINT_JOB_STATES:
         raise InputError("invalid_query", f"state must be one of {', '.join(PRINT_JOB_STATES)}", field="state",
                          status=400)
-    kind = request.query.get("kind") or None
+    kind = request.query.get("kind")
     if kind is not None and kind not in DOCUMENT_KINDS:
         raise InputError("invalid_query", f"kind must be one of {', '.join(DOCUMENT_KINDS)}", field="kind",
                          status=400)

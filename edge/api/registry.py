@@ -109,8 +109,9 @@ async def write(request: web.Request, model: type[BaseModel], fn: Callable[..., 
 
 
 def query_int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    # an empty value (`?limit=`) is refused like any other non-number: the document types it integer
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not re.fullmatch(r"-?[0-9]{1,19}", raw) or not low <= int(raw) <= high:
         raise InputError("invalid_query", f"{name} must be a whole number from {low} to {high}", field=name,
@@ -119,8 +120,11 @@ def query_int(request: web.Request, name: str, default: int | None, low: int, hi
 
 
 def query_bool(request: web.Request, name: str) -> bool:
-    raw = request.query.get(name, "").lower()
-    if raw not in ("", "0", "1", "true", "false"):
+    raw = request.query.get(name)
+    if raw is None:
+        return False
+    raw = raw.lower()
+    if raw not in ("0", "1", "true", "false"):
         raise InputError("invalid_query", f"{name} must be true or false", field=name, status=400)
     return raw in ("1", "true")
 
@@ -141,6 +145,11 @@ def _bad_date(name: str):
 
 async def read(request: web.Request, fn, *args, **kwargs):
     return json_response(await request.app[STORE].read(lambda conn: fn(conn, *args, **kwargs)))
+
+
+def cursor(name: str, description: str) -> Param:
+    """A paging cursor that is a row id: what query_int(request, name, None, 0, 2**63 - 1) takes."""
+    return Param(name, "query", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, description)
 
 
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Page size")

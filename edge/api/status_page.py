@@ -10,9 +10,10 @@ from aiohttp import web
 
 from drivers.documents import STATE_LABELS
 from edge import __version__
-from edge.core.clock import business_date, utcnow
+from edge.core.clock import business_date, iso, utcnow
+from edge.core.config import is_loopback
 from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STARTED, STORE, SYNC
-from edge.store import overview
+from edge.store import overview, users
 
 routes = web.RouteTableDef()
 
@@ -29,11 +30,23 @@ def _uptime(seconds: float) -> str:
         else f"{minutes // 60}小时{minutes % 60}分"
 
 
+async def _private(request: web.Request) -> bool:
+    """Whether the takings are hidden: the port is reachable beyond this PC and nobody with a
+    manager's dashboard session asks (today's sales are the manager's, as on the dashboard)."""
+    config = request.app[CONFIG]
+    if is_loopback(config.api.host):
+        return False
+    token = request.cookies.get(users.SESSION_COOKIE, "")
+    who = await request.app[STORE].read(users.session, token, iso(utcnow())) if token else None
+    return who is None or who["role"] != "manager"
+
+
 @routes.get("/")
 async def status(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     day = business_date(utcnow(), config.tz)
     f = await request.app[STORE].read(overview.status_figures, day)
+    private = await _private(request)
     e = html.escape
     printers = {p["name"]: p for p in request.app[PRINTING].printers()}
 
@@ -56,6 +69,12 @@ async def status(request: web.Request) -> web.Response:
                  "auth_failed": "云端拒绝门店令牌，请联系IT", "refused": "云端拒绝请求，请联系IT",
                  "error": "同步出错，正在重试（详见日志）"}.get(
             engine.link.state, engine.link.state)
+    if private:
+        sales = '<div class="card">今日销售<b>—</b><a href="/ui/login?next=%2Fui%2F">店长登录后查看</a></div>'
+        version = ""
+    else:
+        sales = f'<div class="card">今日销售（{day}）<b>{f["sales"]} 笔</b>{_yuan(f["sales_fen"])}</div>'
+        version = f" · 版本 {__version__}"
     page = f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="refresh" content="30"><title>{e(config.store.name)} · store-edge</title>
@@ -65,9 +84,9 @@ h1{{font-size:1.6rem}}.grid{{display:grid;grid-template-columns:repeat(auto-fit,
 table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;padding:.4rem;text-align:left}}
 .ok{{color:#0a7d28}}small{{color:#666}}</style></head><body>
 <h1>{e(config.store.name)} <small>门店 {e(config.store.id)}</small></h1>
-<p class="ok">● 服务运行中 · 已运行 {_uptime(time.time() - request.app[STARTED])} · 版本 {__version__}</p>
+<p class="ok">● 服务运行中 · 已运行 {_uptime(time.time() - request.app[STARTED])}{version}</p>
 <div class="grid">
-<div class="card">今日销售（{day}）<b>{f["sales"]} 笔</b>{_yuan(f["sales_fen"])}</div>
+{sales}
 <div class="card">在售商品<b>{f["products"]}</b>低库存 {f["low"]} 种</div>
 <div class="card">库存流水<b>{f["moves"]}</b>条</div>
 <div class="card">待同步事件<b>{f["queue"]["depth"]}</b>云端：{cloud}<br>
@@ -80,4 +99,5 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
 <p><small>收银接口：<a href="/api/v1/openapi.json">/api/v1/openapi.json</a>（OpenAPI 文档）·
 健康检查：<a href="/api/v1/health">/api/v1/health</a></small></p>
 </body></html>"""
-    return web.Response(text=page, content_type="text/html", charset="utf-8")
+    return web.Response(text=page, content_type="text/html", charset="utf-8",
+                        headers={"Cache-Control": "no-store"})

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from edge.api.registry import LIMIT, Param, json_response, operation, parse_body, query_int, read, write
+from edge.api.registry import LIMIT, Param, cursor, json_response, operation, parse_body, query_int, read, write
+from edge.core.jws import COMPACT_PATTERN, MAX_TOKEN
 from edge.core.schemas import Body
 from edge.services.app_keys import CONFIG, DEVICE, LIMITER, STORE, pickup_checks
 from edge.store import coupons, pickups
@@ -51,7 +52,7 @@ async def reverse(request):
 
 
 @operation("get", "/pickups", "Hand-overs, newest first", tag="verification",
-           params=[Param("before", "query", {"type": "integer"}, "The next_before of the previous page"), LIMIT],
+           params=[cursor("before", "The next_before of the previous page"), LIMIT],
            responses={200: "items and next_before"})
 async def list_pickups(request):
     return await read(request, pickups.list_pickups, before=query_int(request, "before", None, 0, 2**63 - 1),
@@ -59,7 +60,7 @@ async def list_pickups(request):
 
 
 class CouponCheck(Body):
-    token: Annotated[str, Field(min_length=1, max_length=1024)]
+    token: Annotated[str, Field(min_length=1, max_length=MAX_TOKEN, json_schema_extra={"pattern": COMPACT_PATTERN})]
 
 
 @operation("post", "/coupons/check", "What a scanned coupon grants, and whether it can be used now",

@@ -36,6 +36,10 @@ TYP_PICKUP = "se-pickup+jwt"
 TYP_COUPON = "se-coupon+jwt"
 TYPES = (TYP_PICKUP, TYP_COUPON)
 MAX_TOKEN = 1024
+# The form of a token (three base64url parts; a scanner may add spaces or a line end around it), for the
+# OpenAPI document: a string of another form is refused by `verify` as `malformed` (422), not as an
+# invalid body, so that a till shows the same refusal for any code that is no token of ours.
+COMPACT_PATTERN = r"^\s*[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\s*$"
 _KID = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII without spaces, as the sync feed's kids
 
 

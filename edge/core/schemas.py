@@ -23,8 +23,16 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _sku_or_barcode(schema: dict) -> None:
+    # exactly one of the two, as _one_reference checks: a null counts as absent
+    schema["oneOf"] = [{"required": ["sku"], "properties": {"sku": {"type": "string"}}},
+                       {"required": ["barcode"], "properties": {"barcode": {"type": "string"}}}]
+
+
 class ProductRef(Body):
     """A line names its product by `sku` or by `barcode`, exactly one of them."""
+
+    model_config = ConfigDict(json_schema_extra=_sku_or_barcode)
 
     sku: Sku | None = None
     barcode: Barcode | None = None
@@ -83,7 +91,8 @@ class ReceiptIn(Body):
 
 
 class AdjustmentLine(ProductRef):
-    qty: SignedQty = Field(description="Change of on-hand stock, negative for losses; not zero")
+    qty: SignedQty = Field(description="Change of on-hand stock, negative for losses; not zero",
+                           json_schema_extra={"not": {"const": 0}})
 
     @model_validator(mode="after")
     def _not_zero(self):

@@ -10,8 +10,35 @@ import signal
 from typing import AsyncContextManager, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger("edge.app")
+
+# What the Server header says: the program, no versions (a version tells a scanner which holes to try).
+SERVER = "store-edge"
+
+
+def _plain_server_header() -> None:
+    """aiohttp writes its default Server header (Python's and its own version) into every answer,
+    including the 400 it makes itself for a request it cannot parse, which no application hook sees:
+    so the default is replaced, for this process, which serves only our applications."""
+    from aiohttp import web_response  # noqa: PLC0415
+
+    web_response.SERVER_SOFTWARE = SERVER
+
+
+class _ConnectionLog(logging.LoggerAdapter):
+    """aiohttp's connection logger. A request it cannot parse (an over-long URL or header, a broken
+    request line) is the client's fault and answered 400 by aiohttp: one warning line, not an
+    error with a traceback per request that buries the store's real errors."""
+
+    def exception(self, msg, *args, exc_info=True, **kwargs) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            log.warning("malformed request refused", extra={"kv": {
+                "remote": args[0] if args else None, "status": exc_info.code,
+                "reason": str(exc_info.message)[:200]}})
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)
 
 # How long a stop waits for each connection's request to finish (aiohttp waits up to twice this per
 # connection). aiohttp's default, 60 s, outlasts systemd's TimeoutStopSec=20: a till connecting as
@@ -39,7 +66,9 @@ async def serve_until_stopped(app: web.Application, host: str, port: int, *, sto
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
+    _plain_server_header()
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT,
+                           logger=_ConnectionLog(logging.getLogger("aiohttp.server"), {}))
     try:
         await runner.setup()  # starts the subsystems, in order
         await web.TCPSite(runner, host, port, reuse_address=True).start()

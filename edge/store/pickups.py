@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from edge.core.context import WriteContext
 from edge.core.errors import InputError
+from edge.core.jws import COMPACT_PATTERN, MAX_TOKEN
 from edge.core.refusals import refusal
 from edge.core.schemas import Body, Text
 from edge.store import outbox, spool
@@ -36,8 +37,17 @@ class Checks:
     now: float = field(default_factory=time.time)
 
 
+def _token_or_code(schema: dict) -> None:
+    # exactly one of the two, as _one checks: a null counts as absent
+    schema["oneOf"] = [{"required": ["token"], "properties": {"token": {"type": "string"}}},
+                       {"required": ["code"], "properties": {"code": {"type": "string"}}}]
+
+
 class PickupIn(Body):
-    token: Annotated[str, Field(min_length=1, max_length=1024, description="The QR code's text")] | None = None
+    model_config = ConfigDict(json_schema_extra=_token_or_code)
+
+    token: Annotated[str, Field(min_length=1, max_length=MAX_TOKEN, description="The QR code's text",
+                                json_schema_extra={"pattern": COMPACT_PATTERN})] | None = None
     code: Annotated[str, Field(pattern=r"^[0-9]{6,8}$", description="A typed numeric pickup code")] | None = None
 
     @model_validator(mode="after")

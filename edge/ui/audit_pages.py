@@ -17,7 +17,8 @@ ACTIONS = {
     "print.confirm": "audit_action_print_confirm", "print.reprint": "audit_action_print_reprint",
     "pickup.hand_over": "audit_action_pickup_hand_over", "pickup.reverse": "audit_action_pickup_reverse",
     "order.ready": "audit_action_order_ready", "stock.adjust": "audit_action_stock_adjust",
-    "stock.count": "audit_action_stock_count",
+    "stock.count": "audit_action_stock_count", "login.failed": "audit_action_login_failed",
+    "login.locked": "audit_action_login_locked",
 }
 
 register_text({
@@ -31,8 +32,10 @@ register_text({
         "audit_action_print_confirm": "确认不确定的打印", "audit_action_print_reprint": "重打单据",
         "audit_action_pickup_hand_over": "核销取货", "audit_action_pickup_reverse": "撤销核销",
         "audit_action_order_ready": "订单备货完成", "audit_action_stock_adjust": "库存调整",
-        "audit_action_stock_count": "库存盘点",
+        "audit_action_stock_count": "库存盘点", "audit_action_login_failed": "登录失败",
+        "audit_action_login_locked": "登录失败（需等待）",
         "audit_detail_note": "备注", "audit_detail_printed": "已打出", "audit_detail_reason": "原因",
+        "audit_detail_address": "地址", "audit_detail_failures": "连续失败次数", "audit_detail_wait_seconds": "需等待秒数",
         "audit_yes": "是", "audit_no": "否",
     },
     "en": {
@@ -48,8 +51,11 @@ register_text({
         "audit_action_print_confirm": "Resolved an uncertain print", "audit_action_print_reprint": "Reprinted",
         "audit_action_pickup_hand_over": "Handed over a pickup", "audit_action_pickup_reverse": "Reversed a hand-over",
         "audit_action_order_ready": "Marked an order ready", "audit_action_stock_adjust": "Adjusted stock",
-        "audit_action_stock_count": "Counted stock",
+        "audit_action_stock_count": "Counted stock", "audit_action_login_failed": "Failed login",
+        "audit_action_login_locked": "Failed login (must wait)",
         "audit_detail_note": "note", "audit_detail_printed": "printed", "audit_detail_reason": "reason",
+        "audit_detail_address": "address", "audit_detail_failures": "failures in a row",
+        "audit_detail_wait_seconds": "wait (s)",
         "audit_yes": "yes", "audit_no": "no",
     },
 })

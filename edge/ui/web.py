@@ -14,9 +14,11 @@ JavaScript then re-fetches its `data-live` regions (`?fragment=NAME`) and swaps 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from typing import Awaitable, Callable
 from urllib.parse import quote, urlsplit
 
 import jinja2
+import jinja2.meta
 from aiohttp import web
 
 from edge.core import context
@@ -36,7 +39,7 @@ from edge.store import idempotency, users
 
 log = logging.getLogger("edge.ui")
 
-SESSION_COOKIE = "se_session"
+SESSION_COOKIE = users.SESSION_COOKIE
 LANG_COOKIE = "se_lang"
 LANGUAGES = ("zh", "en")
 TOUCH_EVERY = 60.0  # seconds between two slides of a session's expiry
@@ -189,15 +192,39 @@ def _wrap(p: Page):
                 raise Refused(401, "error_login_needed")
             if ROLE_RANK[who["role"]] < ROLE_RANK[p.role]:
                 raise Refused(403, "error_forbidden")
+        fragment = request.query.get("fragment")
+        if fragment is not None and fragment not in fragments_of(p.template):
+            raise web.HTTPNotFound()
         if request.method == "POST":
             await check_csrf(request)
         result = await p.handler(request)
         if isinstance(result, web.StreamResponse):
             return result
-        fragment = request.query.get("fragment")
-        template = f"fragments/{fragment}.html" if fragment and fragment.isidentifier() else p.template
+        template = p.template if fragment is None else f"fragments/{fragment}.html"
         return render(request, template, **result)
     return handler
+
+
+@functools.cache
+def fragments_of(template: str | None) -> frozenset[str]:
+    """The fragments a page's template includes (through its base too): the only ones `?fragment=`
+    may ask of it, since another page's fragment needs values this page does not compute."""
+    if template is None:
+        return frozenset()
+    found, seen, todo = set(), set(), [template]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        source = _env.loader.get_source(_env, name)[0]
+        for ref in jinja2.meta.find_referenced_templates(_env.parse(source)):
+            if ref is None:
+                continue
+            if ref.startswith("fragments/") and ref.endswith(".html"):
+                found.add(ref[len("fragments/"):-len(".html")])
+            todo.append(ref)
+    return frozenset(found)
 
 
 async def check_csrf(request: web.Request) -> None:
@@ -339,11 +366,16 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
+
+
 async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     kinds = {".js": "application/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
     suffix = name[name.rfind("."):] if "." in name else ""
-    if suffix not in kinds or "/" in name or name.startswith("."):
+    # our own file names only: a NUL, a slash or a dot-name is no file of ours (and a NUL makes the
+    # file system call raise rather than answer "not found")
+    if suffix not in kinds or not STATIC_NAME.fullmatch(name):
         raise web.HTTPNotFound()
     try:
         body = resources.files("edge.ui").joinpath("static", name).read_bytes()
