@@ -16,7 +16,6 @@ from edge.ops.demo.simulation import Out
 from edge.ops.demo.stage import Demo
 from edge.store import db
 
-
 # Written in a demo's data folder on its first run: the demo seeds logins with published passwords
 # and simulated sales, so it runs only on a folder it made, never on a real store's.
 MARKER = ".store-edge-demo"
