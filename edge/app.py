@@ -25,7 +25,7 @@ from edge.core import sqlite, systemd
 from edge.core.clock import iso, utcnow
 from edge.core.config import Config
 from edge.core.errors import InputError
-from edge.core.serving import serve_until_stopped
+from edge.core.serving import client_gone, serve_until_stopped
 from edge.core.sqlite import ReadTimeout, Store
 from edge.services import jobs
 from edge.services.app_keys import CONFIG, DEVICE, DEVICES, LIMITER, PRINTING, SCANS, STARTED, STORE, SYNC
@@ -132,6 +132,8 @@ async def errors_middleware(request: web.Request, handler):
     """Every error is JSON with a code and a message; never a stack trace or a secret."""
     try:
         return await handler(request)
+    except (ConnectionResetError, asyncio.CancelledError) as exc:
+        return client_gone(request, exc, log)
     except (InputError, ReadTimeout) as exc:
         return json_response(exc.as_dict(), status=exc.status)
     except web.HTTPException as exc:

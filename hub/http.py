@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from edge.core.clock import iso
 from edge.core.errors import validation_fields
+from edge.core.serving import client_gone
 from hub.errors import HubError, bad_request, dumps, sha256
 from hub.state import HUB, Hub
 from protocol.fields import show
@@ -36,14 +37,7 @@ async def errors_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except (ConnectionResetError, asyncio.CancelledError) as exc:
-        # a store that goes away mid-request (a killed daemon, a dropped link) is ordinary: nobody is
-        # left to answer, and aiohttp would log a ConnectionResetError as an error with its traceback
-        if isinstance(exc, ConnectionResetError) or request.transport is None or request.transport.is_closing():
-            log.info("client disconnected mid-request", extra={"kv": {
-                "method": request.method, "path": show(request.path, 100), "remote": request.remote}})
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-        return web.Response(status=400, text="connection lost")
+        return client_gone(request, exc, log)
     except HubError as exc:
         return answer(request, {"error": exc.code, "message": exc.message, **exc.extra}, exc.status)
     except web.HTTPException as exc:

@@ -353,3 +353,48 @@ async def test_an_over_long_url_or_header_is_one_warning_line_and_names_no_versi
     refused = [r for r in caplog.records if r.getMessage() == "malformed request refused"]
     assert len(refused) == 2 and all(r.levelname == "WARNING" and not r.exc_info for r in refused)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+async def test_a_till_that_disconnects_mid_request_is_one_info_line(config, caplog):
+    """A till switched off mid-sale drops its connection mid-body: the daemon, served as `store-edge run`
+    serves it (handlers not cancelled on disconnect), logs one info line, no error, no traceback, and
+    the half-sent sale is not recorded."""
+    import asyncio  # noqa: PLC0415
+    import contextlib  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from edge.app import build_app  # noqa: PLC0415
+    from edge.core.serving import serve_until_stopped  # noqa: PLC0415
+    from tests.helpers_daemon import free_port  # noqa: PLC0415
+
+    port, stop, listening = free_port(), asyncio.Event(), asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def serving(runner):
+        listening.set()
+        yield
+
+    task = asyncio.create_task(serve_until_stopped(build_app(config), "127.0.0.1", port, stop=stop,
+                                                   while_serving=serving))
+    await asyncio.wait_for(listening.wait(), 30)
+    before = dump(config.db_path)
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    try:
+        body = json.dumps({"lines": [{"barcode": BARCODE, "qty": 1}],
+                           "payments": [{"method": "cash", "amount_fen": 10000}]}).encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"POST /api/v1/sales HTTP/1.1\r\nHost: x\r\nIdempotency-Key: {new_key()}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                     "Expect: 100-continue\r\n\r\n".encode())
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")  # the handler has the request
+        writer.write(body[:-5])
+        await writer.drain()
+        writer.transport.abort()
+    finally:
+        stop.set()
+        await task  # waits for the handler to end
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if "disconnected" in r.getMessage()] == [
+        ("INFO", "client disconnected mid-request")]
+    assert dump(config.db_path) == before

@@ -27,6 +27,18 @@ def _plain_server_header() -> None:
     web_response.SERVER_SOFTWARE = SERVER
 
 
+def client_gone(request: web.Request, exc: BaseException, logger: logging.Logger) -> web.Response:
+    """For an application's error middleware: a client that went away mid-request (a killed daemon, a
+    till switched off, a dropped link) is ordinary, one info line; aiohttp would log it as an error
+    with its traceback. A cancellation is re-raised once logged."""
+    if isinstance(exc, ConnectionResetError) or request.transport is None or request.transport.is_closing():
+        logger.info("client disconnected mid-request", extra={"kv": {
+            "method": request.method, "path": request.path[:100], "remote": request.remote}})
+    if isinstance(exc, asyncio.CancelledError):
+        raise exc
+    return web.Response(status=400, text="connection lost")
+
+
 class _ConnectionLog(logging.LoggerAdapter):
     """aiohttp's connection logger. A request it cannot parse (an over-long URL or header, a broken
     request line) is the client's fault and answered 400 by aiohttp: one warning line, not an
