@@ -19,7 +19,10 @@ from tests.conftest import BARCODE, Api, seed, start_client, write_config
 
 
 async def wait_scans(api: Api, consumer: str, count: int) -> list[dict]:
-    """Long-poll until `count` scans are there (the server waits for them: no sleeping here)."""
+    """Long-poll until `count` scans are there. The long poll returns as soon as one scan is past the
+    consumer's position, so while fewer are there this waits on the scan router for a newer one (an
+    event, not a sleep) before polling again."""
+    router = api.client.server.app[SCANS]
     items: list[dict] = []
     for _ in range(20):
         code, body = await api.get("/scans", {"consumer": consumer, "wait": "5"})
@@ -27,6 +30,8 @@ async def wait_scans(api: Api, consumer: str, count: int) -> list[dict]:
         items = body["items"]
         if len(items) >= count:
             return items
+        if items:
+            await router.wait_after(items[-1]["seq"], 5)
     raise AssertionError(f"only {len(items)} scans")
 
 
