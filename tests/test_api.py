@@ -411,6 +411,16 @@ async def test_stock_list_search(api):
                                             None)
 
 
+async def test_stock_search_by_pinyin_and_initials(api):
+    # DRK-002 is 可口可乐 330ml 罐装: kekoukele330mlguanzhuang, initials kkkl330mlgz
+    for q in ("kele", "kl", "KL", "kekoukele", "kkkl", "ke", "Ke Le", "kkkl330", "guanzhuang"):
+        assert await skus(api, q=q) == (["DRK-002"], None), q
+    assert await skus(api, q="nfsq") == (["DRK-001"], None)      # 农夫山泉
+    assert await skus(api, q="shupian") == (["SNK-001"], None)   # 乐事 薯片
+    assert await skus(api, q="kekele") == ([], None)             # a syllable left out is no match
+    assert await skus(api, q="k%") == ([], None)                 # not letters: no pinyin, and no name has it
+
+
 async def test_stock_list_paging(api):
     seen, after = [], None
     for expected in (["DAI-001", "DRK-001"], ["DRK-002", "HOM-001"], ["SNK-001", "SNK-002"]):

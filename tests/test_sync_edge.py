@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from edge.store import db, orders, outbox, reconciliations
+from edge.store import db, orders, outbox, reconciliations, stock
 from protocol.stock import checksum
 from sync import changes
 from sync.client import CloudClient, NeedsPerson, RetryLater, retry_after
@@ -125,6 +125,19 @@ def test_catalog_keys_coupons_and_corrections(conn, db_path):
     assert balance(db_path, "NEW-1")[0] == 12
     assert query(db_path, "SELECT revoke_reason FROM coupon_definitions") == [("活动结束",)]
     assert events(db_path, "stock.corrected")[0]["moves"] == [{"sku": "NEW-1", "qty": 12, "reason": "correction"}]
+
+
+def test_a_product_from_the_cloud_is_found_by_pinyin(conn, db_path):
+    upsert = {"cursor": 1, "id": "p-kl", "type": "product.upserted", "payload": {
+        "sku": "NEW-9", "name": "可乐", "price_fen": 300, "barcodes": []}}
+    assert txn(conn, changes.apply_page, [upsert], 1, SEED)["applied"] == 1
+    for q in ("kele", "kl", "KL", "ke"):
+        assert [item["sku"] for item in stock.list_balances(conn, q=q)["items"]] == ["DRK-002", "NEW-9"], q
+    # renamed by the cloud: the keys follow the name
+    renamed = {**upsert, "cursor": 2, "id": "p-kl-2", "payload": {**upsert["payload"], "name": "雪碧"}}
+    assert txn(conn, changes.apply_page, [renamed], 2, SEED)["applied"] == 1
+    assert [item["sku"] for item in stock.list_balances(conn, q="xuebi")["items"]] == ["NEW-9"]
+    assert [item["sku"] for item in stock.list_balances(conn, q="kl")["items"]] == ["DRK-002"]
 
 
 # -- the upload queue --------------------------------------------------------------------------------

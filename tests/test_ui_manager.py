@@ -243,6 +243,9 @@ async def test_stock_search_by_barcode_and_low_list(ui, boss):
     assert 'data-sku="DAI-001"' in results and 'data-sku="DRK-001"' not in results
     html = await boss.get("/ui/stock", params={"q": "薯片"})
     assert 'data-sku="SNK-001"' in section(html, "stock-results")
+    html = await boss.get("/ui/stock", params={"q": "kl"})   # 可口可乐 by its initials
+    results = section(html, "stock-results")
+    assert 'data-sku="DRK-002"' in results and 'data-sku="DRK-001"' not in results
     html = await boss.get("/ui/stock", params={"q": "no-such-thing"})
     assert "没有与“no-such-thing”匹配的商品" in html
     await boss.get("/ui/stock/NOPE-1", status=404)

@@ -80,7 +80,9 @@ async def get_stock(request):
 
 
 @operation("get", "/stock", "Stock of many SKUs, filtered and paged in SKU order",
-           params=[Param("q", "query", {"type": "string"}, "Part of a SKU or name, or a whole barcode"),
+           params=[Param("q", "query", {"type": "string"},
+                         "Part of a SKU or name, a whole barcode, or part of the name's pinyin or its "
+                         "initials (kele, kl or ke find 可乐); ASCII case and spaces in pinyin ignored"),
                    Param("low", "query", {"type": "boolean"}, "Only items at or below their low-stock threshold"),
                    Param("category", "query", {"type": "string"}, "Only this category"),
                    Param("after", "query", {"type": "string"}, "The last SKU of the previous page"), LIMIT],

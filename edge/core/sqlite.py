@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 log = logging.getLogger("edge.db")
 T = TypeVar("T")
@@ -119,8 +119,12 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-def migrate(conn: sqlite3.Connection, migrations: list[tuple[str, str]]) -> list[int]:
-    """Apply pending migrations, each in its own transaction; return the versions applied."""
+def migrate(conn: sqlite3.Connection, migrations: list[tuple[str, str]],
+            steps: Mapping[int, Callable[[sqlite3.Connection], None]] | None = None) -> list[int]:
+    """Apply pending migrations, each in its own transaction; return the versions applied.
+
+    steps: Python run after the SQL of the migration with that number, in its transaction, for data
+    SQL cannot compute (a crash leaves neither the new columns nor half of their values)."""
     current = schema_version(conn)
     latest = len(migrations)
     if current > latest:
@@ -131,6 +135,8 @@ def migrate(conn: sqlite3.Connection, migrations: list[tuple[str, str]]) -> list
         with transaction(conn):
             for statement in split_sql(sql):
                 conn.execute(statement)
+            if steps and version in steps:
+                steps[version](conn)
             conn.execute(f"PRAGMA user_version = {version}")
         log.info("schema migrated", extra={"kv": {"version": version, "migration": name}})
         applied.append(version)
@@ -151,11 +157,12 @@ def split_sql(script: str) -> list[str]:
     return statements
 
 
-def open_db(path: str | Path, migrations: list[tuple[str, str]]) -> sqlite3.Connection:
+def open_db(path: str | Path, migrations: list[tuple[str, str]],
+            steps: Mapping[int, Callable[[sqlite3.Connection], None]] | None = None) -> sqlite3.Connection:
     """Open (creating the folder and schema if needed) the read-write connection."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)
-    migrate(conn, migrations)
+    migrate(conn, migrations, steps)
     return conn
 
 
@@ -163,9 +170,11 @@ class Store:
     """The running store: a writer thread and a pool of readers, used from the event loop."""
 
     def __init__(self, path: str | Path, migrations: list[tuple[str, str]], readers: int = 2,
-                 read_limit: float | None = None):
+                 read_limit: float | None = None,
+                 steps: Mapping[int, Callable[[sqlite3.Connection], None]] | None = None):
         self.path = Path(path)
         self.migrations = migrations
+        self.steps = steps
         self._readers = readers
         self.read_limit = read_limit  # seconds a read may take on the request readers; None: no limit
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -179,7 +188,7 @@ class Store:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
-        conn = open_db(self.path, self.migrations)
+        conn = open_db(self.path, self.migrations, self.steps)
         self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="store-writer",
                                         daemon=True)
         self._writer.start()

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from edge.core.errors import InputError, NotFound, validation_fields
 from edge.core.schemas import ProductRef
 from edge.core.sqlite import transaction
+from edge.store.pinyin import name_keys
 from protocol.changes import ProductIn
 
 # rows per transaction of an import from the command line: each commit lets the running daemon's
@@ -22,6 +23,8 @@ from protocol.changes import ProductIn
 IMPORT_CHUNK_ROWS = 500
 CSV_COLUMNS = ("sku", "name", "price_fen", "unit", "category", "low_stock", "barcodes", "active")
 BARCODE_SEPARATOR = "|"
+# a product as the API shows it (the pinyin keys are the search's, not the product's)
+PRODUCT_COLUMNS = "sku, name, price_fen, unit, category, low_stock, active, updated_at"
 
 
 def resolve_sku(conn: sqlite3.Connection, ref: ProductRef, field_name: str) -> str:
@@ -47,7 +50,7 @@ def sku_for_barcode(conn: sqlite3.Connection, code: str) -> str | None:
 
 
 def get_product(conn: sqlite3.Connection, sku: str) -> dict:
-    row = conn.execute("SELECT * FROM products WHERE sku = ?", (sku,)).fetchone()
+    row = conn.execute(f"SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = ?", (sku,)).fetchone()
     if row is None:
         raise NotFound("unknown_sku", f"no product with SKU {sku}", field="sku")
     product = dict(row)
@@ -72,12 +75,14 @@ def upsert_product(conn: sqlite3.Connection, product: ProductIn, now: str) -> No
             raise InputError("barcode_taken", f"barcode {code} already belongs to SKU {owner[0]}",
                              field="barcodes")
     conn.execute(
-        "INSERT INTO products (sku, name, price_fen, unit, category, low_stock, active, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sku) DO UPDATE SET name = excluded.name, "
+        "INSERT INTO products (sku, name, price_fen, unit, category, low_stock, active, updated_at, "
+        "name_pinyin, name_initials) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sku) DO UPDATE SET name = excluded.name, "
         "price_fen = excluded.price_fen, unit = excluded.unit, category = excluded.category, "
-        "low_stock = excluded.low_stock, active = excluded.active, updated_at = excluded.updated_at",
+        "low_stock = excluded.low_stock, active = excluded.active, updated_at = excluded.updated_at, "
+        "name_pinyin = excluded.name_pinyin, name_initials = excluded.name_initials",
         (product.sku, product.name, product.price_fen, product.unit, product.category, product.low_stock,
-         int(product.active), now))
+         int(product.active), now, *name_keys(product.name)))
     conn.execute("INSERT OR IGNORE INTO stock_balances (sku, on_hand, reserved, updated_at) "
                  "VALUES (?, 0, 0, ?)", (product.sku, now))
     conn.execute(f"DELETE FROM barcodes WHERE sku = ? AND code NOT IN ({','.join('?' * len(product.barcodes))})",

@@ -7,22 +7,22 @@ from pathlib import Path
 
 from edge.core import sqlite
 from edge.core.sqlite import SchemaTooNew, Store, connect, schema_version, transaction  # noqa: F401 (the store's API)
-from edge.store.migrations import MIGRATIONS
+from edge.store.migrations import MIGRATIONS, STEPS
 
 
 def migrate(conn: sqlite3.Connection) -> list[int]:
-    return sqlite.migrate(conn, MIGRATIONS)
+    return sqlite.migrate(conn, MIGRATIONS, STEPS)
 
 
 def open_store_db(path: str | Path) -> sqlite3.Connection:
     """Open (creating the folder and schema if needed) the read-write connection."""
-    return sqlite.open_db(path, MIGRATIONS)
+    return sqlite.open_db(path, MIGRATIONS, STEPS)
 
 
 def open_store(path: str | Path, readers: int = 2, read_limit: float | None = None) -> Store:
     """The running store (not yet opened): a writer thread and a pool of readers (each read stopped
     after read_limit seconds, if given)."""
-    return Store(path, MIGRATIONS, readers, read_limit)
+    return Store(path, MIGRATIONS, readers, read_limit, STEPS)
 
 
 def read_only(path: str | Path, fn, *args, timeout: float = 2.0):

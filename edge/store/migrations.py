@@ -4,6 +4,7 @@ Append new migrations at the end; never edit one that has shipped.
 Money is integer fen; quantities are integers in the product's unit (weighed goods: grams).
 """
 
+from edge.store.pinyin import fill_name_keys
 from protocol.stock import MOVE_REASONS
 
 _reasons = ", ".join(f"'{r}'" for r in MOVE_REASONS)
@@ -421,3 +422,16 @@ CREATE TABLE job_runs (
 """
 
 MIGRATIONS.append(("scheduled jobs: the last run of each", JOBS))
+
+# The stock search finds 可乐 by `kele` or `kl`: each name's pinyin and initials, kept by
+# catalog.upsert_product. SQL cannot compute pinyin: the rows already there are filled by the data
+# step below, in this migration's transaction.
+PINYIN = """
+ALTER TABLE products ADD COLUMN name_pinyin TEXT NOT NULL DEFAULT '';
+ALTER TABLE products ADD COLUMN name_initials TEXT NOT NULL DEFAULT '';
+"""
+
+MIGRATIONS.append(("catalog: pinyin and initials of product names", PINYIN))
+
+# Python run after the SQL of the migration with that number (edge/core/sqlite.py migrate)
+STEPS = {len(MIGRATIONS): fill_name_keys}

@@ -18,6 +18,7 @@ from edge.core.errors import InputError, NotFound
 from edge.core.schemas import AdjustmentIn, CountIn, ReceiptIn
 from edge.store import outbox
 from edge.store.catalog import resolve_sku
+from edge.store.pinyin import search_key
 from protocol.stock import MOVE_REASONS, RESERVATION_REASONS
 
 _RES = ", ".join(f"'{r}'" for r in RESERVATION_REASONS)
@@ -78,13 +79,21 @@ def get_balance(conn: sqlite3.Connection, sku: str) -> dict:
 
 def list_balances(conn: sqlite3.Connection, *, q: str | None = None, low: bool = False,
                   category: str | None = None, after: str | None = None, limit: int = 100) -> dict:
-    """Products with their stock, in SKU order, one page at a time (`after` = the last SKU seen)."""
+    """Products with their stock, in SKU order, one page at a time (`after` = the last SKU seen).
+
+    q matches part of a SKU or name, a whole barcode, or part of the name's pinyin or initials
+    (`kele`, `kl` or `ke` find 可乐), ASCII case ignored."""
     where, args = ["p.active = 1"], []
     if q:
-        where.append("(p.sku LIKE ? ESCAPE '\\' OR p.name LIKE ? ESCAPE '\\' "
-                     "OR p.sku IN (SELECT sku FROM barcodes WHERE code = ?))")
+        match = ["p.sku LIKE ? ESCAPE '\\'", "p.name LIKE ? ESCAPE '\\'",
+                 "p.sku IN (SELECT sku FROM barcodes WHERE code = ?)"]
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         args += [pattern, pattern, q]
+        key = search_key(q)
+        if key is not None:   # only letters and digits: nothing to escape
+            match += ["p.name_pinyin LIKE ?", "p.name_initials LIKE ?"]
+            args += [f"%{key}%", f"%{key}%"]
+        where.append(f"({' OR '.join(match)})")
     if low:
         where.append("coalesce(b.available, 0) <= p.low_stock")
     if category:

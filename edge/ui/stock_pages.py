@@ -17,7 +17,7 @@ from edge.ui.orders_pages import error_text
 from edge.ui.web import LANG, form_data, page, register_text, render, ui_write
 
 register_text({
-    "zh": {"stock_title": "库存", "stock_search": "搜索商品", "stock_search_hint": "商品名称、SKU 或条码",
+    "zh": {"stock_title": "库存", "stock_search": "搜索商品", "stock_search_hint": "商品名称、拼音或首字母、SKU、条码",
            "stock_search_button": "搜索", "stock_results": "商品库存", "stock_results_for": "“{q}”的搜索结果",
            "stock_empty": "没有找到商品", "stock_empty_query": "没有与“{q}”匹配的商品（名称、SKU 或条码）",
            "stock_next_page": "下一页", "stock_first_page": "第一页", "stock_low": "低库存（不高于预警线）",
@@ -41,7 +41,7 @@ register_text({
            "stock_err_too_long": "最多 200 个字", "stock_done_adjust": "库存已调整",
            "stock_done_count": "盘点已记录", "stock_not_found": "找不到这个商品（SKU 有误或已下架）",
            "stock_back": "返回库存", "stock_form_error": "未保存，请修改标红的项目"},
-    "en": {"stock_title": "Stock", "stock_search": "Find a product", "stock_search_hint": "Name, SKU or barcode",
+    "en": {"stock_title": "Stock", "stock_search": "Find a product", "stock_search_hint": "Name, its pinyin or initials, SKU or barcode",
            "stock_search_button": "Search", "stock_results": "Products", "stock_results_for": "Results for “{q}”",
            "stock_empty": "No products", "stock_empty_query": "No product matches “{q}” (name, SKU or barcode)",
            "stock_next_page": "Next page", "stock_first_page": "First page",
