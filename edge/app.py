@@ -34,7 +34,7 @@ from edge.services.limiter import CodeLimiter
 from edge.services.printing import PrintService
 from edge.services.reload import reload
 from edge.services.scan_router import ScanRouter
-from edge.store import api_tokens, db, signed_tokens
+from edge.store import api_tokens, db, pinyin, signed_tokens
 from edge.ui import web as ui_web
 from edge.ui.login import LOGIN_LIMITER
 from edge.ui.login_limit import LoginLimiter
@@ -49,6 +49,8 @@ log = logging.getLogger("edge.app")
 async def store_subsystem(app: web.Application):
     store = db.open_store(app[CONFIG].db_path, read_limit=app[CONFIG].api.read_timeout_seconds)
     await asyncio.get_running_loop().run_in_executor(None, store.open)  # migrations may take a while
+    # not awaited: the import lock makes a write that comes first wait only for what is left of it
+    asyncio.get_running_loop().run_in_executor(None, pinyin.warm)
     app[STORE] = store
     app[ui_web.EVENTS] = hub = ui_web.EventHub()
     store.listeners.append(hub.bump)  # every committed write may change what a dashboard page shows

@@ -38,6 +38,12 @@ def name_keys(name: str) -> tuple[str, str]:
     return "".join(full), "".join(initials)
 
 
+def warm() -> None:
+    """Load pypinyin's dictionaries now (the daemon does it on a worker thread at start), so that the
+    first product written does not hold the store's writer for their third of a second."""
+    name_keys("可乐")
+
+
 def search_key(q: str) -> str | None:
     """The part of a search that can match pinyin keys (`Ke Le` → "kele"), or None when it cannot
     (a query in Chinese, or with punctuation, matches the name instead)."""
