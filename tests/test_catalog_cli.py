@@ -298,3 +298,57 @@ def test_a_file_without_products_is_an_error(tmp_path, cfg, name, content):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "没有商品" in result.stderr and "has no product" in result.stderr
     assert not (cfg.parent / "var" / "store.db").exists()   # refused before the store is opened
+
+
+def test_export_keeps_barcodes_as_text_for_excel_and_imports_back(tmp_path, cfg):
+    upc, ean = "036000291452", ean13("690123456789")
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps([{"sku": "D-1", "name": "美国货", "price_fen": 100, "barcodes": [upc]},
+                               {"sku": "D-2", "name": "两个条码", "price_fen": 200, "barcodes": [ean, "ABC-1"]},
+                               {"sku": "D-3", "name": "科学", "price_fen": 1, "barcodes": ["6.90208E+12"]}],
+                              ensure_ascii=False))
+    result = run(cfg, "catalog", "import", str(src))
+    assert result.returncode == 1 and "第 3 行" in result.stdout and "scientific notation" in result.stdout
+    out = tmp_path / "out.csv"
+    assert run(cfg, "catalog", "export", str(out)).returncode == 0
+    text = out.read_bytes().decode("utf-8-sig")
+    # a bare 036000291452 opens in Excel as 36000291452, and 13 digits as 6.90123E+12
+    assert f'"=""{upc}"""' in text and f"{ean}|ABC-1" in text and "E+" not in text
+    with db(cfg) as conn:
+        conn.execute("DELETE FROM barcodes")
+    assert run(cfg, "catalog", "import", str(out)).returncode == 0
+    with db(cfg) as conn:
+        assert conn.execute("SELECT code, sku FROM barcodes ORDER BY rowid").fetchall() == [
+            (upc, "D-1"), (ean, "D-2"), ("ABC-1", "D-2")]
+
+
+def run_on_a_terminal(cfg: Path, *args: str) -> tuple[int, str]:
+    """The command with its stderr on a pseudo-terminal, as a person at a shell sees it."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "edge", *args, "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:   # EIO: the command closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    return proc.wait(timeout=60), seen.decode()
+
+
+def test_progress_bar_on_a_terminal_for_import_and_export(tmp_path, cfg):
+    path = tmp_path / "many.csv"
+    path.write_bytes(excel_csv([f"E-{n},商品{n},1.00,件,,,,是" for n in range(300)], "utf-8-sig"))
+    code, seen = run_on_a_terminal(cfg, "catalog", "import", str(path))
+    assert code == 0 and "\r导入 import [" in seen and f"[{'#' * 25}] 302/302" in seen, seen
+    code, seen = run_on_a_terminal(cfg, "catalog", "export", str(tmp_path / "out.csv"))
+    assert code == 0 and "\r导出 export [" in seen and f"[{'#' * 25}] 300/300" in seen, seen
+    # not a terminal (a script, a log): no bar, only the counts
+    for args in (["import", str(path)], ["export", str(tmp_path / "out.csv")]):
+        result = run(cfg, "catalog", *args)
+        assert result.returncode == 0 and "[" not in result.stderr and "#" not in result.stderr, result.stderr

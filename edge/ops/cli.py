@@ -102,16 +102,21 @@ def cmd_catalog_export(args) -> int:
     config = load_config(args.config)
     fmt = args.format or ("json" if args.file.lower().endswith(".json") else "csv")
     conn = open_db(config)
+    progress = Progress("导出 export")
+    total = catalog.count_products(conn)
     try:
         if args.file == "-":
-            count = catalog.export_products(catalog.iter_products(conn), fmt, sys.stdout)
+            count = catalog.export_products(catalog.iter_products(conn), fmt, sys.stdout,
+                                            lambda done: progress(done, total))
         else:
             # utf-8-sig: Excel opens it with the Chinese names intact
             with open(args.file, "w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="") as out:
-                count = catalog.export_products(catalog.iter_products(conn), fmt, out)
+                count = catalog.export_products(catalog.iter_products(conn), fmt, out,
+                                                lambda done: progress(done, total))
     finally:
         conn.close()
-    print(f"{count} products exported", file=sys.stderr)
+    progress.done()
+    print(f"导出 {count} 个商品 / {count} products exported", file=sys.stderr)
     return 0
 
 

@@ -367,17 +367,35 @@ def iter_products(conn: sqlite3.Connection) -> Iterator[dict]:
         yield product
 
 
-def export_products(products: Iterable[dict], fmt: str, out: io.TextIOBase) -> int:
+def count_products(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM products").fetchone()[0]
+
+
+def excel_text(value: str) -> str:
+    """A cell of digits as ="…": Excel would show 6901234567892 as 6.90123E+12 and drop leading
+    zeros, and save it back so; a formula's text result keeps every digit (the import unwraps it)."""
+    return f'="{value}"' if value.isdigit() else value
+
+
+def export_products(products: Iterable[dict], fmt: str, out: io.TextIOBase,
+                    progress: Callable[[int], None] | None = None) -> int:
     count = 0
     if fmt == "json":
-        items = list(products)
+        items = []
+        for product in products:
+            items.append(product)
+            if progress:
+                progress(len(items))
         json.dump({"products": items}, out, ensure_ascii=False, indent=1)
         out.write("\n")
         return len(items)
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for product in products:
-        writer.writerow({**product, "barcodes": BARCODE_SEPARATOR.join(product["barcodes"]),
+        writer.writerow({**product, "sku": excel_text(product["sku"]),
+                         "barcodes": excel_text(BARCODE_SEPARATOR.join(product["barcodes"])),
                          "active": int(product["active"]), "category": product["category"] or ""})
         count += 1
+        if progress:
+            progress(count)
     return count
