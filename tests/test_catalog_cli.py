@@ -1,6 +1,8 @@
 """`store-edge catalog import/export` and `store-edge ledger verify`, run as real commands."""
 
 import json
+import os
+import pty
 import sqlite3
 import subprocess
 import sys
@@ -57,11 +59,12 @@ def test_csv_import_keeps_good_rows_and_reports_each_bad_one(tmp_path, cfg):
     result = run(cfg, "catalog", "import", str(path))
     assert result.returncode == 1, result.stderr
     assert "2 of 8 products imported, 6 rows refused" in result.stdout
-    for row, text in [(3, "price: 'abc' is not a number of yuan"), (4, "more than two decimals"),
-                      (5, f"barcode {taken} already belongs to SKU A-2"), (6, "check digit is 3, should be 2"),
-                      (7, "SKU A-1 is already on row 1"), (8, "sku:")]:
-        assert any(line.strip().startswith(f"row {row}") and text in line for line in result.stdout.splitlines()), \
-            (row, result.stdout)
+    # rows as Excel numbers them: the header is row 1
+    for row, text in [(4, "price: 'abc' is not a number of yuan"), (5, "more than two decimals"),
+                      (6, f"barcode {taken} already belongs to SKU A-2"), (7, "check digit is 3, should be 2"),
+                      (8, "SKU A-1 is already on row 2"), (9, "sku:")]:
+        assert any(line.strip().startswith(f"第 {row} 行 (row {row}") and text in line
+                   for line in result.stdout.splitlines()), (row, result.stdout)
     with db(cfg) as conn:
         assert conn.execute("SELECT sku, name, price_fen, low_stock FROM products ORDER BY sku").fetchall() == [
             ("A-1", "农夫山泉 550ml", 200, 5), ("A-2", "可口可乐 330ml", 350, 0)]
@@ -194,7 +197,7 @@ def test_import_commits_in_chunks_so_the_daemon_can_write_between_them(tmp_path,
     # rows 1-2 are visible (committed) while rows 3-4 are imported, rows 1-4 while 5-6 are
     assert committed == [0, 0, 2, 2, 4, 4]
     out = capsys.readouterr().out   # the report is the one of a single transaction, across chunks too
-    assert "5 of 6 products imported, 1 rows refused" in out and "row 6 (SKU C-2): SKU C-2 is already on row 2" in out
+    assert "5 of 6 products imported, 1 rows refused" in out and "(row 7, SKU C-2): 商品编码 C-2 与第 3 行重复 / SKU C-2 is already on row 3" in out
     conn = db(cfg)
     assert conn.execute("SELECT count(*) FROM products").fetchone()[0] == 5
 
@@ -220,3 +223,132 @@ def test_python_m_edge_ops_demo_runs_as_a_module(tmp_path, cfg):
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and "holds a store that the demo did not make" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
+
+
+# -- a catalog as a manager makes it in Excel (issue 14 item 6) -------------------------------------
+
+EXCEL_HEADER = "商品编码,商品名称,售价,单位,分类,库存预警,条形码,是否启用"
+
+
+def excel_csv(rows: list[str], encoding: str) -> bytes:
+    """What Excel's 'CSV UTF-8' (BOM) or plain 'CSV' on a Chinese Windows (GBK) saves: CRLF rows,
+    trailing empty rows of commas where a cell was once formatted."""
+    text = "\r\n".join([EXCEL_HEADER, *rows, ",,,,,,,", ",,,,,,,"]) + "\r\n"
+    if encoding == "utf-8-sig":
+        return ("\ufeff" + text).encode("utf-8")
+    return text.replace("¥", "￥").encode("gbk")   # GBK has only the full-width sign
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "gbk"])
+def test_excel_csv_with_chinese_headers_yuan_signs_and_yes_no(tmp_path, cfg, encoding):
+    water, cola = ean13("690123456789"), ean13("690123456790")
+    path = tmp_path / "商品.csv"
+    path.write_bytes(excel_csv([
+        f"B-1,农夫山泉 550ml,￥2.00,瓶,饮料,5,{water},是",
+        f'B-2,可口可乐 330ml,"¥1,234.50",罐,饮料,,{cola},否',
+        "B-3,散装花生,12.00元,斤,零食,,,",
+        "B-4,口香糖,3.5,,,,,1",
+    ], encoding))
+    result = run(cfg, "catalog", "import", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "导入 4 个商品，共 4 行，0 行未导入" in result.stdout
+    with db(cfg) as conn:
+        assert conn.execute("SELECT sku, name, price_fen, unit, category, low_stock, active FROM products "
+                            "ORDER BY sku").fetchall() == [
+            ("B-1", "农夫山泉 550ml", 200, "瓶", "饮料", 5, 1), ("B-2", "可口可乐 330ml", 123450, "罐", "饮料", 0, 0),
+            ("B-3", "散装花生", 1200, "斤", "零食", 0, 1), ("B-4", "口香糖", 350, "件", None, 0, 1)]
+        assert conn.execute("SELECT code, sku FROM barcodes ORDER BY sku").fetchall() == [(water, "B-1"), (cola, "B-2")]
+
+
+def test_excel_rows_are_refused_by_excel_row_number_in_chinese(tmp_path, cfg):
+    path = tmp_path / "商品.csv"
+    path.write_bytes(excel_csv([
+        f"C-1,好的,￥2.00,瓶,,,{ean13('690123456789')},是",
+        "C-2,科学计数法,￥3.00,瓶,,,6.90208E+12,是",          # Excel's display of a 13-digit barcode
+        "C-3,坏布尔,￥3.00,瓶,,,,也许",
+        "C-4,坏价格,￥三块,瓶,,,,",
+        ",没有编码,1,瓶,,,,",
+    ], "gbk"))
+    result = run(cfg, "catalog", "import", str(path))
+    assert result.returncode == 1
+    assert "导入 1 个商品，共 5 行，4 行未导入 / 1 of 5 products imported, 4 rows refused" in result.stdout
+    lines = result.stdout.splitlines()
+    for row, texts in [(3, ["条码 6.90208E+12 被 Excel 变成了科学计数法", "设为“文本”格式",
+                            "scientific notation"]),
+                       (4, ["启用 '也许' 应填 是 或 否"]), (5, ["售价 '￥三块' 不是金额", "not a number of yuan"]),
+                       (6, ["商品编码必须填写", "sku: required field is missing"])]:
+        assert any(line.strip().startswith(f"第 {row} 行 (row {row}") and all(t in line for t in texts)
+                   for line in lines), (row, result.stdout)
+    with db(cfg) as conn:
+        assert conn.execute("SELECT sku FROM products").fetchall() == [("C-1",)]
+        assert conn.execute("SELECT count(*) FROM barcodes WHERE code LIKE '%E+%'").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("name, content", [
+    ("empty.csv", b""),
+    ("bom.csv", b"\xef\xbb\xbf"),
+    ("header.csv", (EXCEL_HEADER + "\r\n").encode("gbk")),
+    ("blank-rows.csv", ("\ufeff" + EXCEL_HEADER + "\r\n,,,,,,,\r\n\r\n").encode()),
+    ("empty.json", b'{"products": []}'),
+])
+def test_a_file_without_products_is_an_error(tmp_path, cfg, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = run(cfg, "catalog", "import", str(path))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "没有商品" in result.stderr and "has no product" in result.stderr
+    assert not (cfg.parent / "var" / "store.db").exists()   # refused before the store is opened
+
+
+def test_export_keeps_barcodes_as_text_for_excel_and_imports_back(tmp_path, cfg):
+    upc, ean = "036000291452", ean13("690123456789")
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps([{"sku": "D-1", "name": "美国货", "price_fen": 100, "barcodes": [upc]},
+                               {"sku": "D-2", "name": "两个条码", "price_fen": 200, "barcodes": [ean, "ABC-1"]},
+                               {"sku": "D-3", "name": "科学", "price_fen": 1, "barcodes": ["6.90208E+12"]}],
+                              ensure_ascii=False))
+    result = run(cfg, "catalog", "import", str(src))
+    assert result.returncode == 1 and "第 3 行" in result.stdout and "scientific notation" in result.stdout
+    out = tmp_path / "out.csv"
+    assert run(cfg, "catalog", "export", str(out)).returncode == 0
+    text = out.read_bytes().decode("utf-8-sig")
+    # a bare 036000291452 opens in Excel as 36000291452, and 13 digits as 6.90123E+12
+    assert f'"=""{upc}"""' in text and f"{ean}|ABC-1" in text and "E+" not in text
+    with db(cfg) as conn:
+        conn.execute("DELETE FROM barcodes")
+    assert run(cfg, "catalog", "import", str(out)).returncode == 0
+    with db(cfg) as conn:
+        assert conn.execute("SELECT code, sku FROM barcodes ORDER BY rowid").fetchall() == [
+            (upc, "D-1"), (ean, "D-2"), ("ABC-1", "D-2")]
+
+
+def run_on_a_terminal(cfg: Path, *args: str) -> tuple[int, str]:
+    """The command with its stderr on a pseudo-terminal, as a person at a shell sees it."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "edge", *args, "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:   # EIO: the command closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    return proc.wait(timeout=60), seen.decode()
+
+
+def test_progress_bar_on_a_terminal_for_import_and_export(tmp_path, cfg):
+    path = tmp_path / "many.csv"
+    path.write_bytes(excel_csv([f"E-{n},商品{n},1.00,件,,,,是" for n in range(300)], "utf-8-sig"))
+    code, seen = run_on_a_terminal(cfg, "catalog", "import", str(path))
+    assert code == 0 and "\r导入 import [" in seen and f"[{'#' * 25}] 302/302" in seen, seen
+    code, seen = run_on_a_terminal(cfg, "catalog", "export", str(tmp_path / "out.csv"))
+    assert code == 0 and "\r导出 export [" in seen and f"[{'#' * 25}] 300/300" in seen, seen
+    # not a terminal (a script, a log): no bar, only the counts
+    for args in (["import", str(path)], ["export", str(tmp_path / "out.csv")]):
+        result = run(cfg, "catalog", *args)
+        assert result.returncode == 0 and "[" not in result.stderr and "#" not in result.stderr, result.stderr

@@ -77,10 +77,10 @@ def cmd_catalog_import(args) -> int:
         data = Path(args.file).read_bytes()
         rows = catalog.read_rows(data, fmt)
     except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        print(f"错误 error: 无法读取 cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
     except InputError as exc:
-        print(f"error: {args.file}: {exc.message}", file=sys.stderr)
+        print(f"错误 error: {args.file}: {exc.message}", file=sys.stderr)
         return 2
     conn = open_db(config)
     progress = Progress("导入 import")
@@ -89,7 +89,8 @@ def cmd_catalog_import(args) -> int:
     finally:
         conn.close()
     progress.done()
-    print(f"{report.imported} of {report.total} products imported, {len(report.errors)} rows refused")
+    print(f"导入 {report.imported} 个商品，共 {report.total} 行，{len(report.errors)} 行未导入 / "
+          f"{report.imported} of {report.total} products imported, {len(report.errors)} rows refused")
     for error in report.errors:
         print(f"  {error}")
     return 1 if report.errors else 0
@@ -101,16 +102,21 @@ def cmd_catalog_export(args) -> int:
     config = load_config(args.config)
     fmt = args.format or ("json" if args.file.lower().endswith(".json") else "csv")
     conn = open_db(config)
+    progress = Progress("导出 export")
+    total = catalog.count_products(conn)
     try:
         if args.file == "-":
-            count = catalog.export_products(catalog.iter_products(conn), fmt, sys.stdout)
+            count = catalog.export_products(catalog.iter_products(conn), fmt, sys.stdout,
+                                            lambda done: progress(done, total))
         else:
             # utf-8-sig: Excel opens it with the Chinese names intact
             with open(args.file, "w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="") as out:
-                count = catalog.export_products(catalog.iter_products(conn), fmt, out)
+                count = catalog.export_products(catalog.iter_products(conn), fmt, out,
+                                                lambda done: progress(done, total))
     finally:
         conn.close()
-    print(f"{count} products exported", file=sys.stderr)
+    progress.done()
+    print(f"导出 {count} 个商品 / {count} products exported", file=sys.stderr)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sqlite3
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -93,14 +94,45 @@ def upsert_product(conn: sqlite3.Connection, product: ProductIn, now: str) -> No
 
 # -- import ---------------------------------------------------------------------------------------
 
+# what a manager writes as a column header in Excel -> the column; English headers match ignoring case
+HEADER_ALIASES = {
+    "商品编码": "sku", "编码": "sku", "货号": "sku",
+    "商品名称": "name", "名称": "name", "品名": "name",
+    "售价": "price", "价格": "price", "单价": "price", "售价(元)": "price", "售价（元）": "price",
+    "售价(分)": "price_fen", "售价（分）": "price_fen",
+    "单位": "unit",
+    "分类": "category", "类别": "category",
+    "库存预警": "low_stock", "低库存": "low_stock", "预警库存": "low_stock",
+    "条码": "barcodes", "条形码": "barcodes", "商品条码": "barcodes",
+    "启用": "active", "是否启用": "active", "状态": "active",
+}
+COLUMN_ZH = {"sku": "商品编码", "name": "商品名称", "price": "售价", "price_fen": "售价(分)", "unit": "单位",
+             "category": "分类", "low_stock": "库存预警", "barcodes": "条码", "active": "启用"}
+TRUE_WORDS = ("1", "true", "yes", "y", "是", "启用", "在售")
+FALSE_WORDS = ("0", "false", "no", "n", "否", "停用", "下架")
+# Excel shows a long number such as 6902083881405 as 6.90208E+12, and saves the CSV that way: the
+# digits after the sixth are gone, so no guess can bring the barcode back
+SCIENTIFIC = re.compile(r"^[+-]?\d+(\.\d*)?[eE][+-]?\d+$")
+EXCEL_TEXT = re.compile(r'^="(.*)"$')   # ="0123": how the export keeps digits as text in Excel
+YUAN = re.compile(r"^(?:[￥¥]\s*)?(-?\d{1,3}(?:,\d{3})+(?:\.\d*)?|-?\d*(?:\.\d*)?)\s*(?:元)?$")
+
+
+class RowProblem(ValueError):
+    """A row's problem, said in Chinese for the staff and in English for the rest."""
+
+    def __init__(self, zh: str, en: str):
+        super().__init__(f"{zh} / {en}")
+
+
 @dataclass
 class RowError:
-    row: int          # 1-based data row (CSV: the line below the header is row 1)
+    row: int          # CSV: the row as Excel numbers it (the header is row 1); JSON: the product's place
     sku: str | None
     problems: list[str]
 
     def __str__(self) -> str:
-        return f"row {self.row}" + (f" (SKU {self.sku})" if self.sku else "") + ": " + "; ".join(self.problems)
+        return (f"第 {self.row} 行 (row {self.row}" + (f", SKU {self.sku}" if self.sku else "") + "): "
+                + "; ".join(self.problems))
 
 
 @dataclass
@@ -111,19 +143,28 @@ class ImportReport:
     seen: dict[str, int] = field(default_factory=dict, repr=False)  # SKU -> its row, across chunks
 
 
+def _bad_file(zh: str, en: str) -> InputError:
+    return InputError("bad_file", f"{zh} / {en}")
+
+
 def read_rows(data: bytes, fmt: str) -> list[dict]:
-    """Rows of a CSV or JSON catalog file as dicts of raw values.
+    """Rows of a CSV or JSON catalog file as dicts of raw values; a file without a product is refused.
 
     CSV from Excel in China is often GBK: UTF-8 (with or without BOM) is tried first, then GB18030.
+    A CSV row i of the list is row i + 2 in Excel; its empty rows are kept (as {}) so that the
+    numbers stay Excel's.
     """
     if fmt == "json":
         try:
             doc = json.loads(data.decode("utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputError("bad_file", f"not a JSON catalog: {exc}")
+            raise _bad_file("不是 JSON 商品文件", f"not a JSON catalog: {exc}")
         rows = doc.get("products") if isinstance(doc, dict) else doc
         if not isinstance(rows, list):
-            raise InputError("bad_file", 'a JSON catalog is a list of products or {"products": [...]}')
+            raise _bad_file("JSON 商品文件应是商品列表",
+                            'a JSON catalog is a list of products or {"products": [...]}')
+        if not rows:
+            raise _bad_file("文件里没有商品", "the file has no products")
         return rows
     try:
         text = data.decode("utf-8-sig")
@@ -131,47 +172,126 @@ def read_rows(data: bytes, fmt: str) -> list[dict]:
         try:
             text = data.decode("gb18030")
         except UnicodeDecodeError:
-            raise InputError("bad_file", "the CSV file is neither UTF-8 nor GBK/GB18030 text")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
-    unknown = [h for h in header if h not in CSV_COLUMNS and h != "price"]
+            raise _bad_file("文件编码不是 UTF-8 也不是 GBK", "the CSV file is neither UTF-8 nor GBK/GB18030 text")
+    records = csv.reader(io.StringIO(text, newline=""))
+    header = next(records, [])
+    columns = [_column(h) for h in header]
+    unknown = [h.strip() for h, c in zip(header, columns) if c is None and h.strip()]
     if unknown:
-        raise InputError("bad_file", f"unknown CSV columns: {', '.join(unknown)} "
-                                     f"(known: {', '.join(CSV_COLUMNS)}, price)")
-    return list(reader)
+        raise _bad_file(f"不认识的列: {', '.join(unknown)}",
+                        f"unknown CSV columns: {', '.join(unknown)} (known: {', '.join(CSV_COLUMNS)}, price; "
+                        f"or {', '.join(COLUMN_ZH.values())})")
+    doubled = sorted({c for c in columns if c and columns.count(c) > 1})
+    if doubled:
+        raise _bad_file(f"重复的列: {', '.join(COLUMN_ZH[c] for c in doubled)}",
+                        f"columns given twice: {', '.join(doubled)}")
+    rows = []
+    for cells in records:
+        if not any(cell.strip() for cell in cells):
+            rows.append({})
+            continue
+        row = {c: cell for c, cell in zip(columns, cells) if c}
+        if len(cells) > len(columns) and any(cell.strip() for cell in cells[len(columns):]):
+            row[None] = cells[len(columns):]
+        rows.append(row)
+    if not any(rows):
+        raise _bad_file("文件里没有商品行（只有表头或是空文件）", "the file has no product rows")
+    return rows
+
+
+def _column(header: str) -> str | None:
+    name = header.strip()
+    if name.lower() in CSV_COLUMNS or name.lower() == "price":
+        return name.lower()
+    return HEADER_ALIASES.get(name)
+
+
+def _cell(value: str) -> str:
+    value = (value or "").strip()
+    text = EXCEL_TEXT.match(value)
+    return text.group(1).strip() if text else value
+
+
+def _refuse_scientific(column: str, value: str) -> None:
+    if SCIENTIFIC.match(value):
+        raise RowProblem(f"{COLUMN_ZH[column]} {value} 被 Excel 变成了科学计数法，后几位数字已丢失："
+                         "请把这一列设为“文本”格式，重新输入后再导入",
+                         f"{column}: {value} is a number Excel turned into scientific notation, its last "
+                         "digits are lost: format the column as text, type the codes again and import again")
+
+
+def _yuan_to_fen(value: str) -> int:
+    match = YUAN.match(value)
+    try:
+        yuan = Decimal(match.group(1).replace(",", "")) if match else None
+    except InvalidOperation:
+        yuan = None
+    if yuan is None:
+        raise RowProblem(f"售价 {value!r} 不是金额", f"price: {value!r} is not a number of yuan")
+    fen = yuan * 100
+    if fen != fen.to_integral_value():
+        raise RowProblem(f"售价 {value!r} 超过两位小数", f"price: {value!r} has more than two decimals")
+    return int(fen)
 
 
 def product_from_csv(row: dict) -> dict:
     """CSV cells are text: turn them into the types ProductIn expects, refusing what is ambiguous."""
-    if (row.get("price_fen") or "").strip() and (row.get("price") or "").strip():
-        raise ValueError("give price (yuan) or price_fen, not both")
+    if None in row:
+        raise RowProblem("这一行的格子比表头多", "the row has more cells than the header")
+    row = {key: _cell(value) for key, value in row.items()}
+    if row.get("price_fen") and row.get("price"):
+        raise RowProblem("售价(元)和售价(分)只能填一个", "give price (yuan) or price_fen, not both")
     out: dict = {}
     for key, value in row.items():
-        if key is None:
-            raise ValueError("the row has more cells than the header")
-        value = (value or "").strip()
         if key == "price" and value:
-            try:
-                yuan = Decimal(value)
-            except InvalidOperation:
-                raise ValueError(f"price: {value!r} is not a number of yuan")
-            fen = yuan * 100
-            if fen != fen.to_integral_value():
-                raise ValueError(f"price: {value!r} has more than two decimals")
-            out["price_fen"] = int(fen)
+            out["price_fen"] = _yuan_to_fen(value)
         elif key in ("price_fen", "low_stock") and value:
             if not value.lstrip("-").isdigit():
-                raise ValueError(f"{key}: {value!r} is not a whole number")
+                raise RowProblem(f"{COLUMN_ZH[key]} {value!r} 不是整数", f"{key}: {value!r} is not a whole number")
             out[key] = int(value)
         elif key == "barcodes":
-            out[key] = [c.strip() for c in value.split(BARCODE_SEPARATOR) if c.strip()]
+            out[key] = [_cell(c) for c in value.split(BARCODE_SEPARATOR) if c.strip()]
+            for code in out[key]:
+                _refuse_scientific(key, code)
         elif key == "active" and value:
-            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError(f"active: {value!r} is not 1/0 or true/false")
-            out[key] = value.lower() in ("1", "true", "yes")
+            if value.lower() not in TRUE_WORDS + FALSE_WORDS:
+                raise RowProblem(f"启用 {value!r} 应填 是 或 否", f"active: {value!r} is not 是/否, 1/0 or true/false")
+            out[key] = value.lower() in TRUE_WORDS
         elif value and key not in ("price", "price_fen", "low_stock", "active"):
+            if key == "sku":
+                _refuse_scientific(key, value)
             out[key] = value
     return out
+
+
+def _json_product(raw: dict) -> dict:
+    barcodes = raw.get("barcodes")
+    for code in barcodes if isinstance(barcodes, list) else ():
+        if isinstance(code, str):
+            _refuse_scientific("barcodes", code.strip())
+    return raw
+
+
+# pydantic's error types, said in Chinese (the English reason follows)
+REASON_ZH = {"missing": "必须填写", "string_too_short": "不能为空", "string_too_long": "太长",
+             "string_pattern_mismatch": "含有不允许的字符", "greater_than_equal": "太小", "less_than_equal": "太大",
+             "too_long": "太多", "extra_forbidden": "不认识的字段", "value_error": "不正确"}
+
+
+def _validation_problems(exc: ValidationError) -> list[str]:
+    problems = []
+    for err, fields in zip(exc.errors(), validation_fields(exc)):
+        column = str(err["loc"][0]) if err["loc"] else ""
+        zh = REASON_ZH.get(err["type"], "不正确")
+        if column == "" and "barcode" in fields["reason"]:
+            column = "barcodes"
+        name = COLUMN_ZH.get(column, column)
+        prefix = f"{fields['field']}: " if fields["field"] != "(body)" else ""
+        problems.append(f"{name}{zh} / {prefix}{fields['reason']}")
+    return problems
+
+
+_PROBLEM_ZH = {"barcode_taken": "条码已属于另一个商品"}
 
 
 def import_products(conn: sqlite3.Connection, rows: list, fmt: str, now: str,
@@ -180,16 +300,23 @@ def import_products(conn: sqlite3.Connection, rows: list, fmt: str, now: str,
     """Import every valid row of rows[start:stop] into `report`; report each invalid one. Runs in the
     caller's transaction, each row under a savepoint, so a row that fails half-way leaves nothing behind."""
     if report is None:
-        report = ImportReport(total=len(rows))
+        report = ImportReport(total=count_rows(rows, fmt))
     seen = report.seen
-    for number, raw in enumerate(rows[start:stop], start=start + 1):
+    first = 2 if fmt == "csv" else 1   # Excel's row number: the header is row 1
+    for index, raw in enumerate(rows[start:stop], start=start):
+        number = index + first
+        if fmt == "csv" and not raw:
+            if progress:
+                progress(index + 1, len(rows))
+            continue
         sku = raw.get("sku") if isinstance(raw, dict) else None
         try:
             if not isinstance(raw, dict):
-                raise ValueError("a product must be an object")
-            product = ProductIn.model_validate(product_from_csv(raw) if fmt == "csv" else raw)
+                raise RowProblem("每个商品应是一个对象", "a product must be an object")
+            product = ProductIn.model_validate(product_from_csv(raw) if fmt == "csv" else _json_product(raw))
             if product.sku in seen:
-                raise ValueError(f"SKU {product.sku} is already on row {seen[product.sku]}")
+                raise RowProblem(f"商品编码 {product.sku} 与第 {seen[product.sku]} 行重复",
+                                 f"SKU {product.sku} is already on row {seen[product.sku]}")
             conn.execute("SAVEPOINT product_row")
             try:
                 upsert_product(conn, product, now)
@@ -201,13 +328,20 @@ def import_products(conn: sqlite3.Connection, rows: list, fmt: str, now: str,
             seen[product.sku] = number
             report.imported += 1
         except ValidationError as exc:
-            report.errors.append(RowError(number, sku, [f"{f['field']}: {f['reason']}"
-                                                        for f in validation_fields(exc)]))
-        except (ValueError, InputError) as exc:
+            report.errors.append(RowError(number, sku, _validation_problems(exc)))
+        except InputError as exc:
+            zh = _PROBLEM_ZH.get(exc.code, "")
+            report.errors.append(RowError(number, sku, [f"{zh} / {exc.message}" if zh else exc.message]))
+        except ValueError as exc:
             report.errors.append(RowError(number, sku, [str(exc)]))
         if progress:
-            progress(number, report.total)
+            progress(index + 1, len(rows))
     return report
+
+
+def count_rows(rows: list, fmt: str) -> int:
+    """The products a file holds: a CSV's rows but the empty ones (Excel leaves some at the end)."""
+    return sum(1 for row in rows if row != {}) if fmt == "csv" else len(rows)
 
 
 def import_in_chunks(conn: sqlite3.Connection, rows: list, fmt: str, now: str,
@@ -217,7 +351,7 @@ def import_in_chunks(conn: sqlite3.Connection, rows: list, fmt: str, now: str,
     own beside a running daemon. The report is the same as in one transaction; a crash keeps the
     chunks already committed, and importing the file again finishes the job (rows are upserts)."""
     size = chunk or IMPORT_CHUNK_ROWS
-    report = ImportReport(total=len(rows))
+    report = ImportReport(total=count_rows(rows, fmt))
     for start in range(0, len(rows), size):
         with transaction(conn):
             import_products(conn, rows, fmt, now, progress, report=report, start=start, stop=start + size)
@@ -238,17 +372,35 @@ def iter_products(conn: sqlite3.Connection) -> Iterator[dict]:
         yield product
 
 
-def export_products(products: Iterable[dict], fmt: str, out: io.TextIOBase) -> int:
+def count_products(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM products").fetchone()[0]
+
+
+def excel_text(value: str) -> str:
+    """A cell of digits as ="…": Excel would show 6901234567892 as 6.90123E+12 and drop leading
+    zeros, and save it back so; a formula's text result keeps every digit (the import unwraps it)."""
+    return f'="{value}"' if value.isdigit() else value
+
+
+def export_products(products: Iterable[dict], fmt: str, out: io.TextIOBase,
+                    progress: Callable[[int], None] | None = None) -> int:
     count = 0
     if fmt == "json":
-        items = list(products)
+        items = []
+        for product in products:
+            items.append(product)
+            if progress:
+                progress(len(items))
         json.dump({"products": items}, out, ensure_ascii=False, indent=1)
         out.write("\n")
         return len(items)
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for product in products:
-        writer.writerow({**product, "barcodes": BARCODE_SEPARATOR.join(product["barcodes"]),
+        writer.writerow({**product, "sku": excel_text(product["sku"]),
+                         "barcodes": excel_text(BARCODE_SEPARATOR.join(product["barcodes"])),
                          "active": int(product["active"]), "category": product["category"] or ""})
         count += 1
+        if progress:
+            progress(count)
     return count
