@@ -344,3 +344,17 @@ class VirtualPrinter(Service):
 
     def receipts(self) -> list[dict]:
         return self.get("/receipts")
+
+
+async def drop_mid_body(port: int, head: str, body: bytes) -> None:
+    """A client that goes away mid-request: the request line and headers (`head`, without the body's
+    length and the blank line), then all but the last bytes of the body once the server has taken the
+    request (it answered 100 Continue), then the connection is cut."""
+    import asyncio  # noqa: PLC0415
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"{head}Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")  # the handler has the request
+    writer.write(body[:-5])
+    await writer.drain()
+    writer.transport.abort()

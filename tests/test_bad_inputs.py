@@ -7,7 +7,10 @@ paths) recorded with the Idempotency-Key "used-key", so a case can reuse that ke
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
@@ -302,8 +305,6 @@ async def test_bad_request_changes_nothing(case: Case, api, prepared, db_path):
 # -- malformed HTTP, methods, the Server header (the real server, as `store-edge run` serves it) -----------
 
 async def _raw(port: int, request: bytes) -> bytes:
-    import asyncio  # noqa: PLC0415
-
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(request)
     await writer.drain()
@@ -312,16 +313,13 @@ async def _raw(port: int, request: bytes) -> bytes:
     return answer
 
 
-async def test_an_over_long_url_or_header_is_one_warning_line_and_names_no_versions(config, caplog):
-    import asyncio  # noqa: PLC0415
-    import contextlib  # noqa: PLC0415
-    import logging  # noqa: PLC0415
-
+@contextlib.asynccontextmanager
+async def served(config):
+    """The daemon's app served as `store-edge run` serves it (serve_until_stopped); yields its port."""
     from edge.app import build_app  # noqa: PLC0415
     from edge.core.serving import serve_until_stopped  # noqa: PLC0415
     from tests.helpers_daemon import free_port  # noqa: PLC0415
 
-    caplog.set_level(logging.DEBUG)
     port, stop, listening = free_port(), asyncio.Event(), asyncio.Event()
 
     @contextlib.asynccontextmanager
@@ -333,14 +331,20 @@ async def test_an_over_long_url_or_header_is_one_warning_line_and_names_no_versi
                                                    while_serving=serving))
     await asyncio.wait_for(listening.wait(), 30)
     try:
+        yield port
+    finally:
+        stop.set()
+        await task  # waits for the handlers to end
+
+
+async def test_an_over_long_url_or_header_is_one_warning_line_and_names_no_versions(config, caplog):
+    caplog.set_level(logging.DEBUG)
+    async with served(config) as port:
         long_url = await _raw(port, b"GET /api/v1/health?" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
         long_header = await _raw(port, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20000
                                  + b"\r\n\r\n")
         fine = await _raw(port, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         wrong_method = await _raw(port, b"DELETE /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    finally:
-        stop.set()
-        await task
     for answer in (long_url, long_header):
         head = answer.split(b"\r\n\r\n")[0].decode().lower()
         assert head.split("\r\n")[0].endswith(" 400 bad request"), head
@@ -359,41 +363,16 @@ async def test_a_till_that_disconnects_mid_request_is_one_info_line(config, capl
     """A till switched off mid-sale drops its connection mid-body: the daemon, served as `store-edge run`
     serves it (handlers not cancelled on disconnect), logs one info line, no error, no traceback, and
     the half-sent sale is not recorded."""
-    import asyncio  # noqa: PLC0415
-    import contextlib  # noqa: PLC0415
-    import logging  # noqa: PLC0415
+    from tests.helpers_daemon import drop_mid_body  # noqa: PLC0415
 
-    from edge.app import build_app  # noqa: PLC0415
-    from edge.core.serving import serve_until_stopped  # noqa: PLC0415
-    from tests.helpers_daemon import free_port  # noqa: PLC0415
-
-    port, stop, listening = free_port(), asyncio.Event(), asyncio.Event()
-
-    @contextlib.asynccontextmanager
-    async def serving(runner):
-        listening.set()
-        yield
-
-    task = asyncio.create_task(serve_until_stopped(build_app(config), "127.0.0.1", port, stop=stop,
-                                                   while_serving=serving))
-    await asyncio.wait_for(listening.wait(), 30)
     before = dump(config.db_path)
     caplog.set_level(logging.INFO)
-    caplog.clear()
-    try:
+    async with served(config) as port:
+        caplog.clear()
         body = json.dumps({"lines": [{"barcode": BARCODE, "qty": 1}],
                            "payments": [{"method": "cash", "amount_fen": 10000}]}).encode()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"POST /api/v1/sales HTTP/1.1\r\nHost: x\r\nIdempotency-Key: {new_key()}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                     "Expect: 100-continue\r\n\r\n".encode())
-        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")  # the handler has the request
-        writer.write(body[:-5])
-        await writer.drain()
-        writer.transport.abort()
-    finally:
-        stop.set()
-        await task  # waits for the handler to end
+        await drop_mid_body(port, f"POST /api/v1/sales HTTP/1.1\r\nHost: x\r\nIdempotency-Key: {new_key()}\r\n"
+                            "Content-Type: application/json\r\n", body)
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
     assert [(r.levelname, r.getMessage()) for r in caplog.records if "disconnected" in r.getMessage()] == [
         ("INFO", "client disconnected mid-request")]

@@ -1479,12 +1479,11 @@ async def test_a_store_that_disconnects_mid_upload_is_one_info_line(tmp_path, ca
     """Issue 15 item 10: a killed daemon drops its connection mid-body. The hub served as
     `store-edge hub` serves (aiohttp's runner, handlers not cancelled on disconnect) logs one info
     line, no error and no traceback."""
-    import asyncio
-
     from aiohttp import web
 
     from edge.core.serving import SHUTDOWN_TIMEOUT
     from hub.state import HUB
+    from tests.helpers_daemon import drop_mid_body
 
     app = build_hub_app(tmp_path / "hub", admin_token=ADMIN, clock=Clock())
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
@@ -1499,14 +1498,8 @@ async def test_a_store_that_disconnects_mid_upload_is_one_info_line(tmp_path, ca
         caplog.set_level(logging.INFO)
         caplog.clear()
         body = json.dumps({"protocol": 1, "events": [event("s1", 1)]}).encode()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(f"POST /sync/v1/stores/s1/events HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                     "Expect: 100-continue\r\n\r\n".encode())
-        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")  # the handler has the request
-        writer.write(body[:-5])
-        await writer.drain()
-        writer.transport.abort()
+        await drop_mid_body(port, f"POST /sync/v1/stores/s1/events HTTP/1.1\r\nHost: hub\r\n"
+                            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n", body)
     finally:
         await runner.cleanup()  # waits for the handler to end
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
