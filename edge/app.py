@@ -72,7 +72,8 @@ async def sync_subsystem(app: web.Application):
         return
     client = CloudClient(config.cloud.url, config.store.id, config.cloud_token.reveal(),
                          timeout=config.cloud.timeout_seconds)
-    engine = SyncEngine(app[STORE], client, tz=config.tz, batch_size=config.cloud.batch_size,
+    engine = SyncEngine(app[STORE], client, tz=config.tz, day_cutoff=config.day_cutoff,
+                        batch_size=config.cloud.batch_size,
                         timing=Timing(backoff_cap=config.cloud.retry_max_seconds,
                                       person_retry=config.cloud.person_retry_seconds))
     await engine.start()

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import aiohttp
 
-from edge.core.clock import iso, utcnow
+from edge.core.clock import MIDNIGHT, iso, utcnow
 from edge.core.context import make as make_context
 from edge.store import outbox
 from edge.store.db import Store
@@ -86,11 +86,12 @@ class Link:
 
 
 class SyncEngine:
-    def __init__(self, store: Store, client: CloudClient, *, tz, batch_size: int = 200, page_size: int = 500,
+    def __init__(self, store: Store, client: CloudClient, *, tz, day_cutoff=MIDNIGHT, batch_size: int = 200, page_size: int = 500,
                  slice_changes: int = SLICE_CHANGES, timing: Timing | None = None, seed: int | None = None):
         self.store = store
         self.client = client
         self.tz = tz
+        self.day_cutoff = day_cutoff
         self.batch_size = batch_size
         self.page_size = page_size
         self.slice_changes = slice_changes
@@ -280,7 +281,7 @@ class SyncEngine:
     async def apply_page(self, cursor: int, page: list, next_cursor: int) -> dict | None:
         """Apply a page in slices, each its own write transaction; None if the cursor was moved by
         someone else (an epoch rewind) before or between slices."""
-        ctx = make_context("cloud", self.tz)
+        ctx = make_context("cloud", self.tz, self.day_cutoff)
         totals = {"applied": 0, "rejected": 0, "skipped": 0}
         done = 0
         while True:

@@ -2,11 +2,13 @@
 
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from edge.core import config
+from edge.core.clock import business_date, day_bounds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,6 +70,20 @@ def test_missing_store_section_and_bad_timezone(tmp_path):
     assert any("store: required key is missing" in p for p in problems(tmp_path, "[api]\nport = 1\n"))
     found = problems(tmp_path, BASE.replace('data_dir', 'timezone = "Mars/Base"\ndata_dir'))
     assert any("config.toml:4: store.timezone: unknown time zone 'Mars/Base'" in p for p in found), found
+
+
+def test_day_cutoff_moves_the_business_day_past_midnight(tmp_path):
+    cfg = config.load(write(tmp_path, BASE.replace("data_dir", 'day_cutoff = "01:00"\ndata_dir')))
+    assert (cfg.day_cutoff.hour, cfg.day_cutoff.minute) == (1, 0)
+    half_past_midnight = datetime(2026, 12, 6, 16, 30, tzinfo=timezone.utc)   # 00:30 on the 7th in Shanghai
+    assert business_date(half_past_midnight, cfg.tz) == "2026-12-07"
+    assert business_date(half_past_midnight, cfg.tz, cfg.day_cutoff) == "2026-12-06"
+    assert business_date(datetime(2026, 12, 6, 17, 0, tzinfo=timezone.utc), cfg.tz, cfg.day_cutoff) == "2026-12-07"
+    assert day_bounds("2026-12-06", cfg.tz, cfg.day_cutoff) == ("2026-12-05T17:00:00.000Z", "2026-12-06T17:00:00.000Z")
+    assert config.load(write(tmp_path, BASE)).day_cutoff.hour == 0
+    for bad in ("13:00", "1:00", "24:00", "noon"):
+        found = problems(tmp_path, BASE.replace("data_dir", f'day_cutoff = "{bad}"\ndata_dir'))
+        assert any("config.toml:4: store.day_cutoff:" in p and "cut-off" in p for p in found), found
 
 
 def test_all_problems_are_reported_at_once(tmp_path):

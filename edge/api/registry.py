@@ -99,7 +99,7 @@ async def write(request: web.Request, model: type[BaseModel], fn: Callable[..., 
     key = idempotency.check_key(request.headers.get("Idempotency-Key"))
     data, body = await parse_body(request, model)
     req_hash = idempotency.request_hash(request.method, request.path, data)
-    ctx = context.make(request[DEVICE], request.app[CONFIG].tz)
+    ctx = context.make(request[DEVICE], request.app[CONFIG].tz, request.app[CONFIG].day_cutoff)
 
     def run(conn):
         return idempotency.run_once(conn, key, req_hash, ctx, lambda: fn(conn, *args, body, ctx))
@@ -132,7 +132,7 @@ def query_bool(request: web.Request, name: str) -> bool:
 def query_date(request: web.Request, name: str) -> str:
     raw = request.query.get(name)
     if raw is None:
-        return business_date(utcnow(), request.app[CONFIG].tz)
+        return business_date(utcnow(), request.app[CONFIG].tz, request.app[CONFIG].day_cutoff)
     try:
         return date.fromisoformat(raw).isoformat() if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw) else _bad_date(name)
     except ValueError:

@@ -62,7 +62,7 @@ async def _position(request: web.Request, consumer: str) -> int:
     known = await store.read(scans.position, consumer)
     if known is not None:
         return known
-    return await store.write(scans.register, consumer, context.make(request[DEVICE], request.app[CONFIG].tz))
+    return await store.write(scans.register, consumer, context.make(request[DEVICE], request.app[CONFIG].tz, request.app[CONFIG].day_cutoff))
 
 
 @operation("get", "/scans", "Scans after the consumer's acknowledged position (long poll with wait)",
@@ -161,7 +161,7 @@ async def scans_ws(request):
             except (ValueError, KeyError, TypeError):
                 await ws.send_json({"error": 'send {"ack": <seq>}'})
                 continue
-            ctx = context.make(request[DEVICE], request.app[CONFIG].tz)
+            ctx = context.make(request[DEVICE], request.app[CONFIG].tz, request.app[CONFIG].day_cutoff)
             acked = await store.write(scans.ack, consumer, seq, ctx)
             router.payments.acked(consumer, acked["acked_seq"])
     finally:

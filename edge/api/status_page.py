@@ -44,7 +44,7 @@ async def _private(request: web.Request) -> bool:
 @routes.get("/")
 async def status(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    day = business_date(utcnow(), config.tz)
+    day = business_date(utcnow(), config.tz, config.day_cutoff)
     f = await request.app[STORE].read(overview.status_figures, day)
     private = await _private(request)
     e = html.escape

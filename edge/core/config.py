@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -59,6 +60,8 @@ class StoreSection(Section):
     name: Annotated[str, Field(min_length=1, max_length=100)]
     timezone: str = "Asia/Shanghai"
     data_dir: str = "var"
+    # when the business day turns over, local time: a store open past midnight closes its day (日结) at 01:00
+    day_cutoff: str = "00:00"
 
     @field_validator("timezone")
     @classmethod
@@ -67,6 +70,14 @@ class StoreSection(Section):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)")
+        return value
+
+    @field_validator("day_cutoff")
+    @classmethod
+    def _cutoff(cls, value: str) -> str:
+        if not re.fullmatch(r"0\d:[0-5]\d|1[01]:[0-5]\d", value):
+            raise ValueError(f"{value!r} is not a cut-off between \"00:00\" and \"11:59\" (HH:MM, the early "
+                             "morning hour the business day ends)")
         return value
 
 
@@ -309,6 +320,11 @@ class Config:
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.store.timezone)
+
+    @property
+    def day_cutoff(self) -> time:
+        hour, minute = self.store.day_cutoff.split(":")
+        return time(int(hour), int(minute))
 
     @property
     def tokens_required(self) -> bool:

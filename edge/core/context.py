@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import time
 from zoneinfo import ZoneInfo
 
-from edge.core.clock import business_date, iso, utcnow
+from edge.core.clock import MIDNIGHT, business_date, iso, utcnow
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,6 @@ class WriteContext:
     day: str        # the store's business day (local date)
 
 
-def make(device: str, tz: ZoneInfo) -> WriteContext:
+def make(device: str, tz: ZoneInfo, cutoff: time = MIDNIGHT) -> WriteContext:
     moment = utcnow()
-    return WriteContext(device=device, now=iso(moment), day=business_date(moment, tz))
+    return WriteContext(device=device, now=iso(moment), day=business_date(moment, tz, cutoff))

@@ -229,7 +229,7 @@ class PrinterWorker:
         self.service.notify()
 
     def _ctx(self):
-        return context.make(spool.SYSTEM, self.service.config.tz)
+        return context.make(spool.SYSTEM, self.service.config.tz, self.service.config.day_cutoff)
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:
@@ -266,7 +266,7 @@ class PrintService:
         await self.start(announce=False)
 
     async def start(self, announce: bool = True) -> None:
-        ctx = context.make(spool.SYSTEM, self.config.tz)
+        ctx = context.make(spool.SYSTEM, self.config.tz, self.config.day_cutoff)
 
         def prepare(conn):
             spool.set_routes(conn, self.routes, list(self.workers))
@@ -328,8 +328,8 @@ class PrintService:
             try:
                 now = now_iso()
                 if await self.store.read(spool.overdue, now):
-                    for job in await self.store.write(spool.expire_overdue, context.make(spool.SYSTEM,
-                                                                                         self.config.tz)):
+                    for job in await self.store.write(spool.expire_overdue, context.make(
+                            spool.SYSTEM, self.config.tz, self.config.day_cutoff)):
                         log.warning("print job expired", extra={"kv": {"job": job["id"], "key": job["key"],
                                                                        "printer": job["printer"]}})
                 # no printer prints order tickets: nothing can be unprinted (and nothing to check)
@@ -366,7 +366,7 @@ class PrintService:
     async def print_status_ticket(self, operator: str, *, key: str | None = None,
                                   printer: str | None = None) -> dict | None:
         payload = await self.status_ticket_data()
-        ctx = context.make(operator, self.config.tz)
+        ctx = context.make(operator, self.config.tz, self.config.day_cutoff)
         return await self.store.write(lambda conn: spool.enqueue(
             conn, "status_ticket", key or f"status_ticket:{ctx.now}", payload, ctx, printer=printer))
 

@@ -147,7 +147,7 @@ def sync_health(request: web.Request, queue_status: dict) -> dict:
 
 async def context(request: web.Request) -> dict:
     config = request.app[CONFIG]
-    day = business_date(utcnow(), config.tz)
+    day = business_date(utcnow(), config.tz, config.day_cutoff)
     data = await request.app[STORE].read(figures, day, config.tz)
     printers, scanners = devices(request)
     service = request.app.get(PRINTING)

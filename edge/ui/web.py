@@ -296,7 +296,7 @@ async def ui_write(request: web.Request, form: dict, fn, *, action: str | None =
     """One transaction for a form: the change, its audit line, and the form's id as an idempotency key
     (a form sent twice, by a double click or a reload, changes things once)."""
     who = request[WHO]
-    ctx = context.make(f"ui:{who['user']}", request.app[CONFIG].tz)
+    ctx = context.make(f"ui:{who['user']}", request.app[CONFIG].tz, request.app[CONFIG].day_cutoff)
     form_id = str(form.get("form_id") or uuid.uuid4())[:128]
     req_hash = hashlib.sha256(json.dumps({"path": request.path, "form": {k: v for k, v in form.items()
                                                                         if k not in ("csrf", "form_id")}},

@@ -25,7 +25,7 @@ def seed_store(config: config_mod.Config) -> list[tuple[str, str, str]]:
             data = resources.files("edge").joinpath("data/demo-catalog.csv").read_bytes()
             with db.transaction(conn):
                 report = catalog.import_products(conn, catalog.read_rows(data, "csv"), "csv", iso(utcnow()))
-                ctx = make_context("demo", config.tz)
+                ctx = make_context("demo", config.tz, config.day_cutoff)
                 lines = [{"sku": p["sku"], "qty": OPENING_QTY} for p in catalog.iter_products(conn)]
                 stock.record_receipt(conn, ReceiptIn.model_validate({"lines": lines, "supplier": "演示供应商"}),
                                      ctx)
