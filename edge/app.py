@@ -229,7 +229,8 @@ async def _watchdog(store: Store) -> None:
     while True:
         started = loop.time()
         try:
-            await asyncio.wait_for(store.read(sqlite.ping), interval)
+            async with asyncio.timeout(interval):  # not wait_for: edge/core/waits.py says why
+                await store.read(sqlite.ping)
             ok = store.healthy
         except Exception:  # noqa: BLE001 (any failure means: do not ping)
             ok = False

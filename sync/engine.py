@@ -24,6 +24,7 @@ import aiohttp
 
 from edge.core.clock import MIDNIGHT, iso, utcnow
 from edge.core.context import make as make_context
+from edge.core.waits import wait_event
 from edge.store import outbox
 from edge.store.db import Store
 from sync import changes as changes_mod
@@ -123,10 +124,7 @@ class SyncEngine:
 
     @staticmethod
     async def _wait(event: asyncio.Event, timeout: float | None) -> None:
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(event, timeout)
         event.clear()
 
     def _cloud_answered(self) -> None:

@@ -28,6 +28,7 @@ from edge.core import context
 from edge.core.clock import iso, utcnow
 from edge.core.config import Config
 from edge.core.errors import NotFound
+from edge.core.waits import wait_event
 from edge.store import orders, outbox, sales, spool
 from edge.store.db import Store
 
@@ -140,7 +141,7 @@ class PrinterWorker:
                     if due <= 0:
                         await self.check()
                     else:
-                        await _wait(self.wake, due)
+                        await wait_event(self.wake, due)
                 elif not await self._print(job):
                     await self._pause(poll)  # the printer is not ready: ask again after a poll interval
             except asyncio.CancelledError:
@@ -153,7 +154,7 @@ class PrinterWorker:
         """Sleep, unless stopping (new jobs do not end it: the printer is what we wait for)."""
         self._stop_event.clear()
         if not self._stopping:
-            await _wait(self._stop_event, seconds)
+            await wait_event(self._stop_event, seconds)
 
     async def check(self, after_bytes: int = 0) -> Status | None:
         """Ask the printer's status and publish it. Raises nothing: an unreachable printer is a state."""
@@ -232,13 +233,6 @@ class PrinterWorker:
         return context.make(spool.SYSTEM, self.service.config.tz, self.service.config.day_cutoff)
 
 
-async def _wait(event: asyncio.Event, timeout: float) -> None:
-    try:
-        await asyncio.wait_for(event.wait(), timeout)
-    except asyncio.TimeoutError:
-        pass
-
-
 class PrintService:
     """All printers of the store, the routes, expiry and the unprinted-order alert."""
 
@@ -311,7 +305,7 @@ class PrintService:
                 return result
             if loop.time() >= deadline:
                 raise TimeoutError("condition not met in time")
-            await _wait(self._changed, deadline - loop.time())
+            await wait_event(self._changed, deadline - loop.time())
 
     def printers(self) -> list[dict]:
         listed = [w.as_dict() for w in self.workers.values()]

@@ -85,7 +85,8 @@ class ScanRouter:
         """Wait until a scan newer than `seq` exists (True) or the timeout passes (False)."""
         async with self._new:
             try:
-                await asyncio.wait_for(self._new.wait_for(lambda: self.newest > seq), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):  # not wait_for: edge/core/waits.py says why
+                    await self._new.wait_for(lambda: self.newest > seq)
+            except TimeoutError:
                 return False
         return True

@@ -340,8 +340,9 @@ class EventHub:
     async def wait(self, seen: int, timeout: float) -> int:
         async with self._cond:
             try:
-                await asyncio.wait_for(self._cond.wait_for(lambda: self.version != seen), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):  # not wait_for: edge/core/waits.py says why
+                    await self._cond.wait_for(lambda: self.version != seen)
+            except TimeoutError:
                 pass
         return self.version
 

@@ -16,6 +16,7 @@ import time
 import aiohttp
 
 from edge.core import config as config_mod
+from edge.core.waits import wait_event
 from edge.ops.demo.loopback_http import HttpError
 from edge.ops.demo.summary import finish
 from edge.ops.demo.video import write_pickup_video
@@ -94,11 +95,7 @@ class Simulation:
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep, or return True at once when the simulation stops."""
-        try:
-            await asyncio.wait_for(self.sim_stop.wait(), max(0.0, seconds))
-            return True
-        except asyncio.TimeoutError:
-            return False
+        return await wait_event(self.sim_stop, max(0.0, seconds))
 
     def spawn(self, coro, name: str) -> asyncio.Task:
         task = asyncio.create_task(self._guard(coro, name), name=name)
