@@ -128,7 +128,8 @@ def close_shift(conn: sqlite3.Connection, shift_id: int, body: ShiftClose, ctx: 
                  "difference_fen = ?, note = ? WHERE id = ?",
                  (ctx.now, body.closed_by, body.counted_fen, expected, difference, note, shift_id))
     users.audit(conn, who, "shift.close", str(shift["number"]),
-                {"counted_fen": body.counted_fen, "expected_fen": expected, "difference_fen": difference}, ctx.now)
+                {"closed_by": body.closed_by, "counted_fen": body.counted_fen, "expected_fen": expected,
+                 "difference_fen": difference}, ctx.now)
     job = spool.enqueue(conn, "shift_report", f"shift_report:{shift_id}", {"shift_id": shift_id}, ctx)
     return {**get_shift(conn, shift_id), "print_job": job and {"id": job["id"], "state": job["state"],
                                                                  "printer": job["printer"]}}
