@@ -104,6 +104,11 @@ def open_at(conn: sqlite3.Connection, till: str | None = None, user_name: str | 
     return _shift(conn, row) if row else None
 
 
+def open_tills(conn: sqlite3.Connection) -> dict[str, str]:
+    """till → the cashier on shift there."""
+    return dict(conn.execute("SELECT till, cashier FROM shifts WHERE closed_at IS NULL").fetchall())
+
+
 def of_day(conn: sqlite3.Connection, day: str) -> list[dict]:
     """Every shift of a business day (the day it was opened in), in the order they opened."""
     rows = conn.execute("SELECT * FROM shifts WHERE business_date = ? ORDER BY number", (day,)).fetchall()
