@@ -69,6 +69,8 @@ async def test_a_cashier_opens_sells_and_closes_with_the_cash_counted(ui, till, 
     assert [r[:4] for r in audit_rows(config.db_path, "shift.open")] == [("till", "cashier", "shift.open", "local")]
     for internal in ("local", "shift_", "None", "open", "closed"):
         assert internal not in words(html), internal
+    audit = await (await as_user(ui, "boss")).get("/ui/audit")
+    assert "开班" in audit and "交班" in audit and "实点现金: ￥207.00" in audit and "差额: ￥1.00" in audit
 
 
 @pytest.mark.parametrize("form,field", [({"counted": "abc"}, "请填写金额"), ({"counted": "-5"}, "请填写金额"),
