@@ -140,6 +140,7 @@ def test_a_cashiers_shift_from_login_to_the_hand_over_slip(page, stack, browser)
     page.click("header nav a[href='/ui/shift']")
     expect(page.locator("#shift-pickups")).to_have_text("1 单")
     shoot(page, "30-shift-open")
+    on_a_phone(browser, stack, "cashier", "/ui/shift", "30-shift-open-390")
     page.fill("#close-form input[name=counted]", "203.50")
     with page.expect_navigation():
         page.click("#close-shift")

@@ -133,3 +133,17 @@ async def test_the_managers_day_close_lists_every_shift_and_prints_only_with_a_p
     await boss.get("/ui/day-close?date=2026-11-22")
     resp = await boss.post("/ui/day-close/print", {"date": "2026-11-22"})
     assert resp.status == 409 and "没有打印机打印日结单" in await resp.text()
+
+
+async def test_a_manager_closes_a_cashiers_shift_from_its_page(ui, config):  # noqa: F811
+    await open_local(await as_user(ui, "till"))
+    shift_id = query(config.db_path, "SELECT id FROM shifts")[0][0]
+    boss = await as_user(ui, "boss")
+    html = await boss.get(f"/ui/shifts/{shift_id}")
+    assert 'id="close-form"' in html and "当班中" in html
+    resp = await boss.post(f"/ui/shift/{shift_id}/close", {"counted": "two hundred"})
+    assert resp.status == 422 and 'id="shift"' in (page := await resp.text()) and "请填写金额" in page
+    resp = await boss.post(f"/ui/shift/{shift_id}/close", {"counted": "199"}, form_id="boss-close")
+    assert resp.status == 303
+    assert query(config.db_path, "SELECT closed_by, difference_fen FROM shifts") == [("王店长", -100)]
+    assert (await boss.post("/ui/shift/999/close", {"counted": "x"})).status == 404

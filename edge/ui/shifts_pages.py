@@ -44,7 +44,7 @@ register_text({
         "shift_not_found": "找不到这个班次", "shift_slip": "交班小票", "shift_slip_printed": "已打印",
         "shift_slip_printing": "正在打印", "shift_slip_failed": "未打印成功，请到设备页查看或重打",
         "shift_slip_none": "没有打印机打印交班小票", "shift_reprint": "重打交班小票",
-        "shift_print": "打印交班小票", "shift_back_day": "返回日结", "shift_go_close": "去交班",
+        "shift_print": "打印交班小票", "shift_back_day": "返回日结",
         "shift_none_open": "你现在没有当班的班次", "shift_figures": "本班数据",
         **{f"shift_method_{k}": v for k, v in METHODS_ZH.items()},
     },
@@ -73,7 +73,7 @@ register_text({
         "shift_slip_printing": "Printing", "shift_slip_failed": "Did not print: see Devices, or reprint",
         "shift_slip_none": "No printer prints hand-over slips", "shift_reprint": "Reprint the hand-over slip",
         "shift_print": "Print the hand-over slip", "shift_back_day": "Back to the day's close",
-        "shift_go_close": "Close it", "shift_none_open": "You have no shift open",
+        "shift_none_open": "You have no shift open",
         "shift_figures": "This shift",
         **{f"shift_method_{k}": v for k, v in METHODS_EN.items()},
     },
@@ -173,7 +173,7 @@ async def close_shift(request: web.Request):
     if len(note) > 200:
         errors["note"] = "shift_note_too_long"
     if errors:
-        return await _again(request, 422, errors=errors, values=form)
+        return await _close_again(request, shift_id, 422, errors=errors, values=form)
     body = shifts.ShiftClose(counted_fen=counted, closed_by=(who["display_name"] or who["user"])[:200],
                              note=note or None)
 
@@ -185,8 +185,31 @@ async def close_shift(request: web.Request):
     except NotFound:
         raise web.HTTPNotFound() from None
     except InputError as exc:
-        return await _again(request, exc.status, error=error_text(exc, request.get(LANG, "zh")), values=form)
+        return await _close_again(request, shift_id, exc.status, error=error_text(exc, request.get(LANG, "zh")),
+                                  values=form)
     raise web.HTTPSeeOther(f"/ui/shifts/{shift_id}?done=closed")
+
+
+def _detail_values(request: web.Request, shift: dict, **extra) -> dict:
+    who = request[WHO]
+    _may_see(who, shift)
+    job = shift["print_job"]
+    return _values(request, {"shift": shift, "slip": slip_state(shift), "can_close": shift["open"],
+                             "can_print": who["role"] == "manager" and not shift["open"]
+                             and (job is None or job["state"] in spool.FINAL_STATES)}, **extra)
+
+
+async def _close_again(request: web.Request, shift_id: int, status: int, **extra) -> web.Response:
+    """A refused close, shown where it was asked: the person's own shift page, or the shift's page (a
+    manager closing a shift for someone)."""
+    own = await request.app[STORE].read(my_shift, request[WHO]["user"])
+    if own["shift"] is not None and own["shift"]["id"] == shift_id:
+        return render(request, "shift.html", status=status, **_values(request, own, **extra))
+    try:
+        shift = await request.app[STORE].read(shifts.get_shift, shift_id)
+    except NotFound:
+        raise web.HTTPNotFound() from None
+    return render(request, "shift_detail.html", status=status, **_detail_values(request, shift, **extra))
 
 
 @page("/ui/shifts/{shift_id}", role="cashier", template="shift_detail.html")
@@ -195,12 +218,7 @@ async def shift_detail(request: web.Request):
         shift = await request.app[STORE].read(shifts.get_shift, _shift_id(request))
     except NotFound:
         return render(request, "error.html", status=404, error_key="shift_not_found", message="")
-    who = request[WHO]
-    _may_see(who, shift)
-    job = shift["print_job"]
-    return _values(request, {"shift": shift, "slip": slip_state(shift),
-                             "can_print": who["role"] == "manager" and not shift["open"]
-                             and (job is None or job["state"] in spool.FINAL_STATES)})
+    return _detail_values(request, shift)
 
 
 @page("/ui/shifts/{shift_id}/print", role="manager", method="POST")
