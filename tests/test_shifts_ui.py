@@ -147,3 +147,15 @@ async def test_a_manager_closes_a_cashiers_shift_from_its_page(ui, config):  # n
     assert resp.status == 303
     assert query(config.db_path, "SELECT closed_by, difference_fen FROM shifts") == [("王店长", -100)]
     assert (await boss.post("/ui/shift/999/close", {"counted": "x"})).status == 404
+
+
+async def test_the_pages_in_english_have_no_chinese_words_of_ours(ui, config):  # noqa: F811
+    await open_local(await as_user(ui, "till"))
+    shift_id = query(config.db_path, "SELECT id FROM shifts")[0][0]
+    boss = await as_user(ui, "boss")
+    ui.session.cookie_jar.update_cookies({"se_lang": "en"})
+    ours = set("".join(v for k, v in TEXT["zh"].items() if k.startswith(("shift_", "day_", "nav_"))))
+    data = set("测试门店李收银王店长中文")  # names shown as they are, and the link back to 中文
+    for path in ("/ui/shift", "/ui/day-close", f"/ui/shifts/{shift_id}"):
+        shown = {ch for ch in words(await boss.get(path)) if "\u4e00" <= ch <= "\u9fff"} - data
+        assert not shown & ours, (path, shown & ours)
