@@ -21,7 +21,7 @@ from edge.ui.web import form_data, page, register_text, render, ui_write
 register_text({
     "zh": {
         "day_title": "日结", "day_date": "营业日", "day_show": "查看", "day_before": "前一天", "day_after": "后一天",
-        "day_today": "今天", "day_cutoff": "营业日从 {cutoff} 到次日 {cutoff}", "day_totals": "当日合计",
+        "day_today": "今天", "day_cutoff": "营业日从 {cutoff} 到次日 {cutoff}",
         "day_returns_count": "{n} 笔退货", "day_outside": "不在任何班次内的销售：{n} 笔，{amount}",
         "day_shifts": "当日班次", "day_no_shifts": "这一天没有班次", "day_open_shifts": "{n} 个班次尚未交班",
         "day_col_shift": "班次", "day_col_time": "时间", "day_col_sales": "销售", "day_col_slip": "交班小票",
@@ -31,8 +31,9 @@ register_text({
     },
     "en": {
         "day_title": "Day close", "day_date": "Business day", "day_show": "Show", "day_before": "Day before",
-        "day_after": "Day after", "day_today": "Today", "day_cutoff": "A business day runs from {cutoff} to {cutoff}",
-        "day_totals": "The day's totals", "day_returns_count": "{n} returns",
+        "day_after": "Day after", "day_today": "Today",
+        "day_cutoff": "A business day runs from {cutoff} to {cutoff} the next day",
+        "day_returns_count": "{n} returns",
         "day_outside": "Sales outside any shift: {n}, {amount}", "day_shifts": "Shifts of the day",
         "day_no_shifts": "No shift this day", "day_open_shifts": "{n} shift(s) still open",
         "day_col_shift": "Shift", "day_col_time": "Time", "day_col_sales": "Sales", "day_col_slip": "Slip",
