@@ -42,6 +42,18 @@ ORDER = {
     ],
 }
 
+# closed, 0.50 yuan short; a note that wraps
+SHIFT = {
+    "id": 3, "number": 7, "till": "till-1", "cashier": "王芳", "business_date": "2026-11-22",
+    "opened_at": "2026-11-22T00:00:00.000Z", "closed_at": "2026-11-22T08:00:00.000Z", "closed_by": "王芳",
+    "float_fen": 20000, "counted_fen": 141440, "expected_fen": 141490, "difference_fen": -50,
+    "note": "交班时抽屉里有一张五十元假币，已交店长", "open": False,
+    "figures": {"sales_count": 64, "sales_fen": 230120, "returns_count": 1, "refunds_fen": 750, "net_fen": 229370,
+                "pickups_count": 9, "net_by_method_fen": {"cash": 121490, "wechat": 80000, "card": 27880},
+                "cash_taken_fen": 130240, "change_fen": 8000, "cash_refunds_fen": 750,
+                "expected_cash_fen": 141490},
+}
+
 
 def sample(kind: str, paper_mm: int = 80) -> dict:
     """Fixed data for each document kind."""
@@ -54,7 +66,12 @@ def sample(kind: str, paper_mm: int = 80) -> dict:
         "daily_summary": {"store": STORE, "printed_at": "2026-11-22T14:02:00Z", "summary": {
             "date": "2026-11-22", "sales_count": 128, "sales_fen": 456780, "returns_count": 2, "refunds_fen": 1590,
             "net_fen": 455190, "net_by_method_fen": {"meituan": 1200, "wechat": 234500, "cash": 121490,
-                                                     "alipay": 98000}}},
+                                                     "alipay": 98000},
+            "pickups_count": 17, "outside_shifts": {"sales_count": 2, "sales_fen": 1250}},
+            "shifts": [SHIFT, {**SHIFT, "number": 8, "cashier": "夜班 张伟", "till": "local",
+                               "opened_at": "2026-11-22T08:00:00.000Z", "closed_at": None,
+                               "difference_fen": None}]},
+        "shift_report": {"store": STORE, "printed_at": "2026-11-22T08:00:05Z", "shift": SHIFT},
         "status_ticket": {
             "store": STORE, "printed_at": "2026-11-22T02:00:00Z", "dashboard_url": DASHBOARD, "version": "0.1.0",
             "cloud": {"state": "offline", "since": "2026-11-22T01:15:00Z", "queue": 37},

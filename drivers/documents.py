@@ -28,7 +28,8 @@ __all__ = ["KINDS", "DocumentError", "PrintOptions", "Op", "Init", "Text", "Qr",
 
 log = logging.getLogger("drivers.documents")
 
-KINDS = ("receipt", "order_ticket", "pickup_slip", "daily_summary", "status_ticket", "test_page", "drawer")
+KINDS = ("receipt", "order_ticket", "pickup_slip", "daily_summary", "shift_report", "status_ticket", "test_page",
+         "drawer")
 
 PAPER_DOTS = {58: 384, 80: 576}
 COLUMN_DOTS = 12  # Font A: a half-width column is 12 dots, a CJK character 24x24
@@ -156,6 +157,25 @@ LABELS: dict[str, dict[str, str]] = {
         "net": "净收入",
         "by_method": "按支付方式",
         "printed_at": "打印时间",
+        "pickups": "线上订单核销",
+        "shifts": "班次",
+        "shift_no": "第{number}班",
+        "shift_open": "未交班",
+        "outside_shifts": "不在班次内的销售",
+        "shift_report": "交班小票",
+        "till": "收银机",
+        "till_local": "本机",
+        "opened_at": "开班",
+        "closed_at": "交班",
+        "closed_by": "交班人",
+        "float": "备用金",
+        "cash_taken": "现金收款",
+        "cash_refunds": "现金退款",
+        "expected_cash": "应有现金",
+        "counted_cash": "实点现金",
+        "difference": "差额",
+        "over": "长款",
+        "short_cash": "短款",
         "status": "设备状态",
         "version": "版本",
         "dashboard": "管理页面",
@@ -217,6 +237,25 @@ LABELS: dict[str, dict[str, str]] = {
         "net": "Net",
         "by_method": "By payment method",
         "printed_at": "Printed",
+        "pickups": "Online orders handed over",
+        "shifts": "Shifts",
+        "shift_no": "Shift {number}",
+        "shift_open": "still open",
+        "outside_shifts": "Sales outside shifts",
+        "shift_report": "SHIFT HAND-OVER",
+        "till": "Till",
+        "till_local": "this machine",
+        "opened_at": "Opened",
+        "closed_at": "Closed",
+        "closed_by": "Closed by",
+        "float": "Opening float",
+        "cash_taken": "Cash taken",
+        "cash_refunds": "Cash refunds",
+        "expected_cash": "Expected cash",
+        "counted_cash": "Counted cash",
+        "difference": "Difference",
+        "over": "over",
+        "short_cash": "short",
         "status": "DEVICE STATUS",
         "version": "Version",
         "dashboard": "Dashboard",
@@ -538,7 +577,7 @@ def _daily_summary(data: dict, options: PrintOptions, reprint: bool) -> list[Op]
     zone = _store_zone(store)
     summary = _field(data, "summary", "", dict)
     page = _start(options, store, reprint)
-    lab, lang = page.labels, options.language
+    lab = page.labels
     page.text(lab["daily_summary"], align="center", bold=True)
     page.rule()
     page.labelled(lab["business_date"], _field(summary, "date", "summary", str))
@@ -549,11 +588,83 @@ def _daily_summary(data: dict, options: PrintOptions, reprint: bool) -> list[Op]
     page.pair(lab["returns_count"], str(_field(summary, "returns_count", "summary", int)))
     page.pair(lab["refunds"], et.yuan(-_money(summary, "refunds_fen", "summary")))
     page.pair(lab["net"], et.yuan(_money(summary, "net_fen", "summary")), bold=True)
+    pickups = _field(summary, "pickups_count", "summary", int, optional=True)
+    if pickups is not None:
+        page.pair(lab["pickups"], str(pickups))
+    outside = _field(summary, "outside_shifts", "summary", dict, optional=True)
+    if outside and _field(outside, "sales_count", "summary.outside_shifts", int):
+        page.pair(lab["outside_shifts"], et.yuan(_money(outside, "sales_fen", "summary.outside_shifts")))
     page.rule()
-    page.text(lab["by_method"], bold=True)
-    by_method = _field(summary, "net_by_method_fen", "summary", dict)
+    _by_method(page, summary, "summary")
+    shifts = _list(data, "shifts", "", optional=True)
+    if shifts:
+        page.rule()
+        page.text(lab["shifts"], bold=True)
+    for path, shift in shifts:
+        number = lab["shift_no"].format(number=_field(shift, "number", path, int))
+        page.text(f"{number} {_field(shift, 'cashier', path, str)} {_till(page, shift, path)}")
+        closed = _time(shift, "closed_at", path, zone, optional=True) or ""
+        span = f"  {_time(shift, 'opened_at', path, zone)[-5:]}-{closed[-5:]}"
+        difference = _field(shift, "difference_fen", path, int, optional=True)
+        page.pair(span, lab["shift_open"] if difference is None else f"{lab['difference']} {et.yuan(difference)}")
+    return page.end()
+
+
+def _by_method(page: _Page, data: dict, path: str) -> None:
+    page.text(page.labels["by_method"], bold=True)
+    by_method = _field(data, "net_by_method_fen", path, dict)
     for method in _ordered_methods(by_method):
-        page.pair(f"  {_method(method, lang)}", et.yuan(_money(by_method, method, "summary.net_by_method_fen")))
+        page.pair(f"  {_method(method, page.options.language)}",
+                  et.yuan(_money(by_method, method, f"{path}.net_by_method_fen")))
+
+
+def _till(page: _Page, shift: dict, path: str) -> str:
+    till = _field(shift, "till", path, str)
+    return page.labels["till_local"] if till == "local" else till
+
+
+def _shift_report(data: dict, options: PrintOptions, reprint: bool) -> list[Op]:
+    """交班小票: what the shift took, and the cash counted against the cash the drawer should hold."""
+    store = _field(data, "store", "", dict)
+    zone = _store_zone(store)
+    shift = _field(data, "shift", "", dict)
+    figures = _field(shift, "figures", "shift", dict)
+    page = _start(options, store, reprint)
+    lab = page.labels
+    page.text(lab["shift_report"], align="center", bold=True)
+    page.text(lab["shift_no"].format(number=_field(shift, "number", "shift", int)), align="center", bold=True)
+    page.rule()
+    page.labelled(lab["till"], _till(page, shift, "shift"))
+    page.labelled(lab["cashier"], _field(shift, "cashier", "shift", str))
+    page.labelled(lab["business_date"], _field(shift, "business_date", "shift", str))
+    page.labelled(lab["opened_at"], _time(shift, "opened_at", "shift", zone))
+    page.labelled(lab["closed_at"], _time(shift, "closed_at", "shift", zone))
+    page.rule()
+    where = "shift.figures"
+    page.pair(lab["sales_count"], str(_field(figures, "sales_count", where, int)))
+    page.pair(lab["sales_amount"], et.yuan(_money(figures, "sales_fen", where)))
+    page.pair(lab["returns_count"], str(_field(figures, "returns_count", where, int)))
+    page.pair(lab["refunds"], et.yuan(-_money(figures, "refunds_fen", where)))
+    page.pair(lab["net"], et.yuan(_money(figures, "net_fen", where)), bold=True)
+    page.pair(lab["pickups"], str(_field(figures, "pickups_count", where, int)))
+    page.rule()
+    _by_method(page, figures, where)
+    page.rule()
+    page.pair(lab["float"], et.yuan(_money(shift, "float_fen", "shift")))
+    page.pair(lab["cash_taken"], et.yuan(_money(figures, "cash_taken_fen", where)))
+    page.pair(lab["change"], et.yuan(-_money(figures, "change_fen", where)))
+    page.pair(lab["cash_refunds"], et.yuan(-_money(figures, "cash_refunds_fen", where)))
+    page.pair(lab["expected_cash"], et.yuan(_money(shift, "expected_fen", "shift")), bold=True)
+    page.pair(lab["counted_cash"], et.yuan(_money(shift, "counted_fen", "shift")), bold=True)
+    difference = _money(shift, "difference_fen", "shift")
+    word = f" ({lab['over']})" if difference > 0 else f" ({lab['short_cash']})" if difference < 0 else ""
+    page.pair(lab["difference"] + word, et.yuan(difference), bold=True)
+    page.rule()
+    page.labelled(lab["closed_by"], _field(shift, "closed_by", "shift", str))
+    note = _field(shift, "note", "shift", str, optional=True)
+    if note:
+        page.labelled(lab["note"], note)
+    page.labelled(lab["printed_at"], _time(data, "printed_at", "", zone))
     return page.end()
 
 
@@ -626,6 +737,7 @@ _LAYOUTS = {
     "order_ticket": _order_ticket,
     "pickup_slip": _pickup_slip,
     "daily_summary": _daily_summary,
+    "shift_report": _shift_report,
     "status_ticket": _status_ticket,
     "test_page": _test_page,
 }

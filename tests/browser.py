@@ -109,8 +109,9 @@ class ChainHub(Hub):
 class Stack:
     """Hub, virtual printer and daemon, linked; users and catalog in place before the daemon starts."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, store_config: str = ""):
         self.root = root
+        self.store_config = store_config  # more keys of the daemon's [store] (time zone, day_cutoff)
         self.hub = ChainHub(root)
         self.printer = VirtualPrinter(root)
         self.data_dir = root / "edge"
@@ -145,7 +146,8 @@ class Stack:
                  f'[[printers]]\nname = "counter"\ntype = "network"\nhost = "127.0.0.1"\n'
                  f'port = {self.printer.port}\n')
         self.daemon = Daemon(self.root / "config.toml", self.data_dir, self.root / "daemon.log",
-                             store_id=STORE_ID, store_name="好邻居便利店 五道口店", extra_config=extra)
+                             store_id=STORE_ID, store_name="好邻居便利店 五道口店", extra_config=extra,
+                             store_config=self.store_config)
         self.daemon.start()
 
     def stop(self) -> None:

@@ -43,10 +43,11 @@ def free_port() -> int:
 
 
 def write_config(path: Path, data_dir: Path, port: int, *, store_id: str = "crash-test",
-                 store_name: str = "崩溃测试门店", level: str = "warning", extra: str = "") -> Path:
-    """`extra`: more TOML tables appended as they are, e.g. a [cloud] section."""
+                 store_name: str = "崩溃测试门店", level: str = "warning", extra: str = "", store: str = "") -> Path:
+    """`extra`: more TOML tables appended as they are, e.g. a [cloud] section; `store`: more keys of [store]
+    (a table cannot be opened twice), e.g. its time zone and day_cutoff."""
     path.write_text(
-        f'[store]\nid = "{store_id}"\nname = "{store_name}"\ndata_dir = "{data_dir.as_posix()}"\n\n'
+        f'[store]\nid = "{store_id}"\nname = "{store_name}"\ndata_dir = "{data_dir.as_posix()}"\n{store}\n'
         f'[api]\nhost = "127.0.0.1"\nport = {port}\n\n'
         f'[log]\nlevel = "{level}"\n' + (f"\n{extra}" if extra else ""), encoding="utf-8")
     return path
@@ -67,7 +68,8 @@ class Daemon:
     a port the previous process left behind."""
 
     def __init__(self, config_path: Path, data_dir: Path, log_path: Path, *, store_id: str = "crash-test",
-                 store_name: str = "崩溃测试门店", level: str = "warning", extra_config: str = ""):
+                 store_name: str = "崩溃测试门店", level: str = "warning", extra_config: str = "",
+                 store_config: str = ""):
         self.config_path = config_path
         self.data_dir = data_dir
         self.log_path = log_path
@@ -75,6 +77,7 @@ class Daemon:
         self.store_name = store_name
         self.level = level
         self.extra_config = extra_config  # appended to config.toml at every start (e.g. [cloud])
+        self.store_config = store_config  # more keys of its [store] table
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.starts = 0
@@ -87,7 +90,8 @@ class Daemon:
         for _ in range(attempts):
             self.port = free_port()
             write_config(self.config_path, self.data_dir, self.port, store_id=self.store_id,
-                         store_name=self.store_name, level=self.level, extra=self.extra_config)
+                         store_name=self.store_name, level=self.level, extra=self.extra_config,
+                         store=self.store_config)
             self.starts += 1
             with open(self.log_path, "a", encoding="utf-8") as log:
                 log.write(f"--- start {self.starts} on port {self.port}\n")

@@ -144,6 +144,7 @@ class TtlSection(Section):
     order_ticket: Annotated[int, Field(ge=10, le=7 * 86400)] = 86400
     pickup_slip: Annotated[int, Field(ge=10, le=7 * 86400)] = 3600
     daily_summary: Annotated[int, Field(ge=10, le=7 * 86400)] = 86400
+    shift_report: Annotated[int, Field(ge=10, le=7 * 86400)] = 86400  # kept for the manager: not urgent, not lost
     status_ticket: Annotated[int, Field(ge=10, le=7 * 86400)] = 600
     test_page: Annotated[int, Field(ge=10, le=7 * 86400)] = 600
 

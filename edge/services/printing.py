@@ -19,17 +19,19 @@ import asyncio
 import logging
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import time, timedelta
+from zoneinfo import ZoneInfo
 
 from drivers.documents import DocumentError, PrintOptions, render
 from drivers.models import DOCUMENT_KINDS
 from drivers.printer import PrinterDevice, PrinterError, Status
 from edge.core import context
-from edge.core.clock import iso, utcnow
+from edge.core.clock import day_bounds, iso, utcnow
 from edge.core.config import Config
 from edge.core.errors import NotFound
 from edge.core.waits import wait_event
-from edge.store import orders, outbox, sales, spool
+from edge.store import orders, outbox, sales, shifts, spool
+from edge.store.day_close import day_close
 from edge.store.db import Store
 
 log = logging.getLogger("edge.services.printing")
@@ -58,7 +60,9 @@ def routes_from_config(config: Config) -> dict[str, tuple[str, int]]:
 
 
 def store_info(config: Config) -> dict:
-    return {"id": config.store.id, "name": config.store.name, "timezone": config.store.timezone}
+    # the cut-off rides along for the documents of a business day (日结 counts hand-overs by time)
+    return {"id": config.store.id, "name": config.store.name, "timezone": config.store.timezone,
+            "day_cutoff": config.day_cutoff.strftime("%H:%M")}
 
 
 def document_data(conn, job: dict, store: dict) -> dict:
@@ -71,7 +75,11 @@ def document_data(conn, job: dict, store: dict) -> dict:
     elif kind in ("order_ticket", "pickup_slip"):
         data["order"] = orders.get_order(conn, payload["order_id"])
     elif kind == "daily_summary":
-        data.update(summary=sales.day_summary(conn, payload["date"], limit=1), printed_at=job["created_at"])
+        cutoff = time.fromisoformat(store.get("day_cutoff", "00:00"))
+        summary = day_close(conn, payload["date"], day_bounds(payload["date"], ZoneInfo(store["timezone"]), cutoff))
+        data.update(summary=summary, shifts=summary["shifts"], printed_at=job["created_at"])
+    elif kind == "shift_report":
+        data.update(shift=shifts.get_shift(conn, payload["shift_id"]), printed_at=job["created_at"])
     elif kind == "test_page":
         data["printed_at"] = job["created_at"]
     return data

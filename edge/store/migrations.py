@@ -435,3 +435,37 @@ MIGRATIONS.append(("catalog: pinyin and initials of product names", PINYIN))
 
 # Python run after the SQL of the migration with that number (edge/core/sqlite.py migrate)
 STEPS = {len(MIGRATIONS): fill_name_keys}
+
+# 交班 (issue 14): a cashier's shift at a till. Sales, returns and hand-overs carry the shift open at their
+# till (or, on the dashboard, for the person) when they are written: decided in their own transaction on
+# the one writer, so a close counts exactly what its shift holds, with no time-window race and no trust
+# in the clock. A sale at a till with no open shift has none, and the 日结 shows it as outside any shift.
+SHIFTS = """
+CREATE TABLE shifts (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    number          INTEGER NOT NULL UNIQUE,
+    till            TEXT NOT NULL,                 -- the till's API token name, or 'local'
+    cashier         TEXT NOT NULL,                 -- as shown and printed
+    user_name       TEXT,                          -- the dashboard login that opened it, if one did
+    business_date   TEXT NOT NULL,
+    opened_at       TEXT NOT NULL,
+    float_fen       INTEGER NOT NULL CHECK (float_fen >= 0),   -- 备用金
+    closed_at       TEXT,
+    closed_by       TEXT,
+    counted_fen     INTEGER CHECK (counted_fen >= 0),
+    expected_fen    INTEGER,
+    difference_fen  INTEGER,                       -- counted - expected, kept as it was at the close
+    note            TEXT
+);
+CREATE UNIQUE INDEX shifts_open_till ON shifts(till) WHERE closed_at IS NULL;
+CREATE UNIQUE INDEX shifts_open_user ON shifts(user_name) WHERE closed_at IS NULL;
+CREATE INDEX shifts_day ON shifts(business_date);
+ALTER TABLE sales ADD COLUMN shift_id INTEGER REFERENCES shifts(id);
+ALTER TABLE returns ADD COLUMN shift_id INTEGER REFERENCES shifts(id);
+ALTER TABLE pickups ADD COLUMN shift_id INTEGER REFERENCES shifts(id);
+CREATE INDEX sales_shift ON sales(shift_id) WHERE shift_id IS NOT NULL;
+CREATE INDEX returns_shift ON returns(shift_id) WHERE shift_id IS NOT NULL;
+CREATE INDEX pickups_shift ON pickups(shift_id) WHERE shift_id IS NOT NULL;
+"""
+
+MIGRATIONS.append(("shifts: 交班 at a till, and the shift of each sale, return and hand-over", SHIFTS))

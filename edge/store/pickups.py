@@ -22,7 +22,7 @@ from edge.core.errors import InputError
 from edge.core.jws import COMPACT_PATTERN, MAX_TOKEN
 from edge.core.refusals import refusal
 from edge.core.schemas import Body, Text
-from edge.store import outbox, spool
+from edge.store import outbox, shifts, spool
 from edge.store.orders import OPEN_STATES, get_order
 from edge.store.signed_tokens import TokenRefused, verify
 from edge.store.stock import Move, apply_moves
@@ -136,9 +136,10 @@ def hand_over(conn: sqlite3.Connection, body: HandOver, checks: Checks, ctx: Wri
         Move(line["sku"], -line["qty"], "release"), Move(line["sku"], -line["qty"], "pickup"))],
         "order", order["id"], ctx)
     provisional = not checks.online
-    cur = conn.execute("INSERT INTO pickups (order_id, method, jti, operator, device, provisional, verified_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (order["id"], method, jti, body.operator, ctx.device, int(provisional), ctx.now))
+    cur = conn.execute("INSERT INTO pickups (order_id, method, jti, operator, device, provisional, verified_at, "
+                       "shift_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (order["id"], method, jti, body.operator, ctx.device, int(provisional), ctx.now,
+                        shifts.current_id(conn, ctx.device)))
     conn.execute("UPDATE orders SET state = 'picked_up', updated_at = ? WHERE id = ?", (ctx.now, order["id"]))
     outbox.emit(conn, "pickup.verified", {
         "order_id": order["id"], "method": method, "operator": body.operator, "device": ctx.device,

@@ -10,7 +10,7 @@ import uuid
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, NotFound
 from edge.core.schemas import ReturnIn, SaleIn
-from edge.store import coupons, outbox, spool
+from edge.store import coupons, outbox, shifts, spool
 from edge.store.catalog import resolve_sku
 from edge.store.pickups import Checks
 from edge.store.stock import Move, apply_moves
@@ -64,9 +64,9 @@ def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext, check
     number = conn.execute("SELECT coalesce(max(number), 0) + 1 FROM sales").fetchone()[0]
     conn.execute(
         "INSERT INTO sales (id, number, device, cashier, business_date, created_at, subtotal_fen, discount_fen, "
-        "total_fen, paid_fen, change_fen, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "total_fen, paid_fen, change_fen, note, shift_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (sale_id, number, ctx.device, body.cashier, ctx.day, ctx.now, subtotal, discount, total, paid, change,
-         body.note))
+         body.note, shifts.current_id(conn, ctx.device)))
     conn.executemany(
         "INSERT INTO sale_lines (sale_id, line_no, sku, barcode, name, qty, unit_price_fen, discount_fen, "
         "amount_fen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -158,10 +158,11 @@ def record_return(conn: sqlite3.Connection, sale_id: str, body: ReturnIn, ctx: W
 
     return_id = str(uuid.uuid4())
     refund_total = sum(r[3] for r in out)
+    # the shift of the till that pays the refund out, not the sale's: its drawer gives the cash back
     conn.execute("INSERT INTO returns (id, sale_id, device, business_date, created_at, refund_fen, refund_method, "
-                 "restock, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 "restock, reason, shift_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (return_id, sale_id, ctx.device, ctx.day, ctx.now, refund_total, body.refund_method, int(body.restock),
-                  body.reason))
+                  body.reason, shifts.current_id(conn, ctx.device)))
     conn.executemany("INSERT INTO return_lines (return_id, line_no, sku, qty, refund_fen) VALUES (?, ?, ?, ?, ?)",
                      [(return_id, *r) for r in out])
     moves = apply_moves(conn, (Move(sku, qty, "return") for _, sku, qty, _ in out if body.restock),

@@ -18,8 +18,12 @@ ACTIONS = {
     "pickup.hand_over": "audit_action_pickup_hand_over", "pickup.reverse": "audit_action_pickup_reverse",
     "order.ready": "audit_action_order_ready", "stock.adjust": "audit_action_stock_adjust",
     "stock.count": "audit_action_stock_count", "login.failed": "audit_action_login_failed",
-    "login.locked": "audit_action_login_locked",
+    "login.locked": "audit_action_login_locked", "shift.open": "audit_action_shift_open",
+    "shift.close": "audit_action_shift_close", "print.daily_summary": "audit_action_print_daily_summary",
 }
+# detail keys with words; a key ending in _fen is money and shown in yuan
+DETAILS = ("note", "printed", "reason", "address", "failures", "wait_seconds", "closed_by", "float_fen", "counted_fen",
+           "expected_fen", "difference_fen")
 
 register_text({
     "zh": {
@@ -36,7 +40,11 @@ register_text({
         "audit_action_login_locked": "登录失败（需等待）",
         "audit_detail_note": "备注", "audit_detail_printed": "已打出", "audit_detail_reason": "原因",
         "audit_detail_address": "地址", "audit_detail_failures": "连续失败次数", "audit_detail_wait_seconds": "需等待秒数",
-        "audit_yes": "是", "audit_no": "否",
+        "audit_yes": "是", "audit_no": "否", "audit_role_till": "收银机",
+        "audit_action_shift_open": "开班", "audit_action_shift_close": "交班",
+        "audit_action_print_daily_summary": "打印日结单", "audit_detail_closed_by": "交班人",
+        "audit_detail_float_fen": "备用金", "audit_detail_counted_fen": "实点现金",
+        "audit_detail_expected_fen": "应有现金", "audit_detail_difference_fen": "差额",
     },
     "en": {
         "audit_title": "Audit log", "audit_hint": "Who did which sensitive thing and when (append-only)",
@@ -56,7 +64,11 @@ register_text({
         "audit_detail_note": "note", "audit_detail_printed": "printed", "audit_detail_reason": "reason",
         "audit_detail_address": "address", "audit_detail_failures": "failures in a row",
         "audit_detail_wait_seconds": "wait (s)",
-        "audit_yes": "yes", "audit_no": "no",
+        "audit_yes": "yes", "audit_no": "no", "audit_role_till": "Till",
+        "audit_action_shift_open": "Opened a shift", "audit_action_shift_close": "Closed a shift",
+        "audit_action_print_daily_summary": "Printed the day's summary", "audit_detail_closed_by": "closed by",
+        "audit_detail_float_fen": "float", "audit_detail_counted_fen": "counted",
+        "audit_detail_expected_fen": "expected", "audit_detail_difference_fen": "difference",
     },
 })
 
@@ -78,4 +90,4 @@ async def audit_page(request: web.Request):
     raw = request.query.get("before", "")
     before = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
     entries = await request.app[STORE].read(_read, before)
-    return {"entries": entries["items"], "next_before": entries["next_before"], "before": before}
+    return {"entries": entries["items"], "next_before": entries["next_before"], "before": before, "details": DETAILS}

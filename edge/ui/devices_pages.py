@@ -16,7 +16,8 @@ from edge.ui.web import WHO, form_data, page, register_text, ui_write
 PRINTER_STATES = ("ready", "paper_near_end", "paper_out", "cover_open", "offline", "unreachable", "no_status",
                   "unknown", "disabled")
 SCANNER_STATES = ("connected", "connecting", "disconnected", "missing", "error", "stopped", "ended", "disabled")
-DOCUMENTS = ("receipt", "order_ticket", "pickup_slip", "daily_summary", "status_ticket", "test_page", "drawer")
+DOCUMENTS = ("receipt", "order_ticket", "pickup_slip", "daily_summary", "shift_report", "status_ticket", "test_page",
+             "drawer")
 
 register_text({
     "zh": {
@@ -42,7 +43,8 @@ register_text({
         "devices_state_missing": "未找到设备", "devices_state_error": "出错", "devices_state_stopped": "已停止",
         "devices_state_ended": "视频已结束",
         "devices_doc_receipt": "小票", "devices_doc_order_ticket": "订单备货单", "devices_doc_pickup_slip": "取货单",
-        "devices_doc_daily_summary": "日结单", "devices_doc_status_ticket": "设备状态单", "devices_doc_test_page": "测试页",
+        "devices_doc_daily_summary": "日结单", "devices_doc_shift_report": "交班小票",
+        "devices_doc_status_ticket": "设备状态单", "devices_doc_test_page": "测试页",
         "devices_doc_drawer": "钱箱",
     },
     "en": {
@@ -73,6 +75,7 @@ register_text({
         "devices_state_ended": "Video ended",
         "devices_doc_receipt": "Receipts", "devices_doc_order_ticket": "Order tickets",
         "devices_doc_pickup_slip": "Pickup slips", "devices_doc_daily_summary": "Daily summary",
+        "devices_doc_shift_report": "Shift hand-over slips",
         "devices_doc_status_ticket": "Status ticket", "devices_doc_test_page": "Test page",
         "devices_doc_drawer": "Cash drawer",
     },

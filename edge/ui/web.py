@@ -125,13 +125,15 @@ def render(request: web.Request, template: str, status: int = 200, **values) -> 
 
 
 # (path, text key, role): the menu; a cashier sees only what a cashier may open
-NAV = [("/ui/cashier", "nav_cashier", "cashier"), ("/ui/", "nav_overview", "manager"),
+NAV = [("/ui/cashier", "nav_cashier", "cashier"), ("/ui/shift", "nav_shift", "cashier"),
+       ("/ui/", "nav_overview", "manager"), ("/ui/day-close", "nav_day_close", "manager"),
        ("/ui/orders", "nav_orders", "manager"), ("/ui/stock", "nav_stock", "manager"),
        ("/ui/sync", "nav_sync", "manager"), ("/ui/devices", "nav_devices", "manager"),
        ("/ui/audit", "nav_audit", "manager")]
 
 register_text({
-    "zh": {"nav_cashier": "收银台", "nav_overview": "概览", "nav_orders": "订单", "nav_stock": "库存",
+    "zh": {"nav_cashier": "收银台", "nav_shift": "交班", "nav_day_close": "日结", "nav_overview": "概览",
+           "nav_orders": "订单", "nav_stock": "库存",
            "nav_sync": "同步", "nav_devices": "设备", "nav_audit": "操作记录", "link_online": "云端已连接",
            "link_none": "未连接云端（仅本地运行）", "link_down": "云端已断开 {minutes} 分钟",
            "link_down_works": "断网期间：收银、核销（临时）、打印照常，恢复后自动补传",
@@ -140,7 +142,8 @@ register_text({
            "error_input": "输入有误", "error_internal": "系统出错，已记录日志。请稍后重试或联系IT",
            "error_busy": "系统繁忙，请稍后重试",
            "error_title": "出错了", "error_not_found": "找不到这个页面（或它要显示的记录）", "back": "返回", "loading": "加载中…", "empty": "暂无数据"},
-    "en": {"nav_cashier": "Till", "nav_overview": "Overview", "nav_orders": "Orders", "nav_stock": "Stock",
+    "en": {"nav_cashier": "Till", "nav_shift": "Shift", "nav_day_close": "Day close", "nav_overview": "Overview",
+           "nav_orders": "Orders", "nav_stock": "Stock",
            "nav_sync": "Sync", "nav_devices": "Devices", "nav_audit": "Audit log", "link_online": "Cloud connected",
            "link_none": "No cloud (running alone)", "link_down": "Cloud down for {minutes} min",
            "link_down_works": "While offline: sales, pickups (provisional) and printing go on; data is sent later",
