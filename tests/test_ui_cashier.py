@@ -16,7 +16,7 @@ from edge.core.classify import classify
 from edge.core.clock import iso, utcnow
 from edge.core.context import WriteContext
 from edge.core.refusals import MESSAGES_ZH
-from edge.store import db, scans, spool, users
+from edge.store import db, orders, scans, spool, users
 from edge.ui.web import TEXT
 from tests.conftest import BARCODE, ean13, query, start_client
 from tests.test_verification import COUPON, KEY, OTHER_KEY, STORE, coupon_token, feed, pickup_token, public, sign
@@ -47,12 +47,19 @@ def _with_conn(db_path, fn):
 
 @pytest.fixture
 def store(db_path):
+    """A101 and A102 prepared (ready); A103 (received) and A104 (ready) of customers whose phones end
+    in 5678; A105 received, its phone unknown (an older cloud sends none)."""
     feed(db_path, [("key.published", {"kid": "k1", "alg": "Ed25519", "public_key": public(KEY)}),
                    _order("o-1", "A101", CODE, customer_note="不要袋子", pickup_after="2026-11-22T02:30:00Z"),
-                   _order("o-2", "A102", "777001"), ("coupon.defined", COUPON)])
+                   _order("o-2", "A102", "777001"), ("coupon.defined", COUPON),
+                   _order("o-3", "A103", "333001", customer_phone_last4="5678"),
+                   _order("o-4", "A104", "444001", customer_phone_last4="5678"), _order("o-5", "A105", "555001")])
     now = iso(utcnow())
+    ctx = WriteContext("kitchen", now, "2026-11-22")
     _with_conn(db_path, lambda conn: (users.add_user(conn, "wangfang", "王芳", "cashier", users.new_password(PASSWORD), now),
-                                      users.add_user(conn, "boss", "李店长", "manager", users.new_password(PASSWORD), now)))
+                                      users.add_user(conn, "boss", "李店长", "manager", users.new_password(PASSWORD), now),
+                                      [orders.change_state(conn, order_id, orders.StateChange(to="ready", operator="备货员"),
+                                                           ctx) for order_id in ("o-1", "o-2", "o-4")]))
     return db_path
 
 
@@ -201,7 +208,7 @@ async def test_csrf_login_and_roles(web, store):
         assert status == 403
     status, _ = await post(web, "/ui/cashier/handover", None, fields, headers={**FETCH, "Origin": "http://evil.example"})
     assert status == 403
-    assert query(store, "SELECT state FROM orders WHERE id = 'o-1'") == [("received",)]
+    assert query(store, "SELECT state FROM orders WHERE id = 'o-1'") == [("ready",)]
     assert query(store, "SELECT count(*) FROM pickups") == [(0,)]
     assert query(store, "SELECT count(*) FROM audit_log") == [(0,)]
     assert "data-csrf" in page
@@ -233,27 +240,81 @@ def test_every_word_in_both_languages():
     assert all(f"cashier_reason_{r}" in TEXT["en"] for r in MESSAGES_ZH)
 
 
-async def test_last_scans_and_look_up_from_a_hardware_scan(web, store, config):
+def _scan(conn, config, device, source, text, at):
+    return scans.record(conn, Scan(device=device, source=source, text=text, raw=text.encode(), at=at),
+                        classify(text, config.scanning.scales))
+
+
+def _rows(page: str) -> list[tuple[str, str, str]]:
+    """(seq, count, the row's HTML) of each row of the last scans, newest first."""
+    return re.findall(r'<tr data-seq="(\d+)" data-count="(\d+)">(.*?)</tr>', page, re.S)
+
+
+async def test_last_scans_say_what_they_meant_never_the_token(web, store, config):
     csrf = await log_in(web)
     page = await (await web.get("/ui/cashier?fragment=cashier_scans")).text()
     assert "还没有扫码记录" in page
-    token = pickup_token("o-1")
-
-    def record(conn):
-        for i, (source, text) in enumerate((("serial", BARCODE["DRK-001"]), ("camera", token),
-                                            ("api", coupon_token()))):
-            scans.record(conn, Scan(device=f"dev-{source}", source=source, text=text, raw=text.encode(),
-                                    at=time.time() + i), classify(text, config.scanning.scales))
-    _with_conn(store, record)
+    token, coupon, expired = pickup_token("o-1"), coupon_token(), pickup_token("o-2", exp=int(time.time()) - 600)
+    t0 = time.time() - 30     # read half a minute ago: the hand-over below comes after
+    _with_conn(store, lambda conn: [_scan(conn, config, f"dev-{source}", source, text, t0 + i) for i, (source, text)
+                                    in enumerate((("serial", BARCODE["DRK-001"]), ("camera", token), ("api", coupon),
+                                                  ("hid", "131234567890123456"), ("hid", "hello?"),
+                                                  ("serial", expired), ("serial", "999999"),
+                                                  ("camera", pickup_token("o-3"))))])
     page = await (await web.get("/ui/cashier?fragment=cashier_scans")).text()
-    rows = re.findall(r'<tr data-seq="(\d+)">(.*?)</tr>', page, re.S)
-    assert [r[0] for r in rows] == ["3", "2", "1"]  # newest first
-    assert "提货二维码" in rows[1][1] and "dev-camera" in rows[1][1] and "…" in rows[1][1]
-    assert "look-up" in rows[1][1] and "look-up" not in rows[0][1] and "look-up" not in rows[2][1]
-    status, answer = await post(web, "/ui/cashier/scan", csrf, {"seq": rows[1][0]})
-    assert status == 200 and 'class="order-number">A101<' in answer
+    rows = _rows(page)
+    assert [r[0] for r in rows] == ["8", "7", "6", "5", "4", "3", "2", "1"]  # newest first
+    meaning = {seq: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)) for seq, _, row in rows}
+    assert "农夫山泉" in meaning["1"]                                       # a product: its name
+    assert "订单 A101" in meaning["2"] and "待取货" in meaning["2"]          # a pickup QR: number, state
+    assert "满10减2" in meaning["3"]                                         # a coupon: its title
+    assert "付款码" in meaning["4"] and "1312**********3456" in meaning["4"]  # a payment code: masked
+    assert "无法识别" in meaning["5"]
+    assert "已过期" in meaning["6"] and "A102" not in meaning["6"]           # refused: no order named
+    assert "未找到订单" in meaning["7"]
+    assert "订单 A103" in meaning["8"] and "已接单" in meaning["8"]
+    for secret in (token, coupon, expired, token[:32], token.split(".")[1][:20], "131234567890123456", "s-1"):
+        assert secret not in page, secret
+    assert "look-up" in rows[6][2] and "look-up" not in rows[5][2]   # a scanner's pickup QR, not a coupon by API
+
+    # looked up from the list and handed over: the token never reaches the browser, the seq names it
+    status, answer = await post(web, "/ui/cashier/scan", csrf, {"seq": "2"})
+    assert status == 200 and 'class="order-number">A101<' in answer and token not in answer, answer
+    fields = form_fields(answer, 'id="confirm-handover"')
+    assert fields["seq"] == "2" and "token" not in fields
+    status, done = await post(web, "/ui/cashier/handover", None, fields)
+    assert status == 201 and "handover-done" in done, done
+    assert query(store, "SELECT method, jti FROM pickups WHERE order_id = 'o-1'") == [("token", "j-o-1")]
+    page = await (await web.get("/ui/cashier?fragment=cashier_scans")).text()
+    assert "核销成功" in dict((r[0], r[2]) for r in _rows(page))["2"]
     status, answer = await post(web, "/ui/cashier/scan", csrf, {"seq": "999"})
     assert status == 422 and "field-error" in answer
+
+
+async def test_the_same_code_read_again_and_again_is_one_row(web, store, config):
+    """The camera sees a used code every few seconds: one row with a count, while every consumer of the
+    journal still gets every scan."""
+    await log_in(web)
+    token = pickup_token("o-1")
+    t0 = time.time() - 100
+    _with_conn(store, lambda conn: _scan(conn, config, "cam-1", "camera", token, t0))
+    status, done = await post(web, "/ui/cashier/handover", (await log_in(web)), {"token": token, "form_id": "h1"})
+    assert status == 201, done
+
+    def again(conn):
+        t1 = time.time() + 1
+        for i in range(5):          # 5 s apart, another device's scan in between
+            _scan(conn, config, "cam-1", "camera", token, t1 + 5 * i)
+            if i == 2:
+                _scan(conn, config, "till-2", "serial", BARCODE["SNK-001"], t1 + 11)
+        _scan(conn, config, "cam-1", "camera", token, t1 + 85)   # 65 s after the last: a new run
+    _with_conn(store, again)
+    rows = _rows(await (await web.get("/ui/cashier?fragment=cashier_scans")).text())
+    assert [(seq, count) for seq, count, _ in rows] == [("8", "1"), ("7", "5"), ("5", "1"), ("1", "1")]
+    assert "×5" in rows[1][2] and "已核销过" in rows[1][2] and "A101" in rows[1][2]
+    assert "核销成功" in rows[3][2]          # the first reading, before the hand-over
+    assert "已核销过" in rows[0][2] and "乐事" in rows[2][2]
+    assert query(store, "SELECT count(*) FROM scans") == [(8,)]    # the journal keeps each scan
 
 
 async def test_reprint_last_receipt(web, store, config):

@@ -23,7 +23,7 @@ from datetime import date, datetime, timezone
 
 from drivers.scan import Scan
 from edge.core.classify import Classified, mask_payment_code
-from edge.core.clock import iso
+from edge.core.clock import epoch, iso
 from edge.core.context import WriteContext
 
 _FIELDS = {f.name for f in dataclasses.fields(Classified)}
@@ -112,6 +112,31 @@ def latest(conn: sqlite3.Connection, limit: int) -> list[dict]:
     """The newest scans, newest first, as the cashier's list shows them (no classification detail)."""
     return [dict(r) for r in conn.execute("SELECT seq, device, source, text, kind, scanned_at FROM scans "
                                           "ORDER BY seq DESC LIMIT ?", (limit,))]
+
+
+def latest_runs(conn: sqlite3.Connection, limit: int, window_seconds: float, depth: int = 1000) -> list[dict]:
+    """The newest scans, newest first, a run of the same code read again and again on one device as one
+    item: `count` readings from `first_seq` (at `first_at`) to `seq` (at `scanned_at`). A reading joins
+    the run when it comes within `window_seconds` of the run's reading after it; another device's scans
+    in between do not break it. Only the newest `depth` scans are read (a run may be older still).
+
+    Collapsed here, in the read, and never when recording: each consumer still gets every scan."""
+    runs: list[dict] = []
+    open_run: dict[str, dict] = {}      # device -> its run the next older reading may join
+    for row in conn.execute("SELECT seq, device, source, text, kind, detail, scanned_at FROM scans "
+                            "ORDER BY seq DESC LIMIT ?", (depth,)):
+        at = epoch(row["scanned_at"])
+        run = open_run.get(row["device"])
+        if run is not None and run["text"] == row["text"] and run["_first"] - at <= window_seconds:
+            run.update(count=run["count"] + 1, first_seq=row["seq"], first_at=row["scanned_at"], _first=at)
+            continue
+        run = {**dict(row), "detail": json.loads(row["detail"]), "count": 1, "first_seq": row["seq"],
+               "first_at": row["scanned_at"], "_first": at}
+        open_run[row["device"]] = run
+        runs.append(run)
+    for run in runs:
+        del run["_first"]
+    return runs[:limit]
 
 
 def after(conn: sqlite3.Connection, seq: int, limit: int = 100) -> list[dict]:
