@@ -318,7 +318,7 @@ async def test_the_same_code_read_again_and_again_is_one_row(web, store, config)
 
 
 async def test_reprint_last_receipt(web, store, config):
-    csrf = await log_in(web)
+    await log_in(web)
     page = await (await web.get("/ui/cashier")).text()
     fields = form_fields(page, 'id="reprint-last"')
     status, answer = await post(web, "/ui/cashier/reprint-last", None, fields)
@@ -389,3 +389,114 @@ async def test_a_stored_scan_is_looked_up_with_its_stored_classification(web, st
     status, answer = await post(web, "/ui/cashier/scan", csrf, {"seq": str(item["seq"])})
     assert status == 200 and 'class="order-number">A101<' in answer, answer
     assert calls == []   # the router's classification, from the journal: the token without its ]Q1
+
+
+# -- not prepared, finding an order, a manager's hand-over without the code ------------------------------
+
+async def test_an_order_not_prepared_is_handed_over_only_when_confirmed(web, store):
+    csrf = await log_in(web)
+    status, answer = await post(web, "/ui/cashier/scan", csrf, {"text": "333001"})   # A103, received
+    assert status == 200 and "A103" in answer and "尚未备好" in answer, answer
+    status, ask = await post(web, "/ui/cashier/handover", None, form_fields(answer, 'id="confirm-handover"'))
+    assert status == 200 and "尚未备好，确定交付？" in ask and 'id="confirm-not-ready"' in ask, ask
+    assert "已接单" in ask and "received" not in ask.replace('"received"', "")
+    assert query(store, "SELECT state FROM orders WHERE id = 'o-3'") == [("received",)]
+    assert query(store, "SELECT count(*) FROM pickups") == [(0,)]
+    fields = form_fields(ask, 'id="confirm-not-ready"')
+    assert fields["confirm"] == "1" and fields["code"] == "333001" and fields["form_id"]
+    # without JavaScript: the same two POSTs, the whole page each time
+    status, done = await post(web, "/ui/cashier/handover", None, fields, headers={})
+    assert status == 201 and 'class="handover-done"' in done and 'id="scan-form"' in done, done
+    assert query(store, "SELECT state FROM orders WHERE id = 'o-3'") == [("picked_up",)]
+    # a prepared order is not asked about
+    status, answer = await post(web, "/ui/cashier/scan", csrf, {"text": "777001"})
+    status, done = await post(web, "/ui/cashier/handover", None, form_fields(answer, 'id="confirm-handover"'))
+    assert status == 201 and "handover-done" in done
+
+
+async def test_find_an_order_by_number_or_phone_digits(web, store):
+    csrf = await log_in(web)
+    status, answer = await post(web, "/ui/cashier/find", csrf, {"q": "5678"})   # A103 and A104
+    assert status == 200 and 'class="matches"' in answer, answer
+    picks = re.findall(r'<tr data-order-id="([^"]+)">(.*?)</tr>', answer, re.S)
+    assert [p[0] for p in picks] == ["o-4", "o-3"] or [p[0] for p in picks] == ["o-3", "o-4"]
+    row = dict(picks)["o-3"]
+    assert "A103" in row and "￥10.50" in row and "已接单" in row, row
+    assert "o-3" not in re.sub(r'(data-order-id|value)="[^"]*"', "", answer)   # ids only in attributes
+    status, one = await post(web, "/ui/cashier/find", csrf, {"order": "o-3"})
+    assert status == 200 and 'class="pickup found-order"' in one and "A103" in one and "手机尾号 5678" in one
+    assert "请顾客出示提货码" in one and "manual-handover" not in one   # a cashier is not shown the form
+
+    for q in ("a102", "Ａ１０２", " A102 "):   # the number, whatever the case or width
+        status, answer = await post(web, "/ui/cashier/find", csrf, {"q": q})
+        assert status == 200 and 'class="order-number">A102<' in answer, (q, answer)
+    status, answer = await post(web, "/ui/cashier/find", csrf, {"q": "A101"})
+    assert status == 200 and 'data-order-id="o-1"' in answer
+    before = query(store, "SELECT count(*) FROM audit_log")
+    for q, words, code in (("Z999", "没有找到未取货的订单", 404), ("1234", "没有找到未取货的订单", 404),
+                           ("567", "手机尾号须为 4 位数字", 422), ("15678", "手机尾号须为 4 位数字", 422),
+                           ("  ", "请输入订单号或手机尾号", 422), ("A" * 40, "订单号太长", 422)):
+        status, answer = await post(web, "/ui/cashier/find", csrf, {"q": q})
+        assert status == code and words in answer and 'class="field-error"' in answer, (q, answer)
+    status, answer = await post(web, "/ui/cashier/find", csrf, {"order": "no-such-order"})
+    assert status == 404 and "没有找到" in answer
+    assert query(store, "SELECT count(*) FROM audit_log") == before
+
+
+async def test_a_manager_hands_over_without_the_code_with_a_reason(web, store):
+    csrf = await log_in(web)
+    # a cashier may not: refused, nothing changed
+    status, _ = await post(web, "/ui/cashier/handover-manual", csrf,
+                           {"order": "o-4", "reason": "顾客手机没电", "form_id": "m0"})
+    assert status == 403
+    await web.post("/ui/logout", data={"csrf": csrf})
+    csrf = await log_in(web, "boss")
+    status, one = await post(web, "/ui/cashier/find", csrf, {"order": "o-4"})
+    fields = form_fields(one, 'id="manual-handover"')
+    assert fields["order"] == "o-4" and 'name="reason"' in one
+    for blank in ("", "   "):          # no reason: nothing happens
+        status, answer = await post(web, "/ui/cashier/handover-manual", None, {**fields, "reason": blank})
+        assert status == 422 and "请填写无码交货的原因" in answer, answer
+    status, answer = await post(web, "/ui/cashier/handover-manual", None, {**fields, "reason": "长" * 201})
+    assert status == 422 and "原因太长" in answer
+    status, answer = await post(web, "/ui/cashier/handover-manual", None,
+                                {**fields, "order": "no-such", "reason": "顾客手机没电"})
+    assert status == 404 and reason(answer) == "unknown_order", answer
+    assert query(store, "SELECT count(*) FROM pickups") == [(0,)]
+    assert query(store, "SELECT count(*) FROM audit_log WHERE action LIKE 'pickup.%'") == [(0,)]
+    assert query(store, "SELECT count(*) FROM outbox WHERE type = 'pickup.verified'") == [(0,)]
+
+    status, done = await post(web, "/ui/cashier/handover-manual", None, {**fields, "reason": " 顾客手机没电，已核对身份 "})
+    assert status == 201 and 'class="handover-done"' in done and "无码交货，原因：顾客手机没电，已核对身份" in done, done
+    assert query(store, "SELECT method, jti, operator, manual_reason FROM pickups WHERE order_id = 'o-4'") == \
+        [("code", None, "李店长", "顾客手机没电，已核对身份")]
+    assert query(store, "SELECT state FROM orders WHERE id = 'o-4'") == [("picked_up",)]
+    (audit,) = query(store, "SELECT user_name, role, target, detail FROM audit_log WHERE action = 'pickup.hand_over_manual'")
+    assert audit[:3] == ("boss", "manager", "o-4")
+    assert json.loads(audit[3]) == {"number": "A104", "reason": "顾客手机没电，已核对身份"}
+    (event,) = query(store, "SELECT payload FROM outbox WHERE type = 'pickup.verified'")
+    payload = json.loads(event[0])
+    assert payload["method"] == "code" and payload["jti"] is None and payload["manual_reason"] == "顾客手机没电，已核对身份"
+    # the same form again (a double click): nothing more
+    status, again = await post(web, "/ui/cashier/handover-manual", None, {**fields, "reason": " 顾客手机没电，已核对身份 "})
+    assert status == 201 and query(store, "SELECT count(*) FROM pickups") == [(1,)]
+    # a new form for an order already handed over: refused in words
+    status, used = await post(web, "/ui/cashier/handover-manual", None,
+                              {**fields, "form_id": "m2", "reason": "再试一次"})
+    assert status == 409 and reason(used) == "already_used"
+
+
+async def test_a_manual_hand_over_of_an_order_not_prepared_asks_first(web, store):
+    csrf = await log_in(web, "boss")
+    status, one = await post(web, "/ui/cashier/find", csrf, {"order": "o-5"})   # A105, received
+    assert "尚未备好" in one
+    fields = {**form_fields(one, 'id="manual-handover"'), "reason": "顾客忘带手机"}
+    status, ask = await post(web, "/ui/cashier/handover-manual", None, fields)
+    assert status == 200 and "尚未备好，确定交付？" in ask
+    assert query(store, "SELECT count(*) FROM pickups") == [(0,)]
+    confirm = form_fields(ask, 'id="confirm-not-ready"')
+    assert confirm["reason"] == "顾客忘带手机" and confirm["order"] == "o-5" and confirm["confirm"] == "1"
+    status, done = await post(web, "/ui/cashier/handover-manual", None, confirm)
+    assert status == 201 and "handover-done" in done
+    assert query(store, "SELECT manual_reason FROM pickups WHERE order_id = 'o-5'") == [("顾客忘带手机",)]
+
