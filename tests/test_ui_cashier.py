@@ -473,7 +473,9 @@ async def test_a_manager_hands_over_without_the_code_with_a_reason(web, store):
     assert query(store, "SELECT state FROM orders WHERE id = 'o-4'") == [("picked_up",)]
     (audit,) = query(store, "SELECT user_name, role, target, detail FROM audit_log WHERE action = 'pickup.hand_over_manual'")
     assert audit[:3] == ("boss", "manager", "o-4")
-    assert json.loads(audit[3]) == {"number": "A104", "reason": "顾客手机没电，已核对身份"}
+    assert json.loads(audit[3]) == {"reason": "顾客手机没电，已核对身份"}
+    audit_page = await (await web.get("/ui/audit")).text()
+    assert "无码交货" in audit_page and "原因: 顾客手机没电，已核对身份" in audit_page
     (event,) = query(store, "SELECT payload FROM outbox WHERE type = 'pickup.verified'")
     payload = json.loads(event[0])
     assert payload["method"] == "code" and payload["jti"] is None and payload["manual_reason"] == "顾客手机没电，已核对身份"

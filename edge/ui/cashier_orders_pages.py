@@ -84,7 +84,7 @@ async def handover_manual(request):
     try:
         done = await ui_write(request, form, lambda conn, ctx: pickups.hand_over_manual(conn, body, now, ctx),
                               action="pickup.hand_over_manual", target=body.order_id,
-                              detail={"number": order and order["number"], "reason": body.reason})
+                              detail={"reason": body.reason})
     except InputError as exc:
         return await refusal_answer(request, exc)
     return await answer_done(request, done)
