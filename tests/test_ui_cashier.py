@@ -502,3 +502,20 @@ async def test_a_manual_hand_over_of_an_order_not_prepared_asks_first(web, store
     assert status == 201 and "handover-done" in done
     assert query(store, "SELECT manual_reason FROM pickups WHERE order_id = 'o-5'") == [("顾客忘带手机",)]
 
+
+
+def test_a_flood_of_one_code_does_not_push_the_other_scans_out_of_the_list(store, config):
+    """1,200 readings of one code (more than a page of the journal): still one row, and the scans
+    before it are still listed under it."""
+    t0 = time.time() - 1000
+    token = pickup_token("o-1")
+
+    def flood(conn):
+        for i, sku in enumerate(("DRK-001", "SNK-001")):
+            _scan(conn, config, "till-1", "serial", BARCODE[sku], t0 + i)
+        for i in range(1200):
+            _scan(conn, config, "cam-1", "camera", token, t0 + 10 + i * 0.5)
+        return scans.latest_runs(conn, 10, 60.0)
+    runs = _with_conn(store, flood)
+    assert [(r["device"], r["count"]) for r in runs] == [("cam-1", 1200), ("till-1", 1), ("till-1", 1)]
+    assert runs[0]["first_seq"] == 3 and runs[0]["seq"] == 1202 and runs[0]["detail"]["kind"] == "pickup_token"
