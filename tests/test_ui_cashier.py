@@ -442,6 +442,14 @@ async def test_find_an_order_by_number_or_phone_digits(web, store):
     assert status == 404 and "没有找到" in answer
     assert query(store, "SELECT count(*) FROM audit_log") == before
 
+    # typed in the scan field, what is no code is looked for as an order number or phone digits
+    status, answer = await post(web, "/ui/cashier/scan", csrf, {"text": "5678"})
+    assert status == 200 and 'class="matches"' in answer and "A103" in answer and "A104" in answer
+    status, answer = await post(web, "/ui/cashier/scan", csrf, {"text": "a105"})
+    assert status == 200 and 'class="pickup found-order"' in answer and "A105" in answer
+    status, answer = await post(web, "/ui/cashier/scan", csrf, {"text": "1234"})
+    assert status == 422 and reason(answer) == "unknown"
+
 
 async def test_a_manager_hands_over_without_the_code_with_a_reason(web, store):
     csrf = await log_in(web)

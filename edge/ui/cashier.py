@@ -8,6 +8,9 @@ reprint go through `web.ui_write` (one transaction with their audit line, once p
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -19,6 +22,8 @@ from edge.store import coupons, orders, pickups, scans, spool
 from edge.ui.cashier_scans import find_product, last_scans
 from edge.ui.web import TEXT, WHO, form_data, page, render, ui_write
 
+NUMBER_LENGTH = 32                        # as protocol.orders.OrderCreated.number
+PHONE_DIGITS = re.compile(r"[0-9]+")
 NOT_PREPARED = ("received", "accepted")   # an order in these is asked about before it is handed over
 
 # -- answers -----------------------------------------------------------------------------------------
@@ -124,6 +129,32 @@ async def cashier_page(request):
     return await _page_values(request)
 
 
+# -- finding an order by its number or the customer's phone digits (the pages: cashier_orders_pages.py) --
+
+def error(key: str, **args) -> dict:
+    return {"type": "error", "key": key, "args": args}
+
+
+def parse_query(text: str) -> tuple[dict | None, dict | None]:
+    """({number, phone_last4}, None) to search with, or (None, the error to show). All digits: the phone's
+    last four (and a number made of those digits); anything else: an order number."""
+    q = unicodedata.normalize("NFKC", text).strip()
+    if not q:
+        return None, error("cashier_find_empty")
+    if PHONE_DIGITS.fullmatch(q):
+        if len(q) != 4:
+            return None, error("cashier_find_phone_digits")
+        return {"number": q, "phone_last4": q}, None
+    if len(q) > NUMBER_LENGTH:
+        return None, error("cashier_find_too_long", limit=NUMBER_LENGTH)
+    return {"number": q, "phone_last4": None}, None
+
+
+def found_result(found: list[dict]) -> dict:
+    """One order: shown; several (the same phone digits): listed for the cashier to pick one."""
+    return {"type": "order", "order": found[0]} if len(found) == 1 else {"type": "matches", "orders": found}
+
+
 @page("/ui/cashier/scan", role="cashier", method="POST", template="cashier.html")
 async def scan(request):
     """A code from the scan field (typed or from a keyboard-wedge scanner), or a scan of the list (`seq`)."""
@@ -140,6 +171,12 @@ async def scan(request):
         if not text.strip():
             return await _answer(request, "cashier_result", 422, result={"type": "error", "key": "cashier_input_empty"})
         classified = classify(text, request.app[CONFIG].scanning.scales, typed=True)
+        if classified.kind == "unknown":
+            # not a code: an order number or a phone's last 4 digits typed in the same field
+            search, _ = parse_query(text)
+            found = search and await request.app[STORE].read(lambda conn: orders.open_matching(conn, **search))
+            if found:
+                return await answer(request, 200, found_result(found))
     status, result = await _result_for(request, classified)
     if form.get("seq") and result["type"] == "pickup":
         # the hand-over names the stored scan: a token the scanner read never goes to the browser

@@ -8,37 +8,13 @@ may hand over without it (the page is the manager's: a cashier is refused, and i
 
 from __future__ import annotations
 
-import re
-import unicodedata
-
 from edge.core.errors import InputError
 from edge.services.app_keys import STORE, pickup_checks
 from edge.store import orders, pickups
-from edge.ui.cashier import answer, answer_done, confirm_first, refusal_answer
+from edge.ui.cashier import answer, answer_done, confirm_first, error, found_result, parse_query, refusal_answer
 from edge.ui.web import WHO, form_data, page, ui_write
 
-NUMBER_LENGTH = 32                    # as protocol.orders.OrderCreated.number
 REASON_LENGTH = 200                   # as pickups.ManualHandOver.reason
-PHONE_DIGITS = re.compile(r"[0-9]+")
-
-
-def _error(key: str, **args) -> dict:
-    return {"type": "error", "key": key, "args": args}
-
-
-def parse_query(text: str) -> tuple[dict | None, dict | None]:
-    """({number, phone_last4}, None) to search with, or (None, the error to show). All digits: the phone's
-    last four (and a number made of those digits); anything else: an order number."""
-    q = unicodedata.normalize("NFKC", text).strip()
-    if not q:
-        return None, _error("cashier_find_empty")
-    if PHONE_DIGITS.fullmatch(q):
-        if len(q) != 4:
-            return None, _error("cashier_find_phone_digits")
-        return {"number": q, "phone_last4": q}, None
-    if len(q) > NUMBER_LENGTH:
-        return None, _error("cashier_find_too_long", limit=NUMBER_LENGTH)
-    return {"number": q, "phone_last4": None}, None
 
 
 @page("/ui/cashier/find", role="cashier", method="POST", template="cashier.html")
@@ -49,17 +25,15 @@ async def find(request):
     if form.get("order"):
         order = await store.read(orders.find_order, form["order"][:64])
         if order is None:
-            return await answer(request, 404, _error("cashier_find_none"))
+            return await answer(request, 404, error("cashier_find_none"))
         return await answer(request, 200, {"type": "order", "order": order})
-    search, error = parse_query(form.get("q", ""))
-    if error is not None:
-        return await answer(request, 422, error)
+    search, refused = parse_query(form.get("q", ""))
+    if refused is not None:
+        return await answer(request, 422, refused)
     found = await store.read(lambda conn: orders.open_matching(conn, **search))
     if not found:
-        return await answer(request, 404, _error("cashier_find_none"))
-    if len(found) == 1:
-        return await answer(request, 200, {"type": "order", "order": found[0]})
-    return await answer(request, 200, {"type": "matches", "orders": found})
+        return await answer(request, 404, error("cashier_find_none"))
+    return await answer(request, 200, found_result(found))
 
 
 @page("/ui/cashier/handover-manual", role="manager", method="POST", template="cashier.html")
@@ -69,11 +43,11 @@ async def handover_manual(request):
     who = request[WHO]
     reason = form.get("reason", "").strip()
     if not reason:
-        return await answer(request, 422, _error("cashier_manual_reason_missing"))
+        return await answer(request, 422, error("cashier_manual_reason_missing"))
     if len(reason) > REASON_LENGTH:
-        return await answer(request, 422, _error("cashier_manual_reason_long", limit=REASON_LENGTH))
+        return await answer(request, 422, error("cashier_manual_reason_long", limit=REASON_LENGTH))
     if not 0 < len(form.get("order", "")) <= 64:
-        return await answer(request, 422, _error("cashier_find_none"))
+        return await answer(request, 422, error("cashier_find_none"))
     body = pickups.ManualHandOver(order_id=form["order"], reason=reason,
                                   operator=who["display_name"][:200] or who["user"])
     order = await request.app[STORE].read(orders.find_order, body.order_id)
