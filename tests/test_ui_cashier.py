@@ -232,6 +232,14 @@ async def test_english_words(web, store):
     assert "Handed over" in done and "No printer configured" in done
     status, used = await post(web, "/ui/cashier/scan", csrf, {"text": CODE})
     assert reason(used) == "already_used" and "Handed over on" in used and "by 王芳" in used
+    assert "Find by order number or phone digits" in page
+    status, answer = await post(web, "/ui/cashier/scan", csrf, {"text": "333001"})
+    status, ask = await post(web, "/ui/cashier/handover", None, form_fields(answer, 'id="confirm-handover"'))
+    assert "Not prepared yet: hand it over anyway?" in ask and "Hand over anyway" in ask and "Received" in ask
+    status, found = await post(web, "/ui/cashier/find", csrf, {"q": "5678"})
+    assert "2 orders found: check and pick one" in found and "Pick" in found
+    status, wrong = await post(web, "/ui/cashier/find", csrf, {"q": "567"})
+    assert "Phone digits must be exactly the last 4" in wrong
 
 
 def test_every_word_in_both_languages():
