@@ -46,6 +46,8 @@ class OrderIn(Body):
     lines: Annotated[list[OrderLineIn], Field(min_length=1, max_length=100)]
     customer_note: Annotated[str, Field(max_length=200)] | None = None
     pickup_after: str | None = Field(None, description="UTC ISO 8601 time")
+    customer_phone: Annotated[str, Field(pattern=r"^\+?[0-9]{7,15}$", description="the customer's phone number: "
+                                         "only its last four digits are kept and sent to the store")] | None = None
 
     @field_validator("pickup_after")
     @classmethod

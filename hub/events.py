@@ -164,10 +164,11 @@ def apply_pickup_verified(conn, event: dict, now: str) -> None:
     elif before is not None:
         conflict = (f"handed over again at the store ({verified_at} by {operator}); first handed over "
                     f"{before['verified_at']} by {before['operator']}")
+    manual = payload.get("manual_reason")
     conn.execute("INSERT OR REPLACE INTO order_pickups (order_id, verified_at, operator, method, device, provisional, "
-                 "jti, event_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 "jti, manual_reason, event_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (order_id, verified_at, operator, payload["method"], clean(payload["device"], 200),
-                  int(payload["provisional"]), payload.get("jti"), event["id"], now))
+                  int(payload["provisional"]), payload.get("jti"), manual and clean(manual, 500), event["id"], now))
     conn.execute("UPDATE orders SET state = CASE WHEN state IN ('cancelled', 'refunded') THEN state ELSE 'picked_up' "
                  "END, conflict = coalesce(?, conflict), received_at = coalesce(received_at, ?), updated_at = ? "
                  "WHERE order_id = ?", (conflict, now, now, order_id))

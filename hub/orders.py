@@ -75,15 +75,17 @@ async def admin_create_order(request: web.Request) -> web.Response:
         number = order_number(conn, store_id, day)
         code = new_pickup_code(conn, store_id)
         total = sum(line["qty"] * line["price_fen"] for line in lines)
+        phone_last4 = body.customer_phone[-4:] if body.customer_phone else None
         payload = {"order_id": order_id, "number": number, "kind": body.kind, "lines": lines, "total_fen": total,
                    "pickup_code_sha256": sha256(code), "pickup_after": body.pickup_after,
-                   "customer_note": body.customer_note, "created_at": now}
+                   "customer_note": body.customer_note, "created_at": now,
+                   **({"customer_phone_last4": phone_last4} if phone_last4 else {})}
         cursor, change_id = add_change(conn, store_id, "order.created", payload, now)
         conn.execute("INSERT INTO orders (order_id, store_id, number, day, kind, state, total_fen, pickup_code_sha256, "
-                     "pickup_after, customer_note, change_id, created_at, updated_at) "
-                     "VALUES (?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?)",
+                     "pickup_after, customer_note, customer_phone_last4, change_id, created_at, updated_at) "
+                     "VALUES (?, ?, ?, ?, ?, 'created', ?, ?, ?, ?, ?, ?, ?, ?)",
                      (order_id, store_id, number, day, body.kind, total, sha256(code), body.pickup_after,
-                      body.customer_note, change_id, now, now))
+                      body.customer_note, phone_last4, change_id, now, now))
         conn.executemany("INSERT INTO order_lines (order_id, line_no, sku, name, qty, price_fen) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
                          [(order_id, no, l["sku"], l["name"], l["qty"], l["price_fen"])
@@ -91,7 +93,8 @@ async def admin_create_order(request: web.Request) -> web.Response:
         token = issue_pickup_token(conn, order_id, store_id, moment, now)
         return {"order_id": order_id, "store_id": store_id, "number": number, "kind": body.kind, "state": "created",
                 "pickup_code": code, **token, "total_fen": total, "lines": lines,
-                "pickup_after": body.pickup_after, "customer_note": body.customer_note, "change_id": change_id,
+                "pickup_after": body.pickup_after, "customer_note": body.customer_note,
+                "customer_phone_last4": phone_last4, "change_id": change_id,
                 "cursor": cursor}
 
     order = await hub.store.write(create, iso(moment))
@@ -102,7 +105,8 @@ async def admin_create_order(request: web.Request) -> web.Response:
     return answer(request, order, 201)
 
 
-ORDER_COLUMNS = ("order_id, store_id, number, kind, state, total_fen, pickup_after, customer_note, change_id, "
+ORDER_COLUMNS = ("order_id, store_id, number, kind, state, total_fen, pickup_after, customer_note, "
+                 "customer_phone_last4, change_id, "
                  "received_at, short, conflict, created_at, updated_at")
 # an order is printed when the store reported a print result for it and the last result of every print job kind
 # it reported is printed or confirmed_printed
@@ -122,8 +126,8 @@ def order_view(conn, row) -> dict:
     order["print"] = prints[0] if prints else None            # the latest print result, of any kind
     order["prints"] = sorted(prints, key=lambda p: PRINT_KINDS.index(p["kind"]))   # the latest of each kind
     order["printed"] = bool(prints) and all(p["result"] in PRINTED_RESULTS for p in prints)
-    pickup = conn.execute("SELECT verified_at, operator, method, device, provisional, jti, event_id, received_at, "
-                          "reversed_at, reversed_by, reverse_reason, reverse_event_id FROM order_pickups "
+    pickup = conn.execute("SELECT verified_at, operator, method, device, provisional, jti, manual_reason, event_id, "
+                          "received_at, reversed_at, reversed_by, reverse_reason, reverse_event_id FROM order_pickups "
                           "WHERE order_id = ?", (order["order_id"],)).fetchone()
     order["pickup"] = None if pickup is None else {**dict(pickup), "provisional": bool(pickup["provisional"])}
     return order

@@ -233,8 +233,16 @@ CREATE INDEX coupon_redemptions_serial ON coupon_redemptions(serial, id);
 CREATE INDEX coupon_redemptions_coupon ON coupon_redemptions(coupon_id, id);
 """
 
+# The last four digits of the customer's phone, all the store gets of it (order.created), so the cashier
+# can find the order; and why a store handed an order over without its code (pickup.verified).
+CASHIER = """
+ALTER TABLE orders ADD COLUMN customer_phone_last4 TEXT;
+ALTER TABLE order_pickups ADD COLUMN manual_reason TEXT;
+"""
+
 HUB_MIGRATIONS: list[tuple[str, str]] = [
     ("hub: stores, catalog, events, balances, changes, orders", INITIAL),
     ("hub: print results of online orders", ORDER_PRINTS),
     ("hub: signing keys, pickup tokens, hand-overs, coupons", TOKENS),
+    ("hub: customers' phone last four digits, hand-overs without the code", CASHIER),
 ]

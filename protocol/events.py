@@ -157,6 +157,8 @@ class PickupVerified(Payload):
     verified_at: Time
     jti: Annotated[sized(1, 64) | None,
                    expect("must be a string of 1 to 64 characters")] = None
+    # handed over without the code (the customer lost it), by a manager, for this reason; method code
+    manual_reason: Annotated[sized(1, 500) | None, expect("must be a string of 1 to 500 characters")] = None
     moves: required_moves("a pickup.verified carries the moves of the hand-over (release and pickup of each line)")
 
     @model_validator(mode="after")
@@ -166,6 +168,9 @@ class PickupVerified(Payload):
         if self.method == "code" and self.jti is not None:
             raise rule("invalid_payload", "jti is for method token; a code hand-over has none (null or absent; "
                                           f"got {show(self.jti)})")
+        if self.method == "token" and self.manual_reason is not None:
+            raise rule("invalid_payload", "manual_reason is for a hand-over without the code (method code); "
+                                          "a token was verified")
         return self
 
 

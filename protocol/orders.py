@@ -42,6 +42,9 @@ class OrderCreated(CloudModel):
     pickup_after: str | None = None
     customer_note: Annotated[str, Field(max_length=500)] | None = None
     created_at: str | None = None
+    # only the last four digits: staff find the order by them; the store needs (and keeps) no more
+    customer_phone_last4: Annotated[str, Field(pattern=r"^[0-9]{4}$", description="the last four digits of the "
+                                               "customer's phone number, to find the order at the counter")] | None = None
 
 
 class OrderClosed(CloudModel):

@@ -100,10 +100,11 @@ class ChainHub(Hub):
             {"sku": sku, "name": spec[0], "price_fen": spec[1], "unit": spec[2], "category": spec[3],
              "low_stock": spec[4], "barcodes": spec[5]} for sku, spec in CATALOG.items() if sku in skus]})
 
-    def new_order(self, lines: list[dict], note: str = "到店自提") -> dict:
+    def new_order(self, lines: list[dict], note: str = "到店自提", phone: str | None = None) -> dict:
         """An online pickup order for the store; the answer carries order_id, number, pickup_code/token."""
         return self.admin_ok("POST", f"/stores/{STORE_ID}/orders", {"kind": "pickup", "lines": lines,
-                                                                     "customer_note": note})
+                                                                     "customer_note": note,
+                                                                     **({"customer_phone": phone} if phone else {})})
 
 
 class Stack:

@@ -748,7 +748,7 @@ async def test_a_hub_database_of_schema_1_is_migrated(tmp_path):
         await hub.close()
     check = sqlite3.connect(data_dir / "hub.db")
     try:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == len(HUB_MIGRATIONS) == 3
+        assert check.execute("PRAGMA user_version").fetchone()[0] == len(HUB_MIGRATIONS) == 4
     finally:
         check.close()
 
@@ -1352,7 +1352,7 @@ async def test_hand_overs_reversals_and_redemptions_are_recorded(hub):
     got = await hub.admin("GET", f"/orders/{oid}")
     assert (got["state"], got["conflict"]) == ("picked_up", None)
     assert got["pickup"] == {"verified_at": CREATED_AT, "operator": "小王", "method": "token", "device": "till-1",
-                             "provisional": True, "jti": "p-abc", "event_id": verified["id"],
+                             "provisional": True, "jti": "p-abc", "manual_reason": None, "event_id": verified["id"],
                              "received_at": "2026-11-21T08:00:00.000Z", "reversed_at": None, "reversed_by": None,
                              "reverse_reason": None, "reverse_event_id": None}
     assert (await hub.sync("s1", "balances"))["balances"] == [{"sku": "DRK-001", "on_hand": 7, "reserved": 0},
@@ -1411,6 +1411,9 @@ async def test_malformed_pickup_and_coupon_events_are_rejected_per_event(hub):
         (hand_over("s1", 0, oid, lines, verified_at="今天"), "invalid_payload: verified_at"),
         (hand_over("s1", 0, oid, lines, jti=DROP), "invalid_payload: jti must be a string"),
         (hand_over("s1", 0, oid, lines, method="code", jti="p-1"), "invalid_payload: jti is for method token"),
+        (hand_over("s1", 0, oid, lines, manual_reason="丢了"), "invalid_payload: manual_reason is for a hand-over"),
+        (hand_over("s1", 0, oid, lines, method="code", manual_reason=""), "invalid_payload: manual_reason"),
+        (hand_over("s1", 0, oid, lines, method="code", manual_reason=7), "invalid_payload: manual_reason"),
         (hand_over("s1", 0, 42, lines), "invalid_payload: order_id"),
         (dict(hand_over("s1", 0, oid, lines), payload={k: v for k, v in hand_over("s1", 0, oid, lines)["payload"]
                                                        .items() if k != "moves"}), "invalid_moves: a pickup.verified"),
@@ -1455,6 +1458,36 @@ async def test_malformed_pickup_and_coupon_events_are_rejected_per_event(hub):
     assert all(s["uses"] == 0 for s in (await hub.admin("GET", "/coupons/cpn-20off100"))["serials"])
     listing = await hub.admin("GET", "/stores/s1/events", params={"status": "rejected", "limit": "1000"})
     assert len(listing["events"]) == len(bad)
+
+
+async def test_the_customers_phone_goes_to_the_store_as_its_last_four_digits(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    order = await hub.order("s1", [("DRK-001", 1)], customer_phone="+8613912345678")
+    assert order["customer_phone_last4"] == "5678"
+    (change,) = [c for c in (await hub.sync("s1", "changes"))["changes"] if c["type"] == "order.created"]
+    assert change["payload"]["customer_phone_last4"] == "5678"
+    assert "13912345678" not in json.dumps(change) and "13912345678" not in db_dump(hub.data_dir)
+    assert (await hub.admin("GET", f"/orders/{order['order_id']}"))["customer_phone_last4"] == "5678"
+    without = await hub.order("s1", [("DRK-001", 1)])          # no phone: no field, as older stores expect
+    (change,) = [c for c in (await hub.sync("s1", "changes"))["changes"]
+                 if c["payload"].get("order_id") == without["order_id"]]
+    assert "customer_phone_last4" not in change["payload"] and without["customer_phone_last4"] is None
+    for bad in ("5678", "13912345678x", "+86 139 1234 5678", 13912345678):
+        answer = await hub.order("s1", [("DRK-001", 1)], status=400, customer_phone=bad)
+        assert answer["error"] == "invalid_request", (bad, answer)
+
+
+async def test_a_hand_over_without_the_code_is_recorded_with_its_reason(hub):
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    oid = (await hub.order("s1", [("DRK-001", 2)]))["order_id"]
+    lines = [("DRK-001", 2)]
+    data = await hub.ok_upload("s1", [
+        event("s1", 2, [("DRK-001", 2, "reserve")], "order.received", order_id=oid, short=[]),
+        hand_over("s1", 3, oid, lines, method="code", manual_reason="顾客手机没电，已核对身份")])
+    assert [r["status"] for r in data["results"]] == ["applied", "applied"]
+    got = await hub.admin("GET", f"/orders/{oid}")
+    assert got["state"] == "picked_up" and got["pickup"]["method"] == "code"
+    assert got["pickup"]["manual_reason"] == "顾客手机没电，已核对身份" and got["pickup"]["jti"] is None
 
 
 async def test_a_hand_over_after_a_refund_is_applied_and_flagged(hub):

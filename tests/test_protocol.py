@@ -29,3 +29,17 @@ def test_a_payload_off_the_contract_is_refused_when_written(event_type, payload,
     with pytest.raises(ValueError) as caught:
         check_payload(event_type, payload)
     assert error in str(caught.value)
+
+
+def test_an_order_carries_at_most_the_last_four_digits_of_the_customers_phone():
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from protocol.orders import OrderCreated  # noqa: PLC0415
+
+    order = {"order_id": "o-1", "number": "A001", "kind": "pickup", "total_fen": 200,
+             "lines": [{"sku": "DRK-001", "name": "农夫山泉", "qty": 1, "price_fen": 200}]}
+    assert OrderCreated.model_validate(order).customer_phone_last4 is None      # an older cloud's order
+    assert OrderCreated.model_validate({**order, "customer_phone_last4": "5678"}).customer_phone_last4 == "5678"
+    for bad in ("567", "13912345678", "56a8", 5678):
+        with pytest.raises(ValidationError):
+            OrderCreated.model_validate({**order, "customer_phone_last4": bad})

@@ -173,6 +173,9 @@ def test_cashier_verifies_a_pickup_code_hands_over_and_the_slip_prints(page, sta
     expect(result.locator(".order-number")).to_contain_text(order["number"])
     expect(result).to_contain_text("乐事 薯片 原味 70g")
     page.click("#confirm-handover")
+    # the order was just created, not prepared: the screen asks first
+    expect(result.locator(".confirm-not-ready")).to_contain_text("尚未备好，确定交付？")
+    page.click("#confirm-not-ready")
     expect(page.locator(".handover-done")).to_be_visible()
     expect(page.locator("#last-scans")).to_be_visible()
     shoot(page, "02-cashier-handover-done")
@@ -188,6 +191,75 @@ def test_cashier_verifies_a_pickup_code_hands_over_and_the_slip_prints(page, sta
     expect(page.locator('#scan-result .refusal[data-reason="already_used"]')).to_be_visible()
     shoot(page, "03-cashier-refusal-already-used")
     assert stack.api_ok("GET", f"/orders/{order['order_id']}")["state"] == "picked_up"
+
+
+def test_cashier_screen_scans_with_order_numbers_find_by_phone_and_a_managers_hand_over(page, stack):
+    """The last scans say what they meant (order number, product name; no token in the page), a code read
+    again and again is one row with a count; an order is found by its customer's phone digits; a manager
+    hands one over without its code. At 1366x768 and on a phone at 390x844, with no sideways scrolling."""
+    from playwright.sync_api import expect  # noqa: PLC0415
+
+    from tests.conftest import BARCODE  # noqa: PLC0415
+
+    require(stack, "/ui/cashier")
+    first = stack.hub.new_order([{"sku": "SNK-001", "qty": 1}], phone="13900004321")
+    second = stack.hub.new_order([{"sku": "DRK-001", "qty": 1}], phone="13800004321")
+    for order in (first, second):
+        stack.wait_order(order["order_id"])
+    token = first["pickup_token"]
+    scans = [BARCODE["SNK-001"]] + [token] * 5      # the same QR code, read five times
+    for n, text in enumerate(scans):
+        stack.api_ok("POST", "/scans", {"text": text}, key=f"ui-scan-{first['order_id']}-{n}")
+    log_in(page, "cashier", "/ui/cashier")
+    rows = page.locator("#last-scans tr[data-seq]")
+    expect(rows.first).to_contain_text(first["number"])
+    expect(rows.first).to_contain_text("×5")
+    expect(rows.first).to_contain_text("已接单")
+    expect(rows.nth(1)).to_contain_text("乐事 薯片 原味 70g")
+    assert rows.first.get_attribute("data-count") == "5" and rows.count() == 2
+    html = page.content()
+    assert token not in html and token.split(".")[1][:24] not in html, "a pickup token is on the page"
+    shoot(page, "17-cashier-last-scans")
+
+    page.fill("#find-input", "4321")
+    page.press("#find-input", "Enter")
+    matches = page.locator("#scan-result .order-matches")
+    expect(matches).to_contain_text(first["number"])
+    expect(matches).to_contain_text(second["number"])
+    matches.locator(f'tr[data-order-id="{first["order_id"]}"] button.pick-order').click()
+    found = page.locator("#scan-result .found-order")
+    expect(found).to_contain_text(first["number"])
+    expect(found).to_contain_text("请顾客出示提货码")
+    expect(found.locator("#manual-handover")).to_have_count(0)   # a cashier's screen has no such button
+
+    sideways = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    assert page.evaluate(sideways) <= 0, "the cashier screen scrolls sideways at 1366 px"
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/ui/cashier")
+    expect(page.locator("#last-scans")).to_contain_text(first["number"])
+    page.fill("#find-input", "4321")
+    page.press("#find-input", "Enter")
+    expect(page.locator("#scan-result .order-matches")).to_contain_text(second["number"])
+    overflow = page.evaluate(sideways)
+    assert overflow <= 0, f"the cashier screen scrolls sideways by {overflow} px at 390 px"
+    page.screenshot(path=str(artifacts_dir() / "18-cashier-phone-390.png"), full_page=True)
+    page.set_viewport_size(VIEWPORT)
+
+    with page.expect_navigation():
+        page.click("header form[action='/ui/logout'] button")
+    log_in(page, "manager", "/ui/cashier")
+    page.fill("#find-input", second["number"])
+    page.press("#find-input", "Enter")
+    found = page.locator("#scan-result .found-order")
+    expect(found).to_contain_text(second["number"])
+    found.locator("#manual-reason").fill("顾客手机没电，已核对身份证")
+    found.locator("#manual-handover").click()
+    expect(page.locator("#scan-result .confirm-not-ready")).to_contain_text("尚未备好")
+    page.click("#confirm-not-ready")
+    expect(page.locator(".handover-done")).to_contain_text(second["number"])
+    expect(page.locator(".handover-done")).to_contain_text("无码交货，原因：顾客手机没电，已核对身份证")
+    shoot(page, "19-cashier-manual-handover")
+    assert stack.api_ok("GET", f"/orders/{second['order_id']}")["state"] == "picked_up"
 
 
 # -- 2. the manager's overview: a new online order without reloading -------------------------------------

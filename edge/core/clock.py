@@ -16,6 +16,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def epoch(stamp: str) -> float:
+    """Seconds since the epoch of a stored time stamp (the inverse of `iso`)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
 def business_date(moment: datetime, tz: ZoneInfo, cutoff: time = MIDNIGHT) -> str:
     """The local date whose business day `moment` is in: a store open past midnight whose day ends at its
     cut-off (01:00, say) counts a sale at 00:30 in the day before."""

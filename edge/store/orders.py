@@ -47,9 +47,11 @@ def receive(conn: sqlite3.Connection, order: OrderCreated, ctx: WriteContext) ->
         rows.append((line.sku, line.name, line.price_fen, line.qty, short_qty))
     conn.execute(
         "INSERT INTO orders (id, number, kind, state, short, total_fen, pickup_code_sha256, pickup_after, "
-        "customer_note, created_at, received_at, updated_at) VALUES (?, ?, ?, 'received', ?, ?, ?, ?, ?, ?, ?, ?)",
+        "customer_note, customer_phone_last4, created_at, received_at, updated_at) "
+        "VALUES (?, ?, ?, 'received', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (order.order_id, order.number, order.kind, int(bool(short)), order.total_fen, order.pickup_code_sha256,
-         order.pickup_after, order.customer_note, order.created_at or ctx.now, ctx.now, ctx.now))
+         order.pickup_after, order.customer_note, order.customer_phone_last4, order.created_at or ctx.now, ctx.now,
+         ctx.now))
     conn.executemany("INSERT INTO order_lines (order_id, line_no, sku, name, price_fen, qty, short_qty) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
                      [(order.order_id, no, *row) for no, row in enumerate(rows, start=1)])
@@ -103,6 +105,25 @@ def get_order(conn: sqlite3.Connection, order_id: str) -> dict:
         "SELECT line_no, sku, name, qty, price_fen, short_qty FROM order_lines WHERE order_id = ? ORDER BY line_no",
         (order_id,))]
     return order
+
+
+def find_order(conn: sqlite3.Connection, order_id: str) -> dict | None:
+    """The order, or None if this store has no such order."""
+    try:
+        return get_order(conn, order_id)
+    except NotFound:
+        return None
+
+
+def open_matching(conn: sqlite3.Connection, *, number: str | None = None, phone_last4: str | None = None,
+                  limit: int = 20) -> list[dict]:
+    """The open orders (not yet handed over, cancelled or refunded) with this number or whose customer's
+    phone ends in these four digits, newest first: several may share the digits, staff pick one."""
+    rows = conn.execute(
+        f"SELECT id FROM orders WHERE state IN ({', '.join('?' * len(OPEN_STATES))}) AND (number = ? COLLATE NOCASE OR "
+        "customer_phone_last4 = ?) ORDER BY received_at DESC, id LIMIT ?",
+        (*OPEN_STATES, number, phone_last4, limit)).fetchall()
+    return [get_order(conn, r[0]) for r in rows]
 
 
 def list_orders(conn: sqlite3.Connection, *, state: str | None = None, short: bool = False,

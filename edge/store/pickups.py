@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from edge.core.context import WriteContext
 from edge.core.errors import InputError
@@ -66,6 +66,13 @@ class Reversal(Body):
     reason: Text
 
 
+class ManualHandOver(Body):
+    """A hand-over without the customer's code (lost, phone dead): a manager's, with the reason why."""
+    order_id: Annotated[str, Field(min_length=1, max_length=64)]
+    operator: Text
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
 def code_hash(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
 
@@ -104,11 +111,17 @@ def find(conn: sqlite3.Connection, body: PickupIn, checks: Checks,
         raise found.refused
     if found.order_id is None:
         raise refusal("bad_code", "no order has this pickup code")
-    row = conn.execute("SELECT id FROM orders WHERE id = ?", (found.order_id,)).fetchone()
-    if row is None:
-        raise refusal("unknown_order", f"no order {found.order_id} at this store")
-    method, jti = found.method, found.jti
-    order = get_order(conn, row[0])
+    return _handable(conn, _order(conn, found.order_id)), found.method, found.jti
+
+
+def _order(conn: sqlite3.Connection, order_id: str) -> dict:
+    if conn.execute("SELECT 1 FROM orders WHERE id = ?", (order_id,)).fetchone() is None:
+        raise refusal("unknown_order", f"no order {order_id} at this store")
+    return get_order(conn, order_id)
+
+
+def _handable(conn: sqlite3.Connection, order: dict) -> dict:
+    """The order if it may be handed over; else the refusal that says why not."""
     if order["state"] == "picked_up":
         used = conn.execute("SELECT verified_at, operator, device FROM pickups WHERE order_id = ? "
                             "AND reversed_at IS NULL", (order["id"],)).fetchone()
@@ -118,7 +131,7 @@ def find(conn: sqlite3.Connection, body: PickupIn, checks: Checks,
     if order["state"] not in OPEN_STATES:
         raise refusal("not_ready", f"order {order['number']} is {order['state']}", state=order["state"],
                       order_number=order["number"])
-    return order, method, jti
+    return order
 
 
 def lookup(conn: sqlite3.Connection, body: PickupIn, checks: Checks) -> dict:
@@ -132,20 +145,34 @@ def hand_over(conn: sqlite3.Connection, body: HandOver, checks: Checks, ctx: Wri
     """Step two, in the caller's transaction: stock out, the record, the event, the slip. With
     `identified` (from `identify`, read before the transaction) the token is not verified again."""
     order, method, jti = find(conn, body, checks, identified)
+    return _hand_over(conn, order, method, jti, body.operator, checks, ctx)
+
+
+def hand_over_manual(conn: sqlite3.Connection, body: ManualHandOver, checks: Checks, ctx: WriteContext) -> dict:
+    """A hand-over without the code, in the caller's transaction (with its audit line). The record and
+    the cloud's event say why (`manual_reason`); method 'code', jti none: no token was verified."""
+    order = _handable(conn, _order(conn, body.order_id))
+    return _hand_over(conn, order, "code", None, body.operator, checks, ctx, manual_reason=body.reason)
+
+
+def _hand_over(conn: sqlite3.Connection, order: dict, method: str, jti: str | None, operator: str, checks: Checks,
+               ctx: WriteContext, manual_reason: str | None = None) -> dict:
     moves = apply_moves(conn, [m for line in order["lines"] for m in (
         Move(line["sku"], -line["qty"], "release"), Move(line["sku"], -line["qty"], "pickup"))],
         "order", order["id"], ctx)
     provisional = not checks.online
     cur = conn.execute("INSERT INTO pickups (order_id, method, jti, operator, device, provisional, verified_at, "
-                       "shift_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (order["id"], method, jti, body.operator, ctx.device, int(provisional), ctx.now,
-                        shifts.current_id(conn, ctx.device)))
+                       "shift_id, manual_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (order["id"], method, jti, operator, ctx.device, int(provisional), ctx.now,
+                        shifts.current_id(conn, ctx.device), manual_reason))
     conn.execute("UPDATE orders SET state = 'picked_up', updated_at = ? WHERE id = ?", (ctx.now, order["id"]))
+    # manual_reason only when there is one: an older cloud's payload stays exactly as it was
     outbox.emit(conn, "pickup.verified", {
-        "order_id": order["id"], "method": method, "operator": body.operator, "device": ctx.device,
-        "provisional": provisional, "verified_at": ctx.now, "jti": jti, "moves": moves}, ctx.now)
+        "order_id": order["id"], "method": method, "operator": operator, "device": ctx.device,
+        "provisional": provisional, "verified_at": ctx.now, "jti": jti, "moves": moves,
+        **({"manual_reason": manual_reason} if manual_reason else {})}, ctx.now)
     slip = spool.enqueue(conn, "pickup_slip", f"pickup_slip:{order['id']}:{cur.lastrowid}", {
-        "order_id": order["id"], "verified_at": ctx.now, "operator": body.operator, "provisional": provisional},
+        "order_id": order["id"], "verified_at": ctx.now, "operator": operator, "provisional": provisional},
         ctx, order_id=order["id"])
     return {"pickup": get_pickup(conn, cur.lastrowid), "order": get_order(conn, order["id"]),
             "print_job": slip and {"id": slip["id"], "printer": slip["printer"]}}

@@ -23,7 +23,7 @@ from datetime import date, datetime, timezone
 
 from drivers.scan import Scan
 from edge.core.classify import Classified, mask_payment_code
-from edge.core.clock import iso
+from edge.core.clock import epoch, iso
 from edge.core.context import WriteContext
 
 _FIELDS = {f.name for f in dataclasses.fields(Classified)}
@@ -108,10 +108,37 @@ def register(conn: sqlite3.Connection, consumer: str, ctx: WriteContext) -> int:
     return position(conn, consumer)
 
 
-def latest(conn: sqlite3.Connection, limit: int) -> list[dict]:
-    """The newest scans, newest first, as the cashier's list shows them (no classification detail)."""
-    return [dict(r) for r in conn.execute("SELECT seq, device, source, text, kind, scanned_at FROM scans "
-                                          "ORDER BY seq DESC LIMIT ?", (limit,))]
+def latest_runs(conn: sqlite3.Connection, limit: int, window_seconds: float, depth: int = 5000,
+                page: int = 500) -> list[dict]:
+    """The newest scans, newest first, a run of the same code read again and again on one device as one
+    item: `count` readings from `first_seq` (at `first_at`) to `seq` (at `scanned_at`). A reading joins
+    the run when it comes within `window_seconds` of the run's reading after it; another device's scans
+    in between do not break it. Read a page at a time until more than `limit` runs are found, at most
+    `depth` scans (a run may be older still: its count is then of the scans read).
+
+    Collapsed here, in the read, and never when recording: each consumer still gets every scan."""
+    runs: list[dict] = []
+    open_run: dict[str, dict] = {}      # device -> its run the next older reading may join
+    before, read = 2 ** 63 - 1, 0
+    while read < depth and len(runs) <= limit:
+        rows = conn.execute("SELECT seq, device, source, text, kind, scanned_at FROM scans WHERE seq < ? "
+                            "ORDER BY seq DESC LIMIT ?", (before, page)).fetchall()
+        for row in rows:
+            at = epoch(row["scanned_at"])
+            run = open_run.get(row["device"])
+            if run is not None and run["text"] == row["text"] and run["_first"] - at <= window_seconds:
+                run.update(count=run["count"] + 1, first_seq=row["seq"], first_at=row["scanned_at"], _first=at)
+                continue
+            run = {**dict(row), "count": 1, "first_seq": row["seq"], "first_at": row["scanned_at"], "_first": at}
+            open_run[row["device"]] = run
+            runs.append(run)
+        if len(rows) < page:
+            break
+        read, before = read + len(rows), rows[-1]["seq"]
+    for run in runs[:limit]:
+        del run["_first"]
+        run["detail"] = json.loads(conn.execute("SELECT detail FROM scans WHERE seq = ?", (run["seq"],)).fetchone()[0])
+    return runs[:limit]
 
 
 def after(conn: sqlite3.Connection, seq: int, limit: int = 100) -> list[dict]:

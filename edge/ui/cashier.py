@@ -8,6 +8,9 @@ reprint go through `web.ui_write` (one transaction with their audit line, once p
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -15,176 +18,13 @@ from edge.core.classify import MAX_LENGTH, REASONS, Classified, classify
 from edge.core.errors import InputError
 from edge.core.refusals import MESSAGES_ZH
 from edge.services.app_keys import CONFIG, LIMITER, STORE, pickup_checks
-from edge.store import catalog, coupons, pickups, scans, spool, stock
-from edge.ui.web import TEXT, WHO, form_data, page, register_text, render, ui_write
+from edge.store import coupons, orders, pickups, scans, spool
+from edge.ui.cashier_scans import find_product, last_scans
+from edge.ui.web import TEXT, WHO, form_data, page, render, ui_write
 
-LAST_SCANS = 10
-HARDWARE = ("serial", "hid", "camera")     # sources of the store's own scanners and cameras
-LOOKUP_KINDS = ("pickup_token", "coupon_token", "pickup_code")
-TEXT_SHOWN = 32                           # characters of a scan shown in the list
-
-# reason code -> English words (the Chinese ones are edge.core.refusals.MESSAGES_ZH)
-REASONS_EN = {
-    "malformed": "Unreadable code: ask the customer to refresh it and scan again",
-    "unknown_key": "Cannot verify this code (its signing key is not synced or was revoked); retry when online",
-    "bad_signature": "Forged or altered code: do not accept it",
-    "expired": "The code has expired: ask the customer to refresh it in the mini-program",
-    "not_yet_valid": "The code is not valid yet",
-    "wrong_store": "This code belongs to another store",
-    "unknown_order": "This store does not have this order (maybe not synced yet): check the store",
-    "bad_code": "Wrong pickup code",
-    "already_used": "This code was used already",
-    "not_ready": "The order was cancelled or refunded: do not hand it over",
-    "rate_limited": "Too many wrong pickup codes: wait a moment and try again",
-    "not_picked_up": "This order was not handed over: nothing to reverse",
-    "coupon_unknown": "Unknown coupon (maybe not synced yet)",
-    "coupon_revoked": "This coupon was withdrawn",
-    "coupon_expired": "This coupon is not valid now",
-    "online_only": "This coupon needs the cloud, which is unreachable now: try later",
-    "min_spend": "The sale does not reach the coupon's minimum spend",
-    "out_of_scope": "No item of this sale is covered by the coupon",
-}
-
-# why the classifier did not recognize a code (edge.scan_classify.REASONS)
-WHY = {
-    "zh": {"empty": "内容为空", "too_long": "内容太长", "control_character": "含有无法识别的控制字符",
-           "bad_check_digit": "条码校验位错误（可能扫错了，请重扫）", "bad_price_check_digit": "称重条码的价格校验位错误",
-           "bad_gs1": "GS1 条码格式错误", "token_malformed": "二维码格式错误", "token_unknown_typ": "不是提货码或优惠券的二维码",
-           "unrecognized": "无法识别的码", "classify_error": "识别出错（已记录日志）"},
-    "en": {"empty": "Nothing was entered", "too_long": "Too long", "control_character": "Contains a control character",
-           "bad_check_digit": "Wrong check digit (probably a misread: scan again)",
-           "bad_price_check_digit": "Wrong price check digit on a weighed label", "bad_gs1": "Malformed GS1 code",
-           "token_malformed": "Malformed QR code", "token_unknown_typ": "A QR code that is neither a pickup nor a coupon",
-           "unrecognized": "Not a code this till knows", "classify_error": "Could not read it (logged)"},
-}
-KINDS = {
-    "zh": {"product": "商品条码", "gs1": "GS1 条码", "weighed": "称重条码", "pickup_token": "提货二维码",
-           "coupon_token": "优惠券", "pickup_code": "提货码", "payment_code": "付款码", "unknown": "无法识别"},
-    "en": {"product": "Product", "gs1": "GS1 code", "weighed": "Weighed label", "pickup_token": "Pickup QR",
-           "coupon_token": "Coupon", "pickup_code": "Pickup code", "payment_code": "Payment code",
-           "unknown": "Unknown"},
-}
-STATES = {
-    "zh": {"received": "已接单", "accepted": "备货中", "ready": "待取货", "picked_up": "已取货", "cancelled": "已取消",
-           "refunded": "已退款"},
-    "en": {"received": "Received", "accepted": "Being prepared", "ready": "Ready", "picked_up": "Picked up",
-           "cancelled": "Cancelled", "refunded": "Refunded"},
-}
-SOURCES = {
-    "zh": {"serial": "扫码枪", "hid": "扫码枪", "camera": "摄像头", "typed": "手输", "api": "收银机"},
-    "en": {"serial": "Scanner", "hid": "Scanner", "camera": "Camera", "typed": "Typed", "api": "Till"},
-}
-
-register_text({
-    "zh": {
-        "cashier_title": "收银台", "cashier_scan_label": "扫码或输入提货码", "cashier_scan_button": "查询",
-        "cashier_scan_hint": "扫码枪扫码，或手输 6–8 位提货码后按回车",
-        "cashier_input_empty": "请扫码或输入提货码", "cashier_input_too_long": "内容太长（最多 {limit} 个字符）",
-        "cashier_scan_gone": "找不到这次扫码记录，请重扫",
-        "cashier_order": "订单", "cashier_state": "状态", "cashier_items": "商品", "cashier_qty": "数量",
-        "cashier_note": "顾客备注", "cashier_pickup_after": "取货时间", "cashier_method_token": "提货二维码",
-        "cashier_method_code": "提货码", "cashier_provisional": "离线核销，待同步确认",
-        "cashier_confirm": "确认交货", "cashier_done": "已交货", "cashier_done_by": "{who} 于 {when} 交货",
-        "cashier_slip_printed": "小票已打印", "cashier_slip_printing": "正在打印",
-        "cashier_slip_none": "未配置打印机", "cashier_slip_failed": "小票未打印成功，请到设备页查看",
-        "cashier_used_by": "已于 {when} 由 {who} 核销", "cashier_used_at": "已于 {when} 使用",
-        "cashier_retry_after": "请 {seconds} 秒后再试", "cashier_order_state": "订单状态：{state}",
-        "cashier_refused": "不能使用", "cashier_unknown_code": "无法识别的码",
-        "cashier_payment_code": "这是顾客的付款码：请在收银机的收款界面扫码，此处不收款",
-        "cashier_unknown_barcode": "本店没有这个条码的商品",
-        "cashier_coupon": "优惠券", "cashier_coupon_value": "立减 {amount}", "cashier_coupon_percent": "减 {percent}%",
-        "cashier_coupon_cap": "（最多减 {amount}）", "cashier_coupon_min": "满 {amount} 可用",
-        "cashier_coupon_no_min": "无门槛", "cashier_coupon_scope_all": "全部商品可用",
-        "cashier_coupon_scope": "适用：{items}", "cashier_coupon_uses": "剩余可用 {n} 次",
-        "cashier_coupon_until": "有效期至 {when}", "cashier_coupon_online_only": "需联网核销",
-        "cashier_coupon_note": "此券在收银时随本单一起使用（在收银机上结账时扫码），此处仅查看",
-        "cashier_product": "商品", "cashier_price": "单价", "cashier_stock": "库存", "cashier_available": "可售",
-        "cashier_reserved": "已预留", "cashier_label_weight": "称重 {grams} 克", "cashier_label_price": "标签金额 {amount}",
-        "cashier_last_scans": "最近扫码", "cashier_time": "时间", "cashier_device": "设备", "cashier_kind": "类型",
-        "cashier_text": "内容", "cashier_look_up": "查询", "cashier_no_scans": "还没有扫码记录",
-        "cashier_reprint": "重打上一张小票", "cashier_reprint_none": "还没有小票可以重打",
-        "cashier_reprint_done": "已重打小票（{printer}）", "cashier_reprint_busy": "上一张小票还在打印中，请稍候再试",
-        "cashier_offline_works": "云端断开时仍可：扫码核销提货（离线核销，联网后自动确认）、查商品、重打小票；"
-                                 "需联网的优惠券暂不可用",
-        "cashier_alone": "本店未连接云端，独立运行：核销、查商品、打印照常",
-        "cashier_invalid": "输入有误：{message}",
-        **{f"cashier_reason_{k}": v for k, v in MESSAGES_ZH.items()},
-        **{f"cashier_why_{k}": v for k, v in WHY["zh"].items()},
-        **{f"cashier_kind_{k}": v for k, v in KINDS["zh"].items()},
-        **{f"cashier_state_{k}": v for k, v in STATES["zh"].items()},
-        **{f"cashier_source_{k}": v for k, v in SOURCES["zh"].items()},
-    },
-    "en": {
-        "cashier_title": "Till", "cashier_scan_label": "Scan, or type a pickup code", "cashier_scan_button": "Look up",
-        "cashier_scan_hint": "Scan with the scanner, or type the 6-8 digit pickup code and press Enter",
-        "cashier_input_empty": "Scan or type a code", "cashier_input_too_long": "Too long (at most {limit} characters)",
-        "cashier_scan_gone": "That scan is not on record any more: scan again",
-        "cashier_order": "Order", "cashier_state": "State", "cashier_items": "Items", "cashier_qty": "Qty",
-        "cashier_note": "Customer note", "cashier_pickup_after": "Pickup time", "cashier_method_token": "Pickup QR",
-        "cashier_method_code": "Pickup code", "cashier_provisional": "Offline hand-over: to be confirmed by the cloud",
-        "cashier_confirm": "Hand over", "cashier_done": "Handed over", "cashier_done_by": "by {who} at {when}",
-        "cashier_slip_printed": "Slip printed", "cashier_slip_printing": "Printing",
-        "cashier_slip_none": "No printer configured", "cashier_slip_failed": "The slip did not print: see Devices",
-        "cashier_used_by": "Handed over on {when} by {who}", "cashier_used_at": "Used on {when}",
-        "cashier_retry_after": "Retry in {seconds} s", "cashier_order_state": "Order state: {state}",
-        "cashier_refused": "Refused", "cashier_unknown_code": "Unknown code",
-        "cashier_payment_code": "A customer's payment code: scan it on the till's payment screen, not here",
-        "cashier_unknown_barcode": "No product in this store has this barcode",
-        "cashier_coupon": "Coupon", "cashier_coupon_value": "{amount} off", "cashier_coupon_percent": "{percent}% off",
-        "cashier_coupon_cap": " (at most {amount})", "cashier_coupon_min": "Minimum spend {amount}",
-        "cashier_coupon_no_min": "No minimum spend", "cashier_coupon_scope_all": "On every item",
-        "cashier_coupon_scope": "Only on: {items}", "cashier_coupon_uses": "{n} use(s) left",
-        "cashier_coupon_until": "Valid until {when}", "cashier_coupon_online_only": "Needs the cloud",
-        "cashier_coupon_note": "Applied at the till with the sale (scan it when checking out); this is a preview",
-        "cashier_product": "Product", "cashier_price": "Price", "cashier_stock": "Stock", "cashier_available": "Available",
-        "cashier_reserved": "Reserved", "cashier_label_weight": "Weighed {grams} g",
-        "cashier_label_price": "Label amount {amount}",
-        "cashier_last_scans": "Last scans", "cashier_time": "Time", "cashier_device": "Device", "cashier_kind": "Kind",
-        "cashier_text": "Text", "cashier_look_up": "Look up", "cashier_no_scans": "No scans yet",
-        "cashier_reprint": "Reprint the last receipt", "cashier_reprint_none": "No receipt to reprint yet",
-        "cashier_reprint_done": "Receipt reprinted ({printer})",
-        "cashier_reprint_busy": "The last receipt is still printing: wait a moment",
-        "cashier_offline_works": "While the cloud is down: pickups by QR or code (provisional, confirmed once "
-                                 "online), product look-up and reprints still work; online-only coupons do not",
-        "cashier_alone": "No cloud configured: this store runs alone; pickups, look-ups and printing work",
-        "cashier_invalid": "Invalid input: {message}",
-        **{f"cashier_reason_{k}": v for k, v in REASONS_EN.items()},
-        **{f"cashier_why_{k}": v for k, v in WHY["en"].items()},
-        **{f"cashier_kind_{k}": v for k, v in KINDS["en"].items()},
-        **{f"cashier_state_{k}": v for k, v in STATES["en"].items()},
-        **{f"cashier_source_{k}": v for k, v in SOURCES["en"].items()},
-    },
-})
-assert set(MESSAGES_ZH) <= set(REASONS_EN) and set(REASONS) <= set(WHY["en"])
-
-
-# -- reads ------------------------------------------------------------------------------------------
-
-def last_scans(conn, limit: int = LAST_SCANS) -> list[dict]:
-    out = []
-    for r in scans.latest(conn, limit):
-        text = r["text"]
-        out.append({**r, "short": text if len(text) <= TEXT_SHOWN else text[:TEXT_SHOWN - 1] + "…",
-                    "can_look_up": r["source"] in HARDWARE and r["kind"] in LOOKUP_KINDS})
-    return out
-
-
-def find_product(conn, classified) -> dict | None:
-    """The product (with its stock) a product barcode, GS1 code or weighed label names; None if unknown."""
-    keys = list(classified.lookup)
-    if classified.kind == "weighed":
-        keys = [classified.text, classified.item, classified.item.lstrip("0") if classified.item else None]
-    keys += [classified.gtin, classified.text]
-    seen = set()
-    for key in keys:
-        if not key or key in seen:
-            continue
-        seen.add(key)
-        sku = catalog.sku_for_barcode(conn, key)
-        if sku is not None:
-            return {**catalog.get_product(conn, sku), "stock": stock.get_balance(conn, sku), "code": key}
-    return None
-
+NUMBER_LENGTH = 32                        # as protocol.orders.OrderCreated.number
+PHONE_DIGITS = re.compile(r"[0-9]+")
+NOT_PREPARED = ("received", "accepted")   # an order in these is asked about before it is handed over
 
 # -- answers -----------------------------------------------------------------------------------------
 
@@ -193,7 +33,8 @@ def _fetched(request: web.Request) -> bool:
 
 
 async def _page_values(request: web.Request) -> dict:
-    return {"scans": await request.app[STORE].read(last_scans), "title_key": "cashier_title"}
+    return {"scans": await request.app[STORE].read(last_scans, request.app[CONFIG].store.id),
+            "title_key": "cashier_title"}
 
 
 async def _answer(request: web.Request, fragment: str, status: int = 200, **values) -> web.Response:
@@ -201,6 +42,18 @@ async def _answer(request: web.Request, fragment: str, status: int = 200, **valu
     if _fetched(request):
         return render(request, f"fragments/{fragment}.html", status=status, **values)
     return render(request, "cashier.html", status=status, **(await _page_values(request)), **values)
+
+
+async def answer(request: web.Request, status: int, result: dict) -> web.Response:
+    """An answer in `#scan-result`."""
+    return await _answer(request, "cashier_result", status, result=result)
+
+
+async def refusal_answer(request: web.Request, exc: InputError) -> web.Response:
+    """A refusal in words; any other error goes on to the error page."""
+    if not _is_refusal(exc):
+        raise exc
+    return await answer(request, _status(exc), _refusal(exc))
 
 
 def _refusal(exc: InputError) -> dict:
@@ -276,15 +129,38 @@ async def cashier_page(request):
     return await _page_values(request)
 
 
+# -- finding an order by its number or the customer's phone digits (the pages: cashier_orders_pages.py) --
+
+def error(key: str, **args) -> dict:
+    return {"type": "error", "key": key, "args": args}
+
+
+def parse_query(text: str) -> tuple[dict | None, dict | None]:
+    """({number, phone_last4}, None) to search with, or (None, the error to show). All digits: the phone's
+    last four (and a number made of those digits); anything else: an order number."""
+    q = unicodedata.normalize("NFKC", text).strip()
+    if not q:
+        return None, error("cashier_find_empty")
+    if PHONE_DIGITS.fullmatch(q):
+        if len(q) != 4:
+            return None, error("cashier_find_phone_digits")
+        return {"number": q, "phone_last4": q}, None
+    if len(q) > NUMBER_LENGTH:
+        return None, error("cashier_find_too_long", limit=NUMBER_LENGTH)
+    return {"number": q, "phone_last4": None}, None
+
+
+def found_result(found: list[dict]) -> dict:
+    """One order: shown; several (the same phone digits): listed for the cashier to pick one."""
+    return {"type": "order", "order": found[0]} if len(found) == 1 else {"type": "matches", "orders": found}
+
+
 @page("/ui/cashier/scan", role="cashier", method="POST", template="cashier.html")
 async def scan(request):
     """A code from the scan field (typed or from a keyboard-wedge scanner), or a scan of the list (`seq`)."""
     form = await form_data(request)
     if form.get("seq"):
-        seq = form["seq"]
-        # as the scan router classified it when the scanner read it: not classified again
-        classified = await request.app[STORE].read(scans.classification, int(seq)) \
-            if seq.isdigit() and len(seq) < 19 else None
+        classified = await _stored(request, form["seq"])
         if classified is None:
             return await _answer(request, "cashier_result", 422, result={"type": "error", "key": "cashier_scan_gone"})
     else:
@@ -295,8 +171,33 @@ async def scan(request):
         if not text.strip():
             return await _answer(request, "cashier_result", 422, result={"type": "error", "key": "cashier_input_empty"})
         classified = classify(text, request.app[CONFIG].scanning.scales, typed=True)
+        if classified.kind == "unknown":
+            # not a code: an order number or a phone's last 4 digits typed in the same field
+            search, _ = parse_query(text)
+            found = search and await request.app[STORE].read(lambda conn: orders.open_matching(conn, **search))
+            if found:
+                return await answer(request, 200, found_result(found))
     status, result = await _result_for(request, classified)
+    if form.get("seq") and result["type"] == "pickup":
+        # the hand-over names the stored scan: a token the scanner read never goes to the browser
+        result.update(seq=form["seq"], token=None, code=None)
     return await _answer(request, "cashier_result", status, result=result)
+
+
+async def _stored(request: web.Request, seq: str) -> Classified | None:
+    """A journal scan's classification, as the scan router made it when the scanner read it."""
+    if not (seq.isdigit() and len(seq) < 19):
+        return None
+    return await request.app[STORE].read(scans.classification, int(seq))
+
+
+def confirm_first(order: dict | None, form: dict, action: str, fields: tuple[str, ...]) -> dict | None:
+    """尚未备好: an order not yet prepared is handed over only on a second POST with confirm=1. The
+    answer carrying that form (the same fields, and a new form id), or None to go on."""
+    if order is None or order["state"] not in NOT_PREPARED or form.get("confirm") == "1":
+        return None
+    return {"type": "confirm", "action": action, "order": order,
+            "fields": {name: form[name] for name in fields if form.get(name)}}
 
 
 @page("/ui/cashier/handover", role="cashier", method="POST", template="cashier.html")
@@ -304,33 +205,51 @@ async def handover(request):
     """确认交货: pickup.hand_over with the logged-in person as the operator, with its audit line."""
     form = await form_data(request)
     who = request[WHO]
+    token, code = form.get("token") or None, form.get("code") or None
+    if form.get("seq"):
+        classified = await _stored(request, form["seq"])
+        if classified is None or classified.kind not in ("pickup_token", "pickup_code"):
+            return await _answer(request, "cashier_result", 422, result={"type": "error", "key": "cashier_scan_gone"})
+        token, code = (classified.text, None) if classified.kind == "pickup_token" else (None, classified.text)
     try:
-        body = pickups.HandOver(token=form.get("token") or None, code=form.get("code") or None,
-                               operator=who["display_name"][:200] or who["user"])
+        body = pickups.HandOver(token=token, code=code, operator=who["display_name"][:200] or who["user"])
     except ValidationError as exc:
-        message = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        return await _answer(request, "cashier_result", 422, result={
-            "type": "error", "key": "cashier_invalid", "args": {"message": message}})
+        return await _answer(request, "cashier_result", 422, result=invalid(exc))
     now = pickup_checks(request.app)
+    store = request.app[STORE]
 
     async def hand_over():
         # verified once, on a reader: the result names the audit line's order and goes into the write
-        found = await request.app[STORE].read(pickups.identify, body, now)
+        found = await store.read(pickups.identify, body, now)
+        order = await store.read(orders.find_order, found.order_id) if found.order_id else None
+        ask = confirm_first(order, form, "/ui/cashier/handover", ("token", "code", "seq"))
+        if ask is not None:
+            return ask
         return await ui_write(request, form, lambda conn, ctx: pickups.hand_over(conn, body, now, ctx, found),
                               action="pickup.hand_over", target=found.order_id,
                               detail={"method": "token" if body.token else "code"})
     try:
         done = await request.app[LIMITER].guard(_limiter_key(request), body.code, hand_over)
     except InputError as exc:
-        if not _is_refusal(exc):
-            raise
-        return await _answer(request, "cashier_result", _status(exc), result=_refusal(exc))
+        return await refusal_answer(request, exc)
+    if done.get("type") == "confirm":
+        return await answer(request, 200, done)
+    return await answer_done(request, done)
+
+
+def invalid(exc: ValidationError) -> dict:
+    message = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+    return {"type": "error", "key": "cashier_invalid", "args": {"message": message}}
+
+
+async def answer_done(request: web.Request, done: dict) -> web.Response:
+    """已交货, and whether its slip printed."""
     job = done.get("print_job")
     slip = "none"
     if job:
         state = (await request.app[STORE].read(spool.get_job, job["id"]))["state"]
         slip = {"printed": "printed", "queued": "printing", "printing": "printing"}.get(state, "failed")
-    return await _answer(request, "cashier_result", 201, result={"type": "done", **done, "slip": slip})
+    return await answer(request, 201, {"type": "done", **done, "slip": slip})
 
 
 @page("/ui/cashier/reprint-last", role="cashier", method="POST", template="cashier.html")
