@@ -5,7 +5,8 @@ vocabularies of the code (order states, print job states, event types, document 
 payment methods, role names, move reasons, device and link states, reason codes), imported from the
 modules that define them so a new state is checked the day it is added; class-like names (ValueError,
 KeyError...); snake_case tokens; UUIDs; ISO time stamps ('T' and 'Z' are not how a store writes a
-time); "0 分钟" where "刚刚" belongs; and on a Chinese page any English phrase of the app's own texts.
+time); "0 分钟" where "刚刚" belongs; and on a Chinese page any English phrase of the app's own texts
+and any lower-case English word (a stored value no table translated: "local", "seed"...).
 
 `data` is what the store's own people typed or the chain sent (product names, SKUs, printer names, the
 store's name, user names): it is shown as it is, so it is blanked out before the scan.
@@ -44,12 +45,16 @@ VOCABULARIES: dict[str, frozenset[str]] = {
 ALLOWED = {
     "SKU": "the retail word for an article number, used as it is in Chinese stores too",
     "IT": "who to call; written this way in Chinese",
-    "config.toml": "the file IT edits, named in the hint of an unconfigured cloud",
-    "store-edge": "the program's name, in the hint that tells IT which command to run",
+    "GS1": "the name of the barcode standard, in the scan kind 'GS1 条码'",
+    "USB": "a printer's connection, as printed on the printer",
     "English": "the language switch shows the other language's own name",
-    "mm": "paper width (58mm / 80mm), a unit, not a word",
-    "url": "the [cloud] key IT fills in, quoted in the hint of an unconfigured cloud",
-    "cloud": "the [cloud] section of config.toml, quoted in the same hint",
+    "store-edge user add": "the command IT runs to make an account, quoted in the login page's hint",
+    "store-edge doctor": "the command IT runs to see why a job failed, quoted in the overview's hint",
+    "config.toml": "the file IT edits, named in the hints of what is not configured",
+    "[[scanners]]": "the config.toml section IT adds, quoted in the devices page's hint",
+    "[[cameras]]": "the same, for cameras",
+    "[cloud]": "the config.toml section of the cloud, quoted in the sync page's hint",
+    "url": "the key of [cloud] IT fills in, quoted in the same hint",
 }
 
 CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z0-9]*(?:Error|Exception|Warning)\b")
@@ -78,13 +83,15 @@ def internal_words(text: str, lang: str, data: list[str] = (), text_table: dict 
     """Each machine word of `text` (a page's visible text, in `lang`) as 'what: word'; empty when clean."""
     for value in sorted({d for d in data if d}, key=len, reverse=True):
         text = text.replace(value, " ")
-    for word in ALLOWED:
-        text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(word)}(?![A-Za-z0-9_])", " ", text)
+    for phrase in sorted(ALLOWED, key=len, reverse=True):
+        text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(phrase)}(?![A-Za-z0-9_])", " ", text)
     found = []
     for what, pattern in (("class name", CLASS_NAME), ("UUID", UUID), ("ISO time", ISO_TIME),
                           ("snake_case", SNAKE), ("zero minutes", ZERO_MINUTES[lang])):
         found += [f"{what}: {m.group(0)}" for m in pattern.finditer(text)]
     for token in TOKEN.findall(text):
+        if lang == "zh" and re.fullmatch(r"[a-z]{3,}", token):
+            found.append(f"English word: {token}")  # a stored value or a message no table translated
         for what, words in VOCABULARIES.items():
             # in English "ready" or "cash" are words; a dotted or snake_case code is not, in any language
             if token in words and (lang == "zh" or "_" in token or "." in token):

@@ -79,8 +79,9 @@ register_text({
 CHART_HOURS = (7, 22)
 
 
-def chart(hours: dict[int, list[int]], width: int = 1000, height: int = 180) -> dict:
-    """Bars for an inline SVG (computed here: the page runs no chart script)."""
+def chart(hours: dict[int, list[int]], width: int = 1000, height: int = 180, every: int = 1) -> dict:
+    """Bars for an inline SVG (computed here: the page runs no chart script). A phone gets its own, narrower
+    one (CSS shows one of the two): drawn at its size, its labels stay readable, an hour label every `every`."""
     first = min([CHART_HOURS[0], *hours])
     last = max([CHART_HOURS[1], *hours])
     top = max([slot[1] for slot in hours.values()] or [0])
@@ -96,7 +97,8 @@ def chart(hours: dict[int, list[int]], width: int = 1000, height: int = 180) -> 
             h = 2
         x = round(left + index * step + step * 0.15, 1)
         bars.append({"hour": hour, "count": count, "fen": fen, "x": x, "w": round(step * 0.7, 1),
-                     "y": round(label_h + plot_h - h, 1), "h": h, "label_x": round(x + step * 0.35, 1)})
+                     "y": round(label_h + plot_h - h, 1), "h": h, "label_x": round(x + step * 0.35, 1),
+                     "labelled": (hour - first) % every == 0})
     return {"bars": bars, "width": width, "height": height, "base_y": label_h + plot_h,
             "text_y": height - 6, "top_fen": top, "empty": not hours}
 
@@ -145,7 +147,8 @@ async def context(request: web.Request) -> dict:
     data = await request.app[STORE].read(figures, day, config.tz)
     printers, scanners = devices(request)
     service = request.app.get(PRINTING)
-    return {**data, "day": day, "chart": chart(data["hours"]), "printers": printers, "scanners": scanners,
+    return {**data, "day": day, "chart": chart(data["hours"]),
+            "chart_phone": chart(data["hours"], width=380, height=200, every=3), "printers": printers, "scanners": scanners,
             "sync": sync_health(request, data["queue"]), "alerts": list(service.alerts) if service else [],
             "generated": time.time()}
 

@@ -106,6 +106,10 @@ VOCABULARIES: dict[str, dict[str, tuple[str, str]]] = {
         "disconnected": ("已断开", "Disconnected"), "missing": ("未找到设备", "Device not found"),
         "error": ("出错", "Error"), "stopped": ("已停止", "Stopped"), "ended": ("视频已结束", "Video ended"),
     },
+    # who wrote a stock move or a scan (WriteContext.device): a till's own token name is shown as it is
+    "device": {"local": ("本机", "this PC"), "cloud": ("云端", "cloud"), "cli": ("命令行", "command line"),
+               "store-edge": ("系统", "system"), "seed": ("初始数据", "opening data"), "demo": ("演示", "demo"),
+               "ui": ("管理页（{name}）", "dashboard ({name})")},
     "printer_type": {"network": ("网络打印机", "network"), "usb": ("USB 打印机", "USB"), "serial": ("串口打印机", "serial"),
                      "file": ("文件（测试）", "file (test)"), "virtual": ("虚拟打印机", "virtual")},
 }

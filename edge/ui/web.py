@@ -200,8 +200,13 @@ def word(lang: str, vocabulary: str, value) -> str:
         return "-"
     if vocabulary == "cloud_reason":
         value = reason_code(value)
+    name = ""
+    if vocabulary == "device" and ":" in str(value):  # "ui:boss": the dashboard, by the user boss
+        value, name = str(value).split(":", 1)
     key = f"{vocabulary}.{value}"
-    return text(lang, key) if key in TEXT[lang] or key in TEXT["zh"] else str(value)
+    if key not in TEXT["zh"]:
+        return f"{value}:{name}" if name else str(value)
+    return text(lang, key, name=name) if name else text(lang, key)
 
 
 def link_state(request: web.Request) -> dict:
