@@ -60,6 +60,9 @@ ALLOWED = {
 CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z0-9]*(?:Error|Exception|Warning)\b")
 UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 ISO_TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?")
+HEX_ID = re.compile(r"(?<![A-Za-z0-9])(?:[a-z]{1,3}-)?[0-9a-f]{16,}(?![A-Za-z0-9])")  # o-b459a43d0eda43a4...
+# shift.close, not e.g.
+DOTTED = re.compile(r"(?<![A-Za-z0-9_.])[a-z]{2,}(?:_[a-z]+)*(?:\.[a-z]{2,}(?:_[a-z]+)*)+(?![A-Za-z0-9_])")
 SNAKE = re.compile(r"(?<![A-Za-z0-9_.-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![A-Za-z0-9_])")
 ZERO_MINUTES = {"zh": re.compile(r"(?<![\d.])0 ?分钟"), "en": re.compile(r"(?<![\d.])0 min\b")}
 # an ASCII word as the page shows it: letters, digits, and the dots and underscores of event types
@@ -87,7 +90,7 @@ def internal_words(text: str, lang: str, data: list[str] = (), text_table: dict 
         text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(phrase)}(?![A-Za-z0-9_])", " ", text)
     found = []
     for what, pattern in (("class name", CLASS_NAME), ("UUID", UUID), ("ISO time", ISO_TIME),
-                          ("snake_case", SNAKE), ("zero minutes", ZERO_MINUTES[lang])):
+                          ("snake_case", SNAKE), ("id", HEX_ID), ("dotted code", DOTTED), ("zero minutes", ZERO_MINUTES[lang])):
         found += [f"{what}: {m.group(0)}" for m in pattern.finditer(text)]
     for token in TOKEN.findall(text):
         if lang == "zh" and re.fullmatch(r"[a-z]{3,}", token):

@@ -75,7 +75,7 @@ def route_pattern(path: str) -> re.Pattern:
 BROKEN = """<main><h1>订单</h1><table><tr><th>状态</th><th>时间</th></tr>
 <tr><td>picked_up</td><td>2026-03-05T08:15:00Z</td></tr></table>
 <p class="error">ConnectionRefusedError: [Errno 111]</p><p>云端已断开 0 分钟</p>
-<p>order 3f2b8c1e-9a4d-4e2f-8b1c-0d9e8f7a6b5c · sale.recorded · Ready for pickup · local</p></main>"""
+<p>order 3f2b8c1e-9a4d-4e2f-8b1c-0d9e8f7a6b5c · sale.recorded · Ready for pickup · local · o-b459a43d0eda43a483a3c1ee88208b71 · shift.close</p></main>"""
 CLEAN = """<main><h1>订单</h1><table><tr><th>状态</th><th>时间</th></tr>
 <tr><td>已自提</td><td>03-05 16:15</td></tr></table>
 <p>云端已断开 · 刚刚</p><details class="tech"><summary>技术信息</summary><code>ConnectionRefusedError</code></details>
@@ -96,13 +96,14 @@ def test_the_scanner_catches_a_page_broken_on_purpose(browser):
         context.close()
     for expected in ("order state: picked_up", "ISO time: 2026-03-05T08:15:00Z", "class name: ConnectionRefusedError",
                      "zero minutes: 0 分钟", "UUID: 3f2b8c1e-9a4d-4e2f-8b1c-0d9e8f7a6b5c",
-                     "event type: sale.recorded", "English text: Ready for pickup", "English word: local"):
+                     "event type: sale.recorded", "English text: Ready for pickup", "English word: local",
+                     "id: o-b459a43d0eda43a483a3c1ee88208b71", "dotted code: shift.close"):
         assert expected in found, (expected, found)
     assert clean == [], clean  # the folded technical details are not visible text
 
 
 def test_the_scanner_lets_english_words_be_english_and_codes_be_codes():
-    assert internal_words("Order A1024 is ready · Cash · 3 min ago", "en") == []
+    assert internal_words("Order A1024 is ready · Cash · 3 min ago (e.g. a note)", "en") == []
     assert internal_words("State: picked_up", "en") == ["order state: picked_up", "snake_case: picked_up"]
     assert internal_words("0 min ago", "en") == ["zero minutes: 0 min"]
     assert internal_words("10 分钟前 · 2.0 分钟", "zh") == []
@@ -133,8 +134,9 @@ def stack(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def shop(stack):
-    """Something on every page: an open order, a sale, a dead letter, an adjustment, scans."""
+def shop(browser, stack):
+    """Something on every page: orders (one marked ready on its page, so the audit log names it), a sale, a
+    dead letter, an adjustment, scans."""
     order = stack.hub.new_order([{"sku": "SNK-001", "qty": 1}, {"sku": "DRK-001", "qty": 2}], note="请尽快备货")
     stack.wait_order(order["order_id"])
     stack.api_ok("POST", "/sales", {"lines": [{"sku": "DRK-002", "qty": 2}],
@@ -146,6 +148,15 @@ def shop(stack):
         stack.api_ok("POST", "/scans", {"text": text, "typed": typed}, key=f"words-scan-{text}")
     wait_for(lambda: stack.api_ok("GET", "/sync/dead-letters")["items"], 15, "the hub to reject the local product",
              stack.logs)
+    ready = stack.hub.new_order([{"sku": "DAI-001", "qty": 1}])
+    stack.wait_order(ready["order_id"])
+    context, page = open_as(browser, stack, "manager", "zh", "desktop")
+    try:
+        page.goto(f"/ui/orders/{ready['order_id']}")
+        with page.expect_navigation():
+            page.click("#mark-ready")
+    finally:
+        context.close()
     numbers = [o["number"] for o in stack.api_ok("GET", "/orders?limit=20")["items"]]
     data = [spec[0] for spec in CATALOG.values()] + list(CATALOG) + [code for spec in CATALOG.values()
                                                                      for code in spec[5]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from edge.services.app_keys import STORE
-from edge.store import users
+from edge.store import orders, users
 from edge.ui.web import page, register_text
 
 PAGE_SIZE = 50
@@ -20,6 +20,9 @@ ACTIONS = {
     "stock.count": "audit_action_stock_count", "login.failed": "audit_action_login_failed",
     "login.locked": "audit_action_login_locked",
 }
+# a detail whose value is a stored code, and the vocabulary (edge/ui/vocabulary.py) that says it in words
+DETAIL_WORDS = {"to": "order_state", "kind": "document", "method": "pickup_method"}
+ORDER_ACTIONS = ("pickup.hand_over", "pickup.reverse", "order.ready")  # their target is an order's id
 
 register_text({
     "zh": {
@@ -33,9 +36,10 @@ register_text({
         "audit_action_order_ready": "订单备货完成", "audit_action_stock_adjust": "库存调整",
         "audit_action_stock_count": "库存盘点", "audit_action_login_failed": "登录失败",
         "audit_action_login_locked": "登录失败（需等待）",
-        "audit_detail_note": "备注", "audit_detail_printed": "已打出", "audit_detail_reason": "原因",
+        "audit_detail_note": "备注", "audit_detail_to": "改为", "audit_detail_kind": "单据",
+        "audit_detail_method": "方式", "audit_detail_qty": "数量", "audit_detail_counted": "实盘", "audit_detail_printed": "已打出", "audit_detail_reason": "原因",
         "audit_detail_address": "地址", "audit_detail_failures": "连续失败次数", "audit_detail_wait_seconds": "需等待秒数",
-        "audit_yes": "是", "audit_no": "否",
+        "audit_order": "订单 {number}", "audit_yes": "是", "audit_no": "否",
     },
     "en": {
         "audit_title": "Audit log", "audit_hint": "Who did which sensitive thing and when (append-only)",
@@ -50,10 +54,11 @@ register_text({
         "audit_action_order_ready": "Marked an order ready", "audit_action_stock_adjust": "Adjusted stock",
         "audit_action_stock_count": "Counted stock", "audit_action_login_failed": "Failed login",
         "audit_action_login_locked": "Failed login (must wait)",
-        "audit_detail_note": "note", "audit_detail_printed": "printed", "audit_detail_reason": "reason",
+        "audit_detail_note": "note", "audit_detail_to": "to", "audit_detail_kind": "document",
+        "audit_detail_method": "method", "audit_detail_qty": "qty", "audit_detail_counted": "counted", "audit_detail_printed": "printed", "audit_detail_reason": "reason",
         "audit_detail_address": "address", "audit_detail_failures": "failures in a row",
         "audit_detail_wait_seconds": "wait (s)",
-        "audit_yes": "yes", "audit_no": "no",
+        "audit_order": "order {number}", "audit_yes": "yes", "audit_no": "no",
     },
 })
 
@@ -61,9 +66,11 @@ register_text({
 def _read(conn, before: int | None) -> dict:
     entries = users.audit_entries(conn, before=before, limit=PAGE_SIZE)
     names = {u["name"]: u["display_name"] for u in users.list_users(conn)}
+    numbers = orders.numbers(conn, [e["target"] for e in entries["items"] if e["action"] in ORDER_ACTIONS])
     for item in entries["items"]:
         item["display_name"] = names.get(item["user_name"]) or item["user_name"]
         item["action_key"] = ACTIONS.get(item["action"])
+        item["order_number"] = numbers.get(item["target"]) if item["action"] in ORDER_ACTIONS else None
         detail = item["detail"]
         item["detail_items"] = list(detail.items()) if isinstance(detail, dict) else (
             [] if detail is None else [("", detail)])
@@ -75,4 +82,5 @@ async def audit_page(request: web.Request):
     raw = request.query.get("before", "")
     before = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
     entries = await request.app[STORE].read(_read, before)
-    return {"entries": entries["items"], "next_before": entries["next_before"], "before": before}
+    return {"entries": entries["items"], "next_before": entries["next_before"], "before": before,
+            "detail_words": DETAIL_WORDS}
