@@ -8,7 +8,6 @@ context is computed once per request, whichever block asks.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 from aiohttp import web
 
@@ -103,13 +102,6 @@ def chart(hours: dict[int, list[int]], width: int = 1000, height: int = 180, eve
             "text_y": height - 6, "top_fen": top, "empty": not hours}
 
 
-def _ago(stamp: str | None) -> int | None:
-    if not stamp:
-        return None
-    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return max(0, int((datetime.now(timezone.utc) - moment).total_seconds() // 60))
-
-
 def devices(request: web.Request) -> tuple[list[dict], list[dict]]:
     lang = request.get(LANG, "zh")
     service = request.app.get(PRINTING)
@@ -138,7 +130,7 @@ def sync_health(request: web.Request, queue_status: dict) -> dict:
             "state_text": word(lang, "link_state", link["state"]), "ok": link["state"] == "online",
             "last_success_at": link.get("last_success_at"), "last_error": link.get("last_error"),
             "depth": queue_status["depth"], "oldest_unsent_at": queue_status["oldest_unsent_at"],
-            "oldest_minutes": _ago(queue_status["oldest_unsent_at"]), "dead_letters": queue_status["dead_letters"]}
+            "dead_letters": queue_status["dead_letters"]}
 
 
 async def context(request: web.Request) -> dict:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timezone
-
 from aiohttp import web
 
 from edge.core.errors import NotFound
@@ -74,13 +71,6 @@ def summary(lang: str, payload: dict, numbers: dict[str, str]) -> str:
     return "；".join(parts)[:200]
 
 
-def _minutes_since(value: str | None) -> int:
-    if not value:
-        return 0
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return max(0, int((datetime.now(timezone.utc) - moment).total_seconds() // 60))
-
-
 def _read(conn) -> dict:
     status = outbox.queue_status(conn)
     letters = outbox.dead_letters(conn, limit=200)
@@ -98,8 +88,6 @@ async def context(request: web.Request) -> dict:
     cloud = None
     if engine is not None:
         cloud = engine.link.as_dict()
-        cloud["minutes"] = int((time.time() - engine.link.since) // 60)
-    data["queue"]["oldest_minutes"] = _minutes_since(data["queue"]["oldest_unsent_at"])
     data.update(cloud=cloud, errors={}, error_seq=None, note="", done=request.query.get("done", ""))
     return data
 
