@@ -255,6 +255,8 @@ def test_the_link_indicator_turns_red_without_a_reload(browser, stack, shop):
         assert (online, down) == ("rgb(10, 125, 40)", "rgb(198, 40, 40)"), (online, down)  # --ok, then --bad
         expect(indicator).to_contain_text(re.compile(r"云端已断开 · (刚刚|\d+ 秒前)"))
         expect(page.locator("#sync-health .pill")).to_have_class(re.compile(r"\bbad\b"))
+        # the link's error (English, from the HTTP client) is folded away: the page is still in words
+        assert problems_of(page.evaluate(MEASURE), "zh", "desktop", shop["data"]) == []
         shoot(page, "words-link-down")
     finally:
         context.close()
