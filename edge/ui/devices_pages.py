@@ -13,11 +13,6 @@ from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STORE
 from edge.store import spool
 from edge.ui.web import WHO, form_data, page, register_text, ui_write
 
-PRINTER_STATES = ("ready", "paper_near_end", "paper_out", "cover_open", "offline", "unreachable", "no_status",
-                  "unknown", "disabled")
-SCANNER_STATES = ("connected", "connecting", "disconnected", "missing", "error", "stopped", "ended", "disabled")
-DOCUMENTS = ("receipt", "order_ticket", "pickup_slip", "daily_summary", "status_ticket", "test_page", "drawer")
-
 register_text({
     "zh": {
         "devices_title": "设备", "devices_printers": "打印机", "devices_scanners": "扫码枪与摄像头",
@@ -82,8 +77,7 @@ async def context(request: web.Request) -> dict:
         scanners.append({**state, "last_scan": last})
     ticket_default = (service.routes.get("status_ticket", (None,))[0] if service else None)
     return {"printers": printers, "scanners": scanners, "uncertain_jobs": data["uncertain_jobs"],
-            "ticket_default": ticket_default, "printer_states": PRINTER_STATES, "scanner_states": SCANNER_STATES,
-            "documents": DOCUMENTS, "done": request.query.get("done", "")}
+            "ticket_default": ticket_default, "done": request.query.get("done", "")}
 
 
 @page("/ui/devices", role="manager", template="devices.html")
