@@ -76,6 +76,7 @@ async def sync_subsystem(app: web.Application):
                         batch_size=config.cloud.batch_size,
                         timing=Timing(backoff_cap=config.cloud.retry_max_seconds,
                                       person_retry=config.cloud.person_retry_seconds))
+    engine.link.listeners.append(app[ui_web.EVENTS].bump)  # the link lives in memory, not in the store
     await engine.start()
     app[SYNC] = engine
     log.info("sync started", extra={"kv": {"cloud": config.cloud.url}})

@@ -60,6 +60,8 @@ class Link:
     last_success_at: str | None = None
     last_error: str | None = None
     hints_connected: bool = False
+    # called after each change of state: the dashboard's indicator follows the link, not a 10 s clock
+    listeners: list = field(default_factory=list, repr=False)
 
     def succeeded(self) -> None:
         self.last_success_at = iso(utcnow())
@@ -79,6 +81,8 @@ class Link:
             (log.error if state in ("auth_failed", "refused", "error") else log.warning)(
                 "cloud link " + state.replace("_", " "), extra={"kv": {"error": error}})
         self.state, self.since = state, time.time()
+        for listener in self.listeners:
+            listener()
 
     def as_dict(self) -> dict:
         return {"state": self.state, "since": iso(datetime.fromtimestamp(self.since, timezone.utc)),

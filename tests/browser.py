@@ -7,7 +7,7 @@
   a cashier and a manager exist before the first start.
 - `launch_chromium`: Debian's Chromium (/usr/bin/chromium) driven by Playwright; when either is
   missing the tests FAIL with what to install (the test set-up, `make test`, installs them).
-- `artifacts_dir`, `shoot`: screenshots at 1366x768, checked to be real PNGs of that size.
+- `artifacts_dir`, `shoot`: screenshots at 1366x768 (or a phone's 390x844), checked to be real PNGs of that size.
 
 Every wait polls observable state with a deadline; none is a fixed sleep.
 """
@@ -32,6 +32,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1366, "height": 768}
+PHONE = {"width": 390, "height": 844}  # a phone held upright (iPhone 12-15 in CSS pixels)
 STORE_ID = "ui-store"
 ADMIN_TOKEN = "hub-admin-" + "5" * 24
 LOCAL_ONLY = "HOM-001"  # in the store's catalog, not in the chain's: a sale of it is rejected by the hub
@@ -55,11 +56,12 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def shoot(page, name: str) -> Path:
-    """A screenshot of the page as it is shown at 1366x768, saved as NAME.png in the artifacts folder."""
+def shoot(page, name: str, viewport: dict = VIEWPORT) -> Path:
+    """A screenshot of the page as it is shown in its viewport (1366x768 unless the test set a phone's),
+    saved as NAME.png in the artifacts folder."""
     path = artifacts_dir() / f"{name}.png"
     page.screenshot(path=str(path), full_page=False)
-    assert png_size(path) == (VIEWPORT["width"], VIEWPORT["height"]), (path, png_size(path))
+    assert png_size(path) == (viewport["width"], viewport["height"]), (path, png_size(path))
     return path
 
 

@@ -269,10 +269,10 @@ def test_retention_keeps_the_right_files(tmp_path):
     ages_h = [0, 5, 30, 47, 49, 100, 200]  # hours before `now`
     made = [bk.backup(src, dest, now=now - dt.timedelta(hours=h)) for h in reversed(ages_h)]
     same_second = bk.backup(src, dest, now=now)  # a second backup in the same second gets "-2"
-    assert same_second.name == "store-20261122T120000Z-2.db"
+    assert same_second.name == "store-20261122T120000+0000-2.db"  # no zone given: UTC, and it says so
     (dest / "notes.txt").write_text("not a backup", encoding="utf-8")
     names = lambda: sorted(p.name for p in dest.glob("store-*.db"))  # noqa: E731
-    name = lambda h: f"store-{(now - dt.timedelta(hours=h)).strftime('%Y%m%dT%H%M%SZ')}.db"  # noqa: E731
+    name = lambda h: f"store-{(now - dt.timedelta(hours=h)).strftime('%Y%m%dT%H%M%S+0000')}.db"  # noqa: E731
     assert len(names()) == 8 and all(p.with_suffix(".json").exists() for p in made)
 
     # keep_last 5: the newest five (the "-2" one is the newest)
@@ -302,6 +302,30 @@ def store_config(tmp_path):
     data_dir = tmp_path / "data"
     seed_store(data_dir / "store.db")
     return write_config(tmp_path / "config.toml", data_dir, 8470, store_id="backup-test"), data_dir / "store.db"
+
+
+def test_backup_names_carry_the_store_time_and_offset_and_old_utc_names_still_count(tmp_path):
+    from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+    from edge.store import restore as restore_mod  # noqa: PLC0415
+
+    src = tmp_path / "store.db"
+    db.open_store_db(src).close()
+    dest = tmp_path / "backups"
+    noon = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+    made = bk.backup(src, dest, now=noon, tz=ZoneInfo("Asia/Shanghai"))
+    assert made.name == "store-20261122T200000+0800.db"  # 20:00 in the store, 12:00 UTC
+    # a backup written by an older version: named in UTC with a Z, an hour earlier ("2026...T11" sorts
+    # before "2026...T20" as text too, so take one that text order would get wrong: 23:00 UTC the day before)
+    old = dest / "store-20261121T230000Z.db"
+    old.write_bytes(made.read_bytes())
+    old.with_suffix(".json").write_bytes(made.with_suffix(".json").read_bytes())
+    listed = [(taken.astimezone(dt.timezone.utc), path.name) for taken, path in bk.listing(dest)]
+    assert listed == [(noon, made.name), (noon - dt.timedelta(hours=13), old.name)]
+    restore_mod.check_backup(old)  # the old name is still a backup restore takes
+    restored = restore_mod.restore(old, tmp_path / "live.db", now=noon)
+    assert restored.db_path.exists()
+    assert bk.prune(dest, bk.Retention(keep_last=1), now=noon) == [old]
 
 
 def test_corrupted_backup_is_refused_and_the_store_is_untouched(store_config, tmp_path):

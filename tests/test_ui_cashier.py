@@ -360,14 +360,14 @@ def test_offline_words():
     from edge.ui.web import _env, text  # noqa: PLC0415
 
     values = {"t": lambda key, **kw: text("zh", key, **kw), "time": lambda v, fmt="": v or "-", "csrf": "c",
-              "form_id": "f", "link": {"state": "down", "minutes": 12, "banner": True}}
+              "form_id": "f", "link": {"state": "down", "minutes": 12, "since": time.time() - 12 * 60 - 5, "banner": True}}
     order = {"id": "o-1", "number": "A101", "state": "ready", "lines": [{"name": "农夫山泉", "qty": 2}],
              "pickup_after": None, "customer_note": None}
     page = _env.get_template("fragments/cashier_result.html").render(
         result={"type": "pickup", "order": order, "method": "token", "provisional": True, "token": "t"}, **values)
     assert "离线核销，待同步确认" in page and 'id="confirm-handover"' in page
     note = _env.get_template("fragments/cashier_offline.html").render(**values)
-    assert "12 分钟" in note and "扫码核销提货" in note
+    assert "12 分钟前" in note and "扫码核销提货" in note
 
 
 async def test_the_hand_over_verifies_the_token_once(web, store, monkeypatch):

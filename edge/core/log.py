@@ -6,6 +6,7 @@ the level. Callers pass fields as `extra={"kv": {...}}`; secrets are never passe
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import sys
@@ -21,12 +22,18 @@ def _quote(value) -> str:
 
 
 class LineFormatter(logging.Formatter):
-    def __init__(self, journald: bool):
+    def __init__(self, journald: bool, tz: dt.tzinfo | None = None):
         super().__init__()
         self.journald = journald
+        self.tz = tz
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [] if self.journald else [self.formatTime(record, "%Y-%m-%dT%H:%M:%S")]
+        # the store's time with its offset (2026-12-06T21:42:33+08:00): a line read next to a till's
+        # receipt, or a hub's UTC log, cannot be mistaken by eight hours
+        stamp = dt.datetime.fromtimestamp(record.created, self.tz or dt.timezone.utc)
+        if self.tz is None:
+            stamp = stamp.astimezone()  # the machine's own zone
+        parts = [] if self.journald else [stamp.isoformat(timespec="seconds")]
         parts += [f"level={record.levelname.lower()}", f"logger={record.name}", f"msg={_quote(record.getMessage())}"]
         for key, value in (getattr(record, "kv", None) or {}).items():
             parts.append(f"{key}={_quote(value)}")
@@ -43,10 +50,10 @@ def _not_library_chatter(record: logging.LogRecord) -> bool:
     return not (record.name == "root" and record.levelno < logging.WARNING and "escpos" in record.pathname)
 
 
-def setup(level: str = "info") -> None:
+def setup(level: str = "info", tz: dt.tzinfo | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_not_library_chatter)
-    handler.setFormatter(LineFormatter(journald=bool(os.environ.get("JOURNAL_STREAM"))))
+    handler.setFormatter(LineFormatter(journald=bool(os.environ.get("JOURNAL_STREAM")), tz=tz))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -26,7 +26,7 @@ def backup_run(args) -> int:
     dest = Path(args.to) if args.to else config.backup_dir
     keep = None if args.to else Retention.of(config.backup)
     try:
-        path = backup(config.db_path, dest, keep=keep)
+        path = backup(config.db_path, dest, keep=keep, tz=config.tz)
     except (BackupError, OSError) as exc:
         print(f"backup FAILED: {exc}", file=sys.stderr)
         return 1
@@ -44,7 +44,7 @@ def backup_run(args) -> int:
 
 
 def restore_arguments(parser) -> None:
-    parser.add_argument("file", help="a backup made by `store-edge backup` (store-YYYYmmddTHHMMSSZ.db)")
+    parser.add_argument("file", help="a backup made by `store-edge backup` (store-YYYYmmddTHHMMSS+0800.db: the store's time and offset; older ones end in Z)")
 
 
 def restore_run(args) -> int:

@@ -23,7 +23,7 @@ def cmd_run(args) -> int:
     from edge.core import log as log_mod  # noqa: PLC0415
 
     config = load_config(args.config)
-    log_mod.setup(config.log.level)
+    log_mod.setup(config.log.level, config.tz)
     return _serve(config)
 
 

@@ -81,7 +81,7 @@ async def scheduled_backup(store: Store, config: Config) -> Path | None:
     try:
         path = await asyncio.to_thread(backup.backup, store.path, config.backup_dir,
                                        keep=backup.Retention.of(config.backup),
-                                       pages=backup.PAGES_PER_STEP, sleep=backup.STEP_SLEEP)
+                                       pages=backup.PAGES_PER_STEP, sleep=backup.STEP_SLEEP, tz=config.tz)
     except Exception as exc:  # noqa: BLE001 (a full disk must not stop the scheduler)
         log.error("backup failed", extra={"kv": {"error": str(exc), "folder": str(config.backup_dir)}})
         await _record(store, "backup", f"{exc} (folder {config.backup_dir})")

@@ -4,8 +4,10 @@ A backup is taken with SQLite's online backup API (never a file copy), a few pag
 short sleep between steps, from its own read-only connection: tills keep selling while it runs (in WAL
 mode a reader never blocks the writer). The copy is written under a temporary name, switched to a
 self-contained single file (journal_mode=DELETE), checked (`PRAGMA integrity_check` and the ledger
-invariant, stock.verify), fsynced and renamed to `store-YYYYmmddTHHMMSSZ.db`; a sidecar
-`store-YYYYmmddTHHMMSSZ.json` records when, how big, its sha256, what the checks said, the highest
+invariant, stock.verify), fsynced and renamed to `store-YYYYmmddTHHMMSS+ZZZZ.db` (the store's local time
+and its offset from UTC, so IT reads the time the store knows and still cannot mistake it; names of older
+versions, `store-YYYYmmddTHHMMSSZ.db` in UTC, are still listed, pruned and restored); a sidecar
+`store-….json` records when, how big, its sha256, what the checks said, the highest
 sale number and the outbox position. Then old backups are pruned (keep_last and/or keep_days).
 
 CLI (edge/ops/backup.py): `store-edge backup [--to DIR]`, `store-edge restore FILE [--yes]`.
@@ -35,8 +37,8 @@ from edge.store import db, stock
 
 log = logging.getLogger("edge.store.backup")
 
-NAME = re.compile(r"^store-(\d{8}T\d{6}Z)(?:-(\d+))?\.db$")
-STAMP = "%Y%m%dT%H%M%SZ"
+NAME = re.compile(r"^store-(\d{8}T\d{6}(?:Z|[+-]\d{4}))(?:-(\d+))?\.db$")  # Z: the UTC names of 0.x
+STAMP = "%Y%m%dT%H%M%S%z"  # 20261206T214233+0800; strptime reads the old ...Z with it too
 
 PAGES_PER_STEP = 256   # 1 MiB at 4 KiB pages
 STEP_SLEEP = 0.005     # seconds between steps, so the copy does not hog the disk
@@ -77,7 +79,8 @@ def _exclusive(dest_dir: Path):
 
 
 def backup(db_path: str | Path, dest_dir: str | Path, *, keep: Retention | None = None,
-           pages: int = PAGES_PER_STEP, sleep: float = STEP_SLEEP, now: dt.datetime | None = None) -> Path:
+           pages: int = PAGES_PER_STEP, sleep: float = STEP_SLEEP, now: dt.datetime | None = None,
+           tz: dt.tzinfo | None = None) -> Path:
     """Back up db_path into dest_dir; return the new file. The sidecar JSON is next to it.
 
     Raises BackupError when the database cannot be read or the copy fails its integrity check (then
@@ -90,7 +93,7 @@ def backup(db_path: str | Path, dest_dir: str | Path, *, keep: Retention | None 
     with _exclusive(dest_dir):
         started = time.monotonic()
         taken = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
-        final = _free_name(dest_dir, taken)
+        final = _free_name(dest_dir, taken.astimezone(tz or dt.timezone.utc))
         tmp = dest_dir / f".{final.name}.tmp"
         remove_if_exists(tmp)
         try:
@@ -233,7 +236,7 @@ def listing(dest_dir: str | Path) -> list[tuple[dt.datetime, Path]]:
     for path in Path(dest_dir).glob("store-*.db"):
         match = NAME.match(path.name)
         if match:
-            taken = dt.datetime.strptime(match.group(1), STAMP).replace(tzinfo=dt.timezone.utc)
+            taken = dt.datetime.strptime(match.group(1), STAMP)
             out.append((taken, int(match.group(2) or 1), path))
     out.sort(key=lambda item: (item[0], item[1]), reverse=True)
     return [(taken, path) for taken, _, path in out]

@@ -147,6 +147,15 @@ def list_orders(conn: sqlite3.Connection, *, state: str | None = None, short: bo
     return {"items": items, "next_before": items[-1]["received_at"] if len(rows) > limit else None}
 
 
+def numbers(conn: sqlite3.Connection, order_ids) -> dict[str, str]:
+    """The numbers people know orders by, for the ids a page holds (a stock move's ref, an audit target)."""
+    ids = sorted({i for i in order_ids if i})
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    return dict(conn.execute(f"SELECT id, number FROM orders WHERE id IN ({marks})", ids).fetchall())
+
+
 def ticket_state(conn: sqlite3.Connection, order_id: str) -> str | None:
     """The state of the order's newest picking ticket (None: none was queued)."""
     row = conn.execute("SELECT state FROM print_jobs WHERE order_id = ? AND kind = 'order_ticket' "

@@ -15,6 +15,7 @@ from edge.ui import (  # noqa: F401  # noqa: F401
     shifts_pages,
     stock_pages,
     sync_pages,
+    vocabulary,  # noqa: F401 (the words of stored values, in both languages)
 )
 from edge.ui.web import routes
 

@@ -41,24 +41,6 @@ WHY = {
            "token_malformed": "Malformed QR code", "token_unknown_typ": "A QR code that is neither a pickup nor a coupon",
            "unrecognized": "Not a code this till knows", "classify_error": "Could not read it (logged)"},
 }
-KINDS = {
-    "zh": {"product": "商品条码", "gs1": "GS1 条码", "weighed": "称重条码", "pickup_token": "提货二维码",
-           "coupon_token": "优惠券", "pickup_code": "提货码", "payment_code": "付款码", "unknown": "无法识别"},
-    "en": {"product": "Product", "gs1": "GS1 code", "weighed": "Weighed label", "pickup_token": "Pickup QR",
-           "coupon_token": "Coupon", "pickup_code": "Pickup code", "payment_code": "Payment code",
-           "unknown": "Unknown"},
-}
-STATES = {
-    "zh": {"received": "已接单", "accepted": "备货中", "ready": "待取货", "picked_up": "已取货", "cancelled": "已取消",
-           "refunded": "已退款"},
-    "en": {"received": "Received", "accepted": "Being prepared", "ready": "Ready", "picked_up": "Picked up",
-           "cancelled": "Cancelled", "refunded": "Refunded"},
-}
-SOURCES = {
-    "zh": {"serial": "扫码枪", "hid": "扫码枪", "camera": "摄像头", "typed": "手输", "api": "收银机"},
-    "en": {"serial": "Scanner", "hid": "Scanner", "camera": "Camera", "typed": "Typed", "api": "Till"},
-}
-
 # a refused token or coupon, in the few words of a row of the last scans (the long words are REASONS_EN)
 SCAN_REFUSED = {
     "zh": {"malformed": "无法识别的码", "unknown_key": "无法验证", "bad_signature": "伪造的码", "expired": "已过期",
@@ -76,8 +58,7 @@ register_text({
         "cashier_input_empty": "请扫码或输入提货码", "cashier_input_too_long": "内容太长（最多 {limit} 个字符）",
         "cashier_scan_gone": "找不到这次扫码记录，请重扫",
         "cashier_order": "订单", "cashier_state": "状态", "cashier_items": "商品", "cashier_qty": "数量",
-        "cashier_note": "顾客备注", "cashier_pickup_after": "取货时间", "cashier_method_token": "提货二维码",
-        "cashier_method_code": "提货码", "cashier_provisional": "离线核销，待同步确认",
+        "cashier_note": "顾客备注", "cashier_pickup_after": "取货时间", "cashier_provisional": "离线核销，待同步确认",
         "cashier_confirm": "确认交货", "cashier_done": "已交货", "cashier_done_by": "{who} 于 {when} 交货",
         "cashier_slip_printed": "小票已打印", "cashier_slip_printing": "正在打印",
         "cashier_slip_none": "未配置打印机", "cashier_slip_failed": "小票未打印成功，请到设备页查看",
@@ -119,9 +100,6 @@ register_text({
         **{f"cashier_scan_refused_{k}": v for k, v in SCAN_REFUSED["zh"].items()},
         **{f"cashier_reason_{k}": v for k, v in MESSAGES_ZH.items()},
         **{f"cashier_why_{k}": v for k, v in WHY["zh"].items()},
-        **{f"cashier_kind_{k}": v for k, v in KINDS["zh"].items()},
-        **{f"cashier_state_{k}": v for k, v in STATES["zh"].items()},
-        **{f"cashier_source_{k}": v for k, v in SOURCES["zh"].items()},
     },
     "en": {
         "cashier_title": "Till", "cashier_scan_label": "Scan, or type a pickup code", "cashier_scan_button": "Look up",
@@ -129,8 +107,7 @@ register_text({
         "cashier_input_empty": "Scan or type a code", "cashier_input_too_long": "Too long (at most {limit} characters)",
         "cashier_scan_gone": "That scan is not on record any more: scan again",
         "cashier_order": "Order", "cashier_state": "State", "cashier_items": "Items", "cashier_qty": "Qty",
-        "cashier_note": "Customer note", "cashier_pickup_after": "Pickup time", "cashier_method_token": "Pickup QR",
-        "cashier_method_code": "Pickup code", "cashier_provisional": "Offline hand-over: to be confirmed by the cloud",
+        "cashier_note": "Customer note", "cashier_pickup_after": "Pickup time", "cashier_provisional": "Offline hand-over: to be confirmed by the cloud",
         "cashier_confirm": "Hand over", "cashier_done": "Handed over", "cashier_done_by": "by {who} at {when}",
         "cashier_slip_printed": "Slip printed", "cashier_slip_printing": "Printing",
         "cashier_slip_none": "No printer configured", "cashier_slip_failed": "The slip did not print: see Devices",
@@ -179,9 +156,6 @@ register_text({
         **{f"cashier_scan_refused_{k}": v for k, v in SCAN_REFUSED["en"].items()},
         **{f"cashier_reason_{k}": v for k, v in REASONS_EN.items()},
         **{f"cashier_why_{k}": v for k, v in WHY["en"].items()},
-        **{f"cashier_kind_{k}": v for k, v in KINDS["en"].items()},
-        **{f"cashier_state_{k}": v for k, v in STATES["en"].items()},
-        **{f"cashier_source_{k}": v for k, v in SOURCES["en"].items()},
     },
 })
 assert set(MESSAGES_ZH) <= set(REASONS_EN) and set(REASONS) <= set(WHY["en"])

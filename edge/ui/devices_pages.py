@@ -13,12 +13,6 @@ from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STORE
 from edge.store import spool
 from edge.ui.web import WHO, form_data, page, register_text, ui_write
 
-PRINTER_STATES = ("ready", "paper_near_end", "paper_out", "cover_open", "offline", "unreachable", "no_status",
-                  "unknown", "disabled")
-SCANNER_STATES = ("connected", "connecting", "disconnected", "missing", "error", "stopped", "ended", "disabled")
-DOCUMENTS = ("receipt", "order_ticket", "pickup_slip", "daily_summary", "shift_report", "status_ticket", "test_page",
-             "drawer")
-
 register_text({
     "zh": {
         "devices_title": "设备", "devices_printers": "打印机", "devices_scanners": "扫码枪与摄像头",
@@ -36,17 +30,7 @@ register_text({
         "devices_reprint": "重打", "devices_kind": "类型", "devices_created": "时间",
         "devices_done_test": "测试页已加入打印队列", "devices_done_ticket": "设备状态单已加入打印队列",
         "devices_done_confirm": "已处理", "devices_no_ticket_printer": "没有可用的打印机",
-        "devices_state_ready": "就绪", "devices_state_paper_near_end": "纸将用完", "devices_state_paper_out": "缺纸",
-        "devices_state_cover_open": "上盖打开", "devices_state_offline": "离线", "devices_state_unreachable": "连不上",
-        "devices_state_no_status": "不回答状态查询", "devices_state_unknown": "检查中", "devices_state_disabled": "已停用",
-        "devices_state_connected": "已连接", "devices_state_connecting": "连接中", "devices_state_disconnected": "已断开",
-        "devices_state_missing": "未找到设备", "devices_state_error": "出错", "devices_state_stopped": "已停止",
-        "devices_state_ended": "视频已结束",
-        "devices_doc_receipt": "小票", "devices_doc_order_ticket": "订单备货单", "devices_doc_pickup_slip": "取货单",
-        "devices_doc_daily_summary": "日结单", "devices_doc_shift_report": "交班小票",
-        "devices_doc_status_ticket": "设备状态单", "devices_doc_test_page": "测试页",
-        "devices_doc_drawer": "钱箱",
-    },
+        },
     "en": {
         "devices_title": "Devices", "devices_printers": "Printers", "devices_scanners": "Scanners and cameras",
         "devices_name": "Name", "devices_state": "State", "devices_since": "since", "devices_last_error": "Last error",
@@ -65,20 +49,7 @@ register_text({
         "devices_reprint": "Reprint", "devices_kind": "Kind", "devices_created": "When",
         "devices_done_test": "Test page queued", "devices_done_ticket": "Status ticket queued",
         "devices_done_confirm": "Done", "devices_no_ticket_printer": "No printer available",
-        "devices_state_ready": "Ready", "devices_state_paper_near_end": "Paper low",
-        "devices_state_paper_out": "Out of paper", "devices_state_cover_open": "Cover open",
-        "devices_state_offline": "Offline", "devices_state_unreachable": "Unreachable",
-        "devices_state_no_status": "Does not answer status queries", "devices_state_unknown": "Checking",
-        "devices_state_disabled": "Disabled", "devices_state_connected": "Connected",
-        "devices_state_connecting": "Connecting", "devices_state_disconnected": "Disconnected",
-        "devices_state_missing": "Device not found", "devices_state_error": "Error", "devices_state_stopped": "Stopped",
-        "devices_state_ended": "Video ended",
-        "devices_doc_receipt": "Receipts", "devices_doc_order_ticket": "Order tickets",
-        "devices_doc_pickup_slip": "Pickup slips", "devices_doc_daily_summary": "Daily summary",
-        "devices_doc_shift_report": "Shift hand-over slips",
-        "devices_doc_status_ticket": "Status ticket", "devices_doc_test_page": "Test page",
-        "devices_doc_drawer": "Cash drawer",
-    },
+        },
 })
 
 
@@ -106,8 +77,7 @@ async def context(request: web.Request) -> dict:
         scanners.append({**state, "last_scan": last})
     ticket_default = (service.routes.get("status_ticket", (None,))[0] if service else None)
     return {"printers": printers, "scanners": scanners, "uncertain_jobs": data["uncertain_jobs"],
-            "ticket_default": ticket_default, "printer_states": PRINTER_STATES, "scanner_states": SCANNER_STATES,
-            "documents": DOCUMENTS, "done": request.query.get("done", "")}
+            "ticket_default": ticket_default, "done": request.query.get("done", "")}
 
 
 @page("/ui/devices", role="manager", template="devices.html")

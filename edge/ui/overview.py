@@ -8,15 +8,13 @@ context is computed once per request, whichever block asks.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 
 from aiohttp import web
 
-from drivers.documents import STATE_LABELS
 from edge.core.clock import business_date, utcnow
 from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STORE, SYNC
 from edge.store.overview import figures
-from edge.ui.web import LANG, WHO, page, register_text
+from edge.ui.web import LANG, WHO, page, register_text, word
 
 register_text({
     "zh": {"overview_title": "概览", "overview_today_sales": "今日销售", "overview_sales_count": "{n} 笔",
@@ -35,9 +33,7 @@ register_text({
            "overview_sync": "云端同步", "overview_sync_link": "连接状态", "overview_sync_depth": "待上传事件",
            "overview_sync_oldest": "最早未上传", "overview_sync_last_ok": "上次成功同步",
            "overview_sync_dead": "失败事件（待处理）", "overview_sync_details": "查看同步详情",
-           "overview_sync_none": "未配置云端：数据保存在本机，配置后自动上传", "overview_ago": "{minutes} 分钟前",
-           "overview_ago_hours": "{hours} 小时前", "overview_ago_days": "{days} 天前",
-           "overview_never": "从未", "overview_alert_title": "以下线上订单的备货单尚未打印",
+           "overview_sync_none": "未配置云端：数据保存在本机，配置后自动上传","overview_never": "从未", "overview_alert_title": "以下线上订单的备货单尚未打印",
            "overview_alert_hint": "请检查打印机，或在订单详情中重打",
            "overview_col_number": "单号", "overview_col_state": "状态", "overview_col_received": "收到时间",
            "overview_col_items": "件数", "overview_col_sku": "SKU", "overview_col_name": "商品",
@@ -65,8 +61,7 @@ register_text({
            "overview_sync_oldest": "Oldest unsent", "overview_sync_last_ok": "Last success",
            "overview_sync_dead": "Failed events (to handle)", "overview_sync_details": "Sync details",
            "overview_sync_none": "No cloud configured: data stays on this PC and is sent once one is set",
-           "overview_ago": "{minutes} min ago", "overview_ago_hours": "{hours} h ago",
-           "overview_ago_days": "{days} days ago", "overview_never": "never",
+           "overview_never": "never",
            "overview_alert_title": "The tickets of these online orders have not printed",
            "overview_alert_hint": "Check the printer, or reprint from the order's page",
            "overview_col_number": "No.", "overview_col_state": "State", "overview_col_received": "Received",
@@ -83,8 +78,9 @@ register_text({
 CHART_HOURS = (7, 22)
 
 
-def chart(hours: dict[int, list[int]], width: int = 1000, height: int = 180) -> dict:
-    """Bars for an inline SVG (computed here: the page runs no chart script)."""
+def chart(hours: dict[int, list[int]], width: int = 1000, height: int = 180, every: int = 1) -> dict:
+    """Bars for an inline SVG (computed here: the page runs no chart script). A phone gets its own, narrower
+    one (CSS shows one of the two): drawn at its size, its labels stay readable, an hour label every `every`."""
     first = min([CHART_HOURS[0], *hours])
     last = max([CHART_HOURS[1], *hours])
     top = max([slot[1] for slot in hours.values()] or [0])
@@ -100,32 +96,25 @@ def chart(hours: dict[int, list[int]], width: int = 1000, height: int = 180) -> 
             h = 2
         x = round(left + index * step + step * 0.15, 1)
         bars.append({"hour": hour, "count": count, "fen": fen, "x": x, "w": round(step * 0.7, 1),
-                     "y": round(label_h + plot_h - h, 1), "h": h, "label_x": round(x + step * 0.35, 1)})
+                     "y": round(label_h + plot_h - h, 1), "h": h, "label_x": round(x + step * 0.35, 1),
+                     "labelled": (hour - first) % every == 0})
     return {"bars": bars, "width": width, "height": height, "base_y": label_h + plot_h,
             "text_y": height - 6, "top_fen": top, "empty": not hours}
 
 
-def _ago(stamp: str | None) -> int | None:
-    if not stamp:
-        return None
-    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return max(0, int((datetime.now(timezone.utc) - moment).total_seconds() // 60))
-
-
 def devices(request: web.Request) -> tuple[list[dict], list[dict]]:
     lang = request.get(LANG, "zh")
-    labels = STATE_LABELS.get(lang, STATE_LABELS["zh"])
     service = request.app.get(PRINTING)
     printers = []
     for p in service.printers() if service is not None else []:
         printers.append({"name": p["name"], "type": p.get("type"), "state": p["state"],
-                         "state_text": labels.get(p["state"], p["state"]), "error": p.get("error"),
+                         "state_text": word(lang, "device_state", p["state"]), "error": p.get("error"),
                          "ok": p["state"] == "ready"})
     readers = request.app.get(DEVICES)
     scanners = []
     for d in readers.states() if readers is not None else []:
         scanners.append({"name": d["device"], "state": d["state"],
-                         "state_text": labels.get(d["state"], d["state"]), "error": d.get("last_error"),
+                         "state_text": word(lang, "device_state", d["state"]), "error": d.get("last_error"),
                          "ok": d["state"] == "connected"})
     return printers, scanners
 
@@ -133,16 +122,15 @@ def devices(request: web.Request) -> tuple[list[dict], list[dict]]:
 def sync_health(request: web.Request, queue_status: dict) -> dict:
     engine = request.app.get(SYNC)
     lang = request.get(LANG, "zh")
-    labels = STATE_LABELS.get(lang, STATE_LABELS["zh"])
     if engine is None:
         link = {"state": "none", "last_success_at": None, "last_error": None}
     else:
         link = engine.link.as_dict()
     return {"configured": engine is not None, "state": link["state"],
-            "state_text": labels.get(link["state"], link["state"]), "ok": link["state"] == "online",
+            "state_text": word(lang, "link_state", link["state"]), "ok": link["state"] == "online",
             "last_success_at": link.get("last_success_at"), "last_error": link.get("last_error"),
             "depth": queue_status["depth"], "oldest_unsent_at": queue_status["oldest_unsent_at"],
-            "oldest_minutes": _ago(queue_status["oldest_unsent_at"]), "dead_letters": queue_status["dead_letters"]}
+            "dead_letters": queue_status["dead_letters"]}
 
 
 async def context(request: web.Request) -> dict:
@@ -151,7 +139,8 @@ async def context(request: web.Request) -> dict:
     data = await request.app[STORE].read(figures, day, config.tz)
     printers, scanners = devices(request)
     service = request.app.get(PRINTING)
-    return {**data, "day": day, "chart": chart(data["hours"]), "printers": printers, "scanners": scanners,
+    return {**data, "day": day, "chart": chart(data["hours"]),
+            "chart_phone": chart(data["hours"], width=380, height=200, every=3), "printers": printers, "scanners": scanners,
             "sync": sync_health(request, data["queue"]), "alerts": list(service.alerts) if service else [],
             "generated": time.time()}
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from edge.core.errors import InputError, NotFound
 from edge.core.schemas import AdjustmentIn, CountIn
 from edge.services.app_keys import STORE
-from edge.store import catalog, stock
+from edge.store import catalog, orders, stock
 from edge.ui.orders_pages import error_text
 from edge.ui.web import LANG, form_data, page, register_text, render, ui_write
 
@@ -29,9 +29,6 @@ register_text({
            "stock_col_time": "时间", "stock_col_qty": "数量", "stock_col_reason": "原因", "stock_col_ref": "单据",
            "stock_col_device": "来源", "stock_col_note": "备注", "stock_older_moves": "更早的流水",
            "stock_newest_moves": "最新流水",
-           "stock_reason_receipt": "进货", "stock_reason_sale": "销售", "stock_reason_return": "退货",
-           "stock_reason_adjustment": "调整", "stock_reason_count": "盘点", "stock_reason_reserve": "订单预留",
-           "stock_reason_release": "释放预留", "stock_reason_pickup": "自提出库", "stock_reason_correction": "更正",
            "stock_adjust": "库存调整", "stock_adjust_hint": "报损、过期、找到等：正数增加，负数减少",
            "stock_adjust_qty": "调整数量", "stock_adjust_note": "原因", "stock_adjust_button": "确认调整",
            "stock_count": "盘点", "stock_count_hint": "输入货架上实际清点的数量，差额自动记为盘点流水",
@@ -55,10 +52,6 @@ register_text({
            "stock_col_time": "Time", "stock_col_qty": "Qty", "stock_col_reason": "Reason", "stock_col_ref": "Document",
            "stock_col_device": "From", "stock_col_note": "Note", "stock_older_moves": "Older moves",
            "stock_newest_moves": "Newest moves",
-           "stock_reason_receipt": "Received", "stock_reason_sale": "Sale", "stock_reason_return": "Return",
-           "stock_reason_adjustment": "Adjustment", "stock_reason_count": "Count",
-           "stock_reason_reserve": "Reserved for order", "stock_reason_release": "Reservation released",
-           "stock_reason_pickup": "Picked up", "stock_reason_correction": "Correction",
            "stock_adjust": "Adjust stock",
            "stock_adjust_hint": "Damaged, expired, found…: positive adds, negative removes",
            "stock_adjust_qty": "Change", "stock_adjust_note": "Reason", "stock_adjust_button": "Adjust",
@@ -97,6 +90,9 @@ def item(conn, sku: str, before: int | None) -> dict:
     balance = stock.get_balance(conn, sku)
     product = catalog.get_product(conn, sku)
     moves = stock.move_history(conn, sku, before=before, limit=MOVES_PAGE)
+    numbers = orders.numbers(conn, [m["ref_id"] for m in moves["items"] if m["ref_type"] == "order"])
+    for move in moves["items"]:
+        move["order_number"] = numbers.get(move["ref_id"]) if move["ref_type"] == "order" else None
     return {"balance": balance, "product": product, "moves": moves["items"], "next_before": moves["next_before"]}
 
 

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timezone
-
 from aiohttp import web
 
 from edge.core.errors import NotFound
 from edge.services.app_keys import STORE, SYNC
-from edge.store import inbox, outbox, reconciliations
-from edge.ui.web import WHO, form_data, page, register_text, render, ui_write
+from edge.store import inbox, orders, outbox, reconciliations
+from edge.ui.web import LANG, WHO, form_data, page, register_text, render, text, ui_write, yuan
 
 register_text({
     "zh": {
         "sync_title": "同步", "sync_link": "云端连接", "sync_no_cloud": "未配置云端：数据只保存在本店",
         "sync_no_cloud_hint": "在 config.toml 的 [cloud] 中填写 url 后，待上传的记录会自动补传",
-        "sync_state_online": "已连接", "sync_state_connecting": "正在连接", "sync_state_offline": "已断开",
-        "sync_state_auth_failed": "认证失败（请检查门店令牌）", "sync_state_refused": "云端拒绝连接",
-        "sync_state_error": "出错",
-        "sync_since": "自 {at} 起（{minutes} 分钟）", "sync_last_success": "上次成功", "sync_last_error": "最近错误",
+        "sync_since": "自 {at} 起（{ago}）", "sync_last_success": "上次成功", "sync_last_error": "最近错误",
         "sync_never": "从未", "sync_queue": "待上传", "sync_depth": "待上传记录", "sync_by_type": "按类型",
-        "sync_oldest": "最早未上传", "sync_age_minutes": "{at}（已等待 {minutes} 分钟）", "sync_queue_empty": "全部已上传",
+        "sync_oldest": "最早未上传", "sync_age_minutes": "{at}（{ago}）", "sync_queue_empty": "全部已上传",
         "sync_dead_letters": "被云端拒收的记录", "sync_dead_letters_hint":
             "先在总部修正原因（例如上架商品），再点“重新发送”；确定不再需要时点“放弃”并写明原因",
         "sync_no_dead_letters": "没有被拒收的记录", "sync_type": "类型", "sync_when": "时间", "sync_reason": "云端原因",
@@ -31,20 +25,17 @@ register_text({
         "sync_received_at": "收到时间", "sync_reconciliations": "与云端对账差异", "sync_no_reconciliations": "没有差异",
         "sync_sku": "商品", "sync_store_side": "本店（在库/预留）", "sync_cloud_side": "云端（在库/预留）",
         "sync_run_at": "对账时间", "sync_done_retry": "已重新发送", "sync_done_discard": "已放弃",
-        "sync_lines": "{n} 行", "sync_total": "合计",
+        "sync_lines": "{n} 行", "sync_order_number": "订单 {number}", "sync_total": "合计",
     },
     "en": {
         "sync_title": "Sync", "sync_link": "Cloud link",
         "sync_no_cloud": "No cloud configured: data stays in this store",
         "sync_no_cloud_hint": "Set url under [cloud] in config.toml; what waits here is then sent",
-        "sync_state_online": "Connected", "sync_state_connecting": "Connecting", "sync_state_offline": "Disconnected",
-        "sync_state_auth_failed": "Authentication failed (check the store token)",
-        "sync_state_refused": "Refused by the cloud", "sync_state_error": "Error",
-        "sync_since": "since {at} ({minutes} min)",
+        "sync_since": "since {at} ({ago})",
         "sync_last_success": "Last success", "sync_last_error": "Last error",
         "sync_never": "never", "sync_queue": "Upload queue",
         "sync_depth": "Waiting to upload", "sync_by_type": "By type",
-        "sync_oldest": "Oldest unsent", "sync_age_minutes": "{at} (waiting {minutes} min)",
+        "sync_oldest": "Oldest unsent", "sync_age_minutes": "{at} ({ago})",
         "sync_queue_empty": "Everything is uploaded",
         "sync_dead_letters": "Rejected by the cloud", "sync_dead_letters_hint":
             "Fix the cause at head office first (e.g. list the product), then Retry; Discard with a note if not needed",
@@ -57,54 +48,46 @@ register_text({
         "sync_no_reconciliations": "No differences", "sync_sku": "Product",
         "sync_store_side": "Store (on hand/reserved)", "sync_cloud_side": "Cloud (on hand/reserved)",
         "sync_run_at": "Checked", "sync_done_retry": "Sent again", "sync_done_discard": "Discarded",
-        "sync_lines": "{n} lines", "sync_total": "Total",
+        "sync_lines": "{n} lines", "sync_order_number": "order {number}", "sync_total": "Total",
     },
 })
 
 
-def summary(event_type: str, payload: dict) -> str:
-    """A line a person can read: the items and amount of a sale, the order, or the payload's first fields."""
+def summary(lang: str, payload: dict, numbers: dict[str, str]) -> str:
+    """A line a person can read: the items of a sale, the order's number, the amount (no ids, no field names)."""
     parts = []
     lines = payload.get("lines")
     if isinstance(lines, list) and lines:
         shown = [f"{line.get('name') or line.get('sku')} ×{line.get('qty')}" for line in lines[:4]
                  if isinstance(line, dict)]
         parts.append("，".join(shown) + (" …" if len(lines) > 4 else ""))
-    for key in ("number", "order_id", "sku", "change_id", "event_id", "reason"):
-        if payload.get(key) not in (None, ""):
-            parts.append(f"{key}: {payload[key]}")
+    number = payload.get("number") or numbers.get(payload.get("order_id"))
+    if number:
+        parts.append(text(lang, "sync_order_number", number=number))
+    if payload.get("sku") and not parts:
+        parts.append(str(payload["sku"]))
     if isinstance(payload.get("total_fen"), int):
-        fen = payload["total_fen"]
-        parts.append(f"￥{fen // 100}.{fen % 100:02d}")
-    text = "；".join(parts) if parts else ", ".join(f"{k}: {v}" for k, v in list(payload.items())[:3]
-                                                   if not isinstance(v, (dict, list)))
-    return text[:200]
-
-
-def _minutes_since(value: str | None) -> int:
-    if not value:
-        return 0
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return max(0, int((datetime.now(timezone.utc) - moment).total_seconds() // 60))
+        parts.append(yuan(payload["total_fen"]))
+    return "；".join(parts)[:200]
 
 
 def _read(conn) -> dict:
     status = outbox.queue_status(conn)
     letters = outbox.dead_letters(conn, limit=200)
-    for letter in letters:
-        letter["summary"] = summary(letter["type"], letter["payload"])
-    return {"queue": status, "dead_letters": letters, "rejected": inbox.rejected(conn, 50),
+    numbers = orders.numbers(conn, [letter["payload"].get("order_id") for letter in letters])
+    return {"numbers": numbers, "queue": status, "dead_letters": letters, "rejected": inbox.rejected(conn, 50),
             "reconciliations": reconciliations.list_reconciliations(conn, 50)}
 
 
 async def context(request: web.Request) -> dict:
     data = await request.app[STORE].read(_read)
+    lang = request.get(LANG, "zh")
+    for letter in data["dead_letters"]:
+        letter["summary"] = summary(lang, letter["payload"], data["numbers"])
     engine = request.app.get(SYNC)
     cloud = None
     if engine is not None:
         cloud = engine.link.as_dict()
-        cloud["minutes"] = int((time.time() - engine.link.since) // 60)
-    data["queue"]["oldest_minutes"] = _minutes_since(data["queue"]["oldest_unsent_at"])
     data.update(cloud=cloud, errors={}, error_seq=None, note="", done=request.query.get("done", ""))
     return data
 

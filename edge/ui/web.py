@@ -109,7 +109,34 @@ def local_time(value: str | None, tz, fmt: str = "%m-%d %H:%M") -> str:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(tz).strftime(fmt)
 
 
+def seconds_since(value) -> float:
+    """Seconds from an ISO time stamp (or a time.time() value) to now; never negative."""
+    if isinstance(value, (int, float)):
+        return max(0.0, time.time() - value)
+    from datetime import datetime, timezone  # noqa: PLC0415
+
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return max(0.0, (datetime.now(timezone.utc) - moment).total_seconds())
+
+
+def ago(value, lang: str) -> str:
+    """How long ago, as a person says it: 刚刚, 35 秒前, 3 分钟前, 2 小时前, 3 天前 (never "0 分钟")."""
+    if value is None or value == "":
+        return "-"
+    seconds = int(seconds_since(value))
+    if seconds < 10:
+        return text(lang, "ago_now")
+    for unit, size, below in (("seconds", 1, 60), ("minutes", 60, 3600), ("hours", 3600, 2 * 86400)):
+        if seconds < below:
+            return text(lang, f"ago_{unit}", n=seconds // size)
+    return text(lang, "ago_days", n=seconds // 86400)
+
+
 _env.filters["yuan"] = yuan
+# in every template and fragment, in the page's language (a fragment rendered alone says Chinese)
+_env.globals["ago"] = jinja2.pass_context(lambda ctx, value: ago(value, ctx.get("lang") or "zh"))
+_env.globals["words"] = jinja2.pass_context(lambda ctx, vocabulary, value: word(ctx.get("lang") or "zh",
+                                                                                vocabulary, value))
 
 
 def render(request: web.Request, template: str, status: int = 200, **values) -> web.Response:
@@ -135,34 +162,63 @@ register_text({
     "zh": {"nav_cashier": "收银台", "nav_shift": "交班", "nav_day_close": "日结", "nav_overview": "概览",
            "nav_orders": "订单", "nav_stock": "库存",
            "nav_sync": "同步", "nav_devices": "设备", "nav_audit": "操作记录", "link_online": "云端已连接",
-           "link_none": "未连接云端（仅本地运行）", "link_down": "云端已断开 {minutes} 分钟",
+           "link_none": "未连接云端（仅本地运行）", "link_down": "云端已断开 · {ago}",
            "link_down_works": "断网期间：收银、核销（临时）、打印照常，恢复后自动补传",
            "error_login_needed": "请先登录", "error_forbidden": "此页面仅限店长",
            "error_cross_site": "请求已被拒绝（页面已过期或来自其他网站），请刷新页面后重试",
            "error_input": "输入有误", "error_internal": "系统出错，已记录日志。请稍后重试或联系IT",
            "error_busy": "系统繁忙，请稍后重试",
-           "error_title": "出错了", "error_not_found": "找不到这个页面（或它要显示的记录）", "back": "返回", "loading": "加载中…", "empty": "暂无数据"},
-    "en": {"nav_cashier": "Till", "nav_shift": "Shift", "nav_day_close": "Day close", "nav_overview": "Overview",
-           "nav_orders": "Orders", "nav_stock": "Stock",
+           "error_title": "出错了", "error_not_found": "找不到这个页面（或它要显示的记录）", "back": "返回", "loading": "加载中…", "empty": "暂无数据",
+           "ago_now": "刚刚", "ago_seconds": "{n} 秒前", "ago_minutes": "{n} 分钟前", "ago_hours": "{n} 小时前",
+           "ago_days": "{n} 天前", "tech_details": "技术信息"},
+    "en": {"nav_cashier": "Till", "nav_shift": "Shift", "nav_day_close": "Day close", "nav_overview": "Overview", "nav_orders": "Orders", "nav_stock": "Stock",
            "nav_sync": "Sync", "nav_devices": "Devices", "nav_audit": "Audit log", "link_online": "Cloud connected",
-           "link_none": "No cloud (running alone)", "link_down": "Cloud down for {minutes} min",
+           "link_none": "No cloud (running alone)", "link_down": "Cloud down · {ago}",
            "link_down_works": "While offline: sales, pickups (provisional) and printing go on; data is sent later",
            "error_login_needed": "Please log in", "error_forbidden": "Managers only",
            "error_cross_site": "Request refused (the page expired or came from another site): reload and retry",
            "error_input": "Invalid input", "error_internal": "Something went wrong; it is logged. Retry or call IT",
            "error_busy": "The store is busy: try again in a moment",
-           "error_title": "Error", "error_not_found": "This page (or what it should show) does not exist", "back": "Back", "loading": "Loading…", "empty": "Nothing yet"},
+           "error_title": "Error", "error_not_found": "This page (or what it should show) does not exist", "back": "Back", "loading": "Loading…", "empty": "Nothing yet",
+           "ago_now": "just now", "ago_seconds": "{n} s ago", "ago_minutes": "{n} min ago", "ago_hours": "{n} h ago",
+           "ago_days": "{n} days ago", "tech_details": "Technical details"},
 })
+
+
+REASON_CODE = re.compile(r"^([a-z][a-z0-9_]*):")
+
+
+def reason_code(reason: str | None) -> str:
+    """The code of a reason the cloud gave ("unknown_sku: HOM-001 is not ..." -> "unknown_sku")."""
+    match = REASON_CODE.match(reason or "")
+    code = match.group(1) if match else "other"
+    return code if f"cloud_reason.{code}" in TEXT["zh"] else "other"
+
+
+def word(lang: str, vocabulary: str, value) -> str:
+    """A stored value (a state, a kind, a code) in words, from edge.ui.vocabulary's tables; a value the
+    table lacks is shown as it is, and the page walker (tests/test_ui_words.py) catches it."""
+    if value is None:
+        return "-"
+    if vocabulary == "cloud_reason":
+        value = reason_code(value)
+    name = ""
+    if vocabulary == "device" and ":" in str(value):  # "ui:boss": the dashboard, by the user boss
+        value, name = str(value).split(":", 1)
+    key = f"{vocabulary}.{value}"
+    if key not in TEXT["zh"]:
+        return f"{value}:{name}" if name else str(value)
+    return text(lang, key, name=name) if name else text(lang, key)
 
 
 def link_state(request: web.Request) -> dict:
     """The cloud link for the banner: online, none, or down since when (and whether to warn)."""
     engine = request.app.get(SYNC)
     if engine is None:
-        return {"state": "none", "minutes": 0, "banner": False}
+        return {"state": "none", "minutes": 0, "since": None, "banner": False}
     link = engine.link
     minutes = int((time.time() - link.since) // 60) if link.state != "online" else 0
-    return {"state": "online" if link.state == "online" else "down", "minutes": minutes,
+    return {"state": "online" if link.state == "online" else "down", "minutes": minutes, "since": link.since,
             "banner": link.state != "online" and minutes >= request.app[CONFIG].dashboard.offline_banner_minutes}
 
 
