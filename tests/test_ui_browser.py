@@ -214,7 +214,7 @@ def test_cashier_screen_scans_with_order_numbers_find_by_phone_and_a_managers_ha
     rows = page.locator("#last-scans tr[data-seq]")
     expect(rows.first).to_contain_text(first["number"])
     expect(rows.first).to_contain_text("×5")
-    expect(rows.first).to_contain_text("已接单")
+    expect(rows.first).to_contain_text("新订单")
     expect(rows.nth(1)).to_contain_text("乐事 薯片 原味 70g")
     assert rows.first.get_attribute("data-count") == "5" and rows.count() == 2
     html = page.content()

@@ -235,7 +235,7 @@ async def test_english_words(web, store):
     assert "Find by order number or phone digits" in page
     status, answer = await post(web, "/ui/cashier/scan", csrf, {"text": "333001"})
     status, ask = await post(web, "/ui/cashier/handover", None, form_fields(answer, 'id="confirm-handover"'))
-    assert "Not prepared yet: hand it over anyway?" in ask and "Hand over anyway" in ask and "Received" in ask
+    assert "Not prepared yet: hand it over anyway?" in ask and "Hand over anyway" in ask and "New" in ask
     status, found = await post(web, "/ui/cashier/find", csrf, {"q": "5678"})
     assert "2 orders found: check and pick one" in found and "Pick" in found
     status, wrong = await post(web, "/ui/cashier/find", csrf, {"q": "567"})
@@ -274,13 +274,13 @@ async def test_last_scans_say_what_they_meant_never_the_token(web, store, config
     assert [r[0] for r in rows] == ["8", "7", "6", "5", "4", "3", "2", "1"]  # newest first
     meaning = {seq: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)) for seq, _, row in rows}
     assert "农夫山泉" in meaning["1"]                                       # a product: its name
-    assert "订单 A101" in meaning["2"] and "待取货" in meaning["2"]          # a pickup QR: number, state
+    assert "订单 A101" in meaning["2"] and "已备好待取" in meaning["2"]          # a pickup QR: number, state
     assert "满10减2" in meaning["3"]                                         # a coupon: its title
     assert "付款码" in meaning["4"] and "1312**********3456" in meaning["4"]  # a payment code: masked
     assert "无法识别" in meaning["5"]
     assert "已过期" in meaning["6"] and "A102" not in meaning["6"]           # refused: no order named
     assert "未找到订单" in meaning["7"]
-    assert "订单 A103" in meaning["8"] and "已接单" in meaning["8"]
+    assert "订单 A103" in meaning["8"] and "新订单" in meaning["8"]
     for secret in (token, coupon, expired, token[:32], token.split(".")[1][:20], "131234567890123456", "s-1"):
         assert secret not in page, secret
     assert "look-up" in rows[6][2] and "look-up" not in rows[5][2]   # a scanner's pickup QR, not a coupon by API
@@ -407,7 +407,7 @@ async def test_an_order_not_prepared_is_handed_over_only_when_confirmed(web, sto
     assert status == 200 and "A103" in answer and "尚未备好" in answer, answer
     status, ask = await post(web, "/ui/cashier/handover", None, form_fields(answer, 'id="confirm-handover"'))
     assert status == 200 and "尚未备好，确定交付？" in ask and 'id="confirm-not-ready"' in ask, ask
-    assert "已接单" in ask and "received" not in ask.replace('"received"', "")
+    assert "新订单" in ask and "received" not in ask.replace('"received"', "")
     assert query(store, "SELECT state FROM orders WHERE id = 'o-3'") == [("received",)]
     assert query(store, "SELECT count(*) FROM pickups") == [(0,)]
     fields = form_fields(ask, 'id="confirm-not-ready"')
@@ -429,7 +429,7 @@ async def test_find_an_order_by_number_or_phone_digits(web, store):
     picks = re.findall(r'<tr data-order-id="([^"]+)">(.*?)</tr>', answer, re.DOTALL)
     assert [p[0] for p in picks] == ["o-4", "o-3"] or [p[0] for p in picks] == ["o-3", "o-4"]
     row = dict(picks)["o-3"]
-    assert "A103" in row and "￥10.50" in row and "已接单" in row, row
+    assert "A103" in row and "￥10.50" in row and "新订单" in row, row
     assert "o-3" not in re.sub(r'(data-order-id|value)="[^"]*"', "", answer)   # ids only in attributes
     status, one = await post(web, "/ui/cashier/find", csrf, {"order": "o-3"})
     assert status == 200 and 'class="pickup found-order"' in one and "A103" in one and "手机尾号 5678" in one
