@@ -435,3 +435,31 @@ MIGRATIONS.append(("catalog: pinyin and initials of product names", PINYIN))
 
 # Python run after the SQL of the migration with that number (edge/core/sqlite.py migrate)
 STEPS = {len(MIGRATIONS): fill_name_keys}
+
+# -- stock work (issue 14 part 5): count sheets and purchase suggestions -------------------------
+# A count sheet (盘点单) lists a category's products at a moment, for a blind count (no expected
+# quantity on it); entering its counts records one count document. last_move_id: the newest move
+# when the sheet was made, so the entry form can point at products that moved since.
+# stock_moves_demand: purchase suggestions sum the last weeks' sales by SKU; without it they read
+# the whole ledger (edge/store/purchase.py).
+STOCK_WORK = """
+CREATE TABLE count_sheets (
+    number        INTEGER PRIMARY KEY AUTOINCREMENT,     -- 盘点单号: what staff see and write on it
+    category      TEXT,                                  -- NULL: the products without a category
+    created_by    TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    last_move_id  INTEGER NOT NULL,
+    document_id   TEXT UNIQUE REFERENCES stock_documents(id),   -- the count, once entered
+    counted_at    TEXT,
+    counted_by    TEXT
+);
+CREATE TABLE count_sheet_lines (
+    sheet_number  INTEGER NOT NULL REFERENCES count_sheets(number),
+    line_no       INTEGER NOT NULL,
+    sku           TEXT NOT NULL REFERENCES products(sku),
+    PRIMARY KEY (sheet_number, line_no)
+);
+CREATE INDEX stock_moves_demand ON stock_moves(created_at, sku, qty, reason) WHERE reason IN ('sale', 'pickup', 'return');
+"""
+
+MIGRATIONS.append(("stock work: count sheets, and the sales index of purchase suggestions", STOCK_WORK))
