@@ -28,7 +28,8 @@ __all__ = ["KINDS", "DocumentError", "PrintOptions", "Op", "Init", "Text", "Qr",
 
 log = logging.getLogger("drivers.documents")
 
-KINDS = ("receipt", "order_ticket", "pickup_slip", "daily_summary", "status_ticket", "test_page", "drawer")
+KINDS = ("receipt", "order_ticket", "pickup_slip", "daily_summary", "status_ticket", "test_page", "count_sheet",
+         "drawer")
 
 PAPER_DOTS = {58: 384, 80: 576}
 COLUMN_DOTS = 12  # Font A: a half-width column is 12 dots, a CJK character 24x24
@@ -174,6 +175,18 @@ LABELS: dict[str, dict[str, str]] = {
         "money_sample": "金额示例",
         "bold_sample": "粗体 Bold",
         "large_sample": "大字 ABC",
+        "count_sheet": "盘点单",
+        "category": "分类",
+        "no_category": "未分类",
+        "sheet_made": "制单时间",
+        "blind": "按实物清点，单上不列账面数量",
+        "sku": "编码",
+        "barcode": "条码",
+        "unit": "单位",
+        "counted": "实盘",
+        "items": "共 {n} 项",
+        "counted_by": "盘点人",
+        "checked_by": "复核人",
     },
     "en": {
         "reprint": "** REPRINT 重打 **",
@@ -235,6 +248,18 @@ LABELS: dict[str, dict[str, str]] = {
         "money_sample": "Money",
         "bold_sample": "Bold 粗体",
         "large_sample": "LARGE 大字",
+        "count_sheet": "STOCK COUNT SHEET",
+        "category": "Category",
+        "no_category": "none",
+        "sheet_made": "Made",
+        "blind": "Count what is there: the sheet shows no book quantity",
+        "sku": "SKU",
+        "barcode": "Barcode",
+        "unit": "Unit",
+        "counted": "Counted",
+        "items": "{n} items",
+        "counted_by": "Counted by",
+        "checked_by": "Checked by",
     },
 }
 
@@ -621,6 +646,41 @@ def _test_page(data: dict, options: PrintOptions, reprint: bool) -> list[Op]:
     return page.end()
 
 
+def _count_sheet(data: dict, options: PrintOptions, reprint: bool) -> list[Op]:
+    """A blind count sheet: what to count and a blank to write the count in, never the book quantity
+    (who sees the number tends to find it)."""
+    store = _field(data, "store", "", dict)
+    zone = _store_zone(store)
+    sheet = _field(data, "sheet", "", dict)
+    page = _start(options, store, reprint)
+    lab = page.labels
+    page.text(f"{lab['count_sheet']} #{_field(sheet, 'number', 'sheet', int)}", align="center", bold=True,
+              width=2, height=2)
+    page.rule()
+    page.labelled(lab["category"], _field(sheet, "category", "sheet", str, optional=True) or lab["no_category"])
+    page.labelled(lab["sheet_made"], _time(sheet, "created_at", "sheet", zone))
+    page.text(lab["blind"])
+    page.rule()
+    blank = f"{lab['counted']} {'_' * 8}"
+    lines = _list(sheet, "lines", "sheet")
+    for path, line in lines:
+        page.text(f"{_field(line, 'line_no', path, int)}. {_field(line, 'name', path, str)}", bold=True)
+        codes = [f"  {lab['sku']} {_field(line, 'sku', path, str)}"]
+        barcode = _field(line, "barcode", path, str, optional=True)
+        if barcode:
+            codes.append(f"  {lab['barcode']} {barcode}")
+        both = "".join(codes)
+        page.add([both] if et.width(both) <= page.cols() else [et.truncate(c, page.cols()) for c in codes])
+        page.pair(f"  {lab['unit']} {_field(line, 'unit', path, str)}", blank)
+        page.add([""])
+    page.rule()
+    page.text(lab["items"].format(n=len(lines)))
+    for key in ("counted_by", "checked_by"):
+        page.add([""])
+        page.pair(lab[key], "_" * 12)
+    return page.end()
+
+
 _LAYOUTS = {
     "receipt": _receipt,
     "order_ticket": _order_ticket,
@@ -628,6 +688,7 @@ _LAYOUTS = {
     "daily_summary": _daily_summary,
     "status_ticket": _status_ticket,
     "test_page": _test_page,
+    "count_sheet": _count_sheet,
 }
 
 

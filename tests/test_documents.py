@@ -36,6 +36,7 @@ EXPECTED_QR = {
     "daily_summary": [],
     "status_ticket": [DASHBOARD],
     "test_page": ["test:front"],
+    "count_sheet": [],
     "drawer": [],
 }
 
@@ -243,6 +244,8 @@ def _without(data: dict, path: str) -> dict:
     ("status_ticket", "cloud.queue"),
     ("status_ticket", "printers[1].state"),
     ("test_page", "printer"),
+    ("count_sheet", "sheet.lines[1].unit"),
+    ("count_sheet", "sheet.created_at"),
 ])
 def test_missing_field_is_named(kind, path):
     with pytest.raises(DocumentError) as info:

@@ -146,6 +146,7 @@ class TtlSection(Section):
     daily_summary: Annotated[int, Field(ge=10, le=7 * 86400)] = 86400
     status_ticket: Annotated[int, Field(ge=10, le=7 * 86400)] = 600
     test_page: Annotated[int, Field(ge=10, le=7 * 86400)] = 600
+    count_sheet: Annotated[int, Field(ge=10, le=7 * 86400)] = 3600
 
 
 class PrintingSection(Section):

@@ -28,7 +28,7 @@ from edge.core import context
 from edge.core.clock import iso, utcnow
 from edge.core.config import Config
 from edge.core.errors import NotFound
-from edge.store import orders, outbox, sales, spool
+from edge.store import count_sheets, orders, outbox, sales, spool
 from edge.store.db import Store
 
 log = logging.getLogger("edge.services.printing")
@@ -73,6 +73,8 @@ def document_data(conn, job: dict, store: dict) -> dict:
         data.update(summary=sales.day_summary(conn, payload["date"], limit=1), printed_at=job["created_at"])
     elif kind == "test_page":
         data["printed_at"] = job["created_at"]
+    elif kind == "count_sheet":
+        data["sheet"] = count_sheets.get_sheet(conn, payload["number"])
     return data
 
 

@@ -16,7 +16,8 @@ from edge.ui.web import WHO, form_data, page, register_text, ui_write
 PRINTER_STATES = ("ready", "paper_near_end", "paper_out", "cover_open", "offline", "unreachable", "no_status",
                   "unknown", "disabled")
 SCANNER_STATES = ("connected", "connecting", "disconnected", "missing", "error", "stopped", "ended", "disabled")
-DOCUMENTS = ("receipt", "order_ticket", "pickup_slip", "daily_summary", "status_ticket", "test_page", "drawer")
+DOCUMENTS = ("receipt", "order_ticket", "pickup_slip", "daily_summary", "status_ticket", "test_page", "count_sheet",
+             "drawer")
 
 register_text({
     "zh": {
@@ -43,6 +44,7 @@ register_text({
         "devices_state_ended": "视频已结束",
         "devices_doc_receipt": "小票", "devices_doc_order_ticket": "订单备货单", "devices_doc_pickup_slip": "取货单",
         "devices_doc_daily_summary": "日结单", "devices_doc_status_ticket": "设备状态单", "devices_doc_test_page": "测试页",
+        "devices_doc_count_sheet": "盘点单",
         "devices_doc_drawer": "钱箱",
     },
     "en": {
@@ -74,6 +76,7 @@ register_text({
         "devices_doc_receipt": "Receipts", "devices_doc_order_ticket": "Order tickets",
         "devices_doc_pickup_slip": "Pickup slips", "devices_doc_daily_summary": "Daily summary",
         "devices_doc_status_ticket": "Status ticket", "devices_doc_test_page": "Test page",
+        "devices_doc_count_sheet": "Count sheets",
         "devices_doc_drawer": "Cash drawer",
     },
 })
