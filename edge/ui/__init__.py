@@ -6,10 +6,12 @@ Importing the page modules registers their pages (edge.ui.web.page); `routes()` 
 from edge.ui import (  # noqa: F401  # noqa: F401
     audit_pages,
     cashier,  # noqa: F401
+    count_pages,
     devices_pages,
     login,  # noqa: F401 (registers its pages)
     orders_pages,
     overview,
+    purchase_pages,
     stock_pages,
     sync_pages,
 )
