@@ -190,3 +190,33 @@ def test_an_import_with_a_bad_row_is_refused_by_excel_row_and_writes_nothing(con
         count_sheets.read_file(b"PK\x03\x04 not really", "xlsx")
     assert "不是 Excel 工作簿" in info.value.message
     assert dump(conn_path(conn)) == before
+
+
+# -- the API --------------------------------------------------------------------------------------
+
+async def test_api_count_sheet_and_suggestions(api, config):
+    status, body = await api.get("/purchase-suggestions", {"category": "零食", "sort": "suggested"})
+    assert status == 200 and [i["sku"] for i in body["items"]] == ["SNK-002"] and body["velocity_days"] == 28
+    status, body = await api.get("/purchase-suggestions", {"sort": "price"})
+    assert status == 400 and body["error"]["code"] == "invalid_query"
+
+    sheet = await api.ok("/count-sheets", {"category": "饮料"})
+    assert [line["sku"] for line in sheet["lines"]] == ["DRK-002", "DRK-001"] and "print_job" not in sheet
+    status, body, _ = await api.post("/count-sheets", {"category": "饮料", "print_sheet": True})
+    assert status == 409 and body["error"]["code"] == "no_printer"   # and no second sheet was made
+    status, body = await api.get("/count-sheets/2")
+    assert status == 404
+    before = dump(config.db_path)
+    for bad in ({"lines": [{"line_no": 1, "counted": 3}, {"line_no": 1, "counted": 4}]},
+                {"lines": [{"line_no": 1, "counted": -3}]}, {"lines": [{"line_no": 3, "counted": 1}]},
+                {"lines": []}):
+        status, body, _ = await api.post(f"/count-sheets/{sheet['number']}/counts", bad)
+        assert status == 422, (bad, body)
+    assert dump(config.db_path) == before
+    done = await api.ok(f"/count-sheets/{sheet['number']}/counts", {"lines": [{"line_no": 1, "counted": 28}]})
+    assert done["lines"][0]["difference"] == -2 and done["document_id"]
+    status, body, _ = await api.post(f"/count-sheets/{sheet['number']}/counts",
+                                     {"lines": [{"line_no": 2, "counted": 1}]})
+    assert status == 409 and body["error"]["code"] == "sheet_counted"
+    status, body = await api.get(f"/count-sheets/{sheet['number']}")
+    assert status == 200 and body["lines"][0]["counted"] == 28
