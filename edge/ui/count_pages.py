@@ -26,7 +26,7 @@ register_text({
            "count_enter": "录入实盘数量", "count_enter_hint": "每行填写清点到的数量；空着的行表示没有盘点，不会改动库存。"
            "差额按录入时的账面库存计算。", "count_moved": "制单后有变动", "count_moved_hint":
            "标“制单后有变动”的商品在制单后卖出或进货过：请在录入前复核这些商品。",
-           "count_col_line": "行", "count_col_name": "商品", "count_col_codes": "编码 / 条码", "count_col_unit": "单位",
+           "count_col_line": "行", "count_col_name": "商品", "count_col_codes": "编码 / 条码",
            "count_col_counted": "实盘", "count_col_expected": "账面", "count_col_diff": "差额", "count_not_counted": "未盘",
            "count_note": "备注（可选）", "count_submit": "确认录入", "count_import": "导入填好的表格",
            "count_import_hint": "CSV 或 Excel（.xlsx），列：商品编码或条码、实盘数量（与下载的表格相同）。"
@@ -50,7 +50,7 @@ register_text({
            "count_moved": "moved since", "count_moved_hint": "Products marked “moved since” sold or arrived after the "
            "sheet was made: check them again before entering.",
            "count_col_line": "Line", "count_col_name": "Product", "count_col_codes": "SKU / barcode",
-           "count_col_unit": "Unit", "count_col_counted": "Counted", "count_col_expected": "Book",
+           "count_col_counted": "Counted", "count_col_expected": "Book",
            "count_col_diff": "Difference", "count_not_counted": "not counted", "count_note": "Note (optional)",
            "count_submit": "Enter the counts", "count_import": "Import the filled-in file",
            "count_import_hint": "CSV or Excel (.xlsx) with a SKU or barcode column and a counted column (as "
