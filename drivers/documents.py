@@ -178,6 +178,8 @@ LABELS: dict[str, dict[str, str]] = {
         "count_sheet": "盘点单",
         "category": "分类",
         "no_category": "未分类",
+        "shelf": "货架",
+        "no_shelf": "未设货架",
         "sheet_made": "制单时间",
         "blind": "按实物清点，单上不列账面数量",
         "sku": "编码",
@@ -251,6 +253,8 @@ LABELS: dict[str, dict[str, str]] = {
         "count_sheet": "STOCK COUNT SHEET",
         "category": "Category",
         "no_category": "none",
+        "shelf": "Shelf",
+        "no_shelf": "no shelf",
         "sheet_made": "Made",
         "blind": "Count what is there: the sheet shows no book quantity",
         "sku": "SKU",
@@ -657,13 +661,21 @@ def _count_sheet(data: dict, options: PrintOptions, reprint: bool) -> list[Op]:
     page.text(f"{lab['count_sheet']} #{_field(sheet, 'number', 'sheet', int)}", align="center", bold=True,
               width=2, height=2)
     page.rule()
-    page.labelled(lab["category"], _field(sheet, "category", "sheet", str, optional=True) or lab["no_category"])
+    # None: the sheet is of any category (or shelf); "": of the products without one
+    for key, none in (("category", "no_category"), ("shelf", "no_shelf")):
+        if sheet.get(key) is not None:
+            page.labelled(lab[key], _field(sheet, key, "sheet", str, optional=True) or lab[none])
     page.labelled(lab["sheet_made"], _time(sheet, "created_at", "sheet", zone))
     page.text(lab["blind"])
     page.rule()
     blank = f"{lab['counted']} {'_' * 8}"
     lines = _list(sheet, "lines", "sheet")
-    for path, line in lines:
+    # a heading where the shelf changes, on a sheet across shelves of a store that uses them
+    shelves = [_field(line, "shelf", path, str, optional=True) for path, line in lines]
+    headings = sheet.get("shelf") is None and any(shelves)
+    for (path, line), shelf, before in zip(lines, shelves, [object(), *shelves]):
+        if headings and shelf != before:
+            page.text(f"== {lab['shelf']} {shelf} ==" if shelf else f"== {lab['no_shelf']} ==", bold=True)
         page.text(f"{_field(line, 'line_no', path, int)}. {_field(line, 'name', path, str)}", bold=True)
         codes = [f"  {lab['sku']} {_field(line, 'sku', path, str)}"]
         barcode = _field(line, "barcode", path, str, optional=True)

@@ -96,9 +96,9 @@ def test_the_suggestion_query_reads_the_window_through_its_index(conn):
 # -- count sheets ---------------------------------------------------------------------------------
 
 def test_count_sheet_round_trip_to_a_count_document_and_its_moves(conn):
-    assert {c["category"]: c["products"] for c in count_sheets.categories(conn)}["饮料"] == 2
+    assert {c["name"]: c["products"] for c in count_sheets.categories(conn)}["饮料"] == 2
     with db.transaction(conn):
-        sheet = count_sheets.create_sheet(conn, "饮料", ctx_at("2026-03-01T01:00:00.000Z", "ui:boss"))
+        sheet = count_sheets.create_sheet(conn, ctx_at("2026-03-01T01:00:00.000Z", "ui:boss"), category="饮料")
     assert [line["sku"] for line in sheet["lines"]] == ["DRK-002", "DRK-001"]   # kekoukele < nongfu by pinyin
     assert sheet["lines"][0]["barcode"] == BARCODE["DRK-002"] and "expected" not in sheet["lines"][0]
     assert not any(line["moved"] for line in sheet["lines"])
@@ -129,9 +129,51 @@ def test_count_sheet_round_trip_to_a_count_document_and_its_moves(conn):
     with pytest.raises(NotFound):
         count_sheets.get_sheet(conn, 999)
     with pytest.raises(InputError) as info, db.transaction(conn):
-        count_sheets.create_sheet(conn, "no such category", ctx_at(NOW))
+        count_sheets.create_sheet(conn, ctx_at(NOW), category="no such category")
     assert info.value.code == "empty_sheet"
+    with pytest.raises(InputError) as info, db.transaction(conn):
+        count_sheets.create_sheet(conn, ctx_at(NOW))
+    assert info.value.code == "no_scope"
     assert ledger_mismatches(conn_path(conn)) == []
+
+
+def test_shelves_from_the_catalog_import_kept_from_the_cloud_and_counted_in_walking_order(conn):
+    from edge.store import catalog  # noqa: PLC0415
+    from protocol.changes import ProductIn  # noqa: PLC0415
+
+    text = ("商品编码,商品名称,售价,货架\r\n"
+            "DRK-001,农夫山泉 饮用天然水 550ml,2.00,A-02\r\n"
+            "DRK-002,可口可乐 330ml 罐装,3.50,A-01\r\n"
+            "SNK-001,乐事 薯片 原味 70g,7.50,A-01\r\n"
+            f"SNK-002,奥利奥 夹心饼干 97g,8.90,{'长' * 33}\r\n")
+    with db.transaction(conn):
+        report = catalog.import_products(conn, catalog.read_rows(text.encode(), "csv"), "csv", NOW)
+    assert report.imported == 3 and "货架最多 32 个字" in str(report.errors[0]) and report.errors[0].row == 5
+    assert catalog.get_product(conn, "DRK-002")["shelf"] == "A-01"
+    # the chain's product.upserted carries no shelf: the store's stays
+    with db.transaction(conn):
+        catalog.upsert_product(conn, ProductIn(sku="DRK-002", name="可口可乐 330ml", price_fen=380), NOW)
+    assert catalog.get_product(conn, "DRK-002")["shelf"] == "A-01"
+    # a file with the column and an empty cell takes the shelf away; one without the column keeps it
+    with db.transaction(conn):
+        for text in ("sku,name,price,category,shelf\r\nDRK-001,水,2,饮料,\r\n",
+                     "sku,name,price,category\r\nDRK-002,可乐,3,饮料\r\n"):
+            catalog.import_products(conn, catalog.read_rows(text.encode(), "csv"), "csv", NOW)
+    assert catalog.get_product(conn, "DRK-001")["shelf"] is None
+    assert catalog.get_product(conn, "DRK-002")["shelf"] == "A-01"
+    out = io.StringIO()
+    catalog.export_products(catalog.iter_products(conn), "csv", out)
+    exported = out.getvalue().splitlines()
+    assert exported[0].endswith(",active,shelf") and "DRK-002,可乐,300,件,饮料,0,,1,A-01" in exported
+    assert {s["name"]: s["products"] for s in count_sheets.shelves(conn)} == {"A-01": 2, None: 4}
+
+    with db.transaction(conn):
+        one = count_sheets.create_sheet(conn, ctx_at(NOW), shelf="A-01")
+        drinks = count_sheets.create_sheet(conn, ctx_at(NOW), category="饮料", shelf="")
+        everything = count_sheets.create_sheet(conn, ctx_at(NOW), category="饮料")
+    assert [line["sku"] for line in one["lines"]] == ["DRK-002", "SNK-001"] and one["category"] is None
+    assert [line["sku"] for line in drinks["lines"]] == ["DRK-001"]
+    assert [(line["sku"], line["shelf"]) for line in everything["lines"]] == [("DRK-002", "A-01"), ("DRK-001", None)]
 
 
 def conn_path(conn):
@@ -157,7 +199,7 @@ def _sheet_file(conn, number: int, counts: dict[str, str], fmt: str = "csv") -> 
 @pytest.mark.parametrize("fmt", ("csv", "xlsx"))
 def test_import_of_a_filled_in_sheet(conn, fmt):
     with db.transaction(conn):
-        number = count_sheets.create_sheet(conn, "零食", ctx_at(NOW))["number"]
+        number = count_sheets.create_sheet(conn, ctx_at(NOW), category="零食")["number"]
     data = _sheet_file(conn, number, {"SNK-001": "18", "SNK-002": ""}, fmt)
     counts = count_sheets.counts_from_rows(conn, number, count_sheets.read_file(data, fmt))
     lines = {line["sku"]: line["line_no"] for line in count_sheets.get_sheet(conn, number)["lines"]}
@@ -166,7 +208,7 @@ def test_import_of_a_filled_in_sheet(conn, fmt):
 
 def test_an_import_with_a_bad_row_is_refused_by_excel_row_and_writes_nothing(conn):
     with db.transaction(conn):
-        number = count_sheets.create_sheet(conn, "零食", ctx_at(NOW))["number"]
+        number = count_sheets.create_sheet(conn, ctx_at(NOW), category="零食")["number"]
     before = dump(conn_path(conn))
     text = ("商品编码,条码,实盘数量\r\n"
             "SNK-001,,12\r\n"                       # row 2: good
@@ -200,6 +242,8 @@ async def test_api_count_sheet_and_suggestions(api, config):
     status, body = await api.get("/purchase-suggestions", {"sort": "price"})
     assert status == 400 and body["error"]["code"] == "invalid_query"
 
+    status, body, _ = await api.post("/count-sheets", {})
+    assert status == 422 and body["error"]["code"] == "no_scope"
     sheet = await api.ok("/count-sheets", {"category": "饮料"})
     assert [line["sku"] for line in sheet["lines"]] == ["DRK-002", "DRK-001"] and "print_job" not in sheet
     status, body, _ = await api.post("/count-sheets", {"category": "饮料", "print_sheet": True})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from edge.ui.web import TEXT
@@ -32,7 +34,10 @@ async def test_make_a_sheet_enter_its_counts_once(ui, boss, config):  # noqa: F8
     html = await boss.get("/ui/stock")
     assert 'href="/ui/count-sheets"' in html and 'href="/ui/purchase"' in html
     html = await boss.get("/ui/count-sheets")
-    assert '<option value="饮料">饮料 · 2 个商品</option>' in html and "还没有盘点单" in html
+    assert re.search(r'<option value="饮料"\s*>饮料 · 2 个商品</option>', html) and "还没有盘点单" in html
+    assert re.search(r'<option value=""\s*>未设货架 · 6 个商品</option>', html)       # no product has a shelf yet
+    resp = await boss.post("/ui/count-sheets", {"category": "*", "shelf": "*"})
+    assert resp.status == 422 and "请选择分类或货架" in await resp.text()
     resp = await boss.post("/ui/count-sheets", {"category": "饮料"}, form_id="sheet-1")
     assert resp.status == 303 and resp.headers["Location"] == "/ui/count-sheets/1"
     html = await boss.get("/ui/count-sheets/1")

@@ -38,12 +38,12 @@ async def get_suggestions(request):
                       sort=sort)
 
 
-@operation("post", "/count-sheets", "Make a count sheet (盘点单) of a category, and print it if asked",
+@operation("post", "/count-sheets", "Make a count sheet (盘点单) of a category and/or a shelf, and print it if asked",
            body=CountSheetIn, responses={201: "The sheet: number, lines (no book quantity: a blind count), print job",
                                          409: "Printing asked, and no printer prints count sheets"})
 async def post_count_sheet(request):
     def run(conn, body, ctx):
-        sheet = count_sheets.create_sheet(conn, body.category, ctx)
+        sheet = count_sheets.create_sheet(conn, ctx, category=body.category, shelf=body.shelf)
         if body.print_sheet:
             job = spool.enqueue(conn, "count_sheet", f"count_sheet:{sheet['number']}:{ctx.now}",
                                 {"number": sheet["number"]}, ctx)

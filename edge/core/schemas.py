@@ -115,9 +115,14 @@ class CountIn(Body):
     note: Text | None = None
 
 
+Scope = Annotated[str, Field(max_length=64)]
+
+
 class CountSheetIn(Body):
-    category: Text | None = Field(None, description="The category whose products are counted; null or absent: "
-                                                    "the products without one")
+    """What to count: a category, a shelf or both; "" is the products without one."""
+
+    category: Scope | None = Field(None, description="Only this category (\"\": the products without one)")
+    shelf: Scope | None = Field(None, description="Only this shelf (\"\": the products without one)")
     print_sheet: bool = Field(False, description="Also print it on the printer of count sheets")
 
 

@@ -23,10 +23,13 @@ from protocol.changes import ProductIn
 # rows per transaction of an import from the command line: each commit lets the running daemon's
 # writer in (a sale waits for one chunk at most, not for the whole file)
 IMPORT_CHUNK_ROWS = 500
-CSV_COLUMNS = ("sku", "name", "price_fen", "unit", "category", "low_stock", "barcodes", "active")
+CSV_COLUMNS = ("sku", "name", "price_fen", "unit", "category", "low_stock", "barcodes", "active", "shelf")
 BARCODE_SEPARATOR = "|"
 # a product as the API shows it (the pinyin keys are the search's, not the product's)
-PRODUCT_COLUMNS = "sku, name, price_fen, unit, category, low_stock, active, updated_at"
+PRODUCT_COLUMNS = "sku, name, price_fen, unit, category, low_stock, active, shelf, updated_at"
+# Where a product stands in this store (货架: "A-03", "冷柜2"): the store's own, not the chain's, so
+# the cloud's product.upserted never carries or changes it; the catalog import sets it
+SHELF_MAX = 32
 
 
 def resolve_sku(conn: sqlite3.Connection, ref: ProductRef, field_name: str) -> str:
@@ -106,9 +109,11 @@ HEADER_ALIASES = {
     "库存预警": "low_stock", "低库存": "low_stock", "预警库存": "low_stock",
     "条码": "barcodes", "条形码": "barcodes", "商品条码": "barcodes",
     "启用": "active", "是否启用": "active", "状态": "active",
+    "货架": "shelf", "货位": "shelf", "位置": "shelf", "陈列位置": "shelf",
 }
 COLUMN_ZH = {"sku": "商品编码", "name": "商品名称", "price": "售价", "price_fen": "售价(分)", "unit": "单位",
-             "category": "分类", "low_stock": "库存预警", "barcodes": "条码", "active": "启用"}
+             "category": "分类", "low_stock": "库存预警", "barcodes": "条码", "active": "启用",
+             "shelf": "货架"}
 COLUMNS = Columns(CSV_COLUMNS, HEADER_ALIASES, COLUMN_ZH, also=("price",))
 TRUE_WORDS = ("1", "true", "yes", "y", "是", "启用", "在售")
 FALSE_WORDS = ("0", "false", "no", "n", "否", "停用", "下架")
@@ -217,14 +222,32 @@ def product_from_csv(row: dict) -> dict:
             if value.lower() not in TRUE_WORDS + FALSE_WORDS:
                 raise RowProblem(f"启用 {value!r} 应填 是 或 否", f"active: {value!r} is not 是/否, 1/0 or true/false")
             out[key] = value.lower() in TRUE_WORDS
-        elif value and key not in ("price", "price_fen", "low_stock", "active"):
+        elif value and key not in ("price", "price_fen", "low_stock", "active", "shelf"):
             if key == "sku":
                 _refuse_scientific(key, value)
             out[key] = value
     return out
 
 
+_KEEP = object()   # a file without a shelf column leaves each product's shelf as it is
+
+
+def _shelf(raw: dict, fmt: str):
+    """The row's shelf: _KEEP without the column, None for an empty cell (the product has none)."""
+    if "shelf" not in raw:
+        return _KEEP
+    value = raw["shelf"]
+    if fmt == "csv":
+        value = excel_cell(value)
+    if value is not None and not isinstance(value, str):
+        raise RowProblem("货架应是文字", "shelf: must be text")
+    if value and len(value.strip()) > SHELF_MAX:
+        raise RowProblem(f"货架最多 {SHELF_MAX} 个字", f"shelf: at most {SHELF_MAX} characters")
+    return (value or "").strip() or None
+
+
 def _json_product(raw: dict) -> dict:
+    raw = {key: value for key, value in raw.items() if key != "shelf"}
     barcodes = raw.get("barcodes")
     for code in barcodes if isinstance(barcodes, list) else ():
         if isinstance(code, str):
@@ -273,13 +296,17 @@ def import_products(conn: sqlite3.Connection, rows: list, fmt: str, now: str,
         try:
             if not isinstance(raw, dict):
                 raise RowProblem("每个商品应是一个对象", "a product must be an object")
-            product = ProductIn.model_validate(product_from_csv(raw) if fmt == "csv" else _json_product(raw))
+            fields = product_from_csv(raw) if fmt == "csv" else _json_product(raw)
+            shelf = _shelf(raw, fmt)
+            product = ProductIn.model_validate(fields)
             if product.sku in seen:
                 raise RowProblem(f"商品编码 {product.sku} 与第 {seen[product.sku]} 行重复",
                                  f"SKU {product.sku} is already on row {seen[product.sku]}")
             conn.execute("SAVEPOINT product_row")
             try:
                 upsert_product(conn, product, now)
+                if shelf is not _KEEP:
+                    conn.execute("UPDATE products SET shelf = ? WHERE sku = ?", (shelf, product.sku))
             except BaseException:
                 conn.execute("ROLLBACK TO product_row")
                 raise
@@ -324,7 +351,7 @@ def iter_products(conn: sqlite3.Connection) -> Iterator[dict]:
     barcodes: dict[str, list[str]] = {}
     for code, sku in conn.execute("SELECT code, sku FROM barcodes ORDER BY rowid"):
         barcodes.setdefault(sku, []).append(code)
-    for row in conn.execute("SELECT sku, name, price_fen, unit, category, low_stock, active "
+    for row in conn.execute("SELECT sku, name, price_fen, unit, category, low_stock, active, shelf "
                             "FROM products ORDER BY sku"):
         product = dict(row)
         product["active"] = bool(product["active"])
@@ -359,7 +386,8 @@ def export_products(products: Iterable[dict], fmt: str, out: io.TextIOBase,
     for product in products:
         writer.writerow({**product, "sku": excel_text(product["sku"]),
                          "barcodes": excel_text(BARCODE_SEPARATOR.join(product["barcodes"])),
-                         "active": int(product["active"]), "category": product["category"] or ""})
+                         "active": int(product["active"]), "category": product["category"] or "",
+                         "shelf": product["shelf"] or ""})
         count += 1
         if progress:
             progress(count)

@@ -1,4 +1,5 @@
-"""Count sheets (盘点单): a category's products listed for a blind count, and its counts entered once.
+"""Count sheets (盘点单): a category's or a shelf's products listed for a blind count, and its counts
+entered once.
 
 A sheet lists what to count (SKU, barcode, name, unit) and never the expected quantity: staff who
 see the number tend to find it. Its counts become one count document (stock.record_count), whose
@@ -40,26 +41,45 @@ def _refused(code: str, zh: str, en: str, *, status: int = 422, field: str | Non
 
 # -- making a sheet -------------------------------------------------------------------------------
 
-def categories(conn: sqlite3.Connection) -> list[dict]:
-    """Each category of active products with how many it has; None is the products without one."""
-    rows = conn.execute("SELECT nullif(category, '') AS category, count(*) AS products FROM products "
+def _groups(conn: sqlite3.Connection, column: str) -> list[dict]:
+    rows = conn.execute(f"SELECT nullif({column}, '') AS name, count(*) AS products FROM products "
                         "WHERE active = 1 GROUP BY 1 ORDER BY 1 IS NULL, 1").fetchall()
     return [dict(r) for r in rows]
 
 
-def create_sheet(conn: sqlite3.Connection, category: str | None, ctx: WriteContext) -> dict:
-    """A sheet of the category's active products (None: those without a category), by name's pinyin."""
-    where = "coalesce(category, '') = ?"
-    skus = [r[0] for r in conn.execute(f"SELECT sku FROM products WHERE active = 1 AND {where} "
-                                       "ORDER BY name_pinyin, sku LIMIT ?", (category or "", MAX_LINES + 1))]
+def categories(conn: sqlite3.Connection) -> list[dict]:
+    """Each category of active products (name, products); name None: the products without one."""
+    return _groups(conn, "category")
+
+
+def shelves(conn: sqlite3.Connection) -> list[dict]:
+    """Each shelf of active products, as categories()."""
+    return _groups(conn, "shelf")
+
+
+def create_sheet(conn: sqlite3.Connection, ctx: WriteContext, *, category: str | None = None,
+                 shelf: str | None = None) -> dict:
+    """A sheet of the active products of a category and/or a shelf (None: any; "": those without
+    one), in the order staff walk them: by shelf, then by the pinyin of the name."""
+    if category is None and shelf is None:
+        raise _refused("no_scope", "请选择分类或货架", "give a category, a shelf or both", field="category")
+    where, args = ["active = 1"], []
+    for column, value in (("category", category), ("shelf", shelf)):
+        if value is not None:
+            where.append(f"coalesce({column}, '') = ?")
+            args.append(value)
+    skus = [r[0] for r in conn.execute(f"SELECT sku FROM products WHERE {' AND '.join(where)} "
+                                       "ORDER BY coalesce(shelf, '') = '', shelf, name_pinyin, sku LIMIT ?",
+                                       (*args, MAX_LINES + 1))]
     if not skus:
-        raise _refused("empty_sheet", "这个分类没有在售商品", "no active product in this category", field="category")
+        raise _refused("empty_sheet", "这个分类或货架没有在售商品", "no active product there", field="category")
     if len(skus) > MAX_LINES:
-        raise _refused("sheet_too_long", f"这个分类超过 {MAX_LINES} 个商品，一张盘点单放不下",
-                       f"the category has more than {MAX_LINES} products: too many for one sheet", field="category")
+        raise _refused("sheet_too_long", f"超过 {MAX_LINES} 个商品，一张盘点单放不下：请按货架或分类分开",
+                       f"more than {MAX_LINES} products: too many for one sheet, split it by shelf or category",
+                       field="category")
     last_move = conn.execute("SELECT coalesce(max(id), 0) FROM stock_moves").fetchone()[0]
-    number = conn.execute("INSERT INTO count_sheets (category, created_by, created_at, last_move_id) "
-                          "VALUES (?, ?, ?, ?)", (category or None, ctx.device, ctx.now, last_move)).lastrowid
+    number = conn.execute("INSERT INTO count_sheets (category, shelf, created_by, created_at, last_move_id) "
+                          "VALUES (?, ?, ?, ?, ?)", (category, shelf, ctx.device, ctx.now, last_move)).lastrowid
     conn.executemany("INSERT INTO count_sheet_lines (sheet_number, line_no, sku) VALUES (?, ?, ?)",
                      [(number, no, sku) for no, sku in enumerate(skus, start=1)])
     return get_sheet(conn, number)
@@ -75,7 +95,7 @@ def get_sheet(conn: sqlite3.Connection, number: int) -> dict:
         raise NotFound("unknown_count_sheet", f"no count sheet {number}")
     out = dict(sheet)
     lines = conn.execute(
-        "SELECT l.line_no, l.sku, p.name, p.unit, "
+        "SELECT l.line_no, l.sku, p.name, p.unit, p.shelf, "
         "(SELECT code FROM barcodes c WHERE c.sku = l.sku ORDER BY rowid LIMIT 1) AS barcode, "
         "(SELECT 1 FROM stock_moves m WHERE m.sku = l.sku AND m.id > ? "
         f" AND m.reason NOT IN ({_RES}) LIMIT 1) IS NOT NULL AS moved "

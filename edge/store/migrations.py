@@ -436,16 +436,21 @@ MIGRATIONS.append(("catalog: pinyin and initials of product names", PINYIN))
 # Python run after the SQL of the migration with that number (edge/core/sqlite.py migrate)
 STEPS = {len(MIGRATIONS): fill_name_keys}
 
-# -- stock work (issue 14 part 5): count sheets and purchase suggestions -------------------------
-# A count sheet (盘点单) lists a category's products at a moment, for a blind count (no expected
-# quantity on it); entering its counts records one count document. last_move_id: the newest move
-# when the sheet was made, so the entry form can point at products that moved since.
+# -- stock work (issue 14 part 5): shelves, count sheets and purchase suggestions ----------------
+# products.shelf: where the product stands in this store (货架), set by the catalog import; the
+# chain's cloud never sends it (a shelf is one store's, not the chain's).
+# A count sheet (盘点单) lists the products of a category and/or a shelf at a moment, for a blind
+# count (no expected quantity on it); entering its counts records one count document. category and
+# shelf: NULL = any, '' = the products without one. last_move_id: the newest move when the sheet
+# was made, so the entry form can point at products that moved since.
 # stock_moves_demand: purchase suggestions sum the last weeks' sales by SKU; without it they read
 # the whole ledger (edge/store/purchase.py).
 STOCK_WORK = """
+ALTER TABLE products ADD COLUMN shelf TEXT;
 CREATE TABLE count_sheets (
     number        INTEGER PRIMARY KEY AUTOINCREMENT,     -- 盘点单号: what staff see and write on it
-    category      TEXT,                                  -- NULL: the products without a category
+    category      TEXT,
+    shelf         TEXT,
     created_by    TEXT NOT NULL,
     created_at    TEXT NOT NULL,
     last_move_id  INTEGER NOT NULL,
@@ -462,4 +467,4 @@ CREATE TABLE count_sheet_lines (
 CREATE INDEX stock_moves_demand ON stock_moves(created_at, sku, qty, reason) WHERE reason IN ('sale', 'pickup', 'return');
 """
 
-MIGRATIONS.append(("stock work: count sheets, and the sales index of purchase suggestions", STOCK_WORK))
+MIGRATIONS.append(("stock work: shelves, count sheets, and the sales index of purchase suggestions", STOCK_WORK))

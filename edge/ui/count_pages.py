@@ -16,8 +16,9 @@ from edge.ui.stock_pages import INTEGER
 from edge.ui.web import LANG, WHO, form_data, page, register_text, render, text, ui_write
 
 register_text({
-    "zh": {"count_title": "盘点单", "count_new": "新建盘点单", "count_new_hint": "选一个分类：盘点单列出它的在售商品，"
-           "不列账面数量（盲盘），清点后在本页录入或导入。", "count_category": "分类", "count_no_category": "未分类",
+    "zh": {"count_title": "盘点单", "count_new": "新建盘点单", "count_new_hint": "选一个分类、一个货架或两者：盘点单按货架顺序"
+           "列出在售商品，不列账面数量（盲盘），清点后在本页录入或导入。", "count_category": "分类",
+           "count_no_category": "未分类", "count_shelf": "货架", "count_no_shelf": "未设货架", "count_any": "不限",
            "count_products": "{n} 个商品", "count_create": "生成盘点单", "count_recent": "最近的盘点单",
            "count_none": "还没有盘点单", "count_col_number": "单号", "count_col_made": "制单时间",
            "count_col_lines": "商品数", "count_col_state": "状态", "count_open": "待录入", "count_entered": "已录入 {time}",
@@ -36,9 +37,11 @@ register_text({
            "count_result": "盘点结果", "count_form_error": "未保存，请修改标红的项目", "count_not_found": "找不到这张盘点单",
            "count_no_printer": "没有打印机打印盘点单（在 config.toml 打印机的 documents 中加入 count_sheet）",
            "count_rows_problems": "文件中有问题的行："},
-    "en": {"count_title": "Count sheets", "count_new": "New count sheet", "count_new_hint": "Pick a category: the "
-           "sheet lists its products for sale without the book quantity (a blind count); enter or import the counts "
-           "here afterwards.", "count_category": "Category", "count_no_category": "No category",
+    "en": {"count_title": "Count sheets", "count_new": "New count sheet", "count_new_hint": "Pick a category, a "
+           "shelf or both: the sheet lists the products for sale in shelf order without the book quantity (a blind "
+           "count); enter or import the counts here afterwards.", "count_category": "Category",
+           "count_no_category": "No category", "count_shelf": "Shelf", "count_no_shelf": "No shelf",
+           "count_any": "Any",
            "count_products": "{n} products", "count_create": "Make the sheet", "count_recent": "Recent sheets",
            "count_none": "No count sheet yet", "count_col_number": "No.", "count_col_made": "Made",
            "count_col_lines": "Products", "count_col_state": "State", "count_open": "To enter",
@@ -75,24 +78,30 @@ def _number(request: web.Request) -> int:
     return int(raw)
 
 
+ANY = "*"   # the pickers' "any category" / "any shelf"
+
+
+def _choices(conn) -> dict:
+    return {"categories": count_sheets.categories(conn), "shelves": count_sheets.shelves(conn),
+            "sheets": count_sheets.list_sheets(conn)}
+
+
 @page("/ui/count-sheets", role="manager", template="count_sheets.html")
 async def sheets_page(request: web.Request):
-    def read(conn):
-        return {"categories": count_sheets.categories(conn), "sheets": count_sheets.list_sheets(conn)}
-    return {**await request.app[STORE].read(read), "error": None}
+    return {**await request.app[STORE].read(_choices), "error": None, "values": {}}
 
 
 @page("/ui/count-sheets", role="manager", method="POST")
 async def create(request: web.Request):
     form = await form_data(request)
-    category = form.get("category", "").strip()[:100] or None
+    scope = {key: None if form.get(key, ANY) == ANY else form.get(key, "").strip()[:100]
+             for key in ("category", "shelf")}
     try:
-        sheet = await ui_write(request, form, lambda conn, ctx: count_sheets.create_sheet(conn, category, ctx),
-                               action="count_sheet.create", target=category or "", detail={"category": category})
+        sheet = await ui_write(request, form, lambda conn, ctx: count_sheets.create_sheet(conn, ctx, **scope),
+                               action="count_sheet.create", detail=scope)
     except InputError as exc:
-        data = await request.app[STORE].read(lambda conn: {"categories": count_sheets.categories(conn),
-                                                           "sheets": count_sheets.list_sheets(conn)})
-        return render(request, "count_sheets.html", status=exc.status, error=error_text(exc, request[LANG]), **data)
+        return render(request, "count_sheets.html", status=exc.status, error=error_text(exc, request[LANG]),
+                      values=form, **await request.app[STORE].read(_choices))
     raise web.HTTPSeeOther(f"/ui/count-sheets/{sheet['number']}")
 
 
