@@ -13,7 +13,7 @@ from edge.core.context import WriteContext
 from edge.core.errors import InputError, NotFound
 from edge.store import count_sheets, db, purchase, stock
 from edge.store.stock import Move
-from tests.conftest import BARCODE, OPENING, dump, ledger_mismatches
+from tests.conftest import BARCODE, OPENING, dump, ledger_mismatches, query
 
 NOW = "2026-03-01T02:00:00.000Z"
 SETTINGS = SimpleNamespace(velocity_days=28, lead_time_days=3, cover_days=7)
@@ -234,6 +234,10 @@ def test_an_import_with_a_bad_row_is_refused_by_excel_row_and_writes_nothing(con
     assert dump(conn_path(conn)) == before
 
 
+def stock_note(config, document_id: str) -> str:
+    return query(config.db_path, "SELECT note FROM stock_documents WHERE id = ?", document_id)[0][0]
+
+
 # -- the API --------------------------------------------------------------------------------------
 
 async def test_api_count_sheet_and_suggestions(api, config):
@@ -257,7 +261,9 @@ async def test_api_count_sheet_and_suggestions(api, config):
         status, body, _ = await api.post(f"/count-sheets/{sheet['number']}/counts", bad)
         assert status == 422, (bad, body)
     assert dump(config.db_path) == before
-    done = await api.ok(f"/count-sheets/{sheet['number']}/counts", {"lines": [{"line_no": 1, "counted": 28}]})
+    done = await api.ok(f"/count-sheets/{sheet['number']}/counts", {"lines": [{"line_no": 1, "counted": 28}],
+                                                                     "note": "备" * 200})
+    assert done["document_id"] and len(stock_note(config, done["document_id"])) == 200   # the sheet's number first
     assert done["lines"][0]["difference"] == -2 and done["document_id"]
     status, body, _ = await api.post(f"/count-sheets/{sheet['number']}/counts",
                                      {"lines": [{"line_no": 2, "counted": 1}]})

@@ -137,7 +137,7 @@ def record_counts(conn: sqlite3.Connection, number: int, counts: dict[int, int],
     if not counts:
         raise _refused("nothing_counted", "没有填写任何实盘数量", "no line has a count")
     body = CountIn.model_validate({"lines": [{"sku": by_line[no], "counted": counts[no]} for no in sorted(counts)],
-                                   "note": f"盘点单 #{number}" + (f" {note}" if note else "")})
+                                   "note": (f"盘点单 #{number}" + (f" {note}" if note else ""))[:200]})
     doc = stock.record_count(conn, body, ctx)
     conn.execute("UPDATE count_sheets SET document_id = ?, counted_at = ?, counted_by = ? WHERE number = ?",
                  (doc["id"], ctx.now, ctx.device, number))

@@ -19,7 +19,8 @@ register_text({
            "purchase_export": "导出 CSV（Excel）", "purchase_col_name": "商品", "purchase_col_available": "可用",
            "purchase_col_sold": "日均销量", "purchase_col_days_left": "可售天数", "purchase_col_suggested": "建议补货",
            "purchase_no_sales": "无近期销量", "purchase_empty": "目前没有需要补货的商品", "purchase_count": "共 {n} 个商品",
-           "purchase_low": "低于预警线"},
+           "purchase_low": "低于预警线",
+           "purchase_more": "只显示前 {shown} 个，全部 {n} 个请导出"},
     "en": {"purchase_title": "Purchase suggestions", "purchase_hint": "Units sold a day over the last {days} days "
            "(sales and online pickups, less returns); suggested = sold a day × (lead time {lead} days + cover "
            "{cover} days) − available, rounded up. Listed: at or below the threshold, or out before goods arrive.",
@@ -30,7 +31,8 @@ register_text({
            "purchase_col_available": "Available", "purchase_col_sold": "Sold a day",
            "purchase_col_days_left": "Days left", "purchase_col_suggested": "Suggested",
            "purchase_no_sales": "no recent sales", "purchase_empty": "Nothing needs ordering now",
-           "purchase_count": "{n} products", "purchase_low": "low"},
+           "purchase_count": "{n} products", "purchase_low": "low",
+           "purchase_more": "The first {shown} are shown: export all {n}"},
 })
 
 
@@ -47,9 +49,13 @@ async def _suggestions(request: web.Request) -> dict:
                                                                            sort=sort))
 
 
+SHOWN = 500   # rows on the page; the export has them all
+
+
 @page("/ui/purchase", role="manager", template="purchase.html")
 async def purchase_page(request: web.Request):
-    return {"found": await _suggestions(request), "sorts": purchase.SORTS}
+    found = await _suggestions(request)
+    return {"found": found, "shown": found["items"][:SHOWN], "sorts": purchase.SORTS}
 
 
 @page("/ui/purchase/export", role="manager")
