@@ -219,3 +219,8 @@ def test_stock_settings_of_purchase_suggestions(tmp_path):
     assert any("config.toml:8: stock.lead_time_days: Input should be greater than or equal to 0" in p for p in found)
     assert any("config.toml:9: stock.cover_days: Input should be a valid integer" in p for p in found)
     assert any("config.toml:10: stock.reorder: unknown key" in p for p in found), found
+    cfg = config.load(write(tmp_path, BASE + '\n[stock.lead_time_by_category]\n"乳品" = 1\n"饮料" = 5\n'))
+    assert cfg.stock.lead_time_by_category == {"乳品": 1, "饮料": 5} and cfg.stock.lead_time_days == 3
+    found = problems(tmp_path, BASE + '\n[stock.lead_time_by_category]\n"乳品" = 400\n')
+    assert any("config.toml:7: stock.lead_time_by_category.乳品: Input should be less than or equal to 365" in p
+               for p in found), found

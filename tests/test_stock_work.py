@@ -80,6 +80,13 @@ def test_suggestions_from_sales_minus_returns_in_the_window(conn):
     slow = SimpleNamespace(velocity_days=28, lead_time_days=20, cover_days=7)
     assert "DRK-001" in {i["sku"] for i in purchase.suggestions(conn, slow, NOW)["items"]}
 
+    # a category of its own lead time: drinks come in 20 days, the rest in 3
+    by_category = SimpleNamespace(velocity_days=28, lead_time_days=3, cover_days=7,
+                                  lead_time_by_category={"饮料": 20, "日用": 1})
+    items = {i["sku"]: i for i in purchase.suggestions(conn, by_category, NOW)["items"]}
+    assert items["DRK-001"]["lead_time_days"] == 20 and items["SNK-001"]["lead_time_days"] == 3
+    assert items["DRK-001"]["suggested"] == 35           # ⌈58 / 28 x 27 - 21⌉ = ⌈34.9⌉
+
     only = purchase.suggestions(conn, SETTINGS, NOW, category="零食", sort="suggested")
     assert {i["sku"] for i in only["items"]} == {"SNK-001", "SNK-002"} and "日用" in only["categories"]
     text = purchase.export_csv(only)

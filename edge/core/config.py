@@ -223,6 +223,9 @@ class StockSection(Section):
     velocity_days: Annotated[int, Field(ge=1, le=365)] = 28   # sales of the last N days give units sold a day
     lead_time_days: Annotated[int, Field(ge=0, le=365)] = 3   # from the order to the goods on the shelf
     cover_days: Annotated[int, Field(ge=1, le=365)] = 7       # what an order should last after it arrives
+    # a category whose supplier delivers sooner or later than the rest: {"乳品" = 1}
+    lead_time_by_category: dict[Annotated[str, Field(min_length=1, max_length=64)],
+                                Annotated[int, Field(ge=0, le=365)]] = {}
 
 
 class LogSection(Section):

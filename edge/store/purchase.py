@@ -3,7 +3,8 @@
 For each active product: units sold a day over the last `velocity_days` (till sales and online
 orders picked up, minus returns: the 'sale', 'pickup' and 'return' moves), the days its available
 stock lasts at that pace, and the quantity that covers the lead time and `cover_days` after the
-goods arrive: ⌈sold a day × (lead time + cover days) − available⌉, never below 0. A product is listed
+goods arrive: ⌈sold a day × (lead time + cover days) − available⌉, never below 0 (the lead time of
+the product's category where [stock] lead_time_by_category names it). A product is listed
 when it is at or below its low-stock threshold, or when it runs out within the lead time.
 
 A product with no sales in the window gets 0: the velocity has nothing to say about it, and a
@@ -62,27 +63,33 @@ def suggestions(conn: sqlite3.Connection, settings, now: str, *, category: str |
                 sort: str = "days_left") -> dict:
     """The products to reorder now, with the figures behind each suggestion.
 
-    settings: velocity_days, lead_time_days, cover_days ([stock] in config.toml). Sorts: days_left
+    settings: velocity_days, lead_time_days, cover_days, lead_time_by_category ([stock] in config.toml;
+    each item says the lead time it was given). Sorts: days_left
     (soonest out first, unsold last), suggested (largest first), sold (fastest first), name, sku."""
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}")
     n, lead, cover = settings.velocity_days, settings.lead_time_days, settings.cover_days
-    rows = conn.execute(_QUERY, (_since(now, n), n, lead)).fetchall()
+    by_category = getattr(settings, "lead_time_by_category", None) or {}
+    # SQL keeps what runs out within the longest lead time; each product's own is applied below
+    rows = conn.execute(_QUERY, (_since(now, n), n, max([lead, *by_category.values()]))).fetchall()
     items, categories = [], set()
     for row in rows:
         item = dict(row)
+        item["lead_time_days"] = by_category.get(item["category"], lead)
+        item["low"] = item["available"] <= item["low_stock"]
+        if not item["low"] and item["available"] * n > item["sold"] * item["lead_time_days"]:
+            continue
         if item["category"]:
             categories.add(item["category"])
         if category and item["category"] != category:
             continue
         item["sold_per_day"] = round(item["sold"] / n, 2)
         item["days_left"] = days_left(item["sold"], n, item["available"])
-        item["suggested"] = suggested_qty(item["sold"], n, lead, cover, item["available"])
-        item["low"] = item["available"] <= item["low_stock"]
+        item["suggested"] = suggested_qty(item["sold"], n, item["lead_time_days"], cover, item["available"])
         items.append(item)
     items.sort(key=_SORT_KEYS[sort])
     return {"items": items, "categories": sorted(categories), "velocity_days": n, "lead_time_days": lead,
-            "cover_days": cover, "since": _since(now, n), "sort": sort, "category": category}
+            "lead_time_by_category": dict(by_category), "cover_days": cover, "since": _since(now, n), "sort": sort, "category": category}
 
 
 _SORT_KEYS = {

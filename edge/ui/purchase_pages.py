@@ -20,7 +20,8 @@ register_text({
            "purchase_col_sold": "日均销量", "purchase_col_days_left": "可售天数", "purchase_col_suggested": "建议补货",
            "purchase_no_sales": "无近期销量", "purchase_empty": "目前没有需要补货的商品", "purchase_count": "共 {n} 个商品",
            "purchase_low": "低于预警线",
-           "purchase_more": "只显示前 {shown} 个，全部 {n} 个请导出"},
+           "purchase_more": "只显示前 {shown} 个，全部 {n} 个请导出", "purchase_lead_by_category": "另设到货天数的分类：",
+           "purchase_lead_of": "{category} {days} 天"},
     "en": {"purchase_title": "Purchase suggestions", "purchase_hint": "Units sold a day over the last {days} days "
            "(sales and online pickups, less returns); suggested = sold a day × (lead time {lead} days + cover "
            "{cover} days) − available, rounded up. Listed: at or below the threshold, or out before goods arrive.",
@@ -32,7 +33,9 @@ register_text({
            "purchase_col_days_left": "Days left", "purchase_col_suggested": "Suggested",
            "purchase_no_sales": "no recent sales", "purchase_empty": "Nothing needs ordering now",
            "purchase_count": "{n} products", "purchase_low": "low",
-           "purchase_more": "The first {shown} are shown: export all {n}"},
+           "purchase_more": "The first {shown} are shown: export all {n}",
+           "purchase_lead_by_category": "Categories with a lead time of their own: ",
+           "purchase_lead_of": "{category} {days} days"},
 })
 
 
