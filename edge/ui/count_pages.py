@@ -22,7 +22,7 @@ register_text({
            "count_products": "{n} 个商品", "count_create": "生成盘点单", "count_recent": "最近的盘点单",
            "count_none": "还没有盘点单", "count_col_number": "单号", "count_col_made": "制单时间",
            "count_col_lines": "商品数", "count_col_state": "状态", "count_open": "待录入", "count_entered": "已录入 {time}",
-           "count_sheet_title": "盘点单 #{number}", "count_made_by": "制单人", "count_print": "打印到小票机",
+           "count_sheet_title": "盘点单 #{number}", "count_print": "打印到小票机",
            "count_download": "下载表格（CSV，可在 Excel 中填写）", "count_print_page": "打印本页：用浏览器的打印功能",
            "count_enter": "录入实盘数量", "count_enter_hint": "每行填写清点到的数量；空着的行表示没有盘点，不会改动库存。"
            "差额按录入时的账面库存计算。", "count_moved": "制单后有变动", "count_moved_hint":
@@ -45,7 +45,7 @@ register_text({
            "count_products": "{n} products", "count_create": "Make the sheet", "count_recent": "Recent sheets",
            "count_none": "No count sheet yet", "count_col_number": "No.", "count_col_made": "Made",
            "count_col_lines": "Products", "count_col_state": "State", "count_open": "To enter",
-           "count_entered": "Entered {time}", "count_sheet_title": "Count sheet #{number}", "count_made_by": "Made by",
+           "count_entered": "Entered {time}", "count_sheet_title": "Count sheet #{number}",
            "count_print": "Print on the receipt printer", "count_download": "Download (CSV, to fill in Excel)",
            "count_print_page": "Print this page: use the browser's print",
            "count_enter": "Enter the counts", "count_enter_hint": "Write what was counted on each line; a blank line "
@@ -73,7 +73,7 @@ FORMATS = {".csv": "csv", ".xlsx": "xlsx"}
 
 def _number(request: web.Request) -> int:
     raw = request.match_info["number"]
-    if not raw.isdigit() or len(raw) > 9:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise web.HTTPNotFound()
     return int(raw)
 
