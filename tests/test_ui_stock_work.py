@@ -112,3 +112,15 @@ async def test_purchase_suggestions_page_and_export(ui, boss, config):  # noqa: 
     text = await resp.text()
     assert resp.status == 200 and resp.content_type == "text/csv"
     assert text.splitlines()[0].startswith("\ufeff商品编码,商品名称") and "SNK-002" in text and "HOM-001" not in text
+
+
+async def test_english_pages(ui, boss, config):  # noqa: F811
+    resp = await ui.get("/ui/lang/en?next=/ui/count-sheets", allow_redirects=False)
+    assert resp.status == 303
+    html = await boss.get("/ui/count-sheets")
+    assert "New count sheet" in html and "No category" not in html and "盘点单" not in html
+    resp = await boss.post("/ui/count-sheets", {"category": "乳品", "shelf": "*"}, form_id="en-sheet")
+    html = await boss.get(resp.headers["Location"])
+    assert "Count sheet #1" in html and "Enter the counts" in html and "录入" not in html
+    html = await boss.get("/ui/purchase")
+    assert "Purchase suggestions" in html and "no recent sales" in html and "补货" not in html

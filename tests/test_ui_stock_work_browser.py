@@ -93,6 +93,11 @@ def test_manager_prints_a_count_sheet_and_enters_the_counts(browser, stack):
 
         sku_rows = page.locator("#count-sheet-form tbody tr")
         expect(sku_rows).to_have_count(2)
+        page.emulate_media(media="print")      # printing the page from the browser: the sheet only
+        expect(page.locator("header.top")).to_be_hidden()
+        expect(page.locator("#count-import-form")).to_be_hidden()
+        expect(sku_rows.first).to_be_visible()
+        page.emulate_media(media="screen")
         row = page.locator('#count-sheet-form tr[data-sku="SNK-001"]')
         row.locator("input.count-input").fill("-2")
         with page.expect_navigation():
