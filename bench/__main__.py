@@ -1,4 +1,4 @@
-"""`python -m bench {ledger,sync,print,scan,dashboard,cli,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
+"""`python -m bench {ledger,sync,print,scan,dashboard,cli,suggestions,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
 
 from __future__ import annotations
 
@@ -43,8 +43,14 @@ def _cli(quick: bool) -> dict:
     return cli.run(quick=quick)
 
 
+def _suggestions(quick: bool) -> dict:
+    from bench import suggestions  # noqa: PLC0415 (imported when asked for)
+
+    return suggestions.run(quick=quick)
+
+
 BENCHMARKS = {"ledger": _ledger, "sync": _sync, "print": _print, "scan": _scan, "dashboard": _dashboard,
-              "cli": _cli}
+              "cli": _cli, "suggestions": _suggestions}
 
 
 def main(argv: list[str] | None = None) -> int:

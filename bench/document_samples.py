@@ -53,6 +53,18 @@ SHIFT = {
                 "cash_taken_fen": 130240, "change_fen": 8000, "cash_refunds_fen": 750,
                 "expected_cash_fen": 141490},
 }
+# a count sheet of a category across shelves: a long name that wraps, a product without a barcode
+# and one without a shelf, a SKU of digits
+COUNT_SHEET = {
+    "number": 12, "category": "饮料", "shelf": None, "created_at": "2026-11-22T13:30:00.000Z", "lines": [
+        {"line_no": 1, "sku": "DRK-002", "barcode": "6921234537013", "name": "可口可乐 330ml 罐装", "unit": "罐",
+         "shelf": "A-01"},
+        {"line_no": 2, "sku": "DRK-001", "barcode": "6921234500008", "unit": "箱", "shelf": "A-01",
+         "name": "农夫山泉 饮用天然水 550ml 整箱装（24瓶）特惠装"},
+        {"line_no": 3, "sku": "DRK-003", "barcode": "6921234500015", "name": "康师傅 冰红茶 500ml", "unit": "瓶",
+         "shelf": "冷柜2"},
+        {"line_no": 4, "sku": "000123", "barcode": None, "name": "散装 冰块 Ice", "unit": "袋", "shelf": None},
+    ]}
 
 
 def sample(kind: str, paper_mm: int = 80) -> dict:
@@ -80,4 +92,5 @@ def sample(kind: str, paper_mm: int = 80) -> dict:
             "scanners": [{"name": "hid-1", "state": "ready"}, {"name": "camera", "state": "disabled"}]},
         "test_page": {"store": STORE, "printer": "front", "paper_mm": paper_mm,
                       "printed_at": "2026-11-22T00:30:00Z"},
+        "count_sheet": {"store": STORE, "sheet": COUNT_SHEET},
     }[kind]

@@ -29,7 +29,7 @@ __all__ = ["KINDS", "DocumentError", "PrintOptions", "Op", "Init", "Text", "Qr",
 log = logging.getLogger("drivers.documents")
 
 KINDS = ("receipt", "order_ticket", "pickup_slip", "daily_summary", "shift_report", "status_ticket", "test_page",
-         "drawer")
+         "count_sheet", "drawer")
 
 PAPER_DOTS = {58: 384, 80: 576}
 COLUMN_DOTS = 12  # Font A: a half-width column is 12 dots, a CJK character 24x24
@@ -194,6 +194,20 @@ LABELS: dict[str, dict[str, str]] = {
         "money_sample": "金额示例",
         "bold_sample": "粗体 Bold",
         "large_sample": "大字 ABC",
+        "count_sheet": "盘点单",
+        "category": "分类",
+        "no_category": "未分类",
+        "shelf": "货架",
+        "no_shelf": "未设货架",
+        "sheet_made": "制单时间",
+        "blind": "按实物清点，单上不列账面数量",
+        "sku": "编码",
+        "barcode": "条码",
+        "unit": "单位",
+        "counted": "实盘",
+        "items": "共 {n} 项",
+        "counted_by": "盘点人",
+        "checked_by": "复核人",
     },
     "en": {
         "reprint": "** REPRINT 重打 **",
@@ -274,6 +288,20 @@ LABELS: dict[str, dict[str, str]] = {
         "money_sample": "Money",
         "bold_sample": "Bold 粗体",
         "large_sample": "LARGE 大字",
+        "count_sheet": "STOCK COUNT SHEET",
+        "category": "Category",
+        "no_category": "none",
+        "shelf": "Shelf",
+        "no_shelf": "no shelf",
+        "sheet_made": "Made",
+        "blind": "Count what is there: the sheet shows no book quantity",
+        "sku": "SKU",
+        "barcode": "Barcode",
+        "unit": "Unit",
+        "counted": "Counted",
+        "items": "{n} items",
+        "counted_by": "Counted by",
+        "checked_by": "Checked by",
     },
 }
 
@@ -732,6 +760,49 @@ def _test_page(data: dict, options: PrintOptions, reprint: bool) -> list[Op]:
     return page.end()
 
 
+def _count_sheet(data: dict, options: PrintOptions, reprint: bool) -> list[Op]:
+    """A blind count sheet: what to count and a blank to write the count in, never the book quantity
+    (who sees the number tends to find it)."""
+    store = _field(data, "store", "", dict)
+    zone = _store_zone(store)
+    sheet = _field(data, "sheet", "", dict)
+    page = _start(options, store, reprint)
+    lab = page.labels
+    page.text(f"{lab['count_sheet']} #{_field(sheet, 'number', 'sheet', int)}", align="center", bold=True,
+              width=2, height=2)
+    page.rule()
+    # None: the sheet is of any category (or shelf); "": of the products without one
+    for key, none in (("category", "no_category"), ("shelf", "no_shelf")):
+        if sheet.get(key) is not None:
+            page.labelled(lab[key], _field(sheet, key, "sheet", str, optional=True) or lab[none])
+    page.labelled(lab["sheet_made"], _time(sheet, "created_at", "sheet", zone))
+    page.text(lab["blind"])
+    page.rule()
+    blank = f"{lab['counted']} {'_' * 8}"
+    lines = _list(sheet, "lines", "sheet")
+    # a heading where the shelf changes, on a sheet across shelves of a store that uses them
+    shelves = [_field(line, "shelf", path, str, optional=True) for path, line in lines]
+    headings = sheet.get("shelf") is None and any(shelves)
+    for (path, line), shelf, before in zip(lines, shelves, [object(), *shelves]):
+        if headings and shelf != before:
+            page.text(f"== {lab['shelf']} {shelf} ==" if shelf else f"== {lab['no_shelf']} ==", bold=True)
+        page.text(f"{_field(line, 'line_no', path, int)}. {_field(line, 'name', path, str)}", bold=True)
+        codes = [f"  {lab['sku']} {_field(line, 'sku', path, str)}"]
+        barcode = _field(line, "barcode", path, str, optional=True)
+        if barcode:
+            codes.append(f"  {lab['barcode']} {barcode}")
+        both = "".join(codes)
+        page.add([both] if et.width(both) <= page.cols() else [et.truncate(c, page.cols()) for c in codes])
+        page.pair(f"  {lab['unit']} {_field(line, 'unit', path, str)}", blank)
+        page.add([""])
+    page.rule()
+    page.text(lab["items"].format(n=len(lines)))
+    for key in ("counted_by", "checked_by"):
+        page.add([""])
+        page.pair(lab[key], "_" * 12)
+    return page.end()
+
+
 _LAYOUTS = {
     "receipt": _receipt,
     "order_ticket": _order_ticket,
@@ -740,6 +811,7 @@ _LAYOUTS = {
     "shift_report": _shift_report,
     "status_ticket": _status_ticket,
     "test_page": _test_page,
+    "count_sheet": _count_sheet,
 }
 
 

@@ -25,7 +25,7 @@ class DeviceConfig(BaseModel):
 # What a printer can be asked to print. Routing: each kind goes to the first enabled printer whose
 # `documents` lists it; a kind no printer lists is simply not printed (no job is queued).
 DOCUMENT_KINDS = ("receipt", "drawer", "order_ticket", "pickup_slip", "daily_summary", "shift_report",
-                  "status_ticket", "test_page")
+                  "status_ticket", "test_page", "count_sheet")
 DocumentKind = Literal[DOCUMENT_KINDS]  # a tuple subscript: the same as listing each kind
 
 

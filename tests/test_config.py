@@ -206,3 +206,21 @@ def test_printer_and_printing_keys_are_checked(tmp_path):
     text = "\n".join(err.value.problems)
     for key in ("printing.language", "printing.ttl_seconds.drawer", "printers[0].documents[1]", "printers[0].status"):
         assert key in text, text
+
+
+def test_stock_settings_of_purchase_suggestions(tmp_path):
+    cfg = config.load(write(tmp_path, BASE))
+    assert (cfg.stock.velocity_days, cfg.stock.lead_time_days, cfg.stock.cover_days) == (28, 3, 7)
+    cfg = config.load(write(tmp_path, BASE + "\n[stock]\nvelocity_days = 14\nlead_time_days = 0\ncover_days = 10\n"))
+    assert (cfg.stock.velocity_days, cfg.stock.lead_time_days, cfg.stock.cover_days) == (14, 0, 10)
+    found = problems(tmp_path, BASE + "\n[stock]\nvelocity_days = 0\nlead_time_days = -1\ncover_days = 3.5\n"
+                     "reorder = true\n")
+    assert any("config.toml:7: stock.velocity_days: Input should be greater than or equal to 1" in p for p in found)
+    assert any("config.toml:8: stock.lead_time_days: Input should be greater than or equal to 0" in p for p in found)
+    assert any("config.toml:9: stock.cover_days: Input should be a valid integer" in p for p in found)
+    assert any("config.toml:10: stock.reorder: unknown key" in p for p in found), found
+    cfg = config.load(write(tmp_path, BASE + '\n[stock.lead_time_by_category]\n"乳品" = 1\n"饮料" = 5\n'))
+    assert cfg.stock.lead_time_by_category == {"乳品": 1, "饮料": 5} and cfg.stock.lead_time_days == 3
+    found = problems(tmp_path, BASE + '\n[stock.lead_time_by_category]\n"乳品" = 400\n')
+    assert any("config.toml:7: stock.lead_time_by_category.乳品: Input should be less than or equal to 365" in p
+               for p in found), found

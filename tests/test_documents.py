@@ -37,6 +37,7 @@ EXPECTED_QR = {
     "shift_report": [],
     "status_ticket": [DASHBOARD],
     "test_page": ["test:front"],
+    "count_sheet": [],
     "drawer": [],
 }
 
@@ -247,6 +248,8 @@ def _without(data: dict, path: str) -> dict:
     ("status_ticket", "cloud.queue"),
     ("status_ticket", "printers[1].state"),
     ("test_page", "printer"),
+    ("count_sheet", "sheet.lines[1].unit"),
+    ("count_sheet", "sheet.created_at"),
 ])
 def test_missing_field_is_named(kind, path):
     with pytest.raises(DocumentError) as info:
@@ -275,3 +278,15 @@ def test_bad_options():
     for bad in ({"paper_mm": 76}, {"encoding": "utf-8"}, {"drawer_pin": 3}, {"language": "fr"}):
         with pytest.raises(ValueError):
             PrintOptions(**bad)
+
+
+def test_count_sheet_is_blind_and_names_its_one_shelf_once():
+    sheet = {**sample("count_sheet")["sheet"], "category": None, "shelf": "A-01"}
+    sheet["lines"] = [line for line in sheet["lines"] if line["shelf"] == "A-01"]
+    texts = [line["text"] for line in decode(render("count_sheet", {"store": STORE, "sheet": sheet})).lines]
+    assert "货架：A-01" in texts and not any(text.startswith("分类") or text.startswith("==") for text in texts)
+    assert sum("实盘 ________" in text for text in texts) == 2
+    # the book quantity has no place on the sheet even when the data carries it
+    counted = {**sheet, "lines": [{**line, "expected": 987654} for line in sheet["lines"]]}
+    assert "987654" not in "\n".join(line["text"] for line in decode(render(
+        "count_sheet", {"store": STORE, "sheet": counted})).lines)

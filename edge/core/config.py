@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from drivers import DEVICE_SECTIONS, device_paths
-from edge.core.errors import field_path
 from edge.core.scales import ScanningSection
+from edge.core.toml_lines import KeyLines
 
 
 class ConfigError(Exception):
@@ -147,6 +147,7 @@ class TtlSection(Section):
     shift_report: Annotated[int, Field(ge=10, le=7 * 86400)] = 86400  # kept for the manager: not urgent, not lost
     status_ticket: Annotated[int, Field(ge=10, le=7 * 86400)] = 600
     test_page: Annotated[int, Field(ge=10, le=7 * 86400)] = 600
+    count_sheet: Annotated[int, Field(ge=10, le=7 * 86400)] = 3600
 
 
 class PrintingSection(Section):
@@ -217,6 +218,17 @@ class BackupSection(Section):
         return int(hour), int(minute)
 
 
+class StockSection(Section):
+    """[stock]: how purchase suggestions (补货建议) are worked out (docs/config.md)."""
+
+    velocity_days: Annotated[int, Field(ge=1, le=365)] = 28   # sales of the last N days give units sold a day
+    lead_time_days: Annotated[int, Field(ge=0, le=365)] = 3   # from the order to the goods on the shelf
+    cover_days: Annotated[int, Field(ge=1, le=365)] = 7       # what an order should last after it arrives
+    # a category whose supplier delivers sooner or later than the rest: {"乳品" = 1}
+    lead_time_by_category: dict[Annotated[str, Field(min_length=1, max_length=64)],
+                                Annotated[int, Field(ge=0, le=365)]] = {}
+
+
 class LogSection(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -239,6 +251,7 @@ ConfigFile = create_model(
     scanning=(ScanningSection, ScanningSection()),
     dashboard=(DashboardSection, DashboardSection()),
     backup=(BackupSection, BackupSection()),
+    stock=(StockSection, StockSection()),
     log=(LogSection, LogSection()),
     **{section: _device_field(models) for section, models in DEVICE_SECTIONS.items()},
 )
@@ -309,6 +322,10 @@ class Config:
         if not self.backup.folder:
             return self.data_dir / "backups"
         return (self.path.parent / self.backup.folder).resolve()
+
+    @property
+    def stock(self) -> StockSection:
+        return self.raw.stock
 
     @property
     def log(self) -> LogSection:
@@ -448,50 +465,3 @@ def _message(err: dict) -> str:
     if err["type"].endswith("_type"):
         msg += f" (got {type(err.get('input')).__name__} {err.get('input')!r})"
     return msg.removeprefix("Value error, ")
-
-
-class KeyLines:
-    """Maps key paths such as ('printers', 1, 'port') to line numbers of the TOML text.
-
-    tomllib does not report positions, so this follows table headers and `key =` lines. Inline
-    tables and dotted keys are only found by their first key; then the nearest table line is used.
-    """
-
-    HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"]+?)\s*\]\]?\s*(#.*)?$")
-    KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]+\")\s*=")
-
-    def __init__(self, text: str):
-        self.lines: dict[tuple, int] = {}
-        counts: dict[tuple, int] = {}
-        table: tuple = ()
-        for number, line in enumerate(text.splitlines(), start=1):
-            header = self.HEADER.match(line)
-            if header:
-                parts = tuple(p.strip('"') for p in header.group(2).split("."))
-                if header.group(1) == "[[":
-                    index = counts.get(parts, 0)
-                    counts[parts] = index + 1
-                    table = parts + (index,)
-                else:
-                    table = parts
-                self.lines.setdefault(table, number)
-                continue
-            key = self.KEY.match(line)
-            if key:
-                self.lines.setdefault(table + (key.group(1).strip('"'),), number)
-
-    def find(self, loc) -> int | None:
-        loc = tuple(loc)
-        while loc:
-            if loc in self.lines:
-                return self.lines[loc]
-            loc = loc[:-1]
-        return None
-
-    def describe(self, path: Path, loc, message: str) -> str:
-        # discriminated unions put the tag in the loc ('printers', 0, 'network', 'port'): drop it
-        loc = tuple(part for i, part in enumerate(loc) if not (i == 2 and isinstance(loc[1], int)
-                                                               and isinstance(part, str) and len(loc) > 3))
-        line = self.find(loc)
-        where = f"{path}:{line}" if line else f"{path}"
-        return f"{where}: {field_path(loc) or '(top level)'}: {message}"

@@ -113,3 +113,25 @@ class CountLine(ProductRef):
 class CountIn(Body):
     lines: Annotated[list[CountLine], Field(min_length=1, max_length=20000)]
     note: Text | None = None
+
+
+Scope = Annotated[str, Field(max_length=64)]
+
+
+class CountSheetIn(Body):
+    """What to count: a category, a shelf or both; "" is the products without one."""
+
+    category: Scope | None = Field(None, description="Only this category (\"\": the products without one)")
+    shelf: Scope | None = Field(None, description="Only this shelf (\"\": the products without one)")
+    print_sheet: bool = Field(False, description="Also print it on the printer of count sheets")
+
+
+class SheetCount(Body):
+    line_no: Annotated[int, Field(ge=1, le=2000, description="The sheet's line")]
+    counted: Annotated[int, Field(ge=0, le=10_000_000)]
+
+
+class SheetCountsIn(Body):
+    lines: Annotated[list[SheetCount], Field(min_length=1, max_length=2000,
+                                             description="The lines counted; a line left out was not counted")]
+    note: Text | None = None

@@ -30,7 +30,7 @@ from edge.core.clock import day_bounds, iso, utcnow
 from edge.core.config import Config
 from edge.core.errors import NotFound
 from edge.core.waits import wait_event
-from edge.store import orders, outbox, sales, shifts, spool
+from edge.store import count_sheets, orders, outbox, sales, shifts, spool
 from edge.store.day_close import day_close
 from edge.store.db import Store
 
@@ -82,6 +82,8 @@ def document_data(conn, job: dict, store: dict) -> dict:
         data.update(shift=shifts.get_shift(conn, payload["shift_id"]), printed_at=job["created_at"])
     elif kind == "test_page":
         data["printed_at"] = job["created_at"]
+    elif kind == "count_sheet":
+        data["sheet"] = count_sheets.get_sheet(conn, payload["number"])
     return data
 
 

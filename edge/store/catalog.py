@@ -17,15 +17,19 @@ from edge.core.errors import InputError, NotFound, validation_fields
 from edge.core.schemas import ProductRef
 from edge.core.sqlite import transaction
 from edge.store.pinyin import name_keys
+from edge.store.tables import Columns, bad_file, read_table
 from protocol.changes import ProductIn
 
 # rows per transaction of an import from the command line: each commit lets the running daemon's
 # writer in (a sale waits for one chunk at most, not for the whole file)
 IMPORT_CHUNK_ROWS = 500
-CSV_COLUMNS = ("sku", "name", "price_fen", "unit", "category", "low_stock", "barcodes", "active")
+CSV_COLUMNS = ("sku", "name", "price_fen", "unit", "category", "low_stock", "barcodes", "active", "shelf")
 BARCODE_SEPARATOR = "|"
 # a product as the API shows it (the pinyin keys are the search's, not the product's)
-PRODUCT_COLUMNS = "sku, name, price_fen, unit, category, low_stock, active, updated_at"
+PRODUCT_COLUMNS = "sku, name, price_fen, unit, category, low_stock, active, shelf, updated_at"
+# Where a product stands in this store (货架: "A-03", "冷柜2"): the store's own, not the chain's, so
+# the cloud's product.upserted never carries or changes it; the catalog import sets it
+SHELF_MAX = 32
 
 
 def resolve_sku(conn: sqlite3.Connection, ref: ProductRef, field_name: str) -> str:
@@ -105,9 +109,12 @@ HEADER_ALIASES = {
     "库存预警": "low_stock", "低库存": "low_stock", "预警库存": "low_stock",
     "条码": "barcodes", "条形码": "barcodes", "商品条码": "barcodes",
     "启用": "active", "是否启用": "active", "状态": "active",
+    "货架": "shelf", "货位": "shelf", "位置": "shelf", "陈列位置": "shelf",
 }
 COLUMN_ZH = {"sku": "商品编码", "name": "商品名称", "price": "售价", "price_fen": "售价(分)", "unit": "单位",
-             "category": "分类", "low_stock": "库存预警", "barcodes": "条码", "active": "启用"}
+             "category": "分类", "low_stock": "库存预警", "barcodes": "条码", "active": "启用",
+             "shelf": "货架"}
+COLUMNS = Columns(CSV_COLUMNS, HEADER_ALIASES, COLUMN_ZH, also=("price",))
 TRUE_WORDS = ("1", "true", "yes", "y", "是", "启用", "在售")
 FALSE_WORDS = ("0", "false", "no", "n", "否", "停用", "下架")
 # Excel shows a long number such as 6902083881405 as 6.90208E+12, and saves the CSV that way: the
@@ -143,70 +150,28 @@ class ImportReport:
     seen: dict[str, int] = field(default_factory=dict, repr=False)  # SKU -> its row, across chunks
 
 
-def _bad_file(zh: str, en: str) -> InputError:
-    return InputError("bad_file", f"{zh} / {en}")
-
-
 def read_rows(data: bytes, fmt: str) -> list[dict]:
     """Rows of a CSV or JSON catalog file as dicts of raw values; a file without a product is refused.
 
-    CSV from Excel in China is often GBK: UTF-8 (with or without BOM) is tried first, then GB18030.
-    A CSV row i of the list is row i + 2 in Excel; its empty rows are kept (as {}) so that the
-    numbers stay Excel's.
+    The CSV is read by edge.store.tables (UTF-8 or GBK, Excel's row numbers kept).
     """
     if fmt == "json":
         try:
             doc = json.loads(data.decode("utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _bad_file("不是 JSON 商品文件", f"not a JSON catalog: {exc}")
+            raise bad_file("不是 JSON 商品文件", f"not a JSON catalog: {exc}")
         rows = doc.get("products") if isinstance(doc, dict) else doc
         if not isinstance(rows, list):
-            raise _bad_file("JSON 商品文件应是商品列表",
+            raise bad_file("JSON 商品文件应是商品列表",
                             'a JSON catalog is a list of products or {"products": [...]}')
         if not rows:
-            raise _bad_file("文件里没有商品", "the file has no products")
+            raise bad_file("文件里没有商品", "the file has no products")
         return rows
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        try:
-            text = data.decode("gb18030")
-        except UnicodeDecodeError:
-            raise _bad_file("文件编码不是 UTF-8 也不是 GBK", "the CSV file is neither UTF-8 nor GBK/GB18030 text")
-    records = csv.reader(io.StringIO(text, newline=""))
-    header = next(records, [])
-    columns = [_column(h) for h in header]
-    unknown = [h.strip() for h, c in zip(header, columns) if c is None and h.strip()]
-    if unknown:
-        raise _bad_file(f"不认识的列: {', '.join(unknown)}",
-                        f"unknown CSV columns: {', '.join(unknown)} (known: {', '.join(CSV_COLUMNS)}, price; "
-                        f"or {', '.join(COLUMN_ZH.values())})")
-    doubled = sorted({c for c in columns if c and columns.count(c) > 1})
-    if doubled:
-        raise _bad_file(f"重复的列: {', '.join(COLUMN_ZH[c] for c in doubled)}",
-                        f"columns given twice: {', '.join(doubled)}")
-    rows = []
-    for cells in records:
-        if not any(cell.strip() for cell in cells):
-            rows.append({})
-            continue
-        row = {c: cell for c, cell in zip(columns, cells) if c}
-        if len(cells) > len(columns) and any(cell.strip() for cell in cells[len(columns):]):
-            row[None] = cells[len(columns):]
-        rows.append(row)
-    if not any(rows):
-        raise _bad_file("文件里没有商品行（只有表头或是空文件）", "the file has no product rows")
-    return rows
+    return read_table(data, "csv", COLUMNS, what_zh="商品", what_en="product")
 
 
-def _column(header: str) -> str | None:
-    name = header.strip()
-    if name.lower() in CSV_COLUMNS or name.lower() == "price":
-        return name.lower()
-    return HEADER_ALIASES.get(name)
-
-
-def _cell(value: str) -> str:
+def excel_cell(value: str) -> str:
+    """A cell as typed, without the ="…" the export wraps digits in."""
     value = (value or "").strip()
     text = EXCEL_TEXT.match(value)
     return text.group(1).strip() if text else value
@@ -238,7 +203,7 @@ def product_from_csv(row: dict) -> dict:
     """CSV cells are text: turn them into the types ProductIn expects, refusing what is ambiguous."""
     if None in row:
         raise RowProblem("这一行的格子比表头多", "the row has more cells than the header")
-    row = {key: _cell(value) for key, value in row.items()}
+    row = {key: excel_cell(value) for key, value in row.items()}
     if row.get("price_fen") and row.get("price"):
         raise RowProblem("售价(元)和售价(分)只能填一个", "give price (yuan) or price_fen, not both")
     out: dict = {}
@@ -250,21 +215,39 @@ def product_from_csv(row: dict) -> dict:
                 raise RowProblem(f"{COLUMN_ZH[key]} {value!r} 不是整数", f"{key}: {value!r} is not a whole number")
             out[key] = int(value)
         elif key == "barcodes":
-            out[key] = [_cell(c) for c in value.split(BARCODE_SEPARATOR) if c.strip()]
+            out[key] = [excel_cell(c) for c in value.split(BARCODE_SEPARATOR) if c.strip()]
             for code in out[key]:
                 _refuse_scientific(key, code)
         elif key == "active" and value:
             if value.lower() not in TRUE_WORDS + FALSE_WORDS:
                 raise RowProblem(f"启用 {value!r} 应填 是 或 否", f"active: {value!r} is not 是/否, 1/0 or true/false")
             out[key] = value.lower() in TRUE_WORDS
-        elif value and key not in ("price", "price_fen", "low_stock", "active"):
+        elif value and key not in ("price", "price_fen", "low_stock", "active", "shelf"):
             if key == "sku":
                 _refuse_scientific(key, value)
             out[key] = value
     return out
 
 
+_KEEP = object()   # a file without a shelf column leaves each product's shelf as it is
+
+
+def _shelf(raw: dict, fmt: str):
+    """The row's shelf: _KEEP without the column, None for an empty cell (the product has none)."""
+    if "shelf" not in raw:
+        return _KEEP
+    value = raw["shelf"]
+    if fmt == "csv":
+        value = excel_cell(value)
+    if value is not None and not isinstance(value, str):
+        raise RowProblem("货架应是文字", "shelf: must be text")
+    if value and len(value.strip()) > SHELF_MAX:
+        raise RowProblem(f"货架最多 {SHELF_MAX} 个字", f"shelf: at most {SHELF_MAX} characters")
+    return (value or "").strip() or None
+
+
 def _json_product(raw: dict) -> dict:
+    raw = {key: value for key, value in raw.items() if key != "shelf"}
     barcodes = raw.get("barcodes")
     for code in barcodes if isinstance(barcodes, list) else ():
         if isinstance(code, str):
@@ -313,13 +296,17 @@ def import_products(conn: sqlite3.Connection, rows: list, fmt: str, now: str,
         try:
             if not isinstance(raw, dict):
                 raise RowProblem("每个商品应是一个对象", "a product must be an object")
-            product = ProductIn.model_validate(product_from_csv(raw) if fmt == "csv" else _json_product(raw))
+            fields = product_from_csv(raw) if fmt == "csv" else _json_product(raw)
+            shelf = _shelf(raw, fmt)
+            product = ProductIn.model_validate(fields)
             if product.sku in seen:
                 raise RowProblem(f"商品编码 {product.sku} 与第 {seen[product.sku]} 行重复",
                                  f"SKU {product.sku} is already on row {seen[product.sku]}")
             conn.execute("SAVEPOINT product_row")
             try:
                 upsert_product(conn, product, now)
+                if shelf is not _KEEP:
+                    conn.execute("UPDATE products SET shelf = ? WHERE sku = ?", (shelf, product.sku))
             except BaseException:
                 conn.execute("ROLLBACK TO product_row")
                 raise
@@ -364,7 +351,7 @@ def iter_products(conn: sqlite3.Connection) -> Iterator[dict]:
     barcodes: dict[str, list[str]] = {}
     for code, sku in conn.execute("SELECT code, sku FROM barcodes ORDER BY rowid"):
         barcodes.setdefault(sku, []).append(code)
-    for row in conn.execute("SELECT sku, name, price_fen, unit, category, low_stock, active "
+    for row in conn.execute("SELECT sku, name, price_fen, unit, category, low_stock, active, shelf "
                             "FROM products ORDER BY sku"):
         product = dict(row)
         product["active"] = bool(product["active"])
@@ -399,7 +386,8 @@ def export_products(products: Iterable[dict], fmt: str, out: io.TextIOBase,
     for product in products:
         writer.writerow({**product, "sku": excel_text(product["sku"]),
                          "barcodes": excel_text(BARCODE_SEPARATOR.join(product["barcodes"])),
-                         "active": int(product["active"]), "category": product["category"] or ""})
+                         "active": int(product["active"]), "category": product["category"] or "",
+                         "shelf": product["shelf"] or ""})
         count += 1
         if progress:
             progress(count)

@@ -483,3 +483,36 @@ ALTER TABLE pickups ADD COLUMN manual_reason TEXT CHECK (manual_reason IS NULL O
 """
 
 MIGRATIONS.append(("cashier: customers' phone last four digits, hand-overs without the code", CASHIER))
+
+# -- stock work (issue 14 part 5): shelves, count sheets and purchase suggestions ----------------
+# products.shelf: where the product stands in this store (货架), set by the catalog import; the
+# chain's cloud never sends it (a shelf is one store's, not the chain's).
+# A count sheet (盘点单) lists the products of a category and/or a shelf at a moment, for a blind
+# count (no expected quantity on it); entering its counts records one count document. category and
+# shelf: NULL = any, '' = the products without one. last_move_id: the newest move when the sheet
+# was made, so the entry form can point at products that moved since.
+# stock_moves_demand: purchase suggestions sum the last weeks' sales by SKU; without it they read
+# the whole ledger (edge/store/purchase.py).
+STOCK_WORK = """
+ALTER TABLE products ADD COLUMN shelf TEXT;
+CREATE TABLE count_sheets (
+    number        INTEGER PRIMARY KEY AUTOINCREMENT,     -- 盘点单号: what staff see and write on it
+    category      TEXT,
+    shelf         TEXT,
+    created_by    TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    last_move_id  INTEGER NOT NULL,
+    document_id   TEXT UNIQUE REFERENCES stock_documents(id),   -- the count, once entered
+    counted_at    TEXT,
+    counted_by    TEXT
+);
+CREATE TABLE count_sheet_lines (
+    sheet_number  INTEGER NOT NULL REFERENCES count_sheets(number),
+    line_no       INTEGER NOT NULL,
+    sku           TEXT NOT NULL REFERENCES products(sku),
+    PRIMARY KEY (sheet_number, line_no)
+);
+CREATE INDEX stock_moves_demand ON stock_moves(created_at, sku, qty, reason) WHERE reason IN ('sale', 'pickup', 'return');
+"""
+
+MIGRATIONS.append(("stock work: shelves, count sheets, and the sales index of purchase suggestions", STOCK_WORK))

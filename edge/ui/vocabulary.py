@@ -26,7 +26,7 @@ VOCABULARIES: dict[str, dict[str, tuple[str, str]]] = {
     "document": {
         "receipt": ("小票", "Receipt"), "order_ticket": ("备货单", "Order ticket"),
         "pickup_slip": ("自提单", "Pickup slip"), "daily_summary": ("日结单", "Daily summary"),
-        "shift_report": ("交班小票", "Shift hand-over slip"),
+        "shift_report": ("交班小票", "Shift hand-over slip"), "count_sheet": ("盘点单", "Count sheet"),
         "status_ticket": ("设备状态单", "Status ticket"), "test_page": ("测试页", "Test page"),
         "drawer": ("钱箱", "Cash drawer"),
     },
