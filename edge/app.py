@@ -17,8 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 # the API's resource modules register their operations when imported
 from edge import ui
-from edge.api import (  # noqa: F401
-    metrics, openapi, pos, printing, scans, shifts, status_page, stock_work, verification)
+from edge.api import metrics, openapi, pos, printing, scans, shifts, status_page, stock_work, verification  # noqa: F401
 from edge.api import sync as sync_api  # noqa: F401
 from edge.api.registry import PREFIX, is_public, json_response
 from edge.api.registry import routes as api_routes

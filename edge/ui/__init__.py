@@ -7,14 +7,14 @@ from edge.ui import (  # noqa: F401  # noqa: F401
     audit_pages,
     cashier,  # noqa: F401
     cashier_orders_pages,
-    day_close_pages,
     count_pages,
+    day_close_pages,
     devices_pages,
     login,  # noqa: F401 (registers its pages)
     orders_pages,
     overview,
-    shifts_pages,
     purchase_pages,
+    shifts_pages,
     stock_pages,
     sync_pages,
     vocabulary,  # noqa: F401 (the words of stored values, in both languages)
