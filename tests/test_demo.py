@@ -66,6 +66,9 @@ def test_demo_for_60_seconds(tmp_path):
     assert summary["ledger_clean"] is True, report
     assert summary["balances_equal"] is True and summary["balance_differences"] == [], report
     assert summary["sales"] >= 10 and summary["events_synced"] > 0, report
+    # the cashier's shift holds every till sale, its drawer counted, and its 交班小票 came out
+    assert summary["shift"]["sales"] == summary["sales"] and summary["shift"]["slip_printed"] is True, report
+    assert summary["shift"]["counted_fen"] == summary["shift"]["expected_cash_fen"] > 0, report
     receipts = tmp_path / "var" / "virtual-printer"
     assert len(list(receipts.glob("*.png"))) == summary["receipts_printed"], report
     assert took < 120, report
@@ -142,15 +145,23 @@ def test_the_demo_runs_again_on_the_folder_it_made(tmp_path, staged):
 def passing_summary() -> dict:
     return {"outage_survived": True, "ledger_clean": True, "balances_equal": True, "queue_drained": True,
             "all_orders_printed": True, "pickups_at_cloud": 3, "pickups_verified": 3, "errors": [], "errors_count": 0,
-            "orders_created": 4, "sales": 9, "events_synced": 40, "receipts_printed": 13}
+            "orders_created": 4, "sales": 9, "events_synced": 40, "receipts_printed": 13,
+            "shift": {"number": 1, "sales": 9, "expected_cash_fen": 25340, "counted_fen": 25340, "difference_fen": 0,
+                      "slip_printed": True}}
+
+
+def shift(**change) -> dict:
+    return {**passing_summary()["shift"], **change}
 
 
 @pytest.mark.parametrize("change, failed", [
     ({}, []),
     ({"errors": ["till: ClientError()"], "errors_count": 1}, ["no_errors"]),
     ({"orders_created": 0, "all_orders_printed": True}, ["enough_activity"]),
-    ({"sales": 0, "pickups_verified": 0, "pickups_at_cloud": 0, "events_synced": 0, "receipts_printed": 0},
-     ["enough_activity"]),
+    ({"sales": 0, "pickups_verified": 0, "pickups_at_cloud": 0, "events_synced": 0, "receipts_printed": 0,
+      "shift": shift(sales=0)}, ["enough_activity"]),
+    ({"shift": shift(sales=8)}, ["shift_closed"]),                # a sale outside the cashier's shift
+    ({"shift": shift(slip_printed=False)}, ["shift_closed"]),     # no 交班小票
 ])
 def test_the_demo_checks_count_its_errors_and_need_some_activity(change, failed):
     """Issue 15 item 17: `checks_passed` held with errors in the summary, and with nothing done."""

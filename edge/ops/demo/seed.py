@@ -36,9 +36,10 @@ def seed_store(config: config_mod.Config) -> list[tuple[str, str, str]]:
 
 
 def store_products(config: config_mod.Config) -> list[dict]:
+    """The store's catalog as the chain's cloud holds it: without the shelf, which is this store's own."""
     conn = db.open_store_db(config.db_path)
     try:
-        return list(catalog.iter_products(conn))
+        return [{k: v for k, v in p.items() if k != "shelf"} for p in catalog.iter_products(conn)]
     finally:
         conn.close()
 

@@ -18,6 +18,7 @@ import aiohttp
 from edge.core import config as config_mod
 from edge.core.waits import wait_event
 from edge.ops.demo.loopback_http import HttpError
+from edge.ops.demo.shift import close_shift, open_shift
 from edge.ops.demo.summary import finish
 from edge.ops.demo.video import write_pickup_video
 
@@ -88,6 +89,7 @@ class Simulation:
         self.tasks: set[asyncio.Task] = set()
         self.sim_stop = asyncio.Event()
         self.errors: list[str] = []
+        self.shift = self.shift_closed = None
 
     # timeline helpers
     def t(self, base_seconds: float) -> float:
@@ -117,6 +119,7 @@ class Simulation:
         await self.top_up()
         await self.until(self.edge_synced, 30, "opening stock uploaded to the hub")
         self.out("opening stock is at the hub: the mini-program can sell online")
+        self.shift = await open_shift(self, OPERATOR)
         await self.consume_scans(register_only=True)
         self.spawn(self.consume_scans(), "counter")
         cycle = 0
@@ -135,6 +138,7 @@ class Simulation:
         await asyncio.gather(*[t for t in self.tasks if t.get_name() != "link"], return_exceptions=True)
         if self.outage_active:
             await self.end_outage()
+        self.shift_closed = await close_shift(self, self.shift, OPERATOR)
         summary = await finish(self, elapsed, drain_seconds=30.0 if self.seconds else 10.0)
         return 0 if (user_stopped or summary["checks_passed"]) else 1
 

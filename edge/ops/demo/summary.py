@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from edge.ops.demo.shift import printed_shift_slips
 from edge.store import stock
 
 
@@ -43,6 +44,11 @@ async def finish(sim, elapsed: float, drain_seconds: float) -> dict:
         status_code, hub_order = await sim.hub.call("GET", f"/orders/{pickup['order_id']}", expect=None)
         at_cloud += status_code == 200 and hub_order["state"] == "picked_up"
     printed = printed_orders(sim.vp) & {o.order_id for o in created}
+    shift = sim.shift_closed or {}
+
+    async def slip_out() -> bool:
+        return printed_shift_slips(sim.vp) >= 1
+    slips = bool(shift) and await sim.until(slip_out, 10, "the 交班小票 to print")
     went_down = any(state != "online" for at, state in sim.link_states
                     if sim.outage_started and at >= sim.outage_started)
     came_back = bool(sim.link_states) and sim.link_states[-1][1] == "online" and sim.outage_ended is not None
@@ -63,6 +69,9 @@ async def finish(sim, elapsed: float, drain_seconds: float) -> dict:
         "sales": sim.sales["count"], "sales_fen": sim.sales["total_fen"],
         "sales_by_method_fen": sim.sales["by_method"], "restocks": sim.restocks,
         "receipts_printed": len(sim.vp.receipts()),
+        "shift": {"number": shift.get("number"), "sales": (shift.get("figures") or {}).get("sales_count"),
+                  "expected_cash_fen": shift.get("expected_fen"), "counted_fen": shift.get("counted_fen"),
+                  "difference_fen": shift.get("difference_fen"), "slip_printed": bool(slips)},
         "events_synced": events.get("applied", 0) - before.get("applied", 0),
         "events_rejected": rejected, "dead_letters": dead, "queue_depth": status["queue"]["depth"],
         "queue_drained": drained and status["queue"]["depth"] == 0,
@@ -91,6 +100,8 @@ def checks(s: dict) -> dict[str, bool]:
         "balances_equal": s["balances_equal"], "queue_drained": s["queue_drained"],
         "all_orders_printed": s["all_orders_printed"],
         "pickups_at_cloud": s["pickups_at_cloud"] == s["pickups_verified"],
+        # every till sale of the run is in the shift, and its 交班小票 came out
+        "shift_closed": s["shift"]["sales"] == s["sales"] and s["shift"]["slip_printed"],
         "no_errors": s["errors_count"] == 0,  # a simulated part that crashed did not do its share
         "enough_activity": all(s[key] >= 1 for key in ACTIVITY),
     }
@@ -116,6 +127,10 @@ def print_summary(out, s: dict, printer_dir) -> None:
     p(f"  till sales         {s['sales']}, ￥{s['sales_fen'] / 100:.2f} (cash ￥"
       f"{s['sales_by_method_fen']['cash'] / 100:.2f}, WeChat ￥{s['sales_by_method_fen']['wechat'] / 100:.2f})")
     p(f"  receipts printed   {s['receipts_printed']} (in {printer_dir}/)")
+    sh = s["shift"]
+    if sh["number"] is not None:
+        p(f"  交班 (shift)       no. {sh['number']}: {sh['sales']} sales; cash expected ￥{sh['expected_cash_fen'] / 100:.2f}, "
+          f"counted ￥{sh['counted_fen'] / 100:.2f}; 交班小票 printed {yes(sh['slip_printed'])}")
     p(f"  events synced      {s['events_synced']} (rejected {s['events_rejected']}, dead letters "
       f"{s['dead_letters']}, still queued {s['queue_depth']})")
     p(f"  outage survived    {yes(s['outage_survived'])} (link down {yes(s['outage']['link_went_down'])}, "
