@@ -590,6 +590,23 @@ async def test_status_page_in_chinese(client, api):
     assert "测试门店" in text and "今日销售" in text and "1 笔" in text and "未配置（仅本地运行）" in text
 
 
+async def test_status_page_says_how_devices_are_connected_in_words(tmp_path):
+    """Issue 14 part 4: the status page showed config.toml's `type` (network, serial) to people."""
+    config = config_mod.load(write_config(tmp_path, '[[printers]]\nname = "front"\ntype = "network"\nhost = "127.0.0.1"\n'
+                                          'port = 1\n[[scanners]]\nname = "gun1"\ntype = "serial"\n'
+                                          f'path = "{tmp_path / "no-such-tty"}"\n'))
+    seed(config.db_path)
+    client = await start_client(config)
+    try:
+        text = await (await client.get("/")).text()
+        cells = [c for c in text.split("<td>") if c.startswith(("网络", "串口"))]
+        assert len(cells) == 2, text
+        for word in (">network<", ">serial<"):
+            assert word not in text, text
+    finally:
+        await client.close()
+
+
 async def test_a_read_past_the_limit_answers_503_json(tmp_path, monkeypatch):
     from conftest import write_config
 

@@ -18,6 +18,9 @@ from edge.store import overview, users
 routes = web.RouteTableDef()
 
 DEVICE_KINDS = {"printers": "打印机", "scanners": "扫码枪", "cameras": "摄像头"}
+# how a device is connected, in words (config.toml's `type`)
+INTERFACES = {"network": "网络", "serial": "串口", "usb": "USB", "file": "设备文件", "hid": "USB（键盘方式）",
+              "camera": "摄像头"}
 
 
 def _yuan(fen: int) -> str:
@@ -56,9 +59,11 @@ async def status(request: web.Request) -> web.Response:
         d = printers[device.name] if section == "printers" else readers[device.name]
         text = STATE_LABELS["zh"].get(d["state"], d["state"])
         error = d.get("error") or d.get("last_error")
-        return text + (f"<br><small>{e(error)}</small>" if error else "")
+        # a program's own message, folded away for IT as on the dashboard
+        return text + (f"<details><summary><small>技术信息</small></summary><small>{e(error)}</small></details>"
+                       if error else "")
 
-    devices = "".join(f"<tr><td>{DEVICE_KINDS[section]}</td><td>{e(d.name)}</td><td>{e(d.type)}</td>"
+    devices = "".join(f"<tr><td>{DEVICE_KINDS[section]}</td><td>{e(d.name)}</td><td>{INTERFACES.get(d.type, e(d.type))}</td>"
                       f"<td>{device_state(section, d)}</td></tr>" for section, d in config.devices()) \
         or '<tr><td colspan="4">未配置设备。在 config.toml 中添加 [[printers]] 或 [[scanners]]。</td></tr>'
     engine = request.app.get(SYNC)
