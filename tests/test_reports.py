@@ -1,0 +1,159 @@
+"""Reports (edge/store/reports.py): the arithmetic of a day and a range, written through the store's own
+functions at chosen times (a WriteContext of that moment, as tests.conftest seeds)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from edge.core.clock import business_date, iso
+from edge.core.context import WriteContext
+from edge.core.errors import InputError
+from edge.core.schemas import ReturnIn, SaleIn
+from edge.store import db, orders, pickups, reports, sales
+from protocol.orders import OrderClosed
+from sync.changes import apply_page
+
+TZ = ZoneInfo("Asia/Shanghai")
+MIDNIGHT = time(0)
+DAY = "2026-11-20"
+
+
+def at(local: str, device: str = "till-1", cutoff: time = MIDNIGHT) -> WriteContext:
+    """A write at a local time of the store (Asia/Shanghai), on the business day the cut-off gives it."""
+    moment = datetime.fromisoformat(local).replace(tzinfo=TZ)
+    return WriteContext(device, iso(moment), business_date(moment, TZ, cutoff))
+
+
+def sell(conn, ctx: WriteContext, lines: list[tuple[str, int]], payments: list[tuple[str, int]]) -> dict:
+    body = SaleIn.model_validate({"lines": [{"sku": s, "qty": q} for s, q in lines], "cashier": "王芳",
+                                  "payments": [{"method": m, "amount_fen": a} for m, a in payments]})
+    return sales.record_sale(conn, body, ctx)["sale"]
+
+
+def receive_order(conn, ctx: WriteContext, order_id: str, number: str, code: str, lines: list[dict]) -> None:
+    cursor = conn.execute("SELECT coalesce(max(cursor), 0) FROM inbox").fetchone()[0] + 1
+    change = {"cursor": cursor, "id": f"ch-{cursor}", "type": "order.created", "created_at": ctx.now,
+              "payload": {"order_id": order_id, "number": number, "kind": "pickup",
+                          "total_fen": sum(x["qty"] * x["price_fen"] for x in lines), "lines": lines,
+                          "pickup_code_sha256": pickups.code_hash(code)}}
+    assert apply_page(conn, [change], cursor, ctx)["rejected"] == 0
+
+
+def hand_over(conn, ctx: WriteContext, code: str, operator: str = "王芳") -> None:
+    body = pickups.HandOver.model_validate({"code": code, "operator": operator})
+    pickups.hand_over(conn, body, pickups.Checks("test-store", online=True), ctx)
+
+
+WATER = [{"sku": "DRK-001", "name": "农夫山泉", "qty": 3, "price_fen": 200}]
+CHIPS = [{"sku": "SNK-001", "name": "乐事", "qty": 1, "price_fen": 750}]
+
+
+@pytest.fixture
+def conn(config):
+    c = db.open_store_db(config.db_path)
+    yield c
+    c.close()
+
+
+def write(conn, fn):
+    with db.transaction(conn):
+        return fn()
+
+
+def a_day(conn) -> None:
+    """2026-11-20: two till sales (one cash with change), a return, an order handed over, one cancelled,
+    and one handed over then reversed; and a sale the next day and the day before."""
+    first = write(conn, lambda: sell(conn, at(f"{DAY}T09:15"), [("DRK-002", 2), ("SNK-001", 1)],
+                                     [("cash", 2000)]))          # 1450, change 550
+    write(conn, lambda: sell(conn, at(f"{DAY}T18:40"), [("DAI-001", 4)], [("wechat", 1400)]))
+    write(conn, lambda: sales.record_return(conn, first["id"], ReturnIn.model_validate(
+        {"lines": [{"line_no": 1, "qty": 1}], "refund_method": "cash", "reason": "破损"}), at(f"{DAY}T10:00")))
+    write(conn, lambda: receive_order(conn, at(f"{DAY}T11:00", "cloud"), "o-1", "A101", "111111", WATER))
+    write(conn, lambda: hand_over(conn, at(f"{DAY}T12:05"), "111111"))
+    write(conn, lambda: receive_order(conn, at(f"{DAY}T11:30", "cloud"), "o-2", "A102", "222222", CHIPS))
+    write(conn, lambda: orders.close_from_cloud(conn, OrderClosed(order_id="o-2"), "cancelled", at(f"{DAY}T13:00")))
+    write(conn, lambda: receive_order(conn, at(f"{DAY}T14:00", "cloud"), "o-3", "A103", "333333", CHIPS))
+    write(conn, lambda: hand_over(conn, at(f"{DAY}T14:10"), "333333"))
+    write(conn, lambda: pickups.reverse(conn, "o-3", pickups.Reversal(operator="李店长", reason="交错顾客"),
+                                        at(f"{DAY}T14:20")))
+    write(conn, lambda: sell(conn, at("2026-11-21T09:00"), [("DRK-001", 1)], [("alipay", 200)]))
+    write(conn, lambda: sell(conn, at("2026-11-19T09:00"), [("DRK-001", 5)], [("alipay", 1000)]))
+    write(conn, lambda: sell(conn, at("2026-11-13T20:00"), [("DRK-001", 2)], [("alipay", 400)]))
+
+
+def test_a_day_counts_till_sales_refunds_and_handed_over_orders_only(conn):
+    a_day(conn)
+    r = reports.report(conn, DAY, DAY, TZ, MIDNIGHT)
+    refund = 350 * 1450 // 1450  # the first line's net share of its sale (no sale discount): 350
+    assert r["till"] == {"sales_count": 2, "sales_fen": 1450 + 1400, "returns_count": 1, "refunds_fen": refund,
+                         "net_fen": 2850 - refund}
+    # o-1 handed over; o-2 cancelled; o-3 handed over and reversed: only o-1 counts
+    assert r["online"] == {"handed_over_count": 1, "fen": 600, "received_count": 3}
+    assert r["revenue_fen"] == 2850 - 350 + 600
+    # cash: 2000 paid - 550 change - 350 refunded; wechat as paid
+    assert r["payments_fen"] == {"wechat": 1400, "cash": 1100}
+    assert sum(r["payments_fen"].values()) == r["till"]["net_fen"]
+    hours = {h["hour"]: h for h in r["hours"]}
+    assert hours[9]["till_fen"] == 1450 and hours[18]["till_fen"] == 1400 and hours[12]["online_fen"] == 600
+    assert sum(h["till_fen"] for h in r["hours"]) == r["till"]["sales_fen"]
+    assert r["days"] == [{"date": DAY, "sales_count": 2, "sales_fen": 2850, "refunds_fen": 350, "online_count": 1,
+                          "online_fen": 600, "revenue_fen": 3100}]
+    # the 核销 list: both hand-overs, the reversed one marked, by order number
+    listed = [(p["order_number"], p["staff"], p["reversed_at"] is not None) for p in r["pickups"]["items"]]
+    assert listed == [("A101", "王芳", False), ("A103", "王芳", True)]
+    assert r["pickups"]["items"][0]["verified_at"] == at(f"{DAY}T12:05").now
+
+
+def test_best_sellers_and_categories_add_till_lines_and_online_orders(conn):
+    a_day(conn)
+    r = reports.report(conn, DAY, DAY, TZ, MIDNIGHT)
+    top = {p["sku"]: (p["qty"], p["fen"]) for p in r["top_products"]}
+    assert top == {"DAI-001": (4, 1400), "SNK-001": (1, 750), "DRK-002": (2, 700), "DRK-001": (3, 600)}
+    assert [p["sku"] for p in r["top_products"]] == ["DAI-001", "SNK-001", "DRK-002", "DRK-001"]
+    cats = {c["category"]: c["fen"] for c in r["categories"]}
+    assert cats == {"乳品": 1400, "饮料": 1300, "零食": 750}
+
+
+def test_comparisons_for_a_day_and_for_a_range(conn):
+    a_day(conn)
+    day = reports.report(conn, DAY, DAY, TZ, MIDNIGHT)
+    compare = {c["what"]: c for c in day["compare"]}
+    assert compare["previous_day"]["from"] == "2026-11-19" and compare["previous_day"]["revenue_fen"] == 1000
+    assert compare["previous_day"]["revenue_change_pct"] == 210.0
+    assert compare["same_day_last_week"]["from"] == "2026-11-13" and compare["same_day_last_week"]["revenue_fen"] == 400
+    week = reports.report(conn, "2026-11-20", "2026-11-21", TZ, MIDNIGHT)
+    assert week["revenue_fen"] == 3100 + 200 and [d["date"] for d in week["days"]] == ["2026-11-20", "2026-11-21"]
+    (previous,) = week["compare"]
+    assert (previous["what"], previous["from"], previous["to"], previous["revenue_fen"]) == \
+        ("previous_range", "2026-11-18", "2026-11-19", 1000)
+    empty = reports.report(conn, "2025-01-01", "2025-01-01", TZ, MIDNIGHT)
+    assert empty["revenue_fen"] == 0 and empty["compare"][0]["revenue_change_pct"] is None
+
+
+def test_the_cut_off_puts_a_half_past_midnight_sale_in_the_day_before(conn):
+    one = time(1, 0)
+    write(conn, lambda: sell(conn, at("2026-11-21T00:30", cutoff=one), [("DRK-001", 1)], [("wechat", 200)]))
+    write(conn, lambda: receive_order(conn, at("2026-11-20T23:00", "cloud", one), "o-9", "A109", "999999", CHIPS))
+    write(conn, lambda: hand_over(conn, at("2026-11-21T00:40", cutoff=one), "999999"))
+    write(conn, lambda: sell(conn, at("2026-11-21T01:10", cutoff=one), [("DRK-002", 1)], [("wechat", 350)]))
+    day = reports.report(conn, "2026-11-20", "2026-11-20", TZ, one)
+    assert day["till"]["sales_fen"] == 200 and day["online"]["fen"] == 750
+    assert {h["hour"]: h["till_fen"] for h in day["hours"]} == {0: 200}
+    assert [p["order_number"] for p in day["pickups"]["items"]] == ["A109"]
+    assert day["days"][0]["online_fen"] == 750
+    assert reports.report(conn, "2026-11-21", "2026-11-21", TZ, one)["revenue_fen"] == 350
+    # without the cut-off the same hand-over is the next day's
+    assert reports.report(conn, "2026-11-21", "2026-11-21", TZ, MIDNIGHT)["online"]["fen"] == 750
+
+
+@pytest.mark.parametrize("first, last, code", [
+    ("2026-11-31", "2026-12-01", "invalid_query"), ("2026-1-1", "2026-01-02", "invalid_query"),
+    ("2026-11-21", "2026-11-20", "invalid_range"), ("2025-01-01", "2026-01-02", "range_too_long")])
+def test_bad_ranges_are_refused_with_a_400(first, last, code):
+    with pytest.raises(InputError) as caught:
+        reports.check_range(first, last)
+    assert caught.value.status == 400 and caught.value.code == code, caught.value.message
+    assert reports.check_range("2025-01-01", "2026-01-01") == ("2025-01-01", "2026-01-01")  # 366 days
