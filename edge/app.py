@@ -17,7 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 # the API's resource modules register their operations when imported
 from edge import ui
-from edge.api import metrics, openapi, pos, printing, scans, status_page, verification  # noqa: F401
+from edge.api import metrics, openapi, pos, printing, reports, scans, status_page, verification  # noqa: F401
 from edge.api import sync as sync_api  # noqa: F401
 from edge.api.registry import PREFIX, is_public, json_response
 from edge.api.registry import routes as api_routes

@@ -15,6 +15,7 @@ from edge.core.schemas import ReturnIn, SaleIn
 from edge.store import db, orders, pickups, reports, sales
 from protocol.orders import OrderClosed
 from sync.changes import apply_page
+from tests.conftest import Api, dump, start_client
 
 TZ = ZoneInfo("Asia/Shanghai")
 MIDNIGHT = time(0)
@@ -157,3 +158,30 @@ def test_bad_ranges_are_refused_with_a_400(first, last, code):
         reports.check_range(first, last)
     assert caught.value.status == 400 and caught.value.code == code, caught.value.message
     assert reports.check_range("2025-01-01", "2026-01-01") == ("2025-01-01", "2026-01-01")  # 366 days
+
+
+# -- GET /api/v1/reports ----------------------------------------------------------------------------
+
+async def test_the_api_answers_the_store_figures_and_refuses_bad_ranges(conn, config):
+    a_day(conn)
+    expected = reports.report(conn, DAY, DAY, TZ, MIDNIGHT)
+    before = dump(config.db_path)
+    client = await start_client(config)
+    try:
+        api = Api(client)
+        status, body = await api.get("/reports", {"from": DAY, "to": DAY})
+        assert status == 200 and body == expected
+        status, only_from = await api.get("/reports", {"from": DAY})
+        assert status == 200 and only_from == expected
+        status, week = await api.get("/reports", {"from": "2026-11-14", "to": DAY})
+        assert status == 200 and week["days_count"] == 7 and week["revenue_fen"] == 3100 + 1000
+        for params, code in (({"from": "2026-11-31"}, "invalid_query"), ({"from": "20261120"}, "invalid_query"),
+                             ({"from": DAY, "to": ""}, "invalid_query"),
+                             ({"from": DAY, "to": "2026-11-19"}, "invalid_range"),
+                             ({"from": "2025-11-19", "to": DAY}, "range_too_long")):
+            status, body = await api.get("/reports", params)
+            assert status == 400 and body["error"]["code"] == code, (params, body)
+            assert body["error"]["message"] and body["error"]["fields"][0]["field"] in ("from", "to")
+    finally:
+        await client.close()
+    assert dump(config.db_path) == before
