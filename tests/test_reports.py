@@ -3,6 +3,7 @@ functions at chosen times (a WriteContext of that moment, as tests.conftest seed
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
@@ -13,9 +14,11 @@ from edge.core.context import WriteContext
 from edge.core.errors import InputError
 from edge.core.schemas import ReturnIn, SaleIn
 from edge.store import db, orders, pickups, reports, sales
+from edge.ui.web import TEXT
 from protocol.orders import OrderClosed
 from sync.changes import apply_page
 from tests.conftest import Api, dump, start_client
+from tests.test_ui_manager import Browser, add_users
 
 TZ = ZoneInfo("Asia/Shanghai")
 MIDNIGHT = time(0)
@@ -185,3 +188,54 @@ async def test_the_api_answers_the_store_figures_and_refuses_bad_ranges(conn, co
     finally:
         await client.close()
     assert dump(config.db_path) == before
+
+
+# -- the page /ui/reports -----------------------------------------------------------------------------
+
+def test_every_report_word_is_in_both_languages():
+    import edge.ui  # noqa: F401 (registers every page's words)
+
+    zh = {k for k in TEXT["zh"] if k.startswith("reports_")}
+    en = {k for k in TEXT["en"] if k.startswith("reports_")}
+    assert zh and zh == en, zh ^ en
+
+
+def data_fen(html: str, element_id: str) -> int:
+    return int(re.search(rf'id="{element_id}"[^>]*data-fen="(-?\d+)"', html).group(1))
+
+
+async def test_the_page_shows_a_past_day_and_refuses_a_bad_range(conn, config):
+    a_day(conn)
+    add_users(config.db_path)
+    client = await start_client(config)
+    try:
+        boss = Browser(client)
+        await boss.log_in("boss")
+        html = await boss.get(f"/ui/reports?from={DAY}&to={DAY}")
+        assert data_fen(html, "report-revenue") == 3100
+        assert data_fen(html, "report-till") == 2500 and data_fen(html, "report-online") == 600
+        assert "￥31.00" in html and "2026-11-20（周五）营业日" in html
+        assert 'data-compare="previous_day" data-fen="1000"' in html and "+210.0%" in html
+        assert 'data-method="cash" data-fen="1100"' in html and "现金" in html and "线上支付" in html
+        pickups = html[html.index('id="report-pickups"'):html.index('id="report-exports"')]
+        assert "A101" in pickups and "20:05" not in pickups and "12:05:00" in pickups  # the store's zone
+        assert "已冲正（李店长）" in pickups and "o-1" not in pickups
+        assert 'href="/ui/export/sales.xlsx?from=2026-11-20&amp;to=2026-11-20"' in html
+        assert 'id="report-days"' not in html  # a day has no by-day table
+
+        week = await boss.get("/ui/reports?from=2026-11-14&to=2026-11-20")
+        assert 'id="report-days"' in week and 'data-date="2026-11-19" data-fen="1000"' in week
+        assert 'data-compare="previous_range"' in week
+
+        for query, words in (("from=2026-11-20&to=2026-11-01", "结束日期不能早于开始日期"),
+                             ("from=2026-02-30", "日期格式不对"), ("from=2024-01-01&to=2026-01-01", "一次最多查看 366 天")):
+            resp = await client.get(f"/ui/reports?{query}")
+            body = await resp.text()
+            assert resp.status == 400 and words in body and 'id="report-revenue"' not in body, query
+
+        till = Browser(client)
+        client.session.cookie_jar.clear()
+        await till.log_in("till")
+        await till.get("/ui/reports", status=403)
+    finally:
+        await client.close()

@@ -10,6 +10,7 @@ from edge.ui import (  # noqa: F401  # noqa: F401
     login,  # noqa: F401 (registers its pages)
     orders_pages,
     overview,
+    reports_pages,
     stock_pages,
     sync_pages,
 )

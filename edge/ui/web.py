@@ -128,7 +128,7 @@ def render(request: web.Request, template: str, status: int = 200, **values) -> 
 NAV = [("/ui/cashier", "nav_cashier", "cashier"), ("/ui/", "nav_overview", "manager"),
        ("/ui/orders", "nav_orders", "manager"), ("/ui/stock", "nav_stock", "manager"),
        ("/ui/sync", "nav_sync", "manager"), ("/ui/devices", "nav_devices", "manager"),
-       ("/ui/audit", "nav_audit", "manager")]
+       ("/ui/reports", "nav_reports", "manager"), ("/ui/audit", "nav_audit", "manager")]
 
 register_text({
     "zh": {"nav_cashier": "收银台", "nav_overview": "概览", "nav_orders": "订单", "nav_stock": "库存",
