@@ -3,10 +3,12 @@ functions at chosen times (a WriteContext of that moment, as tests.conftest seed
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
+import openpyxl
 import pytest
 
 from edge.core.clock import business_date, iso
@@ -237,5 +239,66 @@ async def test_the_page_shows_a_past_day_and_refuses_a_bad_range(conn, config):
         client.session.cookie_jar.clear()
         await till.log_in("till")
         await till.get("/ui/reports", status=403)
+    finally:
+        await client.close()
+
+
+# -- the Excel exports ------------------------------------------------------------------------------------
+
+def sheet_rows(body: bytes) -> list[tuple]:
+    book = openpyxl.load_workbook(io.BytesIO(body))
+    (sheet,) = book.worksheets
+    return list(sheet.iter_rows(values_only=True))
+
+
+def fen(value) -> int:
+    return round(value * 100)
+
+
+async def test_the_exports_open_in_openpyxl_and_their_totals_equal_the_api(conn, config):
+    a_day(conn)
+    add_users(config.db_path)
+    client = await start_client(config)
+    try:
+        _, api = await Api(client).get("/reports", {"from": DAY, "to": DAY})
+        boss = Browser(client)
+        await boss.log_in("boss")
+        books = {}
+        for what in ("sales", "orders", "pickups", "moves"):
+            resp = await client.get(f"/ui/export/{what}.xlsx", params={"from": DAY, "to": DAY})
+            assert resp.status == 200, (what, await resp.text())
+            assert resp.content_type == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            assert f'filename="{what}-{DAY}-{DAY}.xlsx"' in resp.headers["Content-Disposition"]
+            books[what] = sheet_rows(await resp.read())
+
+        sales_rows = books["sales"]
+        header, *rows, totals = sales_rows
+        amount = header.index("实收（退款为负）")
+        assert header[0] == "类型" and totals[0] == "合计（3）"
+        assert fen(totals[amount]) == api["till"]["net_fen"] == sum(fen(r[amount]) for r in rows)
+        first = rows[0]
+        assert first[:2] == ("销售", 1) and first[header.index("时间")] == datetime(2026, 11, 20, 9, 15)
+        assert first[header.index("支付方式")] == "现金 ￥20.00" and fen(first[header.index("找零")]) == 550
+        assert [r[0] for r in rows] == ["销售", "退货", "销售"] and fen(rows[1][amount]) == -350
+
+        header, *rows, totals = books["pickups"]
+        assert fen(totals[header.index("计入营业额")]) == api["online"]["fen"]
+        assert [(r[1], r[2]) for r in rows] == [("A101", "王芳"), ("A103", "王芳")]
+        assert rows[1][header.index("冲正人")] == "李店长" and rows[0][0] == datetime(2026, 11, 20, 12, 5)
+
+        header, *rows, totals = books["orders"]
+        assert len(rows) == api["online"]["received_count"]
+        assert {r[0]: r[header.index("状态")] for r in rows} == {"A101": "已自提", "A102": "已取消", "A103": "已备好待取"}
+
+        header, *rows, totals = books["moves"]
+        assert rows and {r[header.index("原因")] for r in rows} >= {"销售", "退货", "订单预留", "自提出库"}
+        assert all(datetime(2026, 11, 20) <= r[0] < datetime(2026, 11, 21) for r in rows)
+
+        assert (await client.get("/ui/export/secrets.xlsx")).status == 404
+        resp = await client.get("/ui/export/sales.xlsx", params={"from": DAY, "to": "2026-11-01"})
+        assert resp.status == 400 and "结束日期不能早于开始日期" in await resp.text()
+        client.session.cookie_jar.clear()
+        await Browser(client).log_in("till")
+        assert (await client.get("/ui/export/sales.xlsx")).status == 403
     finally:
         await client.close()

@@ -7,6 +7,7 @@ from edge.ui import (  # noqa: F401  # noqa: F401
     audit_pages,
     cashier,  # noqa: F401
     devices_pages,
+    export_pages,
     login,  # noqa: F401 (registers its pages)
     orders_pages,
     overview,

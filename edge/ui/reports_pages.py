@@ -50,7 +50,7 @@ register_text({
            "reports_weekday_6": "周日",
            "reports_error_invalid_query": "日期格式不对，请用日期选择器选择（例如 2026-11-21）",
            "reports_error_invalid_range": "结束日期不能早于开始日期",
-           "reports_error_range_too_long": "一次最多查看 {n} 天，请缩短日期范围"},
+           "reports_error_range_too_long": f"一次最多查看 {reports.MAX_DAYS} 天，请缩短日期范围"},
     "en": {"nav_reports": "Reports", "reports_title": "Reports", "reports_from": "From", "reports_to": "To",
            "reports_show": "Show", "reports_today": "Today", "reports_yesterday": "Yesterday",
            "reports_this_week": "This week", "reports_last_7": "Last 7 days", "reports_last_31": "Last 31 days",
@@ -89,7 +89,7 @@ register_text({
            "reports_weekday_6": "Sun",
            "reports_error_invalid_query": "That is not a date: pick one with the date picker (e.g. 2026-11-21)",
            "reports_error_invalid_range": "The end date is before the start date",
-           "reports_error_range_too_long": "At most {n} days at a time: shorten the range"},
+           "reports_error_range_too_long": f"At most {reports.MAX_DAYS} days at a time: shorten the range"},
 })
 
 
@@ -126,7 +126,7 @@ async def reports_page(request: web.Request):
     try:
         first, last = range_from(request.query, today)
     except InputError as exc:
-        values["error"] = {"key": f"reports_error_{exc.code}", "n": reports.MAX_DAYS}
+        values["error"] = f"reports_error_{exc.code}"
         return render(request, "reports.html", status=400, **values)
     report = await request.app[STORE].read(reports.report, first, last, config.tz, config.day_cutoff)
     lang = request.get(LANG, "zh")
