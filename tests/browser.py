@@ -124,7 +124,9 @@ class Stack:
     def db_path(self) -> Path:
         return self.data_dir / "store.db"
 
-    def start(self) -> None:
+    def start(self, prepare=None) -> None:
+        """`prepare(conn)`, when given, writes to the store (its own transactions, after the catalog and the
+        users) before the daemon starts: history on earlier business days, say."""
         self.hub.start("--log-level", "warning")
         token = self.hub.admin_ok("POST", "/stores", {"store_id": STORE_ID, "name": "界面测试门店"})["token"]
         (self.root / "cloud-token").write_text(token + "\n", encoding="utf-8")
@@ -137,6 +139,8 @@ class Stack:
             with db.transaction(conn):
                 for role, (name, display, password) in USERS.items():
                     users.add_user(conn, name, display, role, users.new_password(password), iso(utcnow()))
+            if prepare is not None:
+                prepare(conn)
         finally:
             conn.close()
         extra = (f'[cloud]\nurl = "{self.hub.url}"\ntoken = {{ file = "cloud-token" }}\ntimeout_seconds = 5\n'

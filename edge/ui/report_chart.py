@@ -5,9 +5,9 @@ to a phone's 390 px the hours and the ￥ labels stay readable."""
 from __future__ import annotations
 
 HOURS = (7, 22)  # shown at least; more when sales fall outside
-WIDTH, HEIGHT = 640, 280
-LEFT, RIGHT, TOP, BOTTOM = 78, 6, 12, 30  # room for the ￥ labels on the left and the hours below
-FONT = 17
+WIDTH, HEIGHT = 560, 260
+LEFT, RIGHT, TOP, BOTTOM = 88, 6, 14, 32  # room for the ￥ labels on the left and the hours below
+FONT = 20
 
 
 def _step(top_fen: int) -> int:
