@@ -28,13 +28,14 @@ from edge.core.errors import InputError
 from edge.core.serving import client_gone, serve_until_stopped
 from edge.core.sqlite import ReadTimeout, Store
 from edge.services import jobs
-from edge.services.app_keys import CONFIG, DEVICE, DEVICES, LIMITER, PRINTING, SCANS, STARTED, STORE, SYNC
+from edge.services.app_keys import CONFIG, DEVICE, DEVICES, LIMITER, PRINTING, REPORTS, SCANS, STARTED, STORE, SYNC
 from edge.services.devices import DeviceService
 from edge.services.limiter import CodeLimiter
 from edge.services.printing import PrintService
 from edge.services.reload import reload
 from edge.services.scan_router import ScanRouter
 from edge.store import api_tokens, db, pinyin, signed_tokens
+from edge.store.report_sums import ClosedDays
 from edge.ui import web as ui_web
 from edge.ui.login import LOGIN_LIMITER
 from edge.ui.login_limit import LoginLimiter
@@ -179,6 +180,7 @@ def build_app(config: Config) -> web.Application:
     app[LIMITER] = CodeLimiter(config.verification.code_attempts, config.verification.code_window_seconds,
                                       config.verification.code_lockout_seconds)
     app[LOGIN_LIMITER] = LoginLimiter()
+    app[REPORTS] = ClosedDays()
     app.cleanup_ctx.extend(SUBSYSTEMS)
     app.add_routes(api_routes())
     app.add_routes(status_page.routes)

@@ -16,6 +16,7 @@ from edge.core.context import WriteContext
 from edge.core.errors import InputError
 from edge.core.schemas import ReturnIn, SaleIn
 from edge.store import db, orders, pickups, reports, sales
+from edge.store.report_sums import ClosedDays
 from edge.ui.web import TEXT
 from protocol.orders import OrderClosed
 from sync.changes import apply_page
@@ -153,6 +154,30 @@ def test_the_cut_off_puts_a_half_past_midnight_sale_in_the_day_before(conn):
     assert reports.report(conn, "2026-11-21", "2026-11-21", TZ, one)["revenue_fen"] == 350
     # without the cut-off the same hand-over is the next day's
     assert reports.report(conn, "2026-11-21", "2026-11-21", TZ, MIDNIGHT)["online"]["fen"] == 750
+
+
+def test_closed_days_are_reused_until_their_rows_change(conn):
+    a_day(conn)
+    closed = ClosedDays()
+    today = "2026-11-21"
+
+    def both(first="2026-11-14", last=today):
+        cached = reports.report(conn, first, last, TZ, MIDNIGHT, today=today, closed=closed)
+        assert cached == reports.report(conn, first, last, TZ, MIDNIGHT)  # the same figures as read whole
+        return cached
+
+    assert both()["revenue_fen"] == 1000 + 3100 + 200
+    misses = closed.misses
+    assert both()["revenue_fen"] == 4300 and closed.misses == misses and closed.hits
+    # today's trading is read at every request; the closed days stay cached
+    write(conn, lambda: sell(conn, at(f"{today}T10:00"), [("DRK-002", 1)], [("wechat", 350)]))
+    assert both()["revenue_fen"] == 4650 and closed.misses == misses
+    # a reversal today of a hand-over of the 20th changes a closed day: read again
+    write(conn, lambda: pickups.reverse(conn, "o-1", pickups.Reversal(operator="李店长", reason="误操作"),
+                                        at(f"{today}T11:00")))
+    r = both()
+    assert r["revenue_fen"] == 4650 - 600 and closed.misses == misses + 1
+    assert both(DAY, DAY)["online"]["fen"] == 0
 
 
 @pytest.mark.parametrize("first, last, code", [

@@ -5,9 +5,10 @@ the totals of the columns that have one."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Any, Iterable
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook

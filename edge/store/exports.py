@@ -9,7 +9,7 @@ Rows are fetched as they are written out (a cursor), so a long range never sits 
 from __future__ import annotations
 
 import sqlite3
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def sales(conn: sqlite3.Connection, first: str, last: str) -> Iterator[sqlite3.Row]:

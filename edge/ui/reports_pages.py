@@ -10,7 +10,7 @@ from aiohttp import web
 from drivers.documents import PAYMENT_LABELS
 from edge.core.clock import business_date, utcnow
 from edge.core.errors import InputError
-from edge.services.app_keys import CONFIG, STORE
+from edge.services.app_keys import CONFIG, REPORTS, STORE
 from edge.store import reports
 from edge.ui.report_chart import chart
 from edge.ui.web import LANG, page, register_text, render
@@ -128,7 +128,8 @@ async def reports_page(request: web.Request):
     except InputError as exc:
         values["error"] = f"reports_error_{exc.code}"
         return render(request, "reports.html", status=400, **values)
-    report = await request.app[STORE].read(reports.report, first, last, config.tz, config.day_cutoff)
+    report = await request.app[STORE].read_long(lambda conn: reports.report(
+        conn, first, last, config.tz, config.day_cutoff, today=today, closed=request.app.get(REPORTS)))
     lang = request.get(LANG, "zh")
     return {**values, "first": first, "last": last, "report": report, "chart": chart(report["hours"]),
             "payments": payment_rows(report, lang), "weekday": date.fromisoformat(first).weekday(),
