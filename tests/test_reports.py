@@ -4,6 +4,7 @@ functions at chosen times (a WriteContext of that moment, as tests.conftest seed
 from __future__ import annotations
 
 import io
+import random
 import re
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
@@ -15,7 +16,7 @@ from edge.core.clock import business_date, iso
 from edge.core.context import WriteContext
 from edge.core.errors import InputError
 from edge.core.schemas import ReturnIn, SaleIn
-from edge.store import db, orders, pickups, reports, sales
+from edge.store import db, orders, pickups, report_sums, reports, sales
 from edge.store.report_sums import ClosedDays
 from edge.ui.web import TEXT
 from protocol.orders import OrderClosed
@@ -178,6 +179,20 @@ def test_closed_days_are_reused_until_their_rows_change(conn):
     r = both()
     assert r["revenue_fen"] == 4650 - 600 and closed.misses == misses + 1
     assert both(DAY, DAY)["online"]["fen"] == 0
+
+
+def test_the_best_sellers_of_two_ranges_added_are_those_of_both(monkeypatch):
+    """merge() ranks only each side's top and the other side's SKUs: never another answer than ranking all."""
+    monkeypatch.setattr(report_sums, "TOP_PRODUCTS", 3)
+    rng = random.Random(14)
+    for _ in range(300):
+        sides = []
+        for size in (rng.randint(0, 40), rng.randint(0, 6)):
+            skus = {f"S{rng.randint(1, 50):02d}": [1, rng.choice((0, 100, 200, 250, 300, rng.randint(1, 900)))]
+                    for _ in range(size)}
+            sides.append({"skus": skus, "top": report_sums.top(skus)})
+        merged = report_sums.merge(*sides)
+        assert merged["top"] == report_sums.top(merged["skus"]), sides
 
 
 @pytest.mark.parametrize("first, last, code", [

@@ -10,6 +10,7 @@ mark, and the sums are read again.
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
 import threading
 from bisect import bisect_right
@@ -18,6 +19,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from edge.core.clock import day_bounds, iso
+
+TOP_PRODUCTS = 10
 
 
 def days_of(first: str, last: str) -> list[str]:
@@ -51,12 +54,14 @@ def _bucketer(first: str, last: str, tz: ZoneInfo, cutoff: time):
     return place
 
 
+# `+o.state`: read from the hand-overs' time index, never from the orders' state index (every order ever
+# handed over); a standing hand-over's order is picked_up, the test only guards against a stray row
 HANDED_OVER = ("FROM pickups p JOIN orders o ON o.id = p.order_id WHERE p.verified_at >= ? AND p.verified_at < ? "
-               "AND p.reversed_at IS NULL AND o.state = 'picked_up'")
+               "AND p.reversed_at IS NULL AND +o.state = 'picked_up'")
 SOLD = ("WITH sold AS (SELECT l.sku, l.qty, l.amount_fen AS fen FROM sale_lines l JOIN sales s ON s.id = l.sale_id "
         "WHERE s.business_date BETWEEN ? AND ? UNION ALL SELECT l.sku, l.qty, l.qty * l.price_fen FROM pickups p "
         "JOIN order_lines l ON l.order_id = p.order_id JOIN orders o ON o.id = p.order_id WHERE p.verified_at >= ? "
-        "AND p.verified_at < ? AND p.reversed_at IS NULL AND o.state = 'picked_up') ")
+        "AND p.verified_at < ? AND p.reversed_at IS NULL AND +o.state = 'picked_up') ")
 
 
 def sums(conn: sqlite3.Connection, first: str, last: str, tz: ZoneInfo, cutoff: time, detail: bool = True) -> dict:
@@ -110,10 +115,17 @@ def sums(conn: sqlite3.Connection, first: str, last: str, tz: ZoneInfo, cutoff: 
     args = (first, last, start, end)
     out["skus"] = {sku: [qty, fen] for sku, qty, fen in conn.execute(
         SOLD + "SELECT sku, sum(qty), sum(fen) FROM sold GROUP BY sku", args)}
+    out["top"] = top(out["skus"])
     out["categories"] = {category: [qty, fen] for category, qty, fen in conn.execute(
         SOLD + "SELECT p.category, sum(s.qty), sum(s.fen) FROM sold s LEFT JOIN products p USING (sku) "
         "GROUP BY p.category", args)}
     return out
+
+
+def top(skus: dict, among=None) -> list[str]:
+    """The TOP_PRODUCTS best-selling SKUs (by amount, then SKU), among `among` (default: all)."""
+    return [sku for sku, _ in heapq.nsmallest(TOP_PRODUCTS, ((k, skus[k]) for k in (skus if among is None else among)),
+                                              key=lambda item: (-item[1][1], item[0]))]
 
 
 def merge(a: dict, b: dict) -> dict:
@@ -132,6 +144,11 @@ def merge(a: dict, b: dict) -> dict:
                 else:
                     merged[k] += v
             out[key] = merged
+        elif key == "top":
+            # the top of both is among the bigger side's top and the smaller side's every SKU: a SKU the smaller
+            # side did not sell, outside the bigger side's top, has TOP_PRODUCTS ahead of it there, still ahead
+            big, small = (a, b) if len(a["skus"]) >= len(b["skus"]) else (b, a)
+            out[key] = top(out["skus"], among=set(big["top"]) | set(small["skus"]))
         else:
             out[key] = value + other
     return out

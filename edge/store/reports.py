@@ -18,7 +18,6 @@ and reused while their rows stay as they were, and only today is read at every r
 
 from __future__ import annotations
 
-import heapq
 import sqlite3
 from datetime import date, time, timedelta
 from zoneinfo import ZoneInfo
@@ -27,7 +26,6 @@ from edge.core.errors import InputError
 from edge.store.report_sums import ClosedDays, bounds, days_of, merge, sums
 
 MAX_DAYS = 366
-TOP_PRODUCTS = 10
 PICKUP_LIST_LIMIT = 500
 
 
@@ -94,12 +92,11 @@ def _payments(s: dict) -> dict[str, int]:
     return dict(sorted(by_method.items(), key=lambda item: -item[1]))
 
 
-def _top_products(conn: sqlite3.Connection, skus: dict) -> list[dict]:
-    top = heapq.nsmallest(TOP_PRODUCTS, skus.items(), key=lambda item: (-item[1][1], item[0]))
+def _top_products(conn: sqlite3.Connection, s: dict) -> list[dict]:
     names = {r[0]: (r[1], r[2]) for r in conn.execute(
-        f"SELECT sku, name, unit FROM products WHERE sku IN ({', '.join('?' * len(top))})", [t[0] for t in top])}
-    return [{"sku": sku, "name": names.get(sku, (sku, None))[0], "unit": names.get(sku, (sku, None))[1], "qty": qty,
-             "fen": fen} for sku, (qty, fen) in top]
+        f"SELECT sku, name, unit FROM products WHERE sku IN ({', '.join('?' * len(s['top']))})", s["top"])}
+    return [{"sku": sku, "name": names.get(sku, (sku, None))[0], "unit": names.get(sku, (sku, None))[1],
+             "qty": s["skus"][sku][0], "fen": s["skus"][sku][1]} for sku in s["top"]]
 
 
 def pickup_records(conn: sqlite3.Connection, start: str, end: str, limit: int = PICKUP_LIST_LIMIT) -> dict:
@@ -140,5 +137,5 @@ def report(conn: sqlite3.Connection, first: str, last: str, tz: ZoneInfo, cutoff
                   for c, (qty, fen) in sorted(s["categories"].items(), key=lambda item: (-item[1][1], item[0] or ""))]
     return {"from": first, "to": last, "days_count": len(days), "start_at": start, "end_at": end, **main,
             "compare": compare, "payments_fen": _payments(s), "days": days, "hours": hours,
-            "top_products": _top_products(conn, s["skus"]), "categories": categories,
+            "top_products": _top_products(conn, s), "categories": categories,
             "pickups": pickup_records(conn, start, end)}
