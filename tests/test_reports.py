@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import openpyxl
 import pytest
 
+from edge.core import xlsx
 from edge.core.clock import business_date, iso
 from edge.core.context import WriteContext
 from edge.core.errors import InputError
@@ -268,6 +269,7 @@ async def test_the_page_shows_a_past_day_and_refuses_a_bad_range(conn, config):
         week = await boss.get("/ui/reports?from=2026-11-14&to=2026-11-20")
         assert 'id="report-days"' in week and 'data-date="2026-11-19" data-fen="1000"' in week
         assert 'data-compare="previous_range"' in week
+        assert "核销记录（2026-11-20）" in week and 'data-order-number="A101"' in week  # the range's last day
 
         for query, words in (("from=2026-11-20&to=2026-11-01", "结束日期不能早于开始日期"),
                              ("from=2026-02-30", "日期格式不对"), ("from=2024-01-01&to=2026-01-01", "一次最多查看 366 天")):
@@ -342,3 +344,12 @@ async def test_the_exports_open_in_openpyxl_and_their_totals_equal_the_api(conn,
         assert (await client.get("/ui/export/sales.xlsx")).status == 403
     finally:
         await client.close()
+
+
+def test_a_sheet_stops_at_excels_row_limit_and_says_so(monkeypatch):
+    monkeypatch.setattr(xlsx, "MAX_ROWS", 3)
+    out = io.BytesIO()
+    info = xlsx.write(out, "t", [xlsx.Column("金额", "money", total=True)], ([100] for _ in range(5)), TZ)
+    assert info["rows"] == 3 and info["cut"] and info["totals"] == {"金额": 300}
+    header, *rows, totals = sheet_rows(out.getvalue())
+    assert len(rows) == 3 and totals[0].startswith("合计（3）：行数已达 Excel 上限")

@@ -18,6 +18,7 @@ from openpyxl.utils import get_column_letter
 
 MONEY_FORMAT = '"￥"#,##0.00;-"￥"#,##0.00'
 TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+MAX_ROWS = 1_048_576 - 2  # Excel's rows, less the header and the totals
 MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -37,7 +38,7 @@ def _local(stamp: str | None, tz: ZoneInfo) -> datetime | None:
 
 
 def write(target: IO[bytes], title: str, columns: list[Column], rows: Iterable[list[Any]], tz: ZoneInfo,
-          total_label: str = "合计") -> dict:
+          total_label: str = "合计", cut_label: str = "：行数已达 Excel 上限，其余未导出，请缩短日期范围") -> dict:
     """Write the sheet to `target`; the answer says how many rows and the totals (fen for money)."""
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title[:31])
@@ -46,7 +47,9 @@ def write(target: IO[bytes], title: str, columns: list[Column], rows: Iterable[l
     sheet.freeze_panes = "A2"
     bold = Font(bold=True)
 
-    def cell(value, column: Column, font=None) -> WriteOnlyCell:
+    def cell(value, column: Column, font=None):
+        if font is None and column.kind not in ("money", "time"):
+            return value  # a plain value: a styled cell object per value would take most of the time
         out = WriteOnlyCell(sheet, value=value)
         if column.kind == "money" and value is not None:
             out.value = value / 100
@@ -66,15 +69,19 @@ def write(target: IO[bytes], title: str, columns: list[Column], rows: Iterable[l
     sheet.append(header)
     totals = [0] * len(columns)
     count = 0
+    cut = False
     for row in rows:
+        if count == MAX_ROWS:
+            cut = True  # Excel opens no more rows than that: the totals row says the sheet stops short
+            break
         count += 1
         for index, (value, column) in enumerate(zip(row, columns)):
             if column.total and value is not None:
                 totals[index] += value
         sheet.append([cell(value, column) for value, column in zip(row, columns)])
     last = [cell(totals[i] if column.total else None, column, bold) for i, column in enumerate(columns)]
-    last[0] = WriteOnlyCell(sheet, value=f"{total_label}（{count}）")
+    last[0] = WriteOnlyCell(sheet, value=f"{total_label}（{count}）" + (cut_label if cut else ""))
     last[0].font = bold
     sheet.append(last)
     book.save(target)
-    return {"rows": count, "totals": {c.header: totals[i] for i, c in enumerate(columns) if c.total}}
+    return {"rows": count, "cut": cut, "totals": {c.header: totals[i] for i, c in enumerate(columns) if c.total}}

@@ -134,15 +134,16 @@ def merge(a: dict, b: dict) -> dict:
     for key, value in a.items():
         other = b[key]
         if isinstance(value, dict):
+            # a shallow copy of the bigger side (a month of SKUs): its lists are shared, never changed in place
             big, small = (value, other) if len(value) >= len(other) else (other, value)
-            merged = {k: list(v) if isinstance(v, list) else v for k, v in big.items()}
+            merged = dict(big)
             for k, v in small.items():
                 if k not in merged:
-                    merged[k] = list(v) if isinstance(v, list) else v
+                    merged[k] = v
                 elif isinstance(v, list):
                     merged[k] = [x + y for x, y in zip(merged[k], v)]
                 else:
-                    merged[k] += v
+                    merged[k] = merged[k] + v
             out[key] = merged
         elif key == "top":
             # the top of both is among the bigger side's top and the smaller side's every SKU: a SKU the smaller

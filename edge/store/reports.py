@@ -138,4 +138,5 @@ def report(conn: sqlite3.Connection, first: str, last: str, tz: ZoneInfo, cutoff
     return {"from": first, "to": last, "days_count": len(days), "start_at": start, "end_at": end, **main,
             "compare": compare, "payments_fen": _payments(s), "days": days, "hours": hours,
             "top_products": _top_products(conn, s), "categories": categories,
-            "pickups": pickup_records(conn, start, end)}
+            # 核销 records are a daily list: the range's last day (a day of a range has its own report)
+            "pickups": {"date": last, **pickup_records(conn, *bounds(last, last, tz, cutoff))}}
