@@ -1,4 +1,4 @@
-"""Excel exports for the manager: GET /ui/export/{orders,sales,pickups,moves}.xlsx?from=&to=, the business
+"""Excel exports for the manager: GET /ui/export/{orders,sales,pickups,moves,shifts}.xlsx?from=&to=, the business
 days of the report page. Chinese column headers (the sheets go to the back office as they are); rows
 read by edge/store/exports.py on the long-job reader, written by edge/core/xlsx.py to a temporary
 file, then streamed."""
@@ -59,6 +59,12 @@ def _moves(row):
             text("zh", f"stock_reason_{row['reason']}"), row["device"], row["note"]]
 
 
+def _shifts(row):
+    return [row["number"], row["business_date"], row["till"], row["cashier"], row["opened_at"], row["float_fen"],
+            row["closed_at"], row["closed_by"], row["sales_count"], row["sales_fen"], row["expected_fen"],
+            row["counted_fen"], row["difference_fen"], row["note"]]
+
+
 # what -> (sheet title, columns, rows reader, row words, range kind: business days or [start, end) times)
 SHEETS = {
     "sales": ("销售和退货", [Column("类型", width=8), Column("小票号", "int", 10), Column("营业日", width=12),
@@ -82,6 +88,14 @@ SHEETS = {
                        Column("单位", width=6), Column("数量", "int", 10), Column("原因", width=12),
                        Column("设备", width=12), Column("备注", width=24)],
               exports.moves, _moves, "times"),
+    # only where the schema has shifts (exports.has_shifts)
+    "shifts": ("交班记录", [Column("班次号", "int", 8), Column("营业日", width=12), Column("收银台", width=12),
+                        Column("收银员", width=10), Column("开班时间", "time", 20), Column("备用金", "money", 12),
+                        Column("交班时间", "time", 20), Column("交班人", width=10),
+                        Column("销售笔数", "int", 10, total=True), Column("销售额", "money", 12, total=True),
+                        Column("应有现金", "money", 12), Column("实点现金", "money", 12),
+                        Column("差额", "money", 10, total=True), Column("备注", width=24)],
+               exports.shifts, _shifts, "days"),
 }
 
 
@@ -100,8 +114,11 @@ async def export(request: web.Request) -> web.StreamResponse:
                                                   day_bounds(last, config.tz, config.day_cutoff)[1])
     with tempfile.TemporaryFile() as out:
         def build(conn):
+            if what == "shifts" and not exports.has_shifts(conn):
+                return None
             return xlsx.write(out, title, columns, (words(row) for row in reader(conn, *bounds)), config.tz)
-        await request.app[STORE].read_long(build)
+        if await request.app[STORE].read_long(build) is None:
+            return render(request, "error.html", status=404, error_key="reports_error_no_shifts", message="")
         size = out.tell()
         out.seek(0)
         name = f"{what}-{first}-{last}.xlsx"
