@@ -36,6 +36,8 @@ PAGES = {  # path -> elements docs/dashboard.md promises on it
     "/ui/sync": ["#queue", "#dead-letters"],
     "/ui/devices": ["#printers", "#scanners", "button#print-status-ticket"],
     "/ui/audit": ["table#audit"],
+    "/ui/reports": ["form#report-range input[name=from]", "#report-revenue", "#report-payments", "#report-chart",
+                    "#report-pickups", "#report-exports a[data-export=sales]"],
 }
 
 
@@ -297,7 +299,7 @@ def test_every_page_renders_at_1366x768_with_its_elements(page, stack):
     log_in(page, "manager")
     shots = {"/ui/": "08-overview", "/ui/orders": "09-orders", f"/ui/orders/{order_id}": "10-order-detail",
              "/ui/stock": "12-stock", "/ui/stock/SNK-001": "13-stock-item", "/ui/sync": "14-sync",
-             "/ui/devices": "15-devices", "/ui/audit": "16-audit"}
+             "/ui/devices": "15-devices", "/ui/audit": "16-audit", "/ui/reports": "17-reports"}
     for path, name in shots.items():
         response = page.goto(path)
         assert response.status == 200, (path, response.status)
