@@ -14,6 +14,7 @@ Every wait polls observable state with a deadline; none is a fixed sleep.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import struct
@@ -85,6 +86,46 @@ def start_playwright():
         pytest.fail("playwright is not installed in this environment: the browser tests need it "
                     "(pip install playwright; the browser itself is Debian's chromium)", pytrace=False)
     return sync_playwright().start()
+
+
+@contextlib.contextmanager
+def chromium():
+    """Playwright and one Chromium, for a test module's `browser` fixture."""
+    playwright = start_playwright()
+    try:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+    finally:
+        playwright.stop()
+
+
+def open_page(browser, base: str, viewport: dict = VIEWPORT, timeout_ms: int = 10_000):
+    """(context, page): a new context (no cookies) in Chinese at `viewport`; the page's JavaScript errors
+    are collected in page.js_errors (for the test to fail on)."""
+    from playwright.sync_api import expect  # noqa: PLC0415
+
+    expect.set_options(timeout=timeout_ms)
+    context = browser.new_context(viewport=viewport, locale="zh-CN", base_url=base, accept_downloads=True)
+    context.set_default_timeout(timeout_ms)
+    page = context.new_page()
+    page.js_errors = []
+    page.on("pageerror", lambda exc: page.js_errors.append(f"uncaught: {exc}"))
+    # "Failed to load resource" is how Chromium logs any 4xx answer (the 403 and 422 pages are expected)
+    page.on("console", lambda msg: msg.type == "error" and "Failed to load resource" not in msg.text
+            and page.js_errors.append(f"console: {msg.text}"))
+    return context, page
+
+
+@contextlib.contextmanager
+def running_stack(root: Path, prepare=None):
+    """A started Stack (Stack.start's `prepare`), stopped after."""
+    s = Stack(root)
+    try:
+        s.start(prepare)
+        yield s
+    finally:
+        s.stop()
 
 
 # -- the processes ---------------------------------------------------------------------------------

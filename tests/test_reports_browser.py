@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 
 from edge.core.clock import business_date, utcnow
-from tests.browser import VIEWPORT, Stack, artifacts_dir, launch_chromium, png_size, shoot, start_playwright
+from tests.browser import VIEWPORT, artifacts_dir, chromium, open_page, png_size, running_stack, shoot
 from tests.test_reports import DAY, a_day
 from tests.test_ui_browser import TIMEOUT_MS, log_in
 
@@ -23,40 +23,19 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright = start_playwright()
-    try:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-    finally:
-        playwright.stop()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = Stack(tmp_path_factory.mktemp("reports-browser"))
-    try:
-        s.start(prepare=a_day)
+    with running_stack(tmp_path_factory.mktemp("reports-browser"), prepare=a_day) as s:
         yield s
-    finally:
-        s.stop()
-
-
-def new_page(browser, stack, viewport: dict):
-    from playwright.sync_api import expect  # noqa: PLC0415
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport=viewport, locale="zh-CN", base_url=stack.base, accept_downloads=True)
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.js_errors = []
-    page.on("pageerror", lambda exc: page.js_errors.append(f"uncaught: {exc}"))
-    return context, page
 
 
 @pytest.fixture
 def page(browser, stack):
-    context, pg = new_page(browser, stack, VIEWPORT)
+    context, pg = open_page(browser, stack.base, VIEWPORT, TIMEOUT_MS)
     yield pg
     errors = list(pg.js_errors)
     context.close()
@@ -107,7 +86,7 @@ def test_a_past_day_picked_with_the_dates_shows_its_figures(page, stack):
 def test_on_a_phone_the_report_fits_390px_without_sideways_scrolling(browser, stack):
     from playwright.sync_api import expect  # noqa: PLC0415
 
-    context, page = new_page(browser, stack, PHONE)
+    context, page = open_page(browser, stack.base, PHONE, TIMEOUT_MS)
     try:
         log_in(page, "manager", f"/ui/reports?from={DAY}&to={DAY}")
         expect(page.locator("#report-revenue b")).to_have_text("￥31.00")
