@@ -118,6 +118,18 @@ def open_page(browser, base: str, viewport: dict = VIEWPORT, timeout_ms: int = 1
 
 
 @contextlib.contextmanager
+def checked_page(browser, base: str, viewport: dict = VIEWPORT, timeout_ms: int = 10_000):
+    """A page of open_page; on leaving, its context is closed and its JavaScript errors fail the test."""
+    context, page = open_page(browser, base, viewport, timeout_ms)
+    try:
+        yield page
+    finally:
+        errors = list(page.js_errors)
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@contextlib.contextmanager
 def running_stack(root: Path, prepare=None):
     """A started Stack (Stack.start's `prepare`), stopped after."""
     s = Stack(root)

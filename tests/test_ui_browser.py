@@ -23,7 +23,17 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from tests.browser import LOCAL_ONLY, USERS, VIEWPORT, Stack, artifacts_dir, chromium, open_page, running_stack, shoot
+from tests.browser import (
+    LOCAL_ONLY,
+    USERS,
+    VIEWPORT,
+    Stack,
+    artifacts_dir,
+    checked_page,
+    chromium,
+    running_stack,
+    shoot,
+)
 from tests.helpers_daemon import wait_for
 
 TIMEOUT_MS = 10_000
@@ -58,11 +68,8 @@ def stack(tmp_path_factory):
 @pytest.fixture
 def page(browser, stack):
     """A new context (no cookies) at 1366x768; JavaScript errors on the page fail the test."""
-    context, pg = open_page(browser, stack.base, VIEWPORT, TIMEOUT_MS)
-    yield pg
-    errors = list(pg.js_errors)
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with checked_page(browser, stack.base, VIEWPORT, TIMEOUT_MS) as pg:
+        yield pg
 
 
 def require(stack: Stack, path: str) -> None:
