@@ -277,6 +277,13 @@ async def test_the_page_shows_a_past_day_and_refuses_a_bad_range(conn, config):
             body = await resp.text()
             assert resp.status == 400 and words in body and 'id="report-revenue"' not in body, query
 
+        client.session.cookie_jar.update_cookies({"se_lang": "en"})
+        english = await boss.get(f"/ui/reports?from={DAY}&to={DAY}")
+        for words in ("Revenue", "Business day 2026-11-20 (Fri)", "vs the day before (2026-11-19)", "Cash",
+                      "Paid online (to the chain)", "Best sellers", "Pickups (核销) on 2026-11-20", "Reversed (李店长)"):
+            assert words in english, words
+        assert not any(word in english for word in ("营业额", "收款方式", "核销记录", "已冲正", "现金"))
+
         till = Browser(client)
         client.session.cookie_jar.clear()
         await till.log_in("till")

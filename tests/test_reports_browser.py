@@ -99,6 +99,15 @@ def test_on_a_phone_the_report_fits_390px_without_sideways_scrolling(browser, st
         path = artifacts_dir() / "33-reports-phone-390-chart.png"
         page.screenshot(path=str(path), full_page=False)
         assert png_size(path) == (PHONE["width"], PHONE["height"])
+        # a range adds the by-day table: it scrolls inside its own box, never the page
+        page.goto("/ui/reports?from=2026-11-14&to=2026-11-20")
+        expect(page.locator("#report-days tr[data-date='2026-11-20']")).to_be_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"a range's page is {width} px wide at 390 px"
+        page.locator("#report-days").scroll_into_view_if_needed()
+        path = artifacts_dir() / "34-reports-phone-390-days.png"
+        page.screenshot(path=str(path), full_page=False)
+        assert png_size(path) == (PHONE["width"], PHONE["height"])
 
 
 def test_the_sales_export_downloads_through_the_link_and_adds_up_to_the_api(page, stack):
