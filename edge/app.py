@@ -17,7 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 # the API's resource modules register their operations when imported
 from edge import ui
-from edge.api import metrics, openapi, pos, printing, scans, shifts, status_page, stock_work, verification  # noqa: F401
+from edge.api import metrics, openapi, pos, printing, reports, scans, shifts, status_page, stock_work, verification  # noqa: F401
 from edge.api import sync as sync_api  # noqa: F401
 from edge.api.registry import PREFIX, is_public, json_response
 from edge.api.registry import routes as api_routes
@@ -28,13 +28,14 @@ from edge.core.errors import InputError
 from edge.core.serving import client_gone, serve_until_stopped
 from edge.core.sqlite import ReadTimeout, Store
 from edge.services import jobs
-from edge.services.app_keys import CONFIG, DEVICE, DEVICES, LIMITER, PRINTING, SCANS, STARTED, STORE, SYNC
+from edge.services.app_keys import CONFIG, DEVICE, DEVICES, LIMITER, PRINTING, REPORTS, SCANS, STARTED, STORE, SYNC
 from edge.services.devices import DeviceService
 from edge.services.limiter import CodeLimiter
 from edge.services.printing import PrintService
 from edge.services.reload import reload
 from edge.services.scan_router import ScanRouter
 from edge.store import api_tokens, db, pinyin, signed_tokens
+from edge.store.report_sums import ClosedDays
 from edge.ui import web as ui_web
 from edge.ui.login import LOGIN_LIMITER
 from edge.ui.login_limit import LoginLimiter
@@ -180,6 +181,7 @@ def build_app(config: Config) -> web.Application:
     app[LIMITER] = CodeLimiter(config.verification.code_attempts, config.verification.code_window_seconds,
                                       config.verification.code_lockout_seconds)
     app[LOGIN_LIMITER] = LoginLimiter()
+    app[REPORTS] = ClosedDays()
     app.cleanup_ctx.extend(SUBSYSTEMS)
     app.add_routes(api_routes())
     app.add_routes(status_page.routes)

@@ -14,6 +14,7 @@ Every wait polls observable state with a deadline; none is a fixed sleep.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import struct
@@ -89,6 +90,58 @@ def start_playwright():
     return sync_playwright().start()
 
 
+@contextlib.contextmanager
+def chromium():
+    """Playwright and one Chromium, for a test module's `browser` fixture."""
+    playwright = start_playwright()
+    try:
+        browser = launch_chromium(playwright)
+        yield browser
+        browser.close()
+    finally:
+        playwright.stop()
+
+
+def open_page(browser, base: str, viewport: dict = VIEWPORT, timeout_ms: int = 10_000):
+    """(context, page): a new context (no cookies) in Chinese at `viewport`; the page's JavaScript errors
+    are collected in page.js_errors (for the test to fail on)."""
+    from playwright.sync_api import expect  # noqa: PLC0415
+
+    expect.set_options(timeout=timeout_ms)
+    context = browser.new_context(viewport=viewport, locale="zh-CN", base_url=base, accept_downloads=True)
+    context.set_default_timeout(timeout_ms)
+    page = context.new_page()
+    page.js_errors = []
+    page.on("pageerror", lambda exc: page.js_errors.append(f"uncaught: {exc}"))
+    # "Failed to load resource" is how Chromium logs any 4xx answer (the 403 and 422 pages are expected)
+    page.on("console", lambda msg: msg.type == "error" and "Failed to load resource" not in msg.text
+            and page.js_errors.append(f"console: {msg.text}"))
+    return context, page
+
+
+@contextlib.contextmanager
+def checked_page(browser, base: str, viewport: dict = VIEWPORT, timeout_ms: int = 10_000):
+    """A page of open_page; on leaving, its context is closed and its JavaScript errors fail the test."""
+    context, page = open_page(browser, base, viewport, timeout_ms)
+    try:
+        yield page
+    finally:
+        errors = list(page.js_errors)
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@contextlib.contextmanager
+def running_stack(root: Path, prepare=None):
+    """A started Stack (Stack.start's `prepare`), stopped after."""
+    s = Stack(root)
+    try:
+        s.start(prepare)
+        yield s
+    finally:
+        s.stop()
+
+
 # -- the processes ---------------------------------------------------------------------------------
 
 class ChainHub(Hub):
@@ -128,7 +181,9 @@ class Stack:
     def db_path(self) -> Path:
         return self.data_dir / "store.db"
 
-    def start(self) -> None:
+    def start(self, prepare=None) -> None:
+        """`prepare(conn)`, when given, writes to the store (its own transactions, after the catalog and the
+        users) before the daemon starts: history on earlier business days, say."""
         self.hub.start("--log-level", "warning")
         token = self.hub.admin_ok("POST", "/stores", {"store_id": STORE_ID, "name": "界面测试门店"})["token"]
         (self.root / "cloud-token").write_text(token + "\n", encoding="utf-8")
@@ -141,6 +196,8 @@ class Stack:
             with db.transaction(conn):
                 for role, (name, display, password) in USERS.items():
                     users.add_user(conn, name, display, role, users.new_password(password), iso(utcnow()))
+            if prepare is not None:
+                prepare(conn)
         finally:
             conn.close()
         extra = (f'[cloud]\nurl = "{self.hub.url}"\ntoken = {{ file = "cloud-token" }}\ntimeout_seconds = 5\n'

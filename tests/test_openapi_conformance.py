@@ -80,13 +80,19 @@ FORM = {"invalid_body", "invalid_json", "invalid_query", "idempotency_key_missin
         "unsupported_media_type"}
 
 
+# A 400 with one of these codes refuses two well-formed dates that do not make a range (`to` before
+# `from`, or longer than a report covers): a rule between two parameters, which JSON Schema cannot state.
+RANGE = {"invalid_range", "range_too_long"}
+
+
 def _refused_for_content(response) -> bool:
-    if response.status_code != 422:
+    if response.status_code not in (400, 422):
         return False
     try:
-        return response.json()["error"]["code"] not in FORM
+        code = response.json()["error"]["code"]
     except (ValueError, KeyError, TypeError):
         return False
+    return code in RANGE if response.status_code == 400 else code not in FORM
 
 
 def _whole_numbers(value):

@@ -23,7 +23,17 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from tests.browser import LOCAL_ONLY, USERS, VIEWPORT, Stack, artifacts_dir, launch_chromium, shoot, start_playwright
+from tests.browser import (
+    LOCAL_ONLY,
+    USERS,
+    VIEWPORT,
+    Stack,
+    artifacts_dir,
+    checked_page,
+    chromium,
+    running_stack,
+    shoot,
+)
 from tests.helpers_daemon import wait_for
 
 TIMEOUT_MS = 10_000
@@ -36,6 +46,8 @@ PAGES = {  # path -> elements docs/dashboard.md promises on it
     "/ui/sync": ["#queue", "#dead-letters"],
     "/ui/devices": ["#printers", "#scanners", "button#print-status-ticket"],
     "/ui/audit": ["table#audit"],
+    "/ui/reports": ["form#report-range input[name=from]", "#report-revenue", "#report-payments", "#report-chart",
+                    "#report-pickups", "#report-exports a[data-export=sales]"],
 }
 
 
@@ -43,43 +55,21 @@ PAGES = {  # path -> elements docs/dashboard.md promises on it
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright = start_playwright()
-    try:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-    finally:
-        playwright.stop()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = Stack(tmp_path_factory.mktemp("ui-browser"))
-    try:
-        s.start()
+    with running_stack(tmp_path_factory.mktemp("ui-browser")) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture
 def page(browser, stack):
     """A new context (no cookies) at 1366x768; JavaScript errors on the page fail the test."""
-    from playwright.sync_api import expect  # noqa: PLC0415
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport=VIEWPORT, locale="zh-CN", base_url=stack.base)
-    context.set_default_timeout(TIMEOUT_MS)
-    pg = context.new_page()
-    pg.js_errors = []
-    pg.on("pageerror", lambda exc: pg.js_errors.append(f"uncaught: {exc}"))
-    # "Failed to load resource" is how Chromium logs any 4xx answer (the 403 and 422 pages are expected)
-    pg.on("console", lambda msg: msg.type == "error" and "Failed to load resource" not in msg.text
-          and pg.js_errors.append(f"console: {msg.text}"))
-    yield pg
-    errors = list(pg.js_errors)
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with checked_page(browser, stack.base, VIEWPORT, TIMEOUT_MS) as pg:
+        yield pg
 
 
 def require(stack: Stack, path: str) -> None:
@@ -369,7 +359,7 @@ def test_every_page_renders_at_1366x768_with_its_elements(page, stack):
     log_in(page, "manager")
     shots = {"/ui/": "08-overview", "/ui/orders": "09-orders", f"/ui/orders/{order_id}": "10-order-detail",
              "/ui/stock": "12-stock", "/ui/stock/SNK-001": "13-stock-item", "/ui/sync": "14-sync",
-             "/ui/devices": "15-devices", "/ui/audit": "16-audit"}
+             "/ui/devices": "15-devices", "/ui/audit": "16-audit", "/ui/reports": "17-reports"}
     for path, name in shots.items():
         response = page.goto(path)
         assert response.status == 200, (path, response.status)

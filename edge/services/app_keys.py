@@ -9,6 +9,7 @@ from edge.services.limiter import CodeLimiter
 from edge.services.printing import PrintService
 from edge.services.scan_router import ScanRouter
 from edge.store.pickups import Checks
+from edge.store.report_sums import ClosedDays
 from sync.engine import SyncEngine
 
 CONFIG = web.AppKey("config", Config)
@@ -20,6 +21,7 @@ PRINTING = web.AppKey("printing", PrintService)
 LIMITER = web.AppKey("limiter", CodeLimiter)  # typed pickup codes per till
 SCANS = web.AppKey("scans", ScanRouter)
 DEVICES = web.AppKey("devices", DeviceService)
+REPORTS = web.AppKey("reports", ClosedDays)  # the sums of closed business days, reused by every report
 
 
 def pickup_checks(app: web.Application) -> Checks:

@@ -10,10 +10,12 @@ from edge.ui import (  # noqa: F401  # noqa: F401
     count_pages,
     day_close_pages,
     devices_pages,
+    export_pages,
     login,  # noqa: F401 (registers its pages)
     orders_pages,
     overview,
     purchase_pages,
+    reports_pages,
     shifts_pages,
     stock_pages,
     sync_pages,

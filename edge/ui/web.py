@@ -156,7 +156,7 @@ NAV = [("/ui/cashier", "nav_cashier", "cashier"), ("/ui/shift", "nav_shift", "ca
        ("/ui/", "nav_overview", "manager"), ("/ui/day-close", "nav_day_close", "manager"),
        ("/ui/orders", "nav_orders", "manager"), ("/ui/stock", "nav_stock", "manager"),
        ("/ui/sync", "nav_sync", "manager"), ("/ui/devices", "nav_devices", "manager"),
-       ("/ui/audit", "nav_audit", "manager")]
+       ("/ui/reports", "nav_reports", "manager"), ("/ui/audit", "nav_audit", "manager")]
 
 register_text({
     "zh": {"nav_cashier": "收银台", "nav_shift": "交班", "nav_day_close": "日结", "nav_overview": "概览",
