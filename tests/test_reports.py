@@ -17,7 +17,7 @@ from edge.core.clock import business_date, iso
 from edge.core.context import WriteContext
 from edge.core.errors import InputError
 from edge.core.schemas import ReturnIn, SaleIn
-from edge.store import db, orders, pickups, report_sums, reports, sales
+from edge.store import db, orders, pickups, report_sums, reports, sales, shifts
 from edge.store.report_sums import ClosedDays
 from edge.ui.web import TEXT
 from protocol.orders import OrderClosed
@@ -344,10 +344,6 @@ async def test_the_exports_open_in_openpyxl_and_their_totals_equal_the_api(conn,
         assert all(datetime(2026, 11, 20) <= r[0] < datetime(2026, 11, 21) for r in rows)
 
         assert (await client.get("/ui/export/secrets.xlsx")).status == 404
-        # no shifts in this schema yet: no link, and the address says so
-        assert 'data-export="shifts"' not in await boss.get(f"/ui/reports?from={DAY}")
-        resp = await client.get("/ui/export/shifts.xlsx", params={"from": DAY})
-        assert resp.status == 404 and "还没有交班记录" in await resp.text()
         resp = await client.get("/ui/export/sales.xlsx", params={"from": DAY, "to": "2026-11-01"})
         assert resp.status == 400 and "结束日期不能早于开始日期" in await resp.text()
         client.session.cookie_jar.clear()
@@ -366,28 +362,15 @@ def test_a_sheet_stops_at_excels_row_limit_and_says_so(monkeypatch):
     assert len(rows) == 3 and totals[0].startswith("合计（3）：行数已达 Excel 上限")
 
 
-# the shape of `shifts` from the shifts (交班) work of issue 14, merged separately: the export reads these columns
-SHIFTS = """
-CREATE TABLE shifts (id INTEGER PRIMARY KEY AUTOINCREMENT, number INTEGER NOT NULL UNIQUE, till TEXT NOT NULL,
-    cashier TEXT NOT NULL, user_name TEXT, business_date TEXT NOT NULL, opened_at TEXT NOT NULL,
-    float_fen INTEGER NOT NULL, closed_at TEXT, closed_by TEXT, counted_fen INTEGER, expected_fen INTEGER,
-    difference_fen INTEGER, note TEXT);
-ALTER TABLE sales ADD COLUMN shift_id INTEGER REFERENCES shifts(id);
-"""
-
-
-async def test_the_shifts_export_where_the_schema_has_shifts(conn, config):
+async def test_the_shifts_export_lists_each_shift_with_its_till_sales(conn, config):
+    """A shift opened at till-1 before a_day's sales and closed after them, through the shifts store."""
+    write(conn, lambda: shifts.open_shift(conn, shifts.ShiftOpen(cashier="王芳", float_fen=20000),
+                                          at(f"{DAY}T08:00"), till="till-1"))
     a_day(conn)
+    close = shifts.ShiftClose(counted_fen=21040, closed_by="boss")
+    closed = write(conn, lambda: shifts.close_shift(conn, 1, close, at(f"{DAY}T20:00"),
+                                                    {"user": "boss", "role": "manager"}, till="till-1"))
     add_users(config.db_path)
-    with db.transaction(conn):
-        for statement in SHIFTS.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute("INSERT INTO shifts (number, till, cashier, user_name, business_date, opened_at, float_fen, "
-                     "closed_at, closed_by, counted_fen, expected_fen, difference_fen) VALUES (1, 'till-1', '王芳', "
-                     "'till', ?, ?, 20000, ?, 'boss', 21040, 21100, -60)",
-                     (DAY, at(f"{DAY}T08:00").now, at(f"{DAY}T20:00").now))
-        conn.execute("UPDATE sales SET shift_id = 1 WHERE business_date = ?", (DAY,))
     client = await start_client(config)
     try:
         boss = Browser(client)
@@ -398,7 +381,11 @@ async def test_the_shifts_export_where_the_schema_has_shifts(conn, config):
         header, row, totals = sheet_rows(await resp.read())
         assert row[:4] == (1, DAY, "till-1", "王芳") and row[header.index("交班人")] == "王店长"
         assert row[header.index("开班时间")] == datetime(2026, 11, 20, 8, 0)
-        assert row[header.index("销售笔数")] == 2 and fen(row[header.index("销售额")]) == 2850
-        assert fen(totals[header.index("差额")]) == -60 and fen(totals[header.index("销售额")]) == 2850
+        # every sale written at till-1 while the shift was open is its own: a_day's two of the day and the three
+        # it writes for other days (1450 + 1400 + 200 + 1000 + 400)
+        assert row[header.index("销售笔数")] == 5 and fen(row[header.index("销售额")]) == 4450
+        # float 200.00 + cash 20.00 - change 5.50 - cash refund 3.50 = 211.00 expected; 210.40 counted
+        assert fen(row[header.index("应有现金")]) == closed["expected_fen"] == 21100
+        assert fen(totals[header.index("差额")]) == -60 and fen(totals[header.index("销售额")]) == 4450
     finally:
         await client.close()

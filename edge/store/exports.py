@@ -54,13 +54,8 @@ def moves(conn: sqlite3.Connection, start: str, end: str) -> Iterator[sqlite3.Ro
         "ORDER BY m.id", (start, end))
 
 
-def has_shifts(conn: sqlite3.Connection) -> bool:
-    """Whether this schema has shifts (交班) yet: the shifts export is offered only then."""
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'shifts'").fetchone() is not None
-
-
 def shifts(conn: sqlite3.Connection, first: str, last: str) -> Iterator[sqlite3.Row]:
-    """Shifts (交班) of business days first..last with their till sales; see has_shifts."""
+    """Shifts (交班) of business days first..last with their till sales."""
     return conn.execute(
         "SELECT s.number, s.business_date, s.till, s.cashier, s.opened_at, s.float_fen, s.closed_at, "
         "coalesce(u.display_name, s.closed_by) AS closed_by, (SELECT count(*) FROM sales x WHERE x.shift_id = s.id) "

@@ -11,7 +11,7 @@ from drivers.documents import PAYMENT_LABELS
 from edge.core.clock import business_date, utcnow
 from edge.core.errors import InputError
 from edge.services.app_keys import CONFIG, REPORTS, STORE
-from edge.store import exports, reports
+from edge.store import reports
 from edge.ui.report_chart import chart
 from edge.ui.web import LANG, page, register_text, render
 
@@ -44,7 +44,7 @@ register_text({
            "reports_pickups_more": "只显示前 {n} 条，完整记录请导出 Excel",
            "reports_exports": "导出 Excel", "reports_exports_hint": "导出所选日期范围的数据（.xlsx，金额为数字，时间为门店时区）",
            "reports_export_orders": "线上订单", "reports_export_sales": "销售和退货", "reports_export_pickups": "核销记录",
-           "reports_export_moves": "库存流水", "reports_export_shifts": "交班记录", "reports_error_no_shifts": "这台门店电脑的版本还没有交班记录", "reports_empty": "无",
+           "reports_export_moves": "库存流水", "reports_export_shifts": "交班记录", "reports_empty": "无",
            "reports_weekday_0": "周一", "reports_weekday_1": "周二", "reports_weekday_2": "周三",
            "reports_weekday_3": "周四", "reports_weekday_4": "周五", "reports_weekday_5": "周六",
            "reports_weekday_6": "周日",
@@ -83,7 +83,7 @@ register_text({
            "reports_exports": "Export to Excel",
            "reports_exports_hint": "The chosen dates' data (.xlsx, money as numbers, times in the store's zone)",
            "reports_export_orders": "Online orders", "reports_export_sales": "Sales and returns",
-           "reports_export_pickups": "Pickups", "reports_export_moves": "Stock moves", "reports_export_shifts": "Shifts", "reports_error_no_shifts": "This store PC's version has no shifts yet", "reports_empty": "none",
+           "reports_export_pickups": "Pickups", "reports_export_moves": "Stock moves", "reports_export_shifts": "Shifts", "reports_empty": "none",
            "reports_weekday_0": "Mon", "reports_weekday_1": "Tue", "reports_weekday_2": "Wed",
            "reports_weekday_3": "Thu", "reports_weekday_4": "Fri", "reports_weekday_5": "Sat",
            "reports_weekday_6": "Sun",
@@ -129,11 +129,11 @@ async def reports_page(request: web.Request):
         values["error"] = f"reports_error_{exc.code}"
         return render(request, "reports.html", status=400, **values)
     def read(conn):
-        return (reports.report(conn, first, last, config.tz, config.day_cutoff, today=today,
-                               closed=request.app.get(REPORTS)), exports.has_shifts(conn))
-    report, with_shifts = await request.app[STORE].read_long(read)
+        return reports.report(conn, first, last, config.tz, config.day_cutoff, today=today,
+                              closed=request.app.get(REPORTS))
+    report = await request.app[STORE].read_long(read)
     lang = request.get(LANG, "zh")
     return {**values, "first": first, "last": last, "report": report, "chart": chart(report["hours"]),
             "payments": payment_rows(report, lang), "weekday": date.fromisoformat(first).weekday(),
             "range_query": f"from={first}&to={last}",
-            "exports": [what for what in EXPORTS if what != "shifts" or with_shifts]}
+            "exports": EXPORTS}
