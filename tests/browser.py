@@ -132,9 +132,9 @@ def checked_page(browser, base: str, viewport: dict = VIEWPORT, timeout_ms: int 
 
 
 @contextlib.contextmanager
-def running_stack(root: Path, prepare=None):
-    """A started Stack (Stack.start's `prepare`), stopped after."""
-    s = Stack(root)
+def running_stack(root: Path, prepare=None, **options):
+    """A started Stack (Stack.start's `prepare`; `options` for Stack, e.g. store_config), stopped after."""
+    s = Stack(root, **options)
     try:
         s.start(prepare)
         yield s

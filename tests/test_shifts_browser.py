@@ -19,11 +19,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.browser import USERS, Stack, artifacts_dir, launch_chromium, png_size, shoot, start_playwright
+from tests.browser import PHONE, USERS, Stack, checked_page, chromium, running_stack, shoot
 from tests.helpers_daemon import wait_for
 from tests.test_ui_browser import TIMEOUT_MS, log_in
 
-PHONE = {"width": 390, "height": 844}
 CUTOFF_HOUR = 2
 
 
@@ -39,61 +38,29 @@ ZONE = just_past_midnight()
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright = start_playwright()
-    try:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-    finally:
-        playwright.stop()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = Stack(tmp_path_factory.mktemp("shifts-browser"),
-              store_config=f'timezone = "{ZONE}"\nday_cutoff = "{CUTOFF_HOUR:02d}:00"\n')
-    try:
-        s.start()
+    with running_stack(tmp_path_factory.mktemp("shifts-browser"),
+                       store_config=f'timezone = "{ZONE}"\nday_cutoff = "{CUTOFF_HOUR:02d}:00"\n') as s:
         yield s
-    finally:
-        s.stop()
-
-
-def new_page(browser, stack, viewport):
-    from playwright.sync_api import expect  # noqa: PLC0415
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport=viewport, locale="zh-CN", base_url=stack.base)
-    context.set_default_timeout(TIMEOUT_MS)
-    pg = context.new_page()
-    pg.js_errors = []
-    pg.on("pageerror", lambda exc: pg.js_errors.append(f"uncaught: {exc}"))
-    pg.on("console", lambda msg: msg.type == "error" and "Failed to load resource" not in msg.text
-          and pg.js_errors.append(f"console: {msg.text}"))
-    return context, pg
 
 
 @pytest.fixture
 def page(browser, stack):
-    context, pg = new_page(browser, stack, {"width": 1366, "height": 768})
-    yield pg
-    errors = list(pg.js_errors)
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with checked_page(browser, stack.base, timeout_ms=TIMEOUT_MS) as pg:
+        yield pg
 
 
 def on_a_phone(browser, stack, role: str, path: str, name: str) -> None:
     """The page at 390x844: a screenshot, and no sideways scrolling."""
-    context, pg = new_page(browser, stack, PHONE)
-    try:
+    with checked_page(browser, stack.base, PHONE, TIMEOUT_MS) as pg:
         log_in(pg, role, path)
         assert pg.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], f"{path} scrolls sideways"
-        shot = artifacts_dir() / f"{name}.png"
-        pg.screenshot(path=str(shot), full_page=False)
-        assert png_size(shot) == (PHONE["width"], PHONE["height"])
-        assert not pg.js_errors, pg.js_errors
-    finally:
-        context.close()
+        shoot(pg, name, PHONE)
 
 
 def printed(stack: Stack, title: str, *needles: str) -> dict:
@@ -135,6 +102,9 @@ def test_a_cashiers_shift_from_login_to_the_hand_over_slip(page, stack, browser)
     page.fill("#scan-input", order["pickup_code"])
     page.press("#scan-input", "Enter")
     page.click("#confirm-handover")
+    # the order was not prepared (new from the cloud): the screen asks first
+    expect(page.locator(".confirm-not-ready")).to_contain_text("尚未备好，确定交付？")
+    page.click("#confirm-not-ready")
     expect(page.locator(".handover-done")).to_be_visible()
 
     page.click("header nav a[href='/ui/shift']")

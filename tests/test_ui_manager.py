@@ -135,6 +135,32 @@ async def test_overview_shows_today_after_a_sale(ui, boss, config):
     assert 'data-state="none"' in section(html, "sync-health") and 'href="/ui/sync"' in html
 
 
+async def test_a_change_between_a_pages_read_and_its_event_stream_refreshes_it_at_once(ui, boss):
+    """A page says the live version it was read at; its event stream starts from there: a write committed
+    before the browser subscribed is a change at once, not at the next 10 s tick."""
+    import asyncio  # noqa: PLC0415
+
+    html = await boss.get("/ui/")
+    since = re.search(r'data-live-version="(\d+)"', html).group(1)
+    status, _, _ = await Api(ui).post("/sales", {"lines": [{"sku": "DRK-001", "qty": 1}],
+                                                 "payments": [{"method": "cash", "amount_fen": 200}]})
+    assert status == 201
+
+    async def first_change(query: str) -> bytes:
+        resp = await ui.get(f"/ui/events{query}")
+        try:
+            while b"event: change" not in (line := await resp.content.readline()):
+                pass
+            return line
+        finally:
+            resp.close()
+    assert (await asyncio.wait_for(first_change(f"?since={since}"), 3)).startswith(b"event: change")
+    # without it (or with a number from elsewhere) the stream starts at the present: nothing to say yet
+    for query in ("", "?since=99999999", "?since=x"):
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(first_change(query), 1)
+
+
 async def test_cashier_is_sent_to_the_till_and_kept_out(ui):
     till = Browser(ui)
     await till.log_in("till")

@@ -8,54 +8,39 @@ One stack of real processes (tests/browser.py) for the module.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
-from tests.browser import USERS, VIEWPORT, Stack, artifacts_dir, launch_chromium, shoot, start_playwright
+from tests.browser import PHONE, USERS, VIEWPORT, artifacts_dir, checked_page, chromium, running_stack, shoot
 from tests.helpers_daemon import wait_for
 
 TIMEOUT_MS = 10_000
-PHONE = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright = start_playwright()
-    try:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-    finally:
-        playwright.stop()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    s = Stack(tmp_path_factory.mktemp("stock-work-browser"))
-    try:
-        s.start()
+    with running_stack(tmp_path_factory.mktemp("stock-work-browser")) as s:
         yield s
-    finally:
-        s.stop()
 
 
-def new_page(browser, stack, viewport):
-    from playwright.sync_api import expect  # noqa: PLC0415
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(viewport=viewport, locale="zh-CN", base_url=stack.base)
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
-    page.on("console", lambda msg: msg.type == "error" and "Failed to load resource" not in msg.text
-            and errors.append(f"console: {msg.text}"))
-    name, _, password = USERS["manager"]
-    page.goto("/ui/login")
-    page.fill("form.login input[name=name]", name)
-    page.fill("form.login input[name=password]", password)
-    with page.expect_navigation():
-        page.click("form.login button[type=submit]")
-    return context, page, errors
+@contextlib.contextmanager
+def managers_page(browser, stack, viewport):
+    """A checked page (its JavaScript errors fail the test) logged in as the manager."""
+    with checked_page(browser, stack.base, viewport, TIMEOUT_MS) as page:
+        name, _, password = USERS["manager"]
+        page.goto("/ui/login")
+        page.fill("form.login input[name=name]", name)
+        page.fill("form.login input[name=password]", password)
+        with page.expect_navigation():
+            page.click("form.login button[type=submit]")
+        yield page
 
 
 def overflow(page) -> list[str]:
@@ -71,8 +56,7 @@ def overflow(page) -> list[str]:
 def test_manager_prints_a_count_sheet_and_enters_the_counts(browser, stack):
     from playwright.sync_api import expect  # noqa: PLC0415
 
-    context, page, errors = new_page(browser, stack, VIEWPORT)
-    try:
+    with managers_page(browser, stack, VIEWPORT) as page:
         page.goto("/ui/stock")
         with page.expect_navigation():
             page.click("#link-count-sheets")
@@ -114,9 +98,6 @@ def test_manager_prints_a_count_sheet_and_enters_the_counts(browser, stack):
         shoot(page, "30-count-sheet-entered")
         assert stack.api_ok("GET", "/stock/SNK-001")["on_hand"] == 17
         assert stack.api_ok("GET", "/stock/SNK-002")["on_hand"] == 2    # blank: not counted, not changed
-    finally:
-        context.close()
-    assert not errors, errors
 
 
 @pytest.mark.parametrize("viewport", [VIEWPORT, PHONE], ids=["1366", "390"])
@@ -124,8 +105,7 @@ def test_stock_work_pages_fit_the_screen(browser, stack, viewport):
     from playwright.sync_api import expect  # noqa: PLC0415
 
     sheet = stack.api_ok("POST", "/count-sheets", {"category": "饮料"}, key=f"fit-{viewport['width']}")
-    context, page, errors = new_page(browser, stack, viewport)
-    try:
+    with managers_page(browser, stack, viewport) as page:
         for path, selector in (("/ui/count-sheets", "#count-sheets"), (f"/ui/count-sheets/{sheet['number']}",
                                                                          "#count-sheet-form"),
                                ("/ui/purchase", "#purchase-list")):
@@ -138,6 +118,3 @@ def test_stock_work_pages_fit_the_screen(browser, stack, viewport):
             else:
                 page.screenshot(path=str(artifacts_dir() / f"{name}.png"), full_page=True)
         expect(page.locator('#purchase-list tr[data-sku="SNK-002"]')).to_be_visible()
-    finally:
-        context.close()
-    assert not errors, errors

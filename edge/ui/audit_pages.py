@@ -24,6 +24,7 @@ ACTIONS = {
 }
 # a detail whose value is a stored code, and the vocabulary (edge/ui/vocabulary.py) that says it in words
 DETAIL_WORDS = {"to": "order_state", "kind": "document", "method": "pickup_method"}
+TARGET_WORDS = {"shift.open": "device"}  # actions whose target is a stored code (a till's device name)
 ORDER_ACTIONS = ("pickup.hand_over", "pickup.hand_over_manual", "pickup.reverse", "order.ready")  # target: an order id
 # (a detail key ending in _fen is money, shown in yuan)
 
@@ -96,4 +97,4 @@ async def audit_page(request: web.Request):
     before = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
     entries = await request.app[STORE].read(_read, before)
     return {"entries": entries["items"], "next_before": entries["next_before"], "before": before,
-            "detail_words": DETAIL_WORDS}
+            "detail_words": DETAIL_WORDS, "target_words": TARGET_WORDS}

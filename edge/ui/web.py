@@ -46,6 +46,9 @@ TOUCH_EVERY = 60.0  # seconds between two slides of a session's expiry
 WHO = web.RequestKey("who", object)      # the session: {user, role, csrf, display_name} or None
 LANG = web.RequestKey("lang", str)
 EVENTS = web.AppKey("ui_events", object)
+# the live version a page was read at: its event stream starts from there, so a change committed between
+# the page's read and its subscription still refreshes it (else it waited for the 10 s tick)
+SEEN = web.RequestKey("live_version", int)
 
 TEXT: dict[str, dict[str, str]] = {"zh": {}, "en": {}}
 
@@ -147,7 +150,7 @@ def render(request: web.Request, template: str, status: int = 200, **values) -> 
         t=lambda key, **kw: text(lang, key, **kw), lang=lang, who=who, store=config.store,
         csrf=who["csrf"] if who else "", path=request.path, query=request.query,
         time=lambda v, fmt="%m-%d %H:%M": local_time(v, config.tz, fmt), form_id=str(uuid.uuid4()),
-        link=link_state(request), nav=NAV if who else [], **values)
+        link=link_state(request), nav=NAV if who else [], live_version=request.get(SEEN, ""), **values)
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8", headers=HEADERS)
 
 
@@ -256,6 +259,9 @@ def _wrap(p: Page):
             raise web.HTTPNotFound()
         if request.method == "POST":
             await check_csrf(request)
+        events = request.app.get(EVENTS)
+        if events is not None:
+            request[SEEN] = events.version  # before the handler reads anything
         result = await p.handler(request)
         if isinstance(result, web.StreamResponse):
             return result
@@ -413,7 +419,9 @@ async def events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     await response.prepare(request)
-    seen = hub.version
+    since = request.query.get("since", "")
+    # from the version the page was read at (SEEN); a number from elsewhere is only the present
+    seen = int(since) if since.isdigit() and len(since) < 16 and int(since) <= hub.version else hub.version
     try:
         await response.write(b"retry: 2000\n\n")
         while True:

@@ -29,7 +29,9 @@ function refreshAll() {
 
 function listen() {
   if (!document.querySelector("[data-live]") || !window.EventSource || !csrf()) return;
-  const source = new EventSource("/ui/events");
+  // from the version this page was read at: a change since then refreshes it at once
+  const since = document.body.dataset.liveVersion;
+  const source = new EventSource("/ui/events" + (since ? "?since=" + encodeURIComponent(since) : ""));
   source.addEventListener("change", refreshAll);
 }
 
