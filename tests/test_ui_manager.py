@@ -146,8 +146,8 @@ async def test_a_change_between_a_pages_read_and_its_event_stream_refreshes_it_a
                                                  "payments": [{"method": "cash", "amount_fen": 200}]})
     assert status == 201
 
-    async def first_change(query: str) -> bytes:
-        resp = await ui.get(f"/ui/events{query}")
+    async def first_change(params: str) -> bytes:
+        resp = await ui.get(f"/ui/events{params}")
         try:
             while b"event: change" not in (line := await resp.content.readline()):
                 pass
@@ -156,9 +156,9 @@ async def test_a_change_between_a_pages_read_and_its_event_stream_refreshes_it_a
             resp.close()
     assert (await asyncio.wait_for(first_change(f"?since={since}"), 3)).startswith(b"event: change")
     # without it (or with a number from elsewhere) the stream starts at the present: nothing to say yet
-    for query in ("", "?since=99999999", "?since=x"):
+    for other in ("", "?since=99999999", "?since=x"):
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(first_change(query), 1)
+            await asyncio.wait_for(first_change(other), 1)
 
 
 async def test_cashier_is_sent_to_the_till_and_kept_out(ui):
