@@ -15,7 +15,7 @@ from edge.core.clock import business_date, day_bounds, iso
 from edge.core.context import WriteContext
 from edge.core.errors import InputError
 from edge.core.schemas import ReturnIn, SaleIn
-from edge.store import db, pickups, sales, shifts, spool
+from edge.store import db, overview, pickups, sales, shifts, spool
 from edge.store.day_close import day_close
 from tests.test_verification import CODE, STORE, feed, order
 
@@ -140,3 +140,6 @@ def test_a_hand_over_counts_in_the_day_of_its_time_with_the_cut_off(conn):
           pickups.Checks(store_id=STORE, online=True), at("till-1", "2026-11-23 00:40"))
     assert day_close(conn, "2026-11-22", day_bounds("2026-11-22", TZ, CUTOFF))["pickups_count"] == 1
     assert day_close(conn, "2026-11-23", day_bounds("2026-11-23", TZ, CUTOFF))["pickups_count"] == 0
+    # the manager's overview counts it in the same business day
+    assert overview.figures(conn, "2026-11-22", TZ, CUTOFF)["orders_today"]["picked_up"] == 1
+    assert overview.figures(conn, "2026-11-23", TZ, CUTOFF)["orders_today"]["picked_up"] == 0

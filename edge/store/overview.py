@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import datetime, time
 
-from edge.core.clock import iso
+from edge.core.clock import MIDNIGHT, day_bounds
 from edge.store import job_runs, orders, outbox, stock
 
 LIST_LIMIT = 50   # orders shown per list (the oldest first: first to prepare); the badges count them all
 LOW_LIMIT = 20    # low-stock lines shown
-
-
-def _day_bounds(day: str, tz) -> tuple[str, str]:
-    """The UTC stamps [start, end) of a local business day."""
-    start = datetime.fromisoformat(day).replace(tzinfo=tz)
-    return iso(start), iso(start + timedelta(days=1))
 
 
 def _orders(conn: sqlite3.Connection, where: str, args=()) -> list[dict]:
@@ -26,9 +20,9 @@ def _orders(conn: sqlite3.Connection, where: str, args=()) -> list[dict]:
     return [{**dict(r), "short": bool(r["short"]), "print_state": orders.ticket_state(conn, r["id"])} for r in rows]
 
 
-def figures(conn: sqlite3.Connection, day: str, tz) -> dict:
-    """Everything the overview shows that lives in the store, in one read."""
-    start, end = _day_bounds(day, tz)
+def figures(conn: sqlite3.Connection, day: str, tz, cutoff: time = MIDNIGHT) -> dict:
+    """Everything the overview shows that lives in the store, in one read (the business day ends at `cutoff`)."""
+    start, end = day_bounds(day, tz, cutoff)
     one = lambda sql, *args: conn.execute(sql, args).fetchone()[0]  # noqa: E731
     sales_count, sales_fen = conn.execute("SELECT count(*), coalesce(sum(total_fen), 0) FROM sales "
                                           "WHERE business_date = ?", (day,)).fetchone()

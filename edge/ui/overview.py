@@ -136,7 +136,7 @@ def sync_health(request: web.Request, queue_status: dict) -> dict:
 async def context(request: web.Request) -> dict:
     config = request.app[CONFIG]
     day = business_date(utcnow(), config.tz, config.day_cutoff)
-    data = await request.app[STORE].read(figures, day, config.tz)
+    data = await request.app[STORE].read(figures, day, config.tz, config.day_cutoff)
     printers, scanners = devices(request)
     service = request.app.get(PRINTING)
     return {**data, "day": day, "chart": chart(data["hours"]),
