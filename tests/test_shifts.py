@@ -141,5 +141,8 @@ def test_a_hand_over_counts_in_the_day_of_its_time_with_the_cut_off(conn):
     assert day_close(conn, "2026-11-22", day_bounds("2026-11-22", TZ, CUTOFF))["pickups_count"] == 1
     assert day_close(conn, "2026-11-23", day_bounds("2026-11-23", TZ, CUTOFF))["pickups_count"] == 0
     # the manager's overview counts it in the same business day
-    assert overview.figures(conn, "2026-11-22", TZ, CUTOFF)["orders_today"]["picked_up"] == 1
+    today = overview.figures(conn, "2026-11-22", TZ, CUTOFF)
+    assert today["orders_today"]["picked_up"] == 1
+    # and its chart shows it at 00:xx as online revenue, as the report does
+    assert [(h["hour"], h["online_count"], h["till_fen"]) for h in today["hours"]] == [(0, 1, 0)]
     assert overview.figures(conn, "2026-11-23", TZ, CUTOFF)["orders_today"]["picked_up"] == 0

@@ -28,12 +28,21 @@ def figures(conn: sqlite3.Connection, day: str, tz, cutoff: time = MIDNIGHT) -> 
                                           "WHERE business_date = ?", (day,)).fetchone()
     returns_count, refunds_fen = conn.execute("SELECT count(*), coalesce(sum(refund_fen), 0) FROM returns "
                                               "WHERE business_date = ?", (day,)).fetchone()
-    hours: dict[int, list[int]] = {}
+    # by hour as the report counts it: till sales, and online orders handed over (not reversed)
+    hours: dict[int, dict] = {}
+
+    def add(stamp: str, part: str, fen: int) -> None:
+        hour = datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(tz).hour
+        slot = hours.setdefault(hour, {"hour": hour, "sales_count": 0, "till_fen": 0, "online_count": 0,
+                                       "online_fen": 0})
+        slot["sales_count" if part == "till" else "online_count"] += 1
+        slot[f"{part}_fen"] += fen
     for created_at, total in conn.execute("SELECT created_at, total_fen FROM sales WHERE business_date = ?", (day,)):
-        hour = datetime.fromisoformat(created_at.replace("Z", "+00:00")).astimezone(tz).hour
-        slot = hours.setdefault(hour, [0, 0])
-        slot[0] += 1
-        slot[1] += total
+        add(created_at, "till", total)
+    for verified_at, total in conn.execute(
+            "SELECT p.verified_at, o.total_fen FROM pickups p JOIN orders o ON o.id = p.order_id "
+            "WHERE p.verified_at >= ? AND p.verified_at < ? AND p.reversed_at IS NULL", (start, end)):
+        add(verified_at, "online", total)
     return {
         "sales": {"count": sales_count, "fen": sales_fen, "returns": returns_count, "refunds_fen": refunds_fen,
                   "net_fen": sales_fen - refunds_fen},
@@ -43,7 +52,7 @@ def figures(conn: sqlite3.Connection, day: str, tz, cutoff: time = MIDNIGHT) -> 
                              "AND reversed_at IS NULL", start, end),
             "open": one("SELECT count(*) FROM orders WHERE state IN ('received', 'accepted', 'ready')"),
         },
-        "hours": hours,
+        "hours": sorted(hours.values(), key=lambda h: h["hour"]),
         "waiting": _orders(conn, "o.state IN ('received', 'accepted')"),
         "ready": _orders(conn, "o.state = 'ready'"),
         # the lists show the oldest LIST_LIMIT (first to prepare); the badges count them all

@@ -14,6 +14,7 @@ from aiohttp import web
 from edge.core.clock import business_date, utcnow
 from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STORE, SYNC
 from edge.store.overview import figures
+from edge.ui.hour_chart import chart
 from edge.ui.web import LANG, WHO, page, register_text, word
 
 register_text({
@@ -22,7 +23,8 @@ register_text({
            "overview_today_orders": "今日线上订单", "overview_orders_received": "今日收到 {n} 单",
            "overview_orders_picked": "今日已自提 {n} 单", "overview_orders_open": "未完成 {n} 单",
            "overview_chart_title": "按小时销售额（{day}）", "overview_chart_empty": "今天还没有销售",
-           "overview_chart_label": "今日各小时销售额柱状图",
+           "overview_chart_label": "今日各小时销售额柱状图", "overview_chart_till": "收银",
+           "overview_chart_online": "线上订单（已核销）",
            "overview_waiting": "待备货", "overview_waiting_empty": "暂无待备货的订单",
            "overview_ready": "待取货", "overview_ready_empty": "暂无等待顾客取货的订单",
            "overview_short": "缺货订单", "overview_short_empty": "暂无缺货的订单",
@@ -48,7 +50,8 @@ register_text({
            "overview_today_orders": "Online orders today", "overview_orders_received": "{n} received today",
            "overview_orders_picked": "{n} picked up today", "overview_orders_open": "{n} open",
            "overview_chart_title": "Sales by hour ({day})", "overview_chart_empty": "No sales yet today",
-           "overview_chart_label": "Bar chart of today's sales by hour",
+           "overview_chart_label": "Bar chart of today's sales by hour", "overview_chart_till": "Till",
+           "overview_chart_online": "Online orders (handed over)",
            "overview_waiting": "To prepare", "overview_waiting_empty": "No orders to prepare",
            "overview_ready": "Waiting for pickup", "overview_ready_empty": "No orders waiting for the customer",
            "overview_short": "Short orders", "overview_short_empty": "No short orders",
@@ -73,34 +76,6 @@ register_text({
            "overview_job_ledger_check": "Nightly ledger check", "overview_jobs_since": "{n} failed run(s) in a row, "
            "the last at {time}", "overview_jobs_hint": "Call IT: run store-edge doctor on the store PC to see why"},
 })
-
-# the chart shows at least these hours of the business day, more when sales fall outside them
-CHART_HOURS = (7, 22)
-
-
-def chart(hours: dict[int, list[int]], width: int = 1000, height: int = 180, every: int = 1) -> dict:
-    """Bars for an inline SVG (computed here: the page runs no chart script). A phone gets its own, narrower
-    one (CSS shows one of the two): drawn at its size, its labels stay readable, an hour label every `every`."""
-    first = min([CHART_HOURS[0], *hours])
-    last = max([CHART_HOURS[1], *hours])
-    top = max([slot[1] for slot in hours.values()] or [0])
-    slots = last - first + 1
-    left, bottom, label_h = 4, 22, 14
-    plot_h = height - bottom - label_h
-    step = (width - left) / slots
-    bars = []
-    for index, hour in enumerate(range(first, last + 1)):
-        count, fen = hours.get(hour, (0, 0))
-        h = round(plot_h * fen / top, 1) if top else 0
-        if fen and h < 2:
-            h = 2
-        x = round(left + index * step + step * 0.15, 1)
-        bars.append({"hour": hour, "count": count, "fen": fen, "x": x, "w": round(step * 0.7, 1),
-                     "y": round(label_h + plot_h - h, 1), "h": h, "label_x": round(x + step * 0.35, 1),
-                     "labelled": (hour - first) % every == 0})
-    return {"bars": bars, "width": width, "height": height, "base_y": label_h + plot_h,
-            "text_y": height - 6, "top_fen": top, "empty": not hours}
-
 
 def devices(request: web.Request) -> tuple[list[dict], list[dict]]:
     lang = request.get(LANG, "zh")
@@ -139,8 +114,7 @@ async def context(request: web.Request) -> dict:
     data = await request.app[STORE].read(figures, day, config.tz, config.day_cutoff)
     printers, scanners = devices(request)
     service = request.app.get(PRINTING)
-    return {**data, "day": day, "chart": chart(data["hours"]),
-            "chart_phone": chart(data["hours"], width=380, height=200, every=3), "printers": printers, "scanners": scanners,
+    return {**data, "day": day, "chart": chart(data["hours"]), "printers": printers, "scanners": scanners,
             "sync": sync_health(request, data["queue"]), "alerts": list(service.alerts) if service else [],
             "generated": time.time()}
 

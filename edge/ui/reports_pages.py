@@ -12,7 +12,7 @@ from edge.core.clock import business_date, utcnow
 from edge.core.errors import InputError
 from edge.services.app_keys import CONFIG, REPORTS, STORE
 from edge.store import reports
-from edge.ui.report_chart import chart
+from edge.ui.hour_chart import chart
 from edge.ui.web import LANG, page, register_text, render
 
 EXPORTS = ("orders", "sales", "pickups", "moves", "shifts")  # shifts: where the schema has them

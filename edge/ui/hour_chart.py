@@ -1,6 +1,7 @@
-"""The report's sales-by-hour chart: stacked bars (till, online) in an inline SVG with a ￥ axis, computed
-here (the page runs no chart script). The view box is narrow and its text large, so that scaled down
-to a phone's 390 px the hours and the ￥ labels stay readable."""
+"""The sales-by-hour chart of the overview and the reports: stacked bars (till, online) in an inline SVG
+with a ￥ axis, computed here (the pages run no chart script; templates/chart_macros.html draws it). The
+view box is narrow and its text large, so that scaled down to a phone's 390 px the hours and the ￥
+labels stay readable: one drawing for every screen."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def _label(fen: int) -> str:
 
 
 def chart(hours: list[dict]) -> dict:
+    """hours: {hour, sales_count, till_fen, online_count, online_fen} for the hours with sales."""
     by_hour = {h["hour"]: h for h in hours}
     first = min([HOURS[0], *by_hour])
     last = max([HOURS[1], *by_hour])
