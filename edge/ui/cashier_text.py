@@ -27,6 +27,14 @@ REASONS_EN = {
     "online_only": "This coupon needs the cloud, which is unreachable now: try later",
     "min_spend": "The sale does not reach the coupon's minimum spend",
     "out_of_scope": "No item of this sale is covered by the coupon",
+    "member_expired": "The member certificate has expired: ask the customer to open the mini-program online",
+    "device_signature": "The member code does not match the customer's phone (wrong signature): do not accept it",
+    "code_stale": "The member code is out of date: ask the customer to refresh it and scan again",
+    "code_ahead": "The member code is ahead of time: check the till's and the phone's clocks",
+    "replayed": "This member code was used already: ask the customer to refresh it and scan again",
+    "wrong_chain": "A member of another chain: not valid in this store",
+    "no_chain": "This store has no chain set up: member codes cannot be checked",
+    "cloud_unavailable": "Cloud unavailable: try later, or scan the member code",
 }
 
 # why the classifier did not recognize a code (edge.scan_classify.REASONS)
