@@ -132,3 +132,12 @@ class CloudClient:
     def hints(self, heartbeat: float = 20.0):
         """The hint WebSocket (an async context manager)."""
         return self._session.ws_connect(self.base + "/hints", heartbeat=heartbeat)
+
+    async def lookup_member(self, phone: str, timeout: float = 3.0) -> Answer:
+        """Members with this phone number (docs/sync-protocol.md §8), masked by the cloud. A short timeout of
+        its own: a cashier is waiting, and offline the till says so at once instead of after the sync's."""
+        answer = await self._request("POST", "/members/lookup", json={"phone": phone},
+                                     timeout=aiohttp.ClientTimeout(total=timeout))
+        if not isinstance(answer.body.get("members"), list):
+            raise RetryLater("member lookup answer without a members list")
+        return answer

@@ -189,3 +189,15 @@ def test_mask_keeps_no_signature():
     masked = member_code.mask(code)
     assert code.rsplit(".", 1)[1] not in masked and len(masked) < 60
     assert json.dumps(masked)
+
+
+def test_the_classifier_knows_a_member_code():
+    from edge.core.classify import classify
+    phone = issued()
+    code = phone.code(NOW)
+    assert (classify(code).kind, classify(code).format, classify(code).kid) == ("member_code", "dynamic", "k1")
+    assert classify(f"]Q1{code}\r\n").kind == "member_code"        # a QR symbology identifier, a line end
+    assert (classify(phone.certificate).kind, classify(phone.certificate).format) == ("member_code", "certificate")
+    pickup = jws.sign(KEY, "k1", jws.TYP_PICKUP, {"sub": "o-1", "sid": STORE, "exp": int(NOW), "jti": "j"})
+    assert classify(pickup).kind == "pickup_token"
+    assert classify(Phone(certificate=pickup).code(NOW)).kind == "unknown"

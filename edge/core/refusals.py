@@ -33,6 +33,8 @@ MESSAGES_ZH = {
     "wrong_chain": "这是其他连锁的会员，不能在本店使用",
     "no_chain": "本店未设置所属连锁，无法验证会员码",
     "cloud_unavailable": "云端不可用，请稍后再试或扫会员码",
+    "no_cloud": "云端不可用：本店未连接云端，请扫会员码",
+    "bad_phone": "请输入 11 位手机号",
 }
 STATUS = {"unknown_order": 404, "bad_code": 404, "already_used": 409, "not_ready": 409, "rate_limited": 429,
           "not_picked_up": 409, "online_only": 503,

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 from edge.core import jws, member_code
 from edge.core.clock import iso
+from edge.core.refusals import refusal
 from edge.store.signed_tokens import CLOCK_SKEW, TokenRefused, public_key
 
 _ID = re.compile(r"^[\x21-\x7e]{1,64}$")       # printable ASCII without spaces, as the feed's ids
@@ -122,3 +123,12 @@ def verify_member_code(conn: sqlite3.Connection, text: str, *, chain: str | None
     conn.execute("DELETE FROM member_code_uses WHERE step < ?",
                  (member_code.time_step(now) - KEEP_STEPS,))
     return member
+
+
+def verify_for_till(conn: sqlite3.Connection, text: str, chain: str | None, store_id: str, now: float) -> dict:
+    """verify_member_code for the API and the cashier screen: the member as a dict, or the refusal as the
+    InputError they answer with (its Chinese words in detail.message_zh)."""
+    try:
+        return verify_member_code(conn, text, chain=chain, store_id=store_id, now=now).as_dict()
+    except TokenRefused as exc:
+        raise refusal(exc.reason, exc.message) from None
