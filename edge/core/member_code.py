@@ -89,7 +89,10 @@ def device_signature_ok(key: Ed25519PublicKey, certificate: str, step: int, sign
 
 def mask(text: str) -> str:
     """What a journal or a log may keep of a member code: the certificate's first 12 characters (the
-    start of its header: which kind of code) and its length, never the device signature nor the
-    certificate whole (a copied certificate names the member and its device key)."""
+    start of its header: which kind of code), its time step (two codes of one phone are two rows of the
+    last scans, not one run) and its length; never the device signature nor the certificate whole (a
+    copied certificate names the member and its device key)."""
     text = text.strip() if isinstance(text, str) else ""
-    return f"{text[:12]}…[member code, {len(text)} characters]"
+    parts = split(text)
+    step = f" step {parts[1]}," if parts else ""
+    return f"{text[:12]}…[member code,{step} {len(text)} characters]"
