@@ -114,3 +114,43 @@ async def test_the_store_client_says_retry_later_when_the_cloud_is_gone():
             pass
     finally:
         await client.close()
+
+
+async def test_the_cashier_look_up_asks_the_cloud_and_says_cloud_unavailable_when_it_is_gone(tmp_path, caplog):
+    """edge/services/members.py over the store's sync client: masked members from a live hub; the refusal
+    cloud_unavailable (云端不可用) when the cloud does not answer; the number in no log line."""
+    from types import SimpleNamespace
+
+    from edge.core.errors import InputError
+    from edge.services.app_keys import SYNC
+    from edge.services.members import lookup_by_phone
+
+    caplog.set_level(logging.DEBUG)
+    hub = await start_hub(tmp_path / "hub")
+    try:
+        await hub.add_store("s1")
+        await hub.admin("POST", "/members", {"member_id": "m-1", "name": "欧阳娜娜", "phone": "13812345678",
+                                             "level": "银卡", "points": 7}, status=201)
+        client = CloudClient(str(hub.client.make_url("")), "s1", hub.tokens["s1"])
+        await client.open()
+        try:
+            app = {SYNC: SimpleNamespace(client=client)}
+            found = await lookup_by_phone(app, "13812345678")
+            assert [(m["name"], m["phone"], m["level"], m["points"]) for m in found] == [
+                ("欧***", "138****5678", "银卡", 7)]
+        finally:
+            await client.close()
+    finally:
+        await hub.close()
+    gone = CloudClient("http://127.0.0.1:9", "s1", "token")
+    await gone.open()
+    try:
+        try:
+            await lookup_by_phone({SYNC: SimpleNamespace(client=gone)}, "13812345678")
+            raise AssertionError("no refusal")
+        except InputError as exc:
+            assert exc.code == "cloud_unavailable" and exc.status == 503
+            assert exc.detail["message_zh"].startswith("云端不可用")
+    finally:
+        await gone.close()
+    assert "13812345678" not in caplog.text and "欧阳娜娜" not in caplog.text

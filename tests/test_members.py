@@ -201,3 +201,11 @@ def test_the_classifier_knows_a_member_code():
     pickup = jws.sign(KEY, "k1", jws.TYP_PICKUP, {"sub": "o-1", "sid": STORE, "exp": int(NOW), "jti": "j"})
     assert classify(pickup).kind == "pickup_token"
     assert classify(Phone(certificate=pickup).code(NOW)).kind == "unknown"
+
+
+def test_the_device_page_shows_a_member_code_masked():
+    from edge.services.devices import _masked
+    code = issued().code(NOW)
+    shown = _masked({"device": "front", "last_scan": {"text": code, "raw_hex": code.encode().hex(" ")}})
+    assert shown["last_scan"]["text"] == member_code.mask(code)
+    assert code.rsplit(".", 1)[1] not in str(shown) and code.encode()[-40:].hex(" ") not in str(shown)

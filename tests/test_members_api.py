@@ -40,7 +40,8 @@ def phone(**over) -> Phone:
     return p
 
 
-async def test_verify_then_replay_refused_in_chinese(api, db_path):
+async def test_verify_then_replay_refused_in_chinese(api, db_path, caplog):
+    caplog.set_level(logging.DEBUG)
     code = phone().code()
     member = await api.ok("/members/verify", {"code": code})
     assert (member["name"], member["phone"], member["level"], member["points"], member["balance_fen"]) == (
@@ -50,6 +51,8 @@ async def test_verify_then_replay_refused_in_chinese(api, db_path):
     assert status == 422 and err["error"]["code"] == "replayed"
     assert err["error"]["detail"]["message_zh"] == "此会员码已使用过，请让顾客刷新后重扫"
     assert dump(db_path) == before
+    assert code.rsplit(".", 1)[1] not in caplog.text and code.split(".")[1] not in caplog.text
+    assert code.rsplit(".", 1)[1] not in dump(db_path)      # the idempotency answer holds the member, not the code
 
 
 @pytest.mark.parametrize("over, reason", [({"chn": "chain-02"}, "wrong_chain"),

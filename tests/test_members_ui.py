@@ -3,6 +3,7 @@ in Chinese), a scanned one in the last scans, the phone look-up without a cloud 
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
@@ -42,7 +43,8 @@ def words(page: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
 
 
-async def test_a_member_code_in_the_scan_field(web, store):  # noqa: F811
+async def test_a_member_code_in_the_scan_field(web, store, caplog):  # noqa: F811
+    caplog.set_level(logging.DEBUG)
     csrf = await log_in(web)
     code = phone().code()
     status, answer = await post(web, "/ui/cashier/scan", csrf, {"text": code})
@@ -56,6 +58,7 @@ async def test_a_member_code_in_the_scan_field(web, store):  # noqa: F811
     status, answer = await post(web, "/ui/cashier/scan", csrf, {"text": phone(chn="chain-02").code()})
     assert status == 422 and reason(answer) == "wrong_chain" and "其他连锁" in answer
     assert dump(store) == before
+    assert code.rsplit(".", 1)[1] not in caplog.text and code.split(".")[1] not in caplog.text
 
 
 async def test_a_scanned_member_code_in_the_last_scans(web, store):  # noqa: F811
