@@ -55,6 +55,18 @@ def store(tmp_path):
     conn.close()
 
 
+def chain_config(tmp_path):
+    """The tests' store (tests/conftest.py, its catalog seeded) with `[store] chain` set: member codes on."""
+    from edge.core import config as config_mod
+    from tests.conftest import seed
+    path = tmp_path / "config.toml"
+    path.write_text(f'[store]\nid = "{STORE}"\nname = "测试门店"\nchain = "{CHAIN}"\ndata_dir = "var"\n',
+                    encoding="utf-8")
+    cfg = config_mod.load(path)
+    seed(cfg.db_path)
+    return cfg
+
+
 def verify(conn, text, now=NOW, chain=CHAIN):
     with db.transaction(conn):
         return members.verify_member_code(conn, text, chain=chain, store_id=STORE, now=now)

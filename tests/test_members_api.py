@@ -9,21 +9,16 @@ import time
 
 import pytest
 
-from edge.core import config as config_mod
 from edge.core import jws
 from edge.ops.demo.phone import Phone
-from tests.conftest import dump, query, seed
-from tests.test_members import CHAIN, KEY, KEY_PUBLIC, claims, feed
+from edge.store import db
+from tests.conftest import dump, query
+from tests.test_members import KEY, KEY_PUBLIC, chain_config, claims, feed
 
 
 @pytest.fixture
 def config(tmp_path):
-    path = tmp_path / "config.toml"
-    path.write_text(f'[store]\nid = "test-store"\nname = "测试门店"\nchain = "{CHAIN}"\ndata_dir = "var"\n',
-                    encoding="utf-8")
-    cfg = config_mod.load(path)
-    seed(cfg.db_path)
-    from edge.store import db
+    cfg = chain_config(tmp_path)
     conn = db.open_store_db(cfg.db_path)
     try:
         feed(conn, [("key.published", {"kid": "k1", "alg": "Ed25519", "public_key": KEY_PUBLIC})])

@@ -10,11 +10,10 @@ import time
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from edge.core import config as config_mod
 from edge.core import jws
 from edge.ops.demo.phone import Phone
-from tests.conftest import Api, dump, seed
-from tests.test_members import CHAIN, claims
+from tests.conftest import Api, dump
+from tests.test_members import chain_config, claims
 from tests.test_ui_cashier import log_in, post, reason, store, web  # noqa: F401 (fixtures)
 from tests.test_verification import KEY
 
@@ -23,12 +22,7 @@ RAW_KEY = KEY.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
 @pytest.fixture
 def config(tmp_path):
-    path = tmp_path / "config.toml"
-    path.write_text(f'[store]\nid = "test-store"\nname = "测试门店"\nchain = "{CHAIN}"\ndata_dir = "var"\n',
-                    encoding="utf-8")
-    cfg = config_mod.load(path)
-    seed(cfg.db_path)
-    return cfg
+    return chain_config(tmp_path)
 
 
 def phone(**over) -> Phone:
