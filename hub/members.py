@@ -22,10 +22,10 @@ from hub.errors import HubError, not_found
 from hub.http import answer, auth_admin, auth_store, model_body
 from hub.keys import current_key, iso_unix, unix
 from hub.state import HUB, Hub
+from protocol.members import MAX_MEMBERS, PHONE, MemberLookup
 
 log = logging.getLogger(__name__)
 
-PHONE = r"^1[3-9][0-9]{9}$"                # a mainland mobile number, as the mini-program registers it
 MEMBER_ID = r"^[\x21-\x7e]{1,64}$"
 DEFAULT_DAYS = 30                          # a certificate's life: the phone renews it when online
 MAX_DAYS = 366
@@ -43,10 +43,6 @@ class CertificateIn(Body):
     device_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$",
                                      description="base64url of the phone's 32-byte Ed25519 public key")]
     days: Annotated[int, Field(ge=1, le=MAX_DAYS)] = DEFAULT_DAYS
-
-
-class PhoneIn(Body):
-    phone: Annotated[str, Field(pattern=PHONE)]
 
 
 def mask_name(name: str) -> str:
@@ -131,9 +127,9 @@ async def store_lookup_member(request: web.Request) -> web.Response:
     """POST /sync/v1/stores/{store_id}/members/lookup: the members with this phone, masked. The number is in
     the body, never the URL (proxies log URLs), and is not logged here either."""
     await auth_store(request)
-    body = await model_body(request, PhoneIn)
+    body = await model_body(request, MemberLookup)
     hub = request.app[HUB]
     snapshot = iso(hub.now())
     rows = await hub.store.read(lambda conn: conn.execute(
-        "SELECT * FROM members WHERE phone = ? ORDER BY member_id LIMIT 10", (body.phone,)).fetchall())
+        "SELECT * FROM members WHERE phone = ? ORDER BY member_id LIMIT ?", (body.phone, MAX_MEMBERS)).fetchall())
     return answer(request, {"members": [masked(r, snapshot) for r in rows]})

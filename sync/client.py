@@ -15,8 +15,10 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import aiohttp
+from pydantic import ValidationError
 
 from edge import __version__
+from protocol.members import MemberLookupAnswer
 
 MAX_RETRY_AFTER = 600.0
 
@@ -138,6 +140,9 @@ class CloudClient:
         its own: a cashier is waiting, and offline the till says so at once instead of after the sync's."""
         answer = await self._request("POST", "/members/lookup", json={"phone": phone},
                                      timeout=aiohttp.ClientTimeout(total=timeout))
-        if not isinstance(answer.body.get("members"), list):
-            raise RetryLater("member lookup answer without a members list")
+        try:
+            # also refuses a name or number that is not masked: the store takes no more than a receipt needs
+            MemberLookupAnswer.model_validate(answer.body)
+        except ValidationError:
+            raise RetryLater("member lookup answer not of the protocol (or not masked)") from None
         return answer

@@ -154,3 +154,30 @@ async def test_the_cashier_look_up_asks_the_cloud_and_says_cloud_unavailable_whe
     finally:
         await gone.close()
     assert "13812345678" not in caplog.text and "欧阳娜娜" not in caplog.text
+
+
+async def test_an_answer_that_is_not_masked_is_refused_by_the_store():
+    """A cloud that sends a whole name or number: the store's client refuses the answer, nothing shown."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    async def leaky(request):
+        return web.json_response({"epoch": "e-1", "members": [
+            {"member_id": "m-1", "level": "金卡", "name": "张三", "phone": "13812345678", "points": 1,
+             "balance_fen": 0, "snapshot_at": "2026-12-01T00:00:00.000Z"}]})
+
+    app = web.Application()
+    app.router.add_post("/sync/v1/stores/s1/members/lookup", leaky)
+    server = TestServer(app)
+    await server.start_server()
+    client = CloudClient(str(server.make_url("")), "s1", "token")
+    await client.open()
+    try:
+        try:
+            await client.lookup_member("13812345678")
+            raise AssertionError("an unmasked answer was taken")
+        except RetryLater as exc:
+            assert "masked" in str(exc)
+    finally:
+        await client.close()
+        await server.close()

@@ -13,11 +13,12 @@ import re
 
 from edge.core.refusals import refusal
 from edge.services.app_keys import SYNC
+from protocol import members as protocol_members
 from sync.client import SyncError
 
 log = logging.getLogger("edge.services.members")
 
-PHONE = re.compile(r"^1[3-9][0-9]{9}$")   # a mainland mobile number, as the mini-program registers it
+PHONE = re.compile(protocol_members.PHONE)  # a mainland mobile number, as the mini-program registers it
 LOOKUP_TIMEOUT = 3.0                       # seconds a cashier waits for the cloud
 _FIELDS = ("member_id", "level", "name", "phone", "points", "balance_fen", "snapshot_at")
 
