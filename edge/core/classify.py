@@ -133,7 +133,8 @@ def _classify_token(text: str, match: re.Match, dynamic: tuple | None = None) ->
         TOKEN_TYPES.get(typ) if isinstance(typ, str) and dynamic is None else None
     if kind is None:
         return Classified("unknown", text, format="jws", reason="token_unknown_typ",
-                          detail=f"typ {typ!r} is not a store token" if isinstance(typ, str) else "no typ")
+                          detail=(f"a member code's form around a {typ!r} token" if dynamic else
+                                  f"typ {typ!r} is not a store token") if isinstance(typ, str) else "no typ")
     if header.get("alg") != jws.ALG:
         return malformed(f"alg {header.get('alg')!r} is not EdDSA")
     if not match.group(3):

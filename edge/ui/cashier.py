@@ -2,8 +2,10 @@
 products, refusals in words; the last scans of the store's scanners; reprint the last receipt.
 
 Every answer to the scan field is HTML for `#scan-result` (a `data-fetch` form); without JavaScript
-the whole page comes back with the answer in place. Looking up writes nothing; the hand-over and the
-reprint go through `web.ui_write` (one transaction with their audit line, once per form).
+the whole page comes back with the answer in place. Looking up writes nothing, but for a member code,
+which is taken when it is shown (its (member, step) once: edge/store/members.py; no audit line, it names
+no act of the cashier's); the hand-over and the reprint go through `web.ui_write` (one transaction with
+their audit line, once per form).
 """
 
 from __future__ import annotations
