@@ -84,7 +84,7 @@ def refused(store, text, reason, now=NOW, chain=CHAIN) -> TokenRefused:
     return caught.value
 
 
-def test_a_code_is_about_400_bytes_and_gives_the_masked_member(store):
+def test_a_code_of_about_540_bytes_gives_the_masked_member(store):
     phone = issued()
     code = phone.code(NOW)
     assert 380 <= len(code.encode()) <= 560, len(code)

@@ -82,7 +82,7 @@ async def test_a_scanned_member_code_is_checked_and_kept_masked(api, db_path, ca
     assert status == 200
 
 
-async def test_phone_lookup_without_a_cloud_says_cloud_unavailable(api):
+async def test_phone_lookup_without_a_cloud_says_no_cloud(api):
     status, err, _ = await api.post("/members/lookup", {"phone": "13812345678"}, key=None)
     assert status == 422 and err["error"]["code"] == "no_cloud"
     assert "云端不可用" in err["error"]["detail"]["message_zh"]
