@@ -1,4 +1,4 @@
-"""`python -m bench {ledger,sync,print,scan,dashboard,cli,suggestions,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
+"""`python -m bench {ledger,sync,print,scan,dashboard,cli,suggestions,member,all} [--quick]`: run benchmarks; the last stdout line is one JSON object."""
 
 from __future__ import annotations
 
@@ -49,8 +49,14 @@ def _suggestions(quick: bool) -> dict:
     return suggestions.run(quick=quick)
 
 
+def _member(quick: bool) -> dict:
+    from bench import member  # noqa: PLC0415 (imported when asked for)
+
+    return member.run(quick=quick)
+
+
 BENCHMARKS = {"ledger": _ledger, "sync": _sync, "print": _print, "scan": _scan, "dashboard": _dashboard,
-              "cli": _cli, "suggestions": _suggestions}
+              "cli": _cli, "suggestions": _suggestions, "member": _member}
 
 
 def main(argv: list[str] | None = None) -> int:

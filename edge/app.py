@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 # the API's resource modules register their operations when imported
 from edge import ui
+from edge.api import members as members_api  # noqa: F401
 from edge.api import metrics, openapi, pos, printing, reports, scans, shifts, status_page, stock_work, verification  # noqa: F401
 from edge.api import sync as sync_api  # noqa: F401
 from edge.api.registry import PREFIX, is_public, json_response
@@ -104,7 +105,7 @@ async def printing_subsystem(app: web.Application):
 
 async def scanning_subsystem(app: web.Application):
     """The scan router, and a reader per scanner and camera feeding it."""
-    router = ScanRouter(app[STORE], app[CONFIG].scanning.scales)
+    router = ScanRouter(app[STORE], app[CONFIG].scanning.scales, app[CONFIG])
     await router.start()
     devices = DeviceService(app[CONFIG], router)
     devices.start()

@@ -7,7 +7,7 @@ edge.core.sqlite.Store and its single writer thread, with the migrations of hub/
                                   and balances (hub/changes.py), hints (hub/hints.py)
 - /admin/v1/...                   the chain's side: stores, catalog, corrections, epoch (hub/admin_api.py),
                                   online orders (hub/orders.py), keys (hub/keys.py), coupons
-                                  (hub/coupons.py); docs/hub-admin-api.md
+                                  (hub/coupons.py), members (hub/members.py); docs/hub-admin-api.md
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import secrets
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from aiohttp import WSCloseCode, web
 from edge.core import log as log_mod
 from edge.core.serving import serve_until_stopped
 from edge.core.sqlite import SchemaTooNew
-from hub import admin_api, coupons, keys, orders
+from hub import admin_api, coupons, keys, members, orders
 from hub.changes import get_balances, get_changes, get_state
 from hub.events import post_events
 from hub.hints import get_hints
@@ -40,13 +41,14 @@ BODY_LIMIT = 16 * 1024 * 1024
 
 
 def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, stale_after: float = 600.0,
-                  new_epoch: bool = False, clock: Callable[[], datetime] | None = None) -> web.Application:
+                  new_epoch: bool = False, clock: Callable[[], datetime] | None = None,
+                  chain: str = "chain-1") -> web.Application:
     """The hub as an aiohttp application; its database opens when the app starts (cleanup_ctx)."""
     if not admin_token or not admin_token.strip():
         raise ValueError("the admin token must not be empty")
     if safety_buffer < 0 or stale_after <= 0:
         raise ValueError("safety_buffer must be >= 0 and stale_after > 0")
-    hub = Hub(Path(data_dir), admin_token.strip(), safety_buffer, stale_after, new_epoch)
+    hub = Hub(Path(data_dir), admin_token.strip(), safety_buffer, stale_after, new_epoch, chain=chain)
     if clock is not None:
         hub.clock = clock
     app = web.Application(middlewares=[errors_middleware], client_max_size=BODY_LIMIT)
@@ -70,6 +72,7 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
         web.get(sync + "/state", get_state),
         web.get(sync + "/balances", get_balances),
         web.get(sync + "/hints", get_hints),
+        web.post(sync + "/members/lookup", members.store_lookup_member),
         web.get("/admin/v1/stores", admin_api.admin_list_stores),
         web.post("/admin/v1/stores", admin_api.admin_put_store),
         web.get("/admin/v1/stores/{store_id}", admin_api.admin_get_store),
@@ -93,6 +96,9 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
         web.post("/admin/v1/coupons/{coupon_id}/issue", coupons.admin_issue_coupon),
         web.post("/admin/v1/coupons/{coupon_id}/revoke", coupons.admin_revoke_coupon),
         web.post("/admin/v1/epoch", admin_api.admin_epoch),
+        web.post("/admin/v1/members", members.admin_create_member),
+        web.get("/admin/v1/members/{member_id}", members.admin_get_member),
+        web.post("/admin/v1/members/{member_id}/certificates", members.admin_issue_certificate),
     ])
     return app
 
@@ -116,6 +122,12 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _chain(text: str) -> str:
+    if not re.fullmatch(r"[\x21-\x7e]{1,64}", text):
+        raise argparse.ArgumentTypeError("must be 1 to 64 printable characters without spaces")
+    return text
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -135,6 +147,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds after a store's last upload when its online availability drops to 0 (600)")
     parser.add_argument("--new-epoch", action="store_true",
                         help="start a new epoch: every store resends its events and pulls the feed again")
+    parser.add_argument("--chain", default="chain-1", type=_chain,
+                        help="the chain's id in member certificates; a store's [store] chain must match (default chain-1)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -197,7 +211,7 @@ def run(args) -> int:
         log.error("cannot start", extra={"kv": {"error": str(exc)}})
         return 1
     app = build_hub_app(data_dir, admin_token=token, safety_buffer=args.safety_buffer,
-                        stale_after=args.stale_after, new_epoch=args.new_epoch)
+                        stale_after=args.stale_after, new_epoch=args.new_epoch, chain=args.chain)
     try:
         asyncio.run(serve(app, args.host, args.port))
     except (OSError, SchemaTooNew) as exc:  # port taken, folder not writable, a newer database

@@ -240,9 +240,37 @@ ALTER TABLE orders ADD COLUMN customer_phone_last4 TEXT;
 ALTER TABLE order_pickups ADD COLUMN manual_reason TEXT;
 """
 
+MEMBERS = """
+-- The chain's members: the only place their name and whole phone number are kept. points and balance_fen
+-- are the cloud's own figures; a certificate carries a snapshot of them (snapshot_at: when it was taken).
+CREATE TABLE members (
+    member_id    TEXT PRIMARY KEY CHECK (length(member_id) BETWEEN 1 AND 64),
+    name         TEXT NOT NULL,
+    phone        TEXT NOT NULL,
+    level        TEXT NOT NULL,
+    points       INTEGER NOT NULL CHECK (points >= 0),
+    balance_fen  INTEGER NOT NULL CHECK (balance_fen >= 0),
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL
+);
+CREATE INDEX members_phone ON members(phone);
+
+-- Each certificate issued: which device key (the phone's), signed with which key, valid until when.
+CREATE TABLE member_certificates (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    member_id   TEXT NOT NULL REFERENCES members(member_id),
+    device_key  TEXT NOT NULL,
+    kid         TEXT NOT NULL REFERENCES signing_keys(kid),
+    issued_at   TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
+);
+CREATE INDEX member_certificates_member ON member_certificates(member_id, id);
+"""
+
 HUB_MIGRATIONS: list[tuple[str, str]] = [
     ("hub: stores, catalog, events, balances, changes, orders", INITIAL),
     ("hub: print results of online orders", ORDER_PRINTS),
     ("hub: signing keys, pickup tokens, hand-overs, coupons", TOKENS),
     ("hub: customers' phone last four digits, hand-overs without the code", CASHIER),
+    ("hub: members and their phones' certificates", MEMBERS),
 ]

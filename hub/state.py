@@ -43,6 +43,7 @@ class Hub:
     stale_after: float = 600.0
     new_epoch: bool = False
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    chain: str = "chain-1"       # the chain this hub is the cloud of: `chn` of member certificates (docs/members.md)
     store: Store | None = None
     epoch: str = ""
     sockets: dict[str, set[web.WebSocketResponse]] = field(default_factory=dict)

@@ -12,6 +12,7 @@ from protocol import PROTOCOL
 from protocol.changes import CHANGE_PAYLOADS, ChangesPage
 from protocol.events import EVENT_PAYLOADS, Batch, Envelope
 from protocol.hints import ChangesHint, Hello
+from protocol.members import MemberLookup, MemberLookupAnswer
 
 
 def schemas() -> dict:
@@ -25,6 +26,7 @@ def schemas() -> dict:
         "download": {"page": schema(ChangesPage),
                      "payloads": {t: schema(m) for t, m in sorted(CHANGE_PAYLOADS.items())}},
         "hints": {"hello": schema(Hello), "changes": schema(ChangesHint)},
+        "members": {"lookup": schema(MemberLookup), "answer": schema(MemberLookupAnswer)},
     }
 
 

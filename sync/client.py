@@ -15,8 +15,10 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import aiohttp
+from pydantic import ValidationError
 
 from edge import __version__
+from protocol.members import MemberLookupAnswer
 
 MAX_RETRY_AFTER = 600.0
 
@@ -132,3 +134,15 @@ class CloudClient:
     def hints(self, heartbeat: float = 20.0):
         """The hint WebSocket (an async context manager)."""
         return self._session.ws_connect(self.base + "/hints", heartbeat=heartbeat)
+
+    async def lookup_member(self, phone: str, timeout: float = 3.0) -> Answer:
+        """Members with this phone number (docs/sync-protocol.md §8), masked by the cloud. A short timeout of
+        its own: a cashier is waiting, and offline the till says so at once instead of after the sync's."""
+        answer = await self._request("POST", "/members/lookup", json={"phone": phone},
+                                     timeout=aiohttp.ClientTimeout(total=timeout))
+        try:
+            # also refuses a name or number that is not masked: the store takes no more than a receipt needs
+            MemberLookupAnswer.model_validate(answer.body)
+        except ValidationError:
+            raise RetryLater("member lookup answer not of the protocol (or not masked)") from None
+        return answer

@@ -10,6 +10,10 @@
 - ``weighed``: an in-store EAN-13 with prefix 2 that matches a configured scale format.
 - ``pickup_token`` / ``coupon_token``: a JWS compact token (docs/tokens.md); only the header is
   looked at here, the signature is checked elsewhere.
+- ``member_code``: a member's dynamic code (会员码, docs/members.md): a member certificate, its time
+  step and the phone's signature (``format`` ``dynamic``), or a certificate alone (``certificate``,
+  which the store refuses: no phone signed it). Checked by edge/store/members.py; like a payment
+  code, never kept whole (`edge.core.member_code.mask`).
 - ``pickup_code``: 6-8 digits (see `classify` for the 8-digit rule).
 - ``payment_code``: a customer's 付款码 shown in WeChat Pay (``format`` ``wechat_pay``: 18 digits
   starting 10-15) or Alipay (``alipay``: 16-24 digits starting 25-30), scanned or typed. It pays
@@ -36,7 +40,7 @@ from datetime import date
 from types import MappingProxyType
 from typing import Literal
 
-from edge.core import gs1, jws
+from edge.core import gs1, jws, member_code
 from edge.core.gs1 import CSET82, GS, GS1_SYMBOLOGY_IDS, HRI_AI
 from edge.core.gtin import expand_upce, gtin_forms, gtin_valid, is_digits, upce_valid
 from edge.core.scales import DEFAULT_FORMATS, ScaleFormat, price_check_digit
@@ -44,8 +48,10 @@ from protocol.barcodes import gtin_check_digit
 
 MAX_LENGTH = 1024
 
-KINDS = ("product", "gs1", "weighed", "pickup_token", "coupon_token", "pickup_code", "payment_code", "unknown")
-Kind = Literal["product", "gs1", "weighed", "pickup_token", "coupon_token", "pickup_code", "payment_code", "unknown"]
+KINDS = ("product", "gs1", "weighed", "pickup_token", "coupon_token", "member_code", "pickup_code", "payment_code",
+         "unknown")
+Kind = Literal["product", "gs1", "weighed", "pickup_token", "coupon_token", "member_code", "pickup_code",
+               "payment_code", "unknown"]
 
 # Reasons of `unknown`.
 REASONS = (
@@ -68,7 +74,8 @@ class Classified:
     text: str                        # the input as classified: stripped, without a symbology identifier
                                      # (]C1, ]E0 ...), NFKC-normalized if typed
     format: str | None = None        # product: ean13 ean8 upca upce gtin14 | gs1: aim gs hri bare |
-                                     # weighed: the ScaleFormat's name | tokens: jws | pickup_code: typed scanned
+                                     # weighed: the ScaleFormat's name | tokens: jws | member_code: dynamic certificate
+                                     # | pickup_code: typed scanned
                                      # | payment_code: wechat_pay alipay
     gtin: str | None = None          # product: the code as scanned (UPC-E: expanded to UPC-A) | gs1: (01)
     lookup: tuple[str, ...] = ()     # catalog keys to try, in order: gtin first, then its other lengths
@@ -107,7 +114,8 @@ _JWS = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)")
 TOKEN_TYPES = {jws.TYP_PICKUP: "pickup_token", jws.TYP_COUPON: "coupon_token"}
 
 
-def _classify_token(text: str, match: re.Match) -> Classified:
+def _classify_token(text: str, match: re.Match, dynamic: tuple | None = None) -> Classified:
+    """A JWS (`match` of _JWS), or with `dynamic` (member_code.split) a member code around one."""
     def malformed(detail):
         return Classified("unknown", text, format="jws", reason="token_malformed", detail=detail)
 
@@ -118,16 +126,21 @@ def _classify_token(text: str, match: re.Match) -> Classified:
     if not isinstance(header, dict):
         return malformed("the header is not a JSON object")
     typ = header.get("typ")
-    kind = TOKEN_TYPES.get(typ) if isinstance(typ, str) else None
+    if typ == jws.TYP_MEMBER and dynamic is None:   # a certificate alone: a member code without its phone
+        return Classified("member_code", text, format="certificate",
+                          kid=header.get("kid") if isinstance(header.get("kid"), str) else None)
+    kind = "member_code" if dynamic is not None and typ == jws.TYP_MEMBER else \
+        TOKEN_TYPES.get(typ) if isinstance(typ, str) and dynamic is None else None
     if kind is None:
         return Classified("unknown", text, format="jws", reason="token_unknown_typ",
-                          detail=f"typ {typ!r} is not a store token" if isinstance(typ, str) else "no typ")
+                          detail=(f"a member code's form around a {typ!r} token" if dynamic else
+                                  f"typ {typ!r} is not a store token") if isinstance(typ, str) else "no typ")
     if header.get("alg") != jws.ALG:
         return malformed(f"alg {header.get('alg')!r} is not EdDSA")
     if not match.group(3):
         return malformed("the signature is empty")
     kid = header.get("kid")
-    return Classified(kind, text, format="jws", kid=kid if isinstance(kid, str) else None)
+    return Classified(kind, text, format="dynamic" if dynamic else "jws", kid=kid if isinstance(kid, str) else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,6 +301,9 @@ def _classify(text: str, formats: Sequence[ScaleFormat], typed: bool, ref_year: 
     token = _JWS.fullmatch(text)
     if token:
         return _classify_token(text, token)
+    dynamic = member_code.split(text)
+    if dynamic is not None:
+        return _classify_token(text, _JWS.fullmatch(dynamic[0]), dynamic)
     if len(text) >= 16 and text[:2] in ("00", "01", "02") and all(c in CSET82 for c in text):
         return parse_gs1(text, "bare", ref_year)   # e.g. 01...10LOT: a variable field last needs no GS
     return Classified("unknown", text, reason="unrecognized")

@@ -62,6 +62,9 @@ class StoreSection(Section):
     data_dir: str = "var"
     # when the business day turns over, local time: a store open past midnight closes its day (日结) at 01:00
     day_cutoff: str = "00:00"
+    # the chain (连锁) the store belongs to, as the cloud names it in member certificates (docs/members.md):
+    # a member code of another chain is refused; without it no member code is accepted
+    chain: Annotated[str | None, Field(pattern=r"^[\x21-\x7e]{1,64}$")] = None
 
     @field_validator("timezone")
     @classmethod

@@ -34,7 +34,9 @@ ALG = "EdDSA"            # the JWS header's alg (RFC 8037)
 KEY_ALG = "Ed25519"      # the key.published payload's alg
 TYP_PICKUP = "se-pickup+jwt"
 TYP_COUPON = "se-coupon+jwt"
+TYP_MEMBER = "se-member+jwt"   # a member certificate (docs/members.md): never accepted where a pickup or coupon is
 TYPES = (TYP_PICKUP, TYP_COUPON)
+ALL_TYPES = TYPES + (TYP_MEMBER,)  # every typ the header registry knows; `verify` takes only those it is asked for
 MAX_TOKEN = 1024
 # The form of a token (three base64url parts; a scanner may add spaces or a line end around it), for the
 # OpenAPI document: a string of another form is refused by `verify` as `malformed` (422), not as an
@@ -90,7 +92,7 @@ class _TokenRegistry(_jws.JWSRegistry):
     default_header_registry = {
         "alg": HeaderParameter("Algorithm", in_choices([ALG]), True),
         "kid": HeaderParameter("Key ID", _kid, True),
-        "typ": HeaderParameter("Type", in_choices(list(TYPES)), True),
+        "typ": HeaderParameter("Type", in_choices(list(ALL_TYPES)), True),
     }
     # a class attribute of its own: JWSRegistry.register() fills the shared class-wide table
     algorithms = {ALG: _Ed25519Only()}

@@ -24,9 +24,21 @@ MESSAGES_ZH = {
     "online_only": "此优惠券需联网核销，当前网络中断，请稍后再试",
     "min_spend": "未达到优惠券的最低消费",
     "out_of_scope": "本单没有适用此优惠券的商品",
+    # member codes (docs/members.md)
+    "member_expired": "会员证书已过期，请让顾客在小程序中联网更新",
+    "device_signature": "会员码与顾客手机不符（签名错误），不能使用",
+    "code_stale": "会员码已过时，请让顾客刷新后重扫",
+    "code_ahead": "会员码时间超前，请核对收银机和顾客手机的时间",
+    "replayed": "此会员码已使用过，请让顾客刷新后重扫",
+    "wrong_chain": "这是其他连锁的会员，不能在本店使用",
+    "no_chain": "本店未设置所属连锁，无法验证会员码",
+    "cloud_unavailable": "云端不可用，请稍后再试或扫会员码",
+    "no_cloud": "云端不可用：本店未连接云端，请扫会员码",
+    "bad_phone": "请输入 11 位手机号",
 }
 STATUS = {"unknown_order": 404, "bad_code": 404, "already_used": 409, "not_ready": 409, "rate_limited": 429,
-          "not_picked_up": 409, "online_only": 503}
+          "not_picked_up": 409, "online_only": 503,
+          "cloud_unavailable": 503}
 
 
 def refusal(reason: str, message: str, *, field: str | None = None, **detail) -> InputError:

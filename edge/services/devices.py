@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from drivers.models import Camera, HidScanner, SerialScanner
+from edge.core import member_code
 from edge.core.classify import classify, mask_payment_code
 from edge.services.scan_router import ScanRouter
 
@@ -68,11 +69,13 @@ class DeviceService:
 
 
 def _masked(status: dict) -> dict:
-    """A reader's last scan, as the device page and GET /scanners show it: a payment code masked."""
+    """A reader's last scan, as the device page and GET /scanners show it: a payment or member code masked."""
     last = status.get("last_scan")
     if last:
         classified = classify(last["text"])
-        if classified.kind == "payment_code":
-            masked = mask_payment_code(classified.text)
+        masked = mask_payment_code(classified.text) if classified.kind == "payment_code" else \
+            member_code.mask(classified.text) if classified.kind == "member_code" \
+            or member_code.split(classified.text) is not None else None
+        if masked is not None:
             status = {**status, "last_scan": {**last, "text": masked, "raw_hex": masked.encode().hex(" ")}}
     return status

@@ -3,7 +3,9 @@
 Scanners (serial, HID, camera) hand their scans over from their threads; the router classifies each
 (edge/core/classify.py) and writes it to the scan journal (edge/store/scans.py), in arrival order.
 A payment code is stored masked; the whole code goes to the till that asked, if one did
-(edge/services/payment_codes.py), and is otherwise forgotten at once.
+(edge/services/payment_codes.py), and is otherwise forgotten at once. A member code is checked as it is
+recorded, in the same transaction (edge/store/members.py: its (member, step) taken once), and stored
+masked with what the check found: the whole code is kept nowhere, and no reader needs it again.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import asyncio
 import logging
 
 from drivers.scan import Scan
+from edge.core import member_code
 from edge.core.classify import Classified, classify, mask_payment_code
 from edge.services.payment_codes import PaymentCodes
-from edge.store import scans
+from edge.store import members, scans
 
 log = logging.getLogger("edge.services.scan_router")
 
@@ -22,9 +25,10 @@ log = logging.getLogger("edge.services.scan_router")
 class ScanRouter:
     """Takes scans from any thread, classifies and stores them in arrival order, wakes the readers."""
 
-    def __init__(self, store, formats):
+    def __init__(self, store, formats, config=None):
         self.store = store
         self.formats = formats
+        self.config = config          # the store's id and chain, for member codes (read at each scan: reloads)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[Scan, bool]] = asyncio.Queue()
         self._new = asyncio.Condition()
@@ -57,7 +61,8 @@ class ScanRouter:
     def record(self, conn, scan: Scan, classified: Classified) -> dict:
         """scans.record, and a payment code claimed for its till: inside the write's transaction, so no
         reader sees the scan before the claim (a WebSocket would send it once, without the code)."""
-        item = scans.record(conn, scan, classified)
+        outcome = self.check_member(conn, scan, classified) if scans.is_member_code(classified) else None
+        item = scans.record(conn, scan, classified, outcome)
         if classified.kind == "payment_code":
             consumer = self.payments.claim(item["seq"], scan.device, classified.text)
             # the masked code only: the log is no place for a credential
@@ -65,6 +70,22 @@ class ScanRouter:
                      extra={"kv": {"seq": item["seq"], "device": scan.device, "consumer": consumer,
                                    "code": mask_payment_code(classified.text)}})
         return item
+
+    def check_member(self, conn, scan: Scan, classified: Classified) -> dict:
+        """{"member": ...} or {"refused": reason}; as of when the code was read."""
+        store = self.config.store if self.config is not None else None
+        try:
+            if classified.kind != "member_code":
+                raise members.TokenRefused("malformed", classified.reason or "not a member code")
+            member = members.verify_member_code(conn, classified.text, chain=store.chain if store else None,
+                                                store_id=store.id if store else "", now=scan.at)
+        except members.TokenRefused as exc:
+            log.info("member code refused", extra={"kv": {"device": scan.device, "reason": exc.reason,
+                                                          "code": member_code.mask(classified.text)}})
+            return {"refused": exc.reason}
+        log.info("member code", extra={"kv": {"device": scan.device, "member": member.member_id,
+                                              "step": member.step}})
+        return {"member": member.as_dict()}
 
     async def _run(self) -> None:
         while True:

@@ -6,6 +6,7 @@ Money is integer fen; quantities are integers in the product's unit (weighed goo
 
 from edge.store.pinyin import fill_name_keys
 from edge.store.schema_day import DAY_MIGRATIONS
+from edge.store.schema_members import MEMBER_MIGRATIONS
 from protocol.stock import MOVE_REASONS
 
 _reasons = ", ".join(f"'{r}'" for r in MOVE_REASONS)
@@ -440,3 +441,6 @@ STEPS = {len(MIGRATIONS): fill_name_keys}
 # The store's day (issue 14): shifts, the cashier screen's look-ups, stock work. Their SQL is in
 # schema_day.py; the order here is the order they run in.
 MIGRATIONS += DAY_MIGRATIONS
+
+# Members at the till (issue 12): after the store's day, in schema_members.py's order.
+MIGRATIONS += MEMBER_MIGRATIONS

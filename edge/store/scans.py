@@ -12,6 +12,10 @@ stored scan up again (the cashier screen's list) rebuilds the classification fro
 A payment code (付款码, kind `payment_code`) is a bearer credential: it is stored masked (first and
 last 4 digits), text, raw bytes and detail alike. The whole code lives only in the memory of the scan
 router, for the till that asked for it (edge/services/payment_codes.py).
+
+A member code (会员码, kind `member_code`) is kept the same way, masked (edge/core/member_code.py `mask`),
+with what its check found (`detail.member`: the member as masked by the cloud, or `detail.refused`: the
+reason): the scan router checks it as it records it, so no reader ever needs the code again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sqlite3
 from datetime import date, datetime, timezone
 
 from drivers.scan import Scan
+from edge.core import member_code
 from edge.core.classify import Classified, mask_payment_code
 from edge.core.clock import epoch, iso
 from edge.core.context import WriteContext
@@ -63,15 +68,26 @@ def as_classified(text: str, kind: str, stored: dict) -> Classified:
     return Classified(kind, stored.get("text", text), **values)
 
 
-def record(conn: sqlite3.Connection, scan: Scan, classified: Classified) -> dict:
+def is_member_code(classified: Classified) -> bool:
+    """A member code, or anything of its form (a malformed one is kept no more whole than a good one)."""
+    return classified.kind == "member_code" or member_code.split(classified.text) is not None
+
+
+def record(conn: sqlite3.Connection, scan: Scan, classified: Classified, outcome: dict | None = None) -> dict:
+    """`outcome`: what checking the code found, kept in `detail` beside the classification (member codes)."""
+    masked = None
     if classified.kind == "payment_code":
         masked = mask_payment_code(classified.text)
+    elif is_member_code(classified):
+        masked = member_code.mask(classified.text)
+    if masked is not None:
         scan = dataclasses.replace(scan, text=masked, raw=masked.encode())
-        classified = dataclasses.replace(classified, text=masked)
+        classified = dataclasses.replace(classified, text=masked, detail=None)
     cur = conn.execute("INSERT INTO scans (device, source, text, raw, kind, detail, scanned_at) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (scan.device, scan.source, scan.text, scan.raw, classified.kind,
-                        json.dumps(detail(classified, scan.text), ensure_ascii=False), _iso(scan.at)))
+                        json.dumps(detail(classified, scan.text) | (outcome or {}), ensure_ascii=False),
+                        _iso(scan.at)))
     return get_scan(conn, cur.lastrowid)
 
 

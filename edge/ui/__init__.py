@@ -6,6 +6,7 @@ Importing the page modules registers their pages (edge.ui.web.page); `routes()` 
 from edge.ui import (  # noqa: F401  # noqa: F401
     audit_pages,
     cashier,  # noqa: F401
+    cashier_members,
     cashier_orders_pages,
     count_pages,
     day_close_pages,

@@ -2,13 +2,16 @@
 products, refusals in words; the last scans of the store's scanners; reprint the last receipt.
 
 Every answer to the scan field is HTML for `#scan-result` (a `data-fetch` form); without JavaScript
-the whole page comes back with the answer in place. Looking up writes nothing; the hand-over and the
-reprint go through `web.ui_write` (one transaction with their audit line, once per form).
+the whole page comes back with the answer in place. Looking up writes nothing, but for a member code,
+which is taken when it is shown (its (member, step) once: edge/store/members.py; no audit line, it names
+no act of the cashier's); the hand-over and the reprint go through `web.ui_write` (one transaction with
+their audit line, once per form).
 """
 
 from __future__ import annotations
 
 import re
+import time
 import unicodedata
 
 from aiohttp import web
@@ -18,7 +21,7 @@ from edge.core.classify import MAX_LENGTH, REASONS, Classified, classify
 from edge.core.errors import InputError
 from edge.core.refusals import MESSAGES_ZH
 from edge.services.app_keys import CONFIG, LIMITER, STORE, pickup_checks
-from edge.store import coupons, orders, pickups, scans, spool
+from edge.store import coupons, members, orders, pickups, scans, spool
 from edge.ui.cashier_scans import find_product, last_scans
 from edge.ui.web import TEXT, WHO, form_data, page, render, ui_write
 
@@ -100,6 +103,10 @@ async def _result_for(request: web.Request, classified: Classified) -> tuple[int
                     if product is not None:
                         return 200, {"type": "product", "product": product, "label": None}
                 raise
+        if classified.kind == "member_code":     # taken, as at the API: a second showing is refused
+            member = await store.write(members.verify_for_till, classified.text, config.store.chain,
+                                       config.store.id, time.time())
+            return 200, {"type": "member", "member": member}
         if classified.kind == "coupon_token":
             online_only = frozenset(config.verification.online_only_coupons)
             described = await store.read(coupons.describe, classified.text, pickup_checks(request.app), online_only)

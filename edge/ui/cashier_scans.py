@@ -47,10 +47,21 @@ def last_scans(conn, store_id: str, limit: int = LAST_SCANS) -> list[dict]:
     for run in scans.latest_runs(conn, limit, REPEAT_WINDOW):
         classified = scans.as_classified(run["text"], run["kind"], run["detail"])
         checks = pickups.Checks(store_id=store_id, online=True, now=epoch(run["first_at"]))
+        read = member_meaning(run["detail"]) if run["kind"] == "member_code" else \
+            meaning(conn, classified, checks, run["first_at"])
         out.append({key: run[key] for key in ("seq", "device", "source", "kind", "scanned_at", "count", "first_at")}
-                   | {"meaning": meaning(conn, classified, checks, run["first_at"]),
+                   | {"meaning": read,
                       "can_look_up": run["source"] in HARDWARE and run["kind"] in LOOKUP_KINDS})
     return out
+
+
+def member_meaning(stored: dict) -> dict:
+    """A member code as the scan router found it when it was read (edge/services/scan_router.py): the
+    member, masked, or the refusal; a code is checked once, so it is never checked again here."""
+    member = stored.get("member")
+    if member:
+        return {"member": member, "result": None}
+    return {"result": _refused(stored.get("refused") or "malformed")}
 
 
 def meaning(conn, classified: Classified, checks: pickups.Checks, first_at: str) -> dict:

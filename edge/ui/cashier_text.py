@@ -27,6 +27,16 @@ REASONS_EN = {
     "online_only": "This coupon needs the cloud, which is unreachable now: try later",
     "min_spend": "The sale does not reach the coupon's minimum spend",
     "out_of_scope": "No item of this sale is covered by the coupon",
+    "member_expired": "The member certificate has expired: ask the customer to open the mini-program online",
+    "device_signature": "The member code does not match the customer's phone (wrong signature): do not accept it",
+    "code_stale": "The member code is out of date: ask the customer to refresh it and scan again",
+    "code_ahead": "The member code is ahead of time: check the till's and the phone's clocks",
+    "replayed": "This member code was used already: ask the customer to refresh it and scan again",
+    "wrong_chain": "A member of another chain: not valid in this store",
+    "no_chain": "This store has no chain set up: member codes cannot be checked",
+    "cloud_unavailable": "Cloud unavailable: try later, or scan the member code",
+    "no_cloud": "Cloud unavailable: this store has no cloud; scan the member code",
+    "bad_phone": "Type the 11-digit phone number",
 }
 
 # why the classifier did not recognize a code (edge.scan_classify.REASONS)
@@ -45,10 +55,15 @@ WHY = {
 SCAN_REFUSED = {
     "zh": {"malformed": "无法识别的码", "unknown_key": "无法验证", "bad_signature": "伪造的码", "expired": "已过期",
            "not_yet_valid": "尚未生效", "wrong_store": "其他门店的码", "coupon_unknown": "未知优惠券",
-           "coupon_revoked": "已停用", "coupon_expired": "不在有效期内"},
+           "coupon_revoked": "已停用", "coupon_expired": "不在有效期内", "member_expired": "会员证书过期",
+           "device_signature": "手机签名不符", "code_stale": "会员码过时", "code_ahead": "会员码时间超前",
+           "replayed": "已使用过", "wrong_chain": "其他连锁的会员", "no_chain": "未设置连锁"},
     "en": {"malformed": "Unreadable code", "unknown_key": "Cannot verify", "bad_signature": "Forged code",
            "expired": "Expired", "not_yet_valid": "Not valid yet", "wrong_store": "Another store's code",
-           "coupon_unknown": "Unknown coupon", "coupon_revoked": "Withdrawn", "coupon_expired": "Not valid now"},
+           "coupon_unknown": "Unknown coupon", "coupon_revoked": "Withdrawn", "coupon_expired": "Not valid now",
+           "member_expired": "Certificate expired", "device_signature": "Wrong phone signature",
+           "code_stale": "Out of date", "code_ahead": "Ahead of time", "replayed": "Used already",
+           "wrong_chain": "Another chain's member", "no_chain": "No chain set up"},
 }
 
 register_text({

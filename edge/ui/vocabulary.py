@@ -34,6 +34,7 @@ VOCABULARIES: dict[str, dict[str, tuple[str, str]]] = {
     "scan_kind": {
         "product": ("商品条码", "Product"), "gs1": ("GS1 条码", "GS1 code"), "weighed": ("称重条码", "Weighed label"),
         "pickup_token": ("提货二维码", "Pickup QR"), "coupon_token": ("优惠券", "Coupon"),
+        "member_code": ("会员码", "Member code"),
         "pickup_code": ("提货码", "Pickup code"), "payment_code": ("付款码", "Payment code"),
         "unknown": ("无法识别", "Unknown"),
     },
