@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from edge.core.clock import iso
 from hub.errors import HubError, bad_request, clean, stored_json
-from hub.http import answer, auth_store, json_body
+from hub.http import answer, auth_store, json_body, unless_gone
 from hub.state import HUB
 from protocol.events import (
     EVENT_ID,
@@ -256,10 +256,28 @@ def process_batch(conn, store_id: str, events: list[dict], now: str) -> dict:
 
 
 async def post_events(request: web.Request) -> web.Response:
-    store_id = await auth_store(request)
+    """An upload passes the admission gate (hub/admission.py) before its body is read or its token
+    looked up: beyond the hub's bounds it is answered 429/503 with Retry-After at once."""
     hub = request.app[HUB]
-    events = check_batch(await json_body(request))
-    done = await hub.store.write(process_batch, store_id, events, iso(hub.now()))
+    path_store = request.match_info["store_id"]
+    size = hub.admission.admit(path_store, request.content_length)
+    finished = False
+    try:
+        store_id = await auth_store(request)  # a read, before the body: a 413 below carries the epoch
+        limit = hub.admission.body_limit
+        if request.content_length is not None and request.content_length > limit:
+            raise HubError(413, "body_too_large", f"an upload's body may hold at most {limit} bytes: send fewer "
+                           "events per batch")
+        events = check_batch(await json_body(request))
+        done = await unless_gone(request, hub.store.write_bulk(process_batch, store_id, events, iso(hub.now())))
+        if done is None:
+            hub.admission.abandoned()
+            log.info("upload abandoned: the store went away before it was applied", extra={"kv": {
+                "store": store_id, "first_seq": events[0]["seq"], "events": len(events)}})
+            return web.Response(status=499, text="connection lost")  # written to no one
+        finished = True
+    finally:
+        hub.admission.done(path_store, size, finished=finished)
     await hub.committed(event_row=done["event_row"])
     counts = {s: sum(1 for r in done["results"] if r["status"] == s) for s in ("applied", "duplicate", "rejected")}
     for seq, event_id, etype, reason in done["rejected"]:

@@ -28,7 +28,7 @@ from edge.core.waits import wait_event
 from edge.store import outbox
 from edge.store.db import Store
 from sync import changes as changes_mod
-from sync.client import CloudClient, NeedsPerson, RetryLater
+from sync.client import MAX_RETRY_AFTER, CloudClient, NeedsPerson, RetryLater
 
 log = logging.getLogger("sync")
 
@@ -51,6 +51,16 @@ SLICE_CHANGES = 1000                  # at most this many changes per write tran
 def backoff(attempt: int, timing: Timing, rng: random.Random) -> float:
     """Exponential backoff with full jitter."""
     return rng.uniform(0, min(timing.backoff_cap, timing.backoff_base * 2 ** min(attempt, 30)))
+
+
+RETRY_AFTER_JITTER = 0.2              # a Retry-After is waited out plus up to this fraction of it
+
+
+def retry_wait(seconds: float, rng: random.Random) -> float:
+    """A 429/503's Retry-After plus 0-20 % jitter: never earlier than the cloud said (it may have
+    promised the time to others), and the stores it refused together do not come back together.
+    At most MAX_RETRY_AFTER (10 minutes), unless the cloud itself asked for that."""
+    return max(seconds, min(seconds * (1 + rng.uniform(0, RETRY_AFTER_JITTER)), MAX_RETRY_AFTER))
 
 
 @dataclass
@@ -143,8 +153,10 @@ class SyncEngine:
             return attempt
         self.link.failed("offline", exc)
         if getattr(exc, "retry_after", None) is not None:
-            await asyncio.sleep(exc.retry_after)  # the cloud named its time: keep to it
-            return attempt + 1
+            # the cloud answered and named its time: kept to, never shortened; and not a failure that
+            # grows the backoff (a busy hub is not a dead link)
+            await asyncio.sleep(retry_wait(exc.retry_after, self.rng))
+            return attempt
         # the event was cleared when this attempt began: a sign of life since then ends the wait
         await self._wait(self._reachable[task], backoff(attempt, self.timing, self.rng))
         return attempt + 1
