@@ -4,6 +4,7 @@ here is what only the hub's data can tell (the catalog, its orders and coupons).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -269,12 +270,11 @@ async def post_events(request: web.Request) -> web.Response:
             raise HubError(413, "body_too_large", f"an upload's body may hold at most {limit} bytes: send fewer "
                            "events per batch")
         events = check_batch(await json_body(request))
-        done = await unless_gone(request, hub.store.write_bulk(process_batch, store_id, events, iso(hub.now())))
-        if done is None:
-            hub.admission.abandoned()
-            log.info("upload abandoned: the store went away before it was applied", extra={"kv": {
-                "store": store_id, "first_seq": events[0]["seq"], "events": len(events)}})
-            return web.Response(status=499, text="connection lost")  # written to no one
+        try:
+            done = await unless_gone(request, hub.store.write_bulk(process_batch, store_id, events, iso(hub.now())))
+        except (ConnectionResetError, asyncio.CancelledError):
+            hub.admission.abandoned()  # the error middleware logs it: one info line, no traceback
+            raise
         finished = True
     finally:
         hub.admission.done(path_store, size, finished=finished)

@@ -58,24 +58,32 @@ def gone(request: web.Request) -> bool:
     return request.transport is None or request.transport.is_closing()
 
 
-async def unless_gone(request: web.Request, work: Awaitable[T], poll: float = GONE_POLL) -> T | None:
-    """Await `work`, or None as soon as the client's connection is gone: the work is cancelled, and a
-    write still queued at the Store is then never run (one already running commits; the protocol's
-    sequence numbers make the store's resend of it a duplicate). aiohttp does not cancel a handler
-    when its client leaves, and tells no one: so the transport is looked at every `poll` seconds."""
+async def unless_gone(request: web.Request, work: Awaitable[T], poll: float = GONE_POLL) -> T:
+    """Await `work`; if the client's connection goes first, cancel it and raise ConnectionResetError
+    (the error middleware logs one info line). A write still queued at the Store is then never run;
+    one already running commits, and the protocol's sequence numbers make the client's resend of it
+    a duplicate. aiohttp cancels the handler when its client leaves only if asked to
+    (handler_cancellation, as its test server does); otherwise it tells no one, so the transport is
+    looked at every `poll` seconds."""
     if gone(request):
         if asyncio.iscoroutine(work):
             work.close()  # never started: no "never awaited" warning
-        return None
+        raise ConnectionResetError("the client went away")
     task = asyncio.ensure_future(work)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=poll)
-        if done:
-            return task.result()
-        if gone(request):
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll)
+            if done:
+                return task.result()
+            if gone(request):
+                break
+    finally:
+        if not task.done():  # gone, or this handler cancelled: nobody will read the result
             task.cancel()
-            await asyncio.wait({task})
-            return None if task.cancelled() else task.result()  # finished meanwhile: its result stands
+    await asyncio.wait({task})
+    if task.cancelled():
+        raise ConnectionResetError("the client went away")
+    return task.result()  # it finished meanwhile: its result stands
 
 
 def bearer(request: web.Request) -> str | None:
