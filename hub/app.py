@@ -31,7 +31,7 @@ from edge.core.sqlite import SchemaTooNew
 from hub import admin_api, coupons, keys, orders
 from hub.admission import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOADS, Admission
 from hub.changes import get_balances, get_changes, get_state
-from hub.events import post_events
+from hub.events import get_events, post_events
 from hub.hints import get_hints
 from hub.http import auth_admin, errors_middleware
 from hub.state import HUB, Hub
@@ -73,6 +73,7 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
     sync = "/sync/v1/stores/{store_id}"
     app.add_routes([
         web.post(sync + "/events", post_events),
+        web.get(sync + "/events", get_events),
         web.get(sync + "/changes", get_changes),
         web.get(sync + "/state", get_state),
         web.get(sync + "/balances", get_balances),

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from edge.core.clock import iso
 from hub.errors import HubError, bad_request, clean, stored_json
-from hub.http import answer, auth_store, json_body, unless_gone
+from hub.http import answer, auth_store, json_body, query_int, unless_gone
 from hub.state import HUB
 from protocol.events import (
     EVENT_ID,
@@ -292,3 +292,26 @@ async def post_events(request: web.Request) -> web.Response:
         raise HubError(409, done["stop"], message, expected_seq=done["next_seq"], results=done["results"])
     log.info("events uploaded", extra={"kv": kv})
     return answer(request, {"next_seq": done["next_seq"], "results": done["results"]})
+
+
+async def get_events(request: web.Request) -> web.Response:
+    """`GET …/events?from_seq=N&limit=M`: what the hub holds of the store's events from seq N (each
+    one's id, seq, status and a rejection's reason), so a store whose answer was lost (a timeout, a
+    restart) learns how far the hub got instead of sending the same batch again (protocol 2.6)."""
+    store_id = await auth_store(request)
+    from_seq = query_int(request, "from_seq", 1, 1, 2**62)
+    limit = query_int(request, "limit", 500, 1, 500)
+
+    def held(conn):
+        next_seq = conn.execute("SELECT next_seq FROM stores WHERE store_id = ?", (store_id,)).fetchone()[0]
+        rows = conn.execute("SELECT seq, event_id, status, reason FROM events WHERE store_id = ? AND seq >= ? "
+                            "ORDER BY seq LIMIT ?", (store_id, from_seq, limit)).fetchall()
+        results = []
+        for seq, event_id, status, reason in rows:
+            result = {"id": event_id, "seq": seq, "status": status}
+            if status == "rejected":
+                result["reason"] = reason
+            results.append(result)
+        return {"next_seq": next_seq, "results": results}
+
+    return answer(request, await request.app[HUB].store.read(held))

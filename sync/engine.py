@@ -119,6 +119,9 @@ class SyncEngine:
         # wake a backoff: during an outage every sale would be one more request to a dead link)
         self._reachable = {"upload": asyncio.Event(), "download": asyncio.Event()}
         self._epoch_lock = asyncio.Lock()
+        # the answer to the last upload may be lost (a timeout, a reset link, a restart): before sending
+        # the batch again, ask the cloud how far it got (protocol 2.6)
+        self._ask_held = True
         self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -172,6 +175,8 @@ class SyncEngine:
                 attempt = 0
                 await self._wait(self.upload_wake, None)
             except (RetryLater, NeedsPerson) as exc:
+                if isinstance(exc, RetryLater) and exc.status is None:
+                    self._ask_held = True  # no answer read: the cloud may have applied the batch
                 attempt = await self._failed(exc, attempt, "upload")
             except Exception as exc:  # noqa: BLE001 (a full disk, a bug: the task must not die silently)
                 attempt = await self._crashed("upload", exc, attempt)
@@ -190,6 +195,8 @@ class SyncEngine:
         batch = await self.store.read(outbox.pending_batch, self.client.store_id, self.batch_size)
         if not batch:
             return False
+        if self._ask_held and await self._skip_held(batch):
+            return True
         answer = await self.client.post_events([outbox.envelope(e) for e in batch])
         if await self._check_epoch(answer.body):
             return True  # the cloud was restored: the queue was rewound, send again
@@ -200,6 +207,39 @@ class SyncEngine:
             # the cloud answered but the queue did not move: resending at once would spin
             raise RetryLater(f"the cloud's answer ({answer.status}) did not move the queue")
         return True
+
+    async def _skip_held(self, batch: list[dict]) -> bool:
+        """Ask the cloud which of `batch` it already holds; record those as answered (a rejected one
+        becomes a dead letter, as from an upload's answer) and True if any. Only a run from the
+        batch's first event, each with the same seq and id, counts: anything else is sent and the
+        upload's answer says what it is (e.g. seq_taken). A cloud without this request (404) is
+        simply sent the batch."""
+        try:
+            held = await self.client.get_held(batch[0]["seq"], len(batch))
+        except NeedsPerson:
+            self._ask_held = False
+            return False
+        if await self._check_epoch(held.body):
+            return True
+        results = held.body["results"]
+        count = 0
+        for event, result in zip(batch, results):
+            if not (isinstance(result, dict) and result.get("seq") == event["seq"] and result.get("id") == event["id"]
+                    and result.get("status") in ("applied", "rejected")):
+                break
+            count += 1
+        count = min(count, max(0, held.body["next_seq"] - batch[0]["seq"]))
+        self._ask_held = count == len(batch)  # the cloud had all of it: it may have the next batch too
+        if not count:
+            return False
+        done = batch[:count]
+        moved = await self.store.write(self._record, done, 200, {"next_seq": done[-1]["seq"] + 1,
+                                                                 "results": results[:count]})
+        self.link.succeeded()
+        self._cloud_answered()
+        log.info("the cloud already held events whose answer was lost: not sent again",
+                 extra={"kv": {"from_seq": done[0]["seq"], "events": count}})
+        return moved
 
     @staticmethod
     def _record(conn, batch: list[dict], status: int, body: dict) -> bool:

@@ -413,3 +413,54 @@ async def test_the_uploader_waits_retry_after_with_jitter_and_its_backoff_does_n
         assert asked <= wait <= asked * 1.2
     assert waited[0][1] != waited[1][1]  # jittered: two waits for the same Retry-After differ
     assert backoffs == []  # a Retry-After is not a failure: the backoff was never consulted
+
+
+# -- reconnect: the store asks how far the hub got -------------------------------------------------
+
+async def test_a_store_whose_answer_was_lost_learns_what_the_hub_holds_instead_of_resending(config, tmp_path):
+    from edge.store import outbox
+    from edge.store.db import open_store
+    from sync.client import CloudClient
+    from sync.engine import SyncEngine
+
+    hub = await start_hub(tmp_path / "hub")
+    token = await hub.add_store("test-store")
+    await hub.add_products(product("DRK-001", 200))
+    store = open_store(config.db_path)
+    store.open()
+    client = CloudClient(str(hub.client.make_url("")), "test-store", token)
+    await client.open()
+    try:
+        for sku in ("DRK-001", "LOCAL-9"):     # the hub applies the first, rejects the second
+            await store.write(outbox.emit, "stock.adjusted", {"moves": [{"sku": sku, "qty": 2, "reason": "adjustment"}],
+                                                               "note": "count"}, "2026-11-21T08:30:00.000Z")
+        pending = await store.read(outbox.pending_batch, "test-store", 500)
+        assert len(pending) >= 3
+        # the store sent its queue and the hub applied it, but the answer never came back (a timeout)
+        lost = await client.post_events([outbox.envelope(e) for e in pending])
+        rejected = {r["seq"] for r in lost.body["results"] if r["status"] == "rejected"}
+        assert lost.body["next_seq"] == pending[-1]["seq"] + 1 and rejected  # SKUs the hub's catalog lacks
+        posted = []
+        real_post = client.post_events
+
+        async def counted(envelopes):
+            posted.append(len(envelopes))
+            return await real_post(envelopes)
+
+        client.post_events = counted
+        engine = SyncEngine(store, client, tz=config.tz, seed=1)   # a restart: it asks first
+        assert await engine.upload_once() is True
+        assert posted == [] and await engine.upload_once() is False
+        assert await store.read(outbox.acked_seq) == pending[-1]["local_seq"]
+        dead = {d["seq"] for d in await store.read(outbox.dead_letters)}
+        assert dead == {e["local_seq"] for e in pending if e["seq"] in rejected}  # as from the lost answer
+        # a new event after that is sent, not asked about: one upload, applied once
+        await store.write(outbox.emit, "stock.adjusted", {"moves": [
+            {"sku": "DRK-001", "qty": 1, "reason": "adjustment"}], "note": "found one"}, "2026-11-21T09:00:00.000Z")
+        assert await engine.upload_once() is True and posted == [1]
+        held = (await hub.sync("test-store", "events", params={"from_seq": "1"}))["results"]
+        assert [r["seq"] for r in held] == list(range(1, pending[-1]["seq"] + 2))   # each seq once
+    finally:
+        await client.close()
+        store.close()
+        await hub.close()
