@@ -261,7 +261,7 @@ async def post_events(request: web.Request) -> web.Response:
     looked up: beyond the hub's bounds it is answered 429/503 with Retry-After at once."""
     hub = request.app[HUB]
     path_store = request.match_info["store_id"]
-    size = hub.admission.admit(path_store, request.content_length)
+    ticket = hub.admission.admit(path_store, request.content_length)
     finished = False
     try:
         store_id = await auth_store(request)  # a read, before the body: a 413 below carries the epoch
@@ -277,7 +277,7 @@ async def post_events(request: web.Request) -> web.Response:
             raise
         finished = True
     finally:
-        hub.admission.done(path_store, size, finished=finished)
+        hub.admission.done(path_store, ticket, finished=finished)
     await hub.committed(event_row=done["event_row"])
     counts = {s: sum(1 for r in done["results"] if r["status"] == s) for s in ("applied", "duplicate", "rejected")}
     for seq, event_id, etype, reason in done["rejected"]:
