@@ -1,5 +1,5 @@
-"""Uploads (protocol section 2): a store's batch of events, checked, applied in seq order in one
-transaction, and answered event by event. The events' shapes are protocol.events'; what is checked
+"""Uploads (protocol section 2): a store's batch of events, checked, applied in seq order in slices
+of SLICE_EVENTS, each one transaction, and answered event by event. The events' shapes are protocol.events'; what is checked
 here is what only the hub's data can tell (the catalog, its orders and coupons)."""
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ from protocol.fields import first_error, parse_time, sentence, show
 from protocol.stock import RESERVATION_REASONS
 
 log = logging.getLogger(__name__)
+
+# A batch is applied in slices of this many events, each its own transaction in the writer's bulk
+# lane: an admin write (an order) waits for at most one slice, not a whole 500-event batch. The
+# sequence numbers keep it exactly once: a slice advances next_seq with its events, so an upload
+# cut short (its store went away, the hub stopped) is answered `duplicate` for the slices already
+# committed when the store sends it again, as after a 409 that stopped mid-batch.
+SLICE_EVENTS = 50
 
 
 def check_batch(data: Any) -> list[dict]:
@@ -258,7 +265,8 @@ def process_batch(conn, store_id: str, events: list[dict], now: str) -> dict:
 
 async def post_events(request: web.Request) -> web.Response:
     """An upload passes the admission gate (hub/admission.py) before its body is read or its token
-    looked up: beyond the hub's bounds it is answered 429/503 with Retry-After at once."""
+    looked up: beyond the hub's bounds it is answered 429/503 with Retry-After at once. Then it is
+    applied in slices (SLICE_EVENTS), and abandoned between them if its store went away."""
     hub = request.app[HUB]
     path_store = request.match_info["store_id"]
     ticket = hub.admission.admit(path_store, request.content_length)
@@ -270,15 +278,24 @@ async def post_events(request: web.Request) -> web.Response:
             raise HubError(413, "body_too_large", f"an upload's body may hold at most {limit} bytes: send fewer "
                            "events per batch")
         events = check_batch(await json_body(request))
+        done = {"results": [], "rejected": [], "event_row": 0}
         try:
-            done = await unless_gone(request, hub.store.write_bulk(process_batch, store_id, events, iso(hub.now())))
+            for start in range(0, len(events), SLICE_EVENTS):
+                part = await unless_gone(request, hub.store.write_bulk(
+                    process_batch, store_id, events[start:start + SLICE_EVENTS], iso(hub.now())))
+                done = {**part, "results": done["results"] + part["results"],
+                        "rejected": done["rejected"] + part["rejected"]}
+                if part["stop"] is not None:
+                    break
         except (ConnectionResetError, asyncio.CancelledError):
             hub.admission.abandoned()  # the error middleware logs it: one info line, no traceback
             raise
+        finally:
+            if done["event_row"]:  # what was committed, also of an upload abandoned between slices
+                await hub.committed(event_row=done["event_row"])
         finished = True
     finally:
         hub.admission.done(path_store, ticket, finished=finished)
-    await hub.committed(event_row=done["event_row"])
     counts = {s: sum(1 for r in done["results"] if r["status"] == s) for s in ("applied", "duplicate", "rejected")}
     for seq, event_id, etype, reason in done["rejected"]:
         log.warning("event rejected", extra={"kv": {"store": store_id, "seq": seq, "id": show(event_id),

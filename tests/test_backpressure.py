@@ -464,3 +464,30 @@ async def test_a_store_whose_answer_was_lost_learns_what_the_hub_holds_instead_o
         await client.close()
         store.close()
         await hub.close()
+
+
+async def test_an_order_goes_between_the_slices_of_a_large_upload(small_hub, monkeypatch):
+    import hub.events as uploads
+
+    hub = small_hub
+    await hub.ok_upload("s4", [event("s4", 1, [("DRK-001", 10, "receipt")])])
+    real, go, seen = uploads.process_batch, threading.Event(), []
+
+    def watched(conn, store_id, events, now):
+        seen.append((events[0]["seq"], len(events), conn.execute("SELECT count(*) FROM orders").fetchone()[0]))
+        if len(seen) == 1:
+            go.wait(5)                            # the first slice is running when the order comes
+        return real(conn, store_id, events, now)
+
+    monkeypatch.setattr(uploads, "process_batch", watched)
+    store = hub.client.server.app[hub_key()].store
+    batch = [event("s1", seq, [("DRK-001", 1, "receipt")]) for seq in range(1, 121)]
+    upload = asyncio.create_task(hub.upload("s1", batch))
+    await until(lambda: len(seen) == 1, "the first slice running")
+    order = asyncio.create_task(hub.order("s4", [("DRK-001", 1)]))
+    await until(lambda: store._queue.qsize() >= 1, "the order queued at the writer")
+    go.set()
+    status, data = await upload
+    await order
+    assert status == 200 and data["next_seq"] == 121 and len(data["results"]) == 120
+    assert seen == [(1, 50, 0), (51, 50, 1), (101, 20, 1)]  # the order was written after the first slice
