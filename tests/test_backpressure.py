@@ -77,9 +77,10 @@ async def make_hub(tmp_path, how: str = "test server", port: int = 0):
     if how == "test server":
         h = await start_hub(tmp_path / "hub", **options)
     else:
-        served = Served(build_hub_app(tmp_path / "hub", admin_token=ADMIN, clock=Clock(), **options), port)
+        clock = Clock()
+        served = Served(build_hub_app(tmp_path / "hub", admin_token=ADMIN, clock=clock, **options), port)
         await served.start()
-        h = Hub(served, tmp_path / "hub", Clock())
+        h = Hub(served, tmp_path / "hub", clock)
     for store in ("s1", "s2", "s3", "s4"):
         await h.add_store(store)
     await h.add_products(product("DRK-001", 200), product("SNK-001", 750))
@@ -250,7 +251,7 @@ def test_retry_after_spreads_the_refused_over_the_hub_s_pace():
 
 # -- the writer's lanes ------------------------------------------------------------------------------
 
-async def test_a_write_goes_before_queued_bulk_writes_and_an_abandoned_one_never_runs(tmp_path):
+async def test_a_write_goes_before_queued_bulk_writes_and_abandoned_bulk_work_never_runs(tmp_path):
     store = Store(tmp_path / "t.db", [("t", "CREATE TABLE t (what TEXT);")])
     store.open()
     try:
@@ -262,13 +263,16 @@ async def test_a_write_goes_before_queued_bulk_writes_and_an_abandoned_one_never
         await asyncio.sleep(0)
         bulk[2].cancel()                         # its caller went away while it was queued
         urgent = asyncio.create_task(store.write(lambda conn: conn.execute("INSERT INTO t VALUES ('admin')")))
+        kept = asyncio.create_task(store.write(lambda conn: conn.execute("INSERT INTO t VALUES ('kept')")))
         await asyncio.sleep(0)
+        kept.cancel()                            # a write, unlike bulk work, runs once queued
         gate_open.set()
         await asyncio.gather(blocker, urgent, *bulk[:2])
-        with contextlib.suppress(asyncio.CancelledError):
-            await bulk[2]
+        for task in (bulk[2], kept):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         rows = await store.read(lambda conn: [r[0] for r in conn.execute("SELECT what FROM t ORDER BY rowid")])
-        assert rows == ["admin", "bulk0", "bulk1"]
+        assert rows == ["admin", "kept", "bulk0", "bulk1"]
     finally:
         store.close()
 

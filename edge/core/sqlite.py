@@ -11,8 +11,9 @@ so they never hold a reader a request is waiting for.
 
 The writer serves two lanes: `write` (a sale, an admin order) always goes before work queued with
 `write_bulk` (the hub's event uploads), so a burst of bulk work delays an urgent write by at most the
-one bulk transaction already running, never by the whole queue. Work whose caller stopped waiting
-(its coroutine was cancelled, e.g. the client went away) is skipped if it has not started.
+one bulk transaction already running, never by the whole queue. Bulk work whose caller stopped
+waiting (its coroutine was cancelled: the client went away) is skipped if it has not started; a
+`write` always runs once queued (a cancelled shutdown must not lose, say, a print job's outcome).
 """
 
 from __future__ import annotations
@@ -246,9 +247,9 @@ class Store:
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         try:
-            while (item := self._queue.get()[2]) is not None:
-                fn, args, future, loop = item
-                if future.cancelled():  # nobody waits for it any more: work not begun is not done
+            while (item := self._queue.get())[2] is not None:
+                lane, _, (fn, args, future, loop) = item
+                if lane == 1 and future.cancelled():  # bulk work nobody waits for any more is not begun
                     continue
                 try:
                     with transaction(conn):
