@@ -19,11 +19,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from hub.errors import HubError
 
-DEFAULT_MAX_UPLOADS = 32       # at ~30 ms of the writer each, the last admitted waits ~1 s: well inside a store's 10 s
+DEFAULT_MAX_UPLOADS = 256      # a hard cap; the time bound below is what usually decides
+DEFAULT_MAX_WAIT = 4.0         # seconds of work ahead of a new upload: well inside a store's 10 s timeout
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 RETRY_AFTER_MIN = 1          # whole seconds: the header's unit
 RETRY_AFTER_MAX = 60         # a store that asks again after this finds the hub's current state
-FIRST_GUESS = 0.02           # seconds per upload before the hub has measured any
+FIRST_GUESS = 0.05           # seconds per upload before the hub has measured any (on the safe side)
 # The schedule is booked at the measured pace and counts every upload in progress as ahead; rounded
 # to the nearest second (not up: a store that comes back a little early is refused again for the
 # price of a header, a writer left idle is throughput lost for every store). Booking tighter (0.7
@@ -39,8 +40,9 @@ class Admission:
 
     - one upload per store at a time (the protocol sends a store's batches one after another):
       a second one is 429 `rate_limited`;
-    - at most `max_uploads` at once and `max_body_bytes` of declared bodies held: beyond either,
-      503 `unavailable`.
+    - at most `max_uploads` at once, at most `max_wait` seconds of measured work ahead of a new one
+      (so an admitted upload is answered well inside the store's timeout, whatever the hub's pace),
+      and `max_body_bytes` of declared bodies held: beyond any, 503 `unavailable`.
 
     Retry-After spreads the refused over time instead of bringing them back together: the hub
     keeps a schedule of when it expects to have room, `per_upload` seconds apart, and gives each
@@ -52,6 +54,7 @@ class Admission:
 
     max_uploads: int = DEFAULT_MAX_UPLOADS
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_wait: float = DEFAULT_MAX_WAIT
     body_limit: int = 16 * 1024 * 1024   # the largest upload body (413 beyond); one without Content-Length counts as this
     clock: Callable[[], float] = time.monotonic
     in_flight: int = 0
@@ -62,8 +65,8 @@ class Admission:
     _promised: float = 0.0
 
     def __post_init__(self):
-        if self.max_uploads < 1 or self.max_body_bytes < 1:
-            raise ValueError("max_uploads and max_body_bytes must be at least 1")
+        if self.max_uploads < 1 or self.max_body_bytes < 1 or not self.max_wait > 0:
+            raise ValueError("max_uploads and max_body_bytes must be at least 1, max_wait more than 0")
         self.registry = CollectorRegistry()
         self.m_in_flight = Gauge("hub_uploads_in_flight", "Uploads the hub is working on", registry=self.registry)
         self.m_bytes = Gauge("hub_upload_bytes_held", "Declared body bytes of the uploads in flight",
@@ -83,7 +86,8 @@ class Admission:
             self.m_refused.labels("429").inc()
             raise HubError(429, "rate_limited", "this store already has an upload in progress: send one batch "
                            "at a time", headers={"Retry-After": str(self.retry_after(queue=False))})
-        if self.in_flight >= self.max_uploads or (self.in_flight and self.bytes_held + size > self.max_body_bytes):
+        if (self.in_flight >= self.max_uploads or self.in_flight * self.per_upload >= self.max_wait
+                or (self.in_flight and self.bytes_held + size > self.max_body_bytes)):
             self.m_refused.labels("503").inc()
             raise HubError(503, "unavailable", f"the hub is busy ({self.in_flight} uploads in progress): "
                            "send again after Retry-After seconds", headers={"Retry-After": str(self.retry_after())})

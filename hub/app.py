@@ -29,7 +29,7 @@ from edge.core import log as log_mod
 from edge.core.serving import serve_until_stopped
 from edge.core.sqlite import SchemaTooNew
 from hub import admin_api, coupons, keys, orders
-from hub.admission import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOADS, Admission
+from hub.admission import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_WAIT, Admission
 from hub.changes import get_balances, get_changes, get_state
 from hub.events import get_events, post_events
 from hub.hints import get_hints
@@ -44,16 +44,16 @@ BODY_LIMIT = 16 * 1024 * 1024
 def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, stale_after: float = 600.0,
                   new_epoch: bool = False, clock: Callable[[], datetime] | None = None,
                   max_uploads: int = DEFAULT_MAX_UPLOADS, max_upload_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                  ) -> web.Application:
+                  max_upload_wait: float = DEFAULT_MAX_WAIT) -> web.Application:
     """The hub as an aiohttp application; its database opens when the app starts (cleanup_ctx).
 
-    max_uploads, max_upload_bytes: the admission gate's bounds (hub/admission.py)."""
+    max_uploads, max_upload_bytes, max_upload_wait: the admission gate's bounds (hub/admission.py)."""
     if not admin_token or not admin_token.strip():
         raise ValueError("the admin token must not be empty")
     if safety_buffer < 0 or stale_after <= 0:
         raise ValueError("safety_buffer must be >= 0 and stale_after > 0")
     hub = Hub(Path(data_dir), admin_token.strip(), safety_buffer, stale_after, new_epoch,
-              admission=Admission(max_uploads, max_upload_bytes, body_limit=BODY_LIMIT))
+              admission=Admission(max_uploads, max_upload_bytes, max_upload_wait, body_limit=BODY_LIMIT))
     if clock is not None:
         hub.clock = clock
     app = web.Application(middlewares=[errors_middleware], client_max_size=BODY_LIMIT)
@@ -159,6 +159,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-uploads", type=_positive_int, default=DEFAULT_MAX_UPLOADS,
                         help="uploads worked on at once; beyond: 503 with Retry-After, the body not read "
                              f"(default {DEFAULT_MAX_UPLOADS})")
+    parser.add_argument("--max-upload-wait", type=_positive_float, default=DEFAULT_MAX_WAIT,
+                        help="seconds of measured work ahead of a new upload at most; beyond: 503 with "
+                             f"Retry-After (default {DEFAULT_MAX_WAIT:g}; keep it well under the stores' timeout)")
     parser.add_argument("--max-upload-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
                         help="bytes of upload bodies (their Content-Length) held at once; beyond: 503 with "
                              f"Retry-After (default {DEFAULT_MAX_BODY_BYTES}, 32 MiB)")
@@ -225,7 +228,7 @@ def run(args) -> int:
         return 1
     app = build_hub_app(data_dir, admin_token=token, safety_buffer=args.safety_buffer,
                         stale_after=args.stale_after, new_epoch=args.new_epoch, max_uploads=args.max_uploads,
-                        max_upload_bytes=args.max_upload_bytes)
+                        max_upload_bytes=args.max_upload_bytes, max_upload_wait=args.max_upload_wait)
     try:
         asyncio.run(serve(app, args.host, args.port))
     except (OSError, SchemaTooNew) as exc:  # port taken, folder not writable, a newer database

@@ -279,10 +279,11 @@ async def post_events(request: web.Request) -> web.Response:
                            "events per batch")
         events = check_batch(await json_body(request))
         done = {"results": [], "rejected": [], "event_row": 0}
+        place = hub.store.bulk_place()  # its slices keep its place: uploads finish in turn, not all at the end
         try:
             for start in range(0, len(events), SLICE_EVENTS):
                 part = await unless_gone(request, hub.store.write_bulk(
-                    process_batch, store_id, events[start:start + SLICE_EVENTS], iso(hub.now())))
+                    process_batch, store_id, events[start:start + SLICE_EVENTS], iso(hub.now()), place=place))
                 done = {**part, "results": done["results"] + part["results"],
                         "rejected": done["rejected"] + part["rejected"]}
                 if part["stop"] is not None:

@@ -229,17 +229,24 @@ class Store:
         """Run fn(conn, *args) in one transaction on the writer thread, before any bulk work queued."""
         return await self._submit(0, fn, args)
 
-    async def write_bulk(self, fn: Callable[..., T], *args: Any) -> T:
+    async def write_bulk(self, fn: Callable[..., T], *args: Any, place: int | None = None) -> T:
         """As `write`, but behind every `write` queued: for large batches that must not hold up
-        the writes a person or a till is waiting for. Cancelled while queued: never run."""
-        return await self._submit(1, fn, args)
+        the writes a person or a till is waiting for. Cancelled while queued: never run.
 
-    async def _submit(self, lane: int, fn: Callable[..., T], args: tuple) -> T:
+        place: the bulk lane's place (from `bulk_place`) of a job done in several transactions: its
+        later parts keep the place of its first, so jobs finish one after another instead of all
+        at once, interleaved part by part."""
+        return await self._submit(1, fn, args, place)
+
+    def bulk_place(self) -> int:
+        return next(self._order)
+
+    async def _submit(self, lane: int, fn: Callable[..., T], args: tuple, place: int | None = None) -> T:
         if self._writer is None:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put((lane, next(self._order), (fn, args, future, loop)))
+        self._queue.put((lane, next(self._order) if place is None else place, (fn, args, future, loop)))
         result = await future
         for listener in self.listeners:
             listener()
