@@ -27,13 +27,16 @@ Measured 2026-12-06 on a shared 2-core machine, 1,000 stores x 500 events (`pyth
 
 | | before (d40d948) | after |
 |---|---|---|
-| drain_s | 310.6 | 130.9 |
+| drain_s | 310.6 | 98.5 |
 | amplification (events worked ÷ queued) | 3.86 | 1.00 |
-| uploads timed out / sent | 7,246 / 10,246 | 0 / 5,635 (2,635 refused with Retry-After) |
-| upload_ms p50 / p99 | 10,387 / 11,831 | 713 / 5,865 |
-| order_ms p50 / p99 during the storm | 5.7 / 6,432 | 20.8 / 135.5 |
-| hub_peak_rss_mb | 1,457 | 135 |
-| hub CPU s | 116.8 | 86.3 |
+| uploads timed out / sent | 7,246 / 10,246 | 0 / 4,942 (1,942 refused with Retry-After) |
+| upload_ms p50 / p99 | 10,387 / 11,831 | 2,411 / 6,704 |
+| order_ms p50 / p99 during the storm | 5.7 / 6,432 | 16.3 / 145.3 |
+| hub_peak_rss_mb | 1,457 | 163 |
+| hub CPU s | 116.8 | 88.3 |
+
+`--quick` (200 stores): drain 19.3 s before, 17.7 s after; orders p50/p99 3,391/8,209 ms before,
+15.9/335 ms after; no timeouts either way.
 """
 
 from __future__ import annotations

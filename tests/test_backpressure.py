@@ -495,3 +495,13 @@ async def test_an_order_goes_between_the_slices_of_a_large_upload(small_hub, mon
     await order
     assert status == 200 and data["next_seq"] == 121 and len(data["results"]) == 120
     assert seen == [(1, 50, 0), (51, 50, 1), (101, 20, 1)]  # the order was written after the first slice
+
+
+def test_the_gate_is_bounded_by_the_work_ahead_as_well_as_by_count():
+    g = Admission(max_uploads=100, max_body_bytes=10_000, max_wait=1.0, clock=lambda: 0.0)
+    g.per_upload = 0.5                          # as measured: half a second of the hub's work each
+    g.admit("a", 1)
+    g.admit("b", 1)                             # one second of work ahead of the next: enough
+    with pytest.raises(HubError) as info:
+        g.admit("c", 1)
+    assert info.value.status == 503 and int(info.value.headers["Retry-After"]) >= 1
