@@ -23,7 +23,7 @@ from protocol.fields import show
 log = logging.getLogger(__name__)
 
 AUTHORISED = web.RequestKey("authorised", bool)
-GONE_POLL = 0.1  # seconds between looks at an upload's connection while its batch waits for the writer
+GONE_POLL = 0.25  # seconds between looks at an upload's connection while its batch waits for the writer
 T = TypeVar("T")
 
 

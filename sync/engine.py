@@ -219,6 +219,10 @@ class SyncEngine:
         except NeedsPerson:
             self._ask_held = False
             return False
+        except RetryLater as exc:
+            if exc.status is not None and exc.retry_after is None:
+                self._ask_held = False  # a cloud failing this question must not hold the uploads up
+            raise
         if await self._check_epoch(held.body):
             return True
         results = held.body["results"]

@@ -505,3 +505,34 @@ def test_the_gate_is_bounded_by_the_work_ahead_as_well_as_by_count():
     with pytest.raises(HubError) as info:
         g.admit("c", 1)
     assert info.value.status == 503 and int(info.value.headers["Retry-After"]) >= 1
+
+
+async def test_a_cloud_that_fails_the_question_still_gets_the_batch(config):
+    """A 5xx to GET …/events must not hold the queue up for ever: the next round sends the batch."""
+    from edge.store.db import open_store
+    from sync.client import Answer, RetryLater
+    from sync.engine import SyncEngine
+
+    store = open_store(config.db_path)
+    store.open()
+    posted = []
+
+    class Client:
+        store_id = "test-store"
+
+        async def get_held(self, from_seq, limit):
+            raise RetryLater("cloud error 500", 500)
+
+        async def post_events(self, envelopes):
+            posted.append(len(envelopes))
+            last = envelopes[-1]["seq"]
+            return Answer(200, {"next_seq": last + 1, "results": [
+                {"id": e["id"], "seq": e["seq"], "status": "applied"} for e in envelopes]})
+
+    try:
+        engine = SyncEngine(store, Client(), tz=config.tz, seed=1)
+        with pytest.raises(RetryLater):
+            await engine.upload_once()
+        assert posted == [] and await engine.upload_once() is True and len(posted) == 1
+    finally:
+        store.close()
