@@ -244,6 +244,21 @@ def test_every_page_in_words_a_person_reads(browser, stack, shop, lang, size):
     assert not problems, "\n".join(f"{where}: {'; '.join(found)}" for where, found in problems.items())
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_the_status_page_in_words_on_every_screen(browser, stack, shop, size):
+    """The status page at / (outside the dashboard's PAGES): the same checks, as a guest and a manager."""
+    for who in (None, "manager"):
+        context, page = open_as(browser, stack, who, "zh", size)
+        try:
+            assert page.goto("/").status == 200
+            measured = page.evaluate(MEASURE)
+            shoot(page, f"words-zh-{size}-{who or 'guest'}-status", SIZES[size])
+            found = problems_of(measured, "zh", size, shop["data"])
+            assert not found, (who, found)
+        finally:
+            context.close()
+
+
 def test_the_link_indicator_turns_red_without_a_reload(browser, stack, shop):
     """Last in the module: it stops the hub."""
     from playwright.sync_api import expect  # noqa: PLC0415

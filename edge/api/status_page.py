@@ -101,8 +101,8 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #eee;
 <div class="card">待确认的打印<b>{f["print_attention"]}</b>打印中断，请确认是否已打印</div>
 </div>
 <h2>设备</h2><table><tr><th>类型</th><th>名称</th><th>接口</th><th>状态</th></tr>{devices}</table>
-<p><small>收银接口：<a href="/api/v1/openapi.json">/api/v1/openapi.json</a>（OpenAPI 文档）·
-健康检查：<a href="/api/v1/health">/api/v1/health</a></small></p>
+<p><small>给 IT：<a href="/api/v1/openapi.json">收银接口文档（OpenAPI）</a> ·
+<a href="/api/v1/health">健康检查</a></small></p>
 </body></html>"""
     return web.Response(text=page, content_type="text/html", charset="utf-8",
                         headers={"Cache-Control": "no-store"})
