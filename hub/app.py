@@ -24,15 +24,17 @@ from pathlib import Path
 from typing import Callable
 
 from aiohttp import WSCloseCode, web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge.core import log as log_mod
 from edge.core.serving import serve_until_stopped
 from edge.core.sqlite import SchemaTooNew
 from hub import admin_api, coupons, keys, members, orders
+from hub.admission import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_WAIT, Admission
 from hub.changes import get_balances, get_changes, get_state
-from hub.events import post_events
+from hub.events import get_events, post_events
 from hub.hints import get_hints
-from hub.http import errors_middleware
+from hub.http import auth_admin, errors_middleware
 from hub.state import HUB, Hub
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,18 @@ BODY_LIMIT = 16 * 1024 * 1024
 
 def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, stale_after: float = 600.0,
                   new_epoch: bool = False, clock: Callable[[], datetime] | None = None,
-                  chain: str = "chain-1") -> web.Application:
-    """The hub as an aiohttp application; its database opens when the app starts (cleanup_ctx)."""
+                  chain: str = "chain-1", max_uploads: int = DEFAULT_MAX_UPLOADS,
+                  max_upload_bytes: int = DEFAULT_MAX_BODY_BYTES,
+                  max_upload_wait: float = DEFAULT_MAX_WAIT) -> web.Application:
+    """The hub as an aiohttp application; its database opens when the app starts (cleanup_ctx).
+
+    max_uploads, max_upload_bytes, max_upload_wait: the admission gate's bounds (hub/admission.py)."""
     if not admin_token or not admin_token.strip():
         raise ValueError("the admin token must not be empty")
     if safety_buffer < 0 or stale_after <= 0:
         raise ValueError("safety_buffer must be >= 0 and stale_after > 0")
-    hub = Hub(Path(data_dir), admin_token.strip(), safety_buffer, stale_after, new_epoch, chain=chain)
+    hub = Hub(Path(data_dir), admin_token.strip(), safety_buffer, stale_after, new_epoch, chain=chain,
+              admission=Admission(max_uploads, max_upload_bytes, max_upload_wait, body_limit=BODY_LIMIT))
     if clock is not None:
         hub.clock = clock
     app = web.Application(middlewares=[errors_middleware], client_max_size=BODY_LIMIT)
@@ -68,6 +75,7 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
     sync = "/sync/v1/stores/{store_id}"
     app.add_routes([
         web.post(sync + "/events", post_events),
+        web.get(sync + "/events", get_events),
         web.get(sync + "/changes", get_changes),
         web.get(sync + "/state", get_state),
         web.get(sync + "/balances", get_balances),
@@ -99,9 +107,15 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
         web.post("/admin/v1/members", members.admin_create_member),
         web.get("/admin/v1/members/{member_id}", members.admin_get_member),
         web.post("/admin/v1/members/{member_id}/certificates", members.admin_issue_certificate),
+        web.get("/metrics", metrics),
     ])
     return app
 
+
+async def metrics(request: web.Request) -> web.Response:
+    """The admission gate's figures in Prometheus' text format, for the admin token."""
+    hub = auth_admin(request)
+    return web.Response(body=generate_latest(hub.admission.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 class StartError(Exception):
@@ -112,6 +126,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
     return value
 
 
@@ -149,6 +170,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start a new epoch: every store resends its events and pulls the feed again")
     parser.add_argument("--chain", default="chain-1", type=_chain,
                         help="the chain's id in member certificates; a store's [store] chain must match (default chain-1)")
+    parser.add_argument("--max-uploads", type=_positive_int, default=DEFAULT_MAX_UPLOADS,
+                        help="uploads worked on at once; beyond: 503 with Retry-After, the body not read "
+                             f"(default {DEFAULT_MAX_UPLOADS})")
+    parser.add_argument("--max-upload-wait", type=_positive_float, default=DEFAULT_MAX_WAIT,
+                        help="seconds of measured work ahead of a new upload at most; beyond: 503 with "
+                             f"Retry-After (default {DEFAULT_MAX_WAIT:g}; keep it well under the stores' timeout)")
+    parser.add_argument("--max-upload-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
+                        help="bytes of upload bodies (their Content-Length) held at once; beyond: 503 with "
+                             f"Retry-After (default {DEFAULT_MAX_BODY_BYTES}, 32 MiB)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -211,7 +241,9 @@ def run(args) -> int:
         log.error("cannot start", extra={"kv": {"error": str(exc)}})
         return 1
     app = build_hub_app(data_dir, admin_token=token, safety_buffer=args.safety_buffer,
-                        stale_after=args.stale_after, new_epoch=args.new_epoch, chain=args.chain)
+                        stale_after=args.stale_after, new_epoch=args.new_epoch, chain=args.chain,
+                        max_uploads=args.max_uploads, max_upload_bytes=args.max_upload_bytes,
+                        max_upload_wait=args.max_upload_wait)
     try:
         asyncio.run(serve(app, args.host, args.port))
     except (OSError, SchemaTooNew) as exc:  # port taken, folder not writable, a newer database

@@ -11,9 +11,10 @@ from typing import Any
 class HubError(Exception):
     """An answer other than 2xx: `{"epoch", "error": code, "message", ...extra}`."""
 
-    def __init__(self, status: int, code: str, message: str, **extra):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra):
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+        self.headers = headers or {}  # e.g. Retry-After of a 429/503
 
 
 def bad_request(message: str, **extra) -> HubError:

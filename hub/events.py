@@ -1,9 +1,10 @@
-"""Uploads (protocol section 2): a store's batch of events, checked, applied in seq order in one
-transaction, and answered event by event. The events' shapes are protocol.events'; what is checked
+"""Uploads (protocol section 2): a store's batch of events, checked, applied in seq order in slices
+of SLICE_EVENTS, each one transaction, and answered event by event. The events' shapes are protocol.events'; what is checked
 here is what only the hub's data can tell (the catalog, its orders and coupons)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 from edge.core.clock import iso
 from hub.errors import HubError, bad_request, clean, stored_json
-from hub.http import answer, auth_store, json_body
+from hub.http import answer, auth_store, json_body, query_int, unless_gone
 from hub.state import HUB
 from protocol.events import (
     EVENT_ID,
@@ -29,6 +30,13 @@ from protocol.fields import first_error, parse_time, sentence, show
 from protocol.stock import RESERVATION_REASONS
 
 log = logging.getLogger(__name__)
+
+# A batch is applied in slices of this many events, each its own transaction in the writer's bulk
+# lane: an admin write (an order) waits for at most one slice, not a whole 500-event batch. The
+# sequence numbers keep it exactly once: a slice advances next_seq with its events, so an upload
+# cut short (its store went away, the hub stopped) is answered `duplicate` for the slices already
+# committed when the store sends it again, as after a 409 that stopped mid-batch.
+SLICE_EVENTS = 50
 
 
 def check_batch(data: Any) -> list[dict]:
@@ -256,11 +264,39 @@ def process_batch(conn, store_id: str, events: list[dict], now: str) -> dict:
 
 
 async def post_events(request: web.Request) -> web.Response:
-    store_id = await auth_store(request)
+    """An upload passes the admission gate (hub/admission.py) before its body is read or its token
+    looked up: beyond the hub's bounds it is answered 429/503 with Retry-After at once. Then it is
+    applied in slices (SLICE_EVENTS), and abandoned between them if its store went away."""
     hub = request.app[HUB]
-    events = check_batch(await json_body(request))
-    done = await hub.store.write(process_batch, store_id, events, iso(hub.now()))
-    await hub.committed(event_row=done["event_row"])
+    path_store = request.match_info["store_id"]
+    ticket = hub.admission.admit(path_store, request.content_length)
+    finished = False
+    try:
+        store_id = await auth_store(request)  # a read, before the body: a 413 below carries the epoch
+        limit = hub.admission.body_limit
+        if request.content_length is not None and request.content_length > limit:
+            raise HubError(413, "body_too_large", f"an upload's body may hold at most {limit} bytes: send fewer "
+                           "events per batch")
+        events = check_batch(await json_body(request))
+        done = {"results": [], "rejected": [], "event_row": 0}
+        place = hub.store.bulk_place()  # its slices keep its place: uploads finish in turn, not all at the end
+        try:
+            for start in range(0, len(events), SLICE_EVENTS):
+                part = await unless_gone(request, hub.store.write_bulk(
+                    process_batch, store_id, events[start:start + SLICE_EVENTS], iso(hub.now()), place=place))
+                done = {**part, "results": done["results"] + part["results"],
+                        "rejected": done["rejected"] + part["rejected"]}
+                if part["stop"] is not None:
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            hub.admission.abandoned()  # the error middleware logs it: one info line, no traceback
+            raise
+        finally:
+            if done["event_row"]:  # what was committed, also of an upload abandoned between slices
+                await hub.committed(event_row=done["event_row"])
+        finished = True
+    finally:
+        hub.admission.done(path_store, ticket, finished=finished)
     counts = {s: sum(1 for r in done["results"] if r["status"] == s) for s in ("applied", "duplicate", "rejected")}
     for seq, event_id, etype, reason in done["rejected"]:
         log.warning("event rejected", extra={"kv": {"store": store_id, "seq": seq, "id": show(event_id),
@@ -274,3 +310,26 @@ async def post_events(request: web.Request) -> web.Response:
         raise HubError(409, done["stop"], message, expected_seq=done["next_seq"], results=done["results"])
     log.info("events uploaded", extra={"kv": kv})
     return answer(request, {"next_seq": done["next_seq"], "results": done["results"]})
+
+
+async def get_events(request: web.Request) -> web.Response:
+    """`GET …/events?from_seq=N&limit=M`: what the hub holds of the store's events from seq N (each
+    one's id, seq, status and a rejection's reason), so a store whose answer was lost (a timeout, a
+    restart) learns how far the hub got instead of sending the same batch again (protocol 2.6)."""
+    store_id = await auth_store(request)
+    from_seq = query_int(request, "from_seq", 1, 1, 2**62)
+    limit = query_int(request, "limit", 500, 1, 500)
+
+    def held(conn):
+        next_seq = conn.execute("SELECT next_seq FROM stores WHERE store_id = ?", (store_id,)).fetchone()[0]
+        rows = conn.execute("SELECT seq, event_id, status, reason FROM events WHERE store_id = ? AND seq >= ? "
+                            "ORDER BY seq LIMIT ?", (store_id, from_seq, limit)).fetchall()
+        results = []
+        for seq, event_id, status, reason in rows:
+            result = {"id": event_id, "seq": seq, "status": status}
+            if status == "rejected":
+                result["reason"] = reason
+            results.append(result)
+        return {"next_seq": next_seq, "results": results}
+
+    return answer(request, await request.app[HUB].store.read(held))

@@ -8,7 +8,7 @@ import hmac
 import json
 import logging
 import re
-from typing import Any
+from typing import Any, Awaitable, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -23,12 +23,14 @@ from protocol.fields import show
 log = logging.getLogger(__name__)
 
 AUTHORISED = web.RequestKey("authorised", bool)
+GONE_POLL = 0.25  # seconds between looks at an upload's connection while its batch waits for the writer
+T = TypeVar("T")
 
 
-def answer(request: web.Request, body: dict, status: int = 200) -> web.Response:
+def answer(request: web.Request, body: dict, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     if request.get(AUTHORISED):
         body = {"epoch": request.app[HUB].epoch, **body}
-    return web.Response(body=dumps(body), status=status, content_type="application/json")
+    return web.Response(body=dumps(body), status=status, content_type="application/json", headers=headers)
 
 
 @web.middleware
@@ -39,7 +41,7 @@ async def errors_middleware(request: web.Request, handler):
     except (ConnectionResetError, asyncio.CancelledError) as exc:
         return client_gone(request, exc, log)
     except HubError as exc:
-        return answer(request, {"error": exc.code, "message": exc.message, **exc.extra}, exc.status)
+        return answer(request, {"error": exc.code, "message": exc.message, **exc.extra}, exc.status, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -49,6 +51,39 @@ async def errors_middleware(request: web.Request, handler):
     except Exception:
         log.exception("request failed", extra={"kv": {"method": request.method, "path": show(request.path, 100)}})
         return answer(request, {"error": "internal_error", "message": "internal error; see the hub's log"}, 500)
+
+
+def gone(request: web.Request) -> bool:
+    """The client's connection is closed (it gave up: a timeout, a killed daemon)."""
+    return request.transport is None or request.transport.is_closing()
+
+
+async def unless_gone(request: web.Request, work: Awaitable[T], poll: float = GONE_POLL) -> T:
+    """Await `work`; if the client's connection goes first, cancel it and raise ConnectionResetError
+    (the error middleware logs one info line). A write still queued at the Store is then never run;
+    one already running commits, and the protocol's sequence numbers make the client's resend of it
+    a duplicate. aiohttp cancels the handler when its client leaves only if asked to
+    (handler_cancellation, as its test server does); otherwise it tells no one, so the transport is
+    looked at every `poll` seconds."""
+    if gone(request):
+        if asyncio.iscoroutine(work):
+            work.close()  # never started: no "never awaited" warning
+        raise ConnectionResetError("the client went away")
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll)
+            if done:
+                return task.result()
+            if gone(request):
+                break
+    finally:
+        if not task.done():  # gone, or this handler cancelled: nobody will read the result
+            task.cancel()
+    await asyncio.wait({task})
+    if task.cancelled():
+        raise ConnectionResetError("the client went away")
+    return task.result()  # it finished meanwhile: its result stands
 
 
 def bearer(request: web.Request) -> str | None:

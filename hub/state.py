@@ -20,6 +20,7 @@ from typing import Callable
 from aiohttp import WSCloseCode, web
 
 from edge.core.sqlite import Store
+from hub.admission import Admission
 from hub.errors import sha256
 from hub.highwater import HighWater
 from hub.schema import HUB_MIGRATIONS
@@ -49,6 +50,7 @@ class Hub:
     sockets: dict[str, set[web.WebSocketResponse]] = field(default_factory=dict)
     last_seen: dict[str, str] = field(default_factory=dict)
     auth_logged: dict[str, float] = field(default_factory=dict)
+    admission: Admission = field(default_factory=Admission)
 
     def __post_init__(self):
         self.admin_hash = sha256(self.admin_token)

@@ -113,6 +113,13 @@ class CloudClient:
             raise RetryLater("answer without next_seq")
         return answer
 
+    async def get_held(self, from_seq: int, limit: int) -> Answer:
+        """What the cloud holds of this store's events from `from_seq` (protocol 2.6)."""
+        answer = await self._request("GET", "/events", params={"from_seq": str(from_seq), "limit": str(limit)})
+        if not isinstance(answer.body.get("results"), list) or not isinstance(answer.body.get("next_seq"), int):
+            raise RetryLater("events answer without results/next_seq")
+        return answer
+
     async def get_changes(self, after: int, limit: int) -> Answer:
         answer = await self._request("GET", "/changes", params={"after": str(after), "limit": str(limit)})
         if not isinstance(answer.body.get("changes"), list) or not isinstance(answer.body.get("next_cursor"), int):

@@ -28,7 +28,7 @@ from edge.core.waits import wait_event
 from edge.store import outbox
 from edge.store.db import Store
 from sync import changes as changes_mod
-from sync.client import CloudClient, NeedsPerson, RetryLater
+from sync.client import MAX_RETRY_AFTER, CloudClient, NeedsPerson, RetryLater
 
 log = logging.getLogger("sync")
 
@@ -51,6 +51,16 @@ SLICE_CHANGES = 1000                  # at most this many changes per write tran
 def backoff(attempt: int, timing: Timing, rng: random.Random) -> float:
     """Exponential backoff with full jitter."""
     return rng.uniform(0, min(timing.backoff_cap, timing.backoff_base * 2 ** min(attempt, 30)))
+
+
+RETRY_AFTER_JITTER = 0.2              # a Retry-After is waited out plus up to this fraction of it
+
+
+def retry_wait(seconds: float, rng: random.Random) -> float:
+    """A 429/503's Retry-After plus 0-20 % jitter: never earlier than the cloud said (it may have
+    promised the time to others), and the stores it refused together do not come back together.
+    At most MAX_RETRY_AFTER (10 minutes), unless the cloud itself asked for that."""
+    return max(seconds, min(seconds * (1 + rng.uniform(0, RETRY_AFTER_JITTER)), MAX_RETRY_AFTER))
 
 
 @dataclass
@@ -109,6 +119,9 @@ class SyncEngine:
         # wake a backoff: during an outage every sale would be one more request to a dead link)
         self._reachable = {"upload": asyncio.Event(), "download": asyncio.Event()}
         self._epoch_lock = asyncio.Lock()
+        # the answer to the last upload may be lost (a timeout, a reset link, a restart): before sending
+        # the batch again, ask the cloud how far it got (protocol 2.6)
+        self._ask_held = True
         self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -143,8 +156,10 @@ class SyncEngine:
             return attempt
         self.link.failed("offline", exc)
         if getattr(exc, "retry_after", None) is not None:
-            await asyncio.sleep(exc.retry_after)  # the cloud named its time: keep to it
-            return attempt + 1
+            # the cloud answered and named its time: kept to, never shortened; and not a failure that
+            # grows the backoff (a busy hub is not a dead link)
+            await asyncio.sleep(retry_wait(exc.retry_after, self.rng))
+            return attempt
         # the event was cleared when this attempt began: a sign of life since then ends the wait
         await self._wait(self._reachable[task], backoff(attempt, self.timing, self.rng))
         return attempt + 1
@@ -160,6 +175,8 @@ class SyncEngine:
                 attempt = 0
                 await self._wait(self.upload_wake, None)
             except (RetryLater, NeedsPerson) as exc:
+                if isinstance(exc, RetryLater) and exc.status is None:
+                    self._ask_held = True  # no answer read: the cloud may have applied the batch
                 attempt = await self._failed(exc, attempt, "upload")
             except Exception as exc:  # noqa: BLE001 (a full disk, a bug: the task must not die silently)
                 attempt = await self._crashed("upload", exc, attempt)
@@ -178,6 +195,8 @@ class SyncEngine:
         batch = await self.store.read(outbox.pending_batch, self.client.store_id, self.batch_size)
         if not batch:
             return False
+        if self._ask_held and await self._skip_held(batch):
+            return True
         answer = await self.client.post_events([outbox.envelope(e) for e in batch])
         if await self._check_epoch(answer.body):
             return True  # the cloud was restored: the queue was rewound, send again
@@ -188,6 +207,43 @@ class SyncEngine:
             # the cloud answered but the queue did not move: resending at once would spin
             raise RetryLater(f"the cloud's answer ({answer.status}) did not move the queue")
         return True
+
+    async def _skip_held(self, batch: list[dict]) -> bool:
+        """Ask the cloud which of `batch` it already holds; record those as answered (a rejected one
+        becomes a dead letter, as from an upload's answer) and True if any. Only a run from the
+        batch's first event, each with the same seq and id, counts: anything else is sent and the
+        upload's answer says what it is (e.g. seq_taken). A cloud without this request (404) is
+        simply sent the batch."""
+        try:
+            held = await self.client.get_held(batch[0]["seq"], len(batch))
+        except NeedsPerson:
+            self._ask_held = False
+            return False
+        except RetryLater as exc:
+            if exc.status is not None and exc.retry_after is None:
+                self._ask_held = False  # a cloud failing this question must not hold the uploads up
+            raise
+        if await self._check_epoch(held.body):
+            return True
+        results = held.body["results"]
+        count = 0
+        for event, result in zip(batch, results):
+            if not (isinstance(result, dict) and result.get("seq") == event["seq"] and result.get("id") == event["id"]
+                    and result.get("status") in ("applied", "rejected")):
+                break
+            count += 1
+        count = min(count, max(0, held.body["next_seq"] - batch[0]["seq"]))
+        self._ask_held = count == len(batch)  # the cloud had all of it: it may have the next batch too
+        if not count:
+            return False
+        done = batch[:count]
+        moved = await self.store.write(self._record, done, 200, {"next_seq": done[-1]["seq"] + 1,
+                                                                 "results": results[:count]})
+        self.link.succeeded()
+        self._cloud_answered()
+        log.info("the cloud already held events whose answer was lost: not sent again",
+                 extra={"kv": {"from_seq": done[0]["seq"], "events": count}})
+        return moved
 
     @staticmethod
     def _record(conn, batch: list[dict], status: int, body: dict) -> bool:

@@ -257,6 +257,9 @@ class StubClient:
     async def close(self):
         pass
 
+    async def get_held(self, from_seq, limit):  # a cloud without protocol 2.6: the batch is simply sent
+        raise NeedsPerson("no such request (404)", 404)
+
 
 async def test_an_unexpected_error_does_not_end_the_sync_tasks(config):
     """A bug or a full disk in one round must not stop uploads for good: the task logs and retries."""

@@ -8,11 +8,18 @@ and may be given a time limit (Datasette's sqlite_timelimit: a progress handler 
 so a runaway query answers an error instead of occupying a reader. Jobs that legitimately read much
 (the ledger check, reconciliation) use `read_long`: a thread and connection of their own, no limit,
 so they never hold a reader a request is waiting for.
+
+The writer serves two lanes: `write` (a sale, an admin order) always goes before work queued with
+`write_bulk` (the hub's event uploads), so a burst of bulk work delays an urgent write by at most the
+one bulk transaction already running, never by the whole queue. Bulk work whose caller stopped
+waiting (its coroutine was cancelled: the client went away) is skipped if it has not started; a
+`write` always runs once queued (a cancelled shutdown must not lose, say, a print job's outcome).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import queue
 import sqlite3
@@ -177,7 +184,10 @@ class Store:
         self.steps = steps
         self._readers = readers
         self.read_limit = read_limit  # seconds a read may take on the request readers; None: no limit
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        # (lane, order, item): lane 0 before lane 1 (bulk), FIFO within a lane; the stop marker's
+        # lane 2 lets everything queued before close() finish first
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._order = itertools.count()
         self._writer: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._long: ThreadPoolExecutor | None = None
@@ -198,7 +208,7 @@ class Store:
 
     def close(self) -> None:
         if self._writer is not None:
-            self._queue.put(None)
+            self._queue.put((2, next(self._order), None))
             self._writer.join()
             self._writer = None
         for pool in (self._pool, self._long):
@@ -216,12 +226,27 @@ class Store:
 
     # -- writes ------------------------------------------------------------------------------
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run fn(conn, *args) in one transaction on the writer thread."""
+        """Run fn(conn, *args) in one transaction on the writer thread, before any bulk work queued."""
+        return await self._submit(0, fn, args)
+
+    async def write_bulk(self, fn: Callable[..., T], *args: Any, place: int | None = None) -> T:
+        """As `write`, but behind every `write` queued: for large batches that must not hold up
+        the writes a person or a till is waiting for. Cancelled while queued: never run.
+
+        place: the bulk lane's place (from `bulk_place`) of a job done in several transactions: its
+        later parts keep the place of its first, so jobs finish one after another instead of all
+        at once, interleaved part by part."""
+        return await self._submit(1, fn, args, place)
+
+    def bulk_place(self) -> int:
+        return next(self._order)
+
+    async def _submit(self, lane: int, fn: Callable[..., T], args: tuple, place: int | None = None) -> T:
         if self._writer is None:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put((fn, args, future, loop))
+        self._queue.put((lane, next(self._order) if place is None else place, (fn, args, future, loop)))
         result = await future
         for listener in self.listeners:
             listener()
@@ -229,8 +254,10 @@ class Store:
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         try:
-            while (item := self._queue.get()) is not None:
-                fn, args, future, loop = item
+            while (item := self._queue.get())[2] is not None:
+                lane, _, (fn, args, future, loop) = item
+                if lane == 1 and future.cancelled():  # bulk work nobody waits for any more is not begun
+                    continue
                 try:
                     with transaction(conn):
                         result = fn(conn, *args)

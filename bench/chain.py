@@ -1,0 +1,286 @@
+"""The chain benchmark: a reconnect storm against a real `store-edge hub` (SQLite, one process).
+
+N simulated stores, each holding K queued events (stock.received, one move each), all come back at
+once and drain their queues as the store daemon's uploader does: `sync.client.CloudClient` with the
+daemon's default batch size and timeout ([cloud] batch_size, timeout_seconds), the engine's backoff
+on a failure, Retry-After waited with the engine's jitter, and (when the hub answers it) the
+protocol's "how far did you get" (GET …/events?from_seq) after an answer it never read. The stores
+are simulated (a thousand daemons do not fit a benchmark machine): no SQLite of their own, no
+download or hint socket (so nothing cuts a backoff short).
+
+During the storm an admin creates an order every ORDER_EVERY seconds for a store that is not in the
+storm (it received its stock before). Reported:
+
+- drain_s: from the storm's start until every store holds an answer for all its events;
+  applied_s: until the hub had applied every event (its database, read-only);
+- amplification: events in the uploads the hub worked on (answered 200/409, or timed out) ÷ events
+  queued; posted_ratio: events in every upload sent (a refused one's body went out too) ÷ queued;
+- upload_ms p50/p99 (every answer), refused (429/503), timeouts;
+- order_ms p50/p99: the admin's order creation during the storm;
+- hub_peak_rss_mb: the hub process's VmHWM.
+
+`--base DIR` runs the hub of another checkout (e.g. `git worktree add /tmp/base <commit>`), and the
+stores as that version's edge did (no "how far" question, Retry-After without jitter), to measure
+before and after on the same machine. The last stdout line is one JSON object.
+
+Measured 2026-12-06 on a shared 2-core machine, 1,000 stores x 500 events (`python -m bench chain`):
+
+| | before (d40d948) | after |
+|---|---|---|
+| drain_s | 310.6 | 98.5 |
+| amplification (events worked ÷ queued) | 3.86 | 1.00 |
+| uploads timed out / sent | 7,246 / 10,246 | 0 / 4,942 (1,942 refused with Retry-After) |
+| upload_ms p50 / p99 | 10,387 / 11,831 | 2,411 / 6,704 |
+| order_ms p50 / p99 during the storm | 5.7 / 6,432 | 16.3 / 145.3 |
+| hub_peak_rss_mb | 1,457 | 163 |
+| hub CPU s | 116.8 | 88.3 |
+
+`--quick` (200 stores): drain 19.3 s before, 17.7 s after; orders p50/p99 3,391/8,209 ms before,
+15.9/335 ms after; no timeouts either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from bench.ledger import BenchError, free_port, percentile, store_edge
+from bench.sync import Proc, wait_until
+from edge.core.config import CloudSection
+from sync import engine as engine_mod
+from sync.client import CloudClient, NeedsPerson, RetryLater
+
+COUNTS = {False: {"stores": 1000, "events": 500}, True: {"stores": 200, "events": 500}}
+BATCH = CloudSection().batch_size
+TIMEOUT = CloudSection().timeout_seconds
+ORDER_EVERY = 0.25
+ORDER_STORE = "order-store"
+SKU = "BEN-0001"
+ADMIN = "bench-admin-token"
+CREATED_AT = "2026-11-21T08:00:00.000Z"
+
+
+def progress(message: str) -> None:
+    print(f"[chain {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def envelope(store: str, index: int, seq: int) -> dict:
+    return {"id": str(uuid.UUID(int=(index << 40) | seq)), "store_id": store, "seq": seq, "type": "stock.received",
+            "created_at": CREATED_AT, "payload": {"moves": [{"sku": SKU, "qty": 1, "reason": "receipt"}]}}
+
+
+class Tally:
+    def __init__(self):
+        self.posted = self.worked = self.refused = self.timeouts = self.asked = self.skipped = 0
+        self.upload_ms: list[float] = []
+
+
+async def store_sim(url: str, store: str, index: int, token: str, events: int, tally: Tally, modern: bool,
+                    rng: random.Random) -> float:
+    """One store's uploader until its queue is empty; returns when (perf_counter) it was."""
+    client = CloudClient(url, store, token, timeout=TIMEOUT)
+    await client.open()
+    timing = engine_mod.Timing()
+    acked, attempt, ask = 0, 0, modern
+    try:
+        while acked < events:
+            batch = [envelope(store, index, seq) for seq in range(acked + 1, min(events, acked + BATCH) + 1)]
+            started = time.perf_counter()
+            try:
+                if ask:
+                    tally.asked += 1
+                    held = await client.get_held(batch[0]["seq"], len(batch))
+                    count = 0
+                    for event, result in zip(batch, held.body["results"]):
+                        if result.get("seq") != event["seq"] or result.get("id") != event["id"]:
+                            break
+                        count += 1
+                    ask = count == len(batch)
+                    if count:
+                        acked += count
+                        tally.skipped += count
+                        continue
+                tally.posted += len(batch)
+                answer = await client.post_events(batch)
+                tally.upload_ms.append((time.perf_counter() - started) * 1000)
+                tally.worked += len(batch)
+                acked = (answer.body["next_seq"] if answer.status == 200 else answer.body["expected_seq"]) - 1
+                attempt = 0
+            except NeedsPerson as exc:
+                if not ask:
+                    raise BenchError(f"{store}: {exc}") from None
+                ask = False  # a hub without GET …/events
+            except RetryLater as exc:
+                tally.upload_ms.append((time.perf_counter() - started) * 1000)
+                if exc.retry_after is not None:
+                    tally.refused += 1
+                    if modern:
+                        await asyncio.sleep(engine_mod.retry_wait(exc.retry_after, rng))
+                    else:
+                        await asyncio.sleep(exc.retry_after)
+                        attempt += 1
+                    continue
+                if exc.status is None:
+                    tally.worked += len(batch)  # sent, and the hub may have worked on it: unknown
+                    tally.timeouts += "Timeout" in str(exc)
+                    ask = modern
+                await asyncio.sleep(engine_mod.backoff(attempt, timing, rng))
+                attempt += 1
+        return time.perf_counter()
+    finally:
+        await client.close()
+
+
+async def admin(session: aiohttp.ClientSession, url: str, method: str, path: str, body=None, expect=(200, 201)):
+    async with session.request(method, url + "/admin/v1" + path, json=body,
+                               headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+        data = await resp.json(content_type=None)
+        if resp.status not in expect:
+            raise BenchError(f"{method} {path}: {resp.status} {data}")
+        return data
+
+
+async def order_pusher(session, url: str, stop: asyncio.Event, times: list[float], failed: list[int]) -> None:
+    while not stop.is_set():
+        started = time.perf_counter()
+        async with session.post(url + f"/admin/v1/stores/{ORDER_STORE}/orders",
+                                json={"kind": "pickup", "lines": [{"sku": SKU, "qty": 1}]},
+                                headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+            await resp.read()
+            (times if resp.status == 201 else failed).append((time.perf_counter() - started) * 1000)
+        try:
+            await asyncio.wait_for(stop.wait(), ORDER_EVERY)
+        except asyncio.TimeoutError:
+            pass
+
+
+def applied(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        conn.execute("PRAGMA busy_timeout = 1000")
+        return conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime, stime in clock ticks (100 a second on Linux)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+async def storm(folder: Path, stores: int, events: int, base: Path | None, hub_args: list[str]) -> dict:
+    token_file = folder / "admin-token"
+    token_file.write_text(ADMIN + "\n", encoding="utf-8")
+    token_file.chmod(0o600)
+    port = free_port()
+    if base is None:
+        command = [store_edge()]
+    else:  # another checkout's hub, on this interpreter (the same dependencies)
+        command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(base)!r}); "
+                   "from edge.ops.cli import main; sys.exit(main())"]
+    hub = Proc("hub", [*command, "hub", "--data", str(folder / "hub"), "--port", str(port),
+                       "--admin-token-file", str(token_file), "--log-level", "warning", *hub_args], folder)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_until(lambda: admin(session, url, "GET", "/stores"), "the hub", hub)
+            await admin(session, url, "POST", "/products", {"products": [{"sku": SKU, "name": "商品", "price_fen": 100}]})
+            tokens = {}
+            for index in range(stores):
+                store = f"s{index:04d}"
+                tokens[store] = (await admin(session, url, "POST", "/stores", {"store_id": store, "name": store}))["token"]
+            order_token = (await admin(session, url, "POST", "/stores",
+                                       {"store_id": ORDER_STORE, "name": "orders"}))["token"]
+            async with session.post(f"{url}/sync/v1/stores/{ORDER_STORE}/events",
+                                    json={"protocol": 1, "events": [dict(envelope(ORDER_STORE, 99999, 1), payload={
+                                        "moves": [{"sku": SKU, "qty": 1_000_000, "reason": "receipt"}]})]},
+                                    headers={"Authorization": f"Bearer {order_token}"}) as resp:
+                if resp.status != 200:
+                    raise BenchError(f"stocking {ORDER_STORE}: {resp.status} {await resp.text()}")
+            async with session.get(f"{url}/sync/v1/stores/{ORDER_STORE}/events",
+                                   headers={"Authorization": f"Bearer {order_token}"}) as resp:
+                modern = resp.status == 200
+            progress(f"{stores} stores x {events} events, batch {BATCH}, timeout {TIMEOUT:g} s; "
+                     f"hub {'with' if modern else 'without'} back-pressure")
+            tally, stop, order_ms, order_failed = Tally(), asyncio.Event(), [], []
+            pusher = asyncio.create_task(order_pusher(session, url, stop, order_ms, order_failed))
+            db, total = folder / "hub" / "hub.db", stores * events + 1
+            started, hub_cpu, own_cpu = time.perf_counter(), cpu_s(hub.popen.pid), time.process_time()
+            sims = [asyncio.create_task(store_sim(url, store, index, token, events, tally, modern,
+                                                  random.Random(index)))
+                    for index, (store, token) in enumerate(tokens.items())]
+            applied_at = None
+            while not all(s.done() for s in sims):
+                await asyncio.wait(sims, timeout=1.0, return_when=asyncio.ALL_COMPLETED)
+                hub.check()
+                if applied_at is None and await asyncio.to_thread(applied, db) >= total:
+                    applied_at = time.perf_counter() - started
+            finished = [s.result() for s in sims]
+            drain = max(finished) - started
+            stop.set()
+            await pusher
+            if applied_at is None:
+                applied_at = drain
+            rss = peak_rss_mb(hub.popen.pid)
+            hub_cpu, own_cpu = cpu_s(hub.popen.pid) - hub_cpu, time.process_time() - own_cpu
+        hub.stop()
+    finally:
+        hub.kill()
+    queued = stores * events
+    return {
+        "stores": stores, "events_per_store": events, "batch": BATCH, "timeout_s": TIMEOUT, "back_pressure": modern,
+        "drain_s": round(drain, 1), "applied_s": round(applied_at, 1),
+        "amplification": round(tally.worked / queued, 2), "posted_ratio": round(tally.posted / queued, 2),
+        "skipped_by_asking": tally.skipped, "asked": tally.asked,
+        "uploads": len(tally.upload_ms), "refused": tally.refused, "timeouts": tally.timeouts,
+        "upload_ms_p50": round(percentile(tally.upload_ms, 50), 1),
+        "upload_ms_p99": round(percentile(tally.upload_ms, 99), 1),
+        "orders": len(order_ms), "orders_failed": len(order_failed),
+        "order_ms_p50": round(percentile(order_ms, 50), 1) if order_ms else None,
+        "order_ms_p99": round(percentile(order_ms, 99), 1) if order_ms else None,
+        "hub_peak_rss_mb": rss, "hub_cpu_s": round(hub_cpu, 1), "stores_cpu_s": round(own_cpu, 1),
+    }
+
+
+def run(quick: bool = False, stores: int | None = None, events: int | None = None, base: Path | None = None,
+        hub_args: list[str] | None = None) -> dict:
+    counts = COUNTS[quick]
+    with tempfile.TemporaryDirectory(prefix="bench-chain-") as tmp:
+        result = asyncio.run(storm(Path(tmp), stores or counts["stores"], events or counts["events"], base,
+                                   hub_args or []))
+    return {"benchmark": "chain", "quick": quick, **result, "met": {"no_timeouts": result["timeouts"] == 0}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chain", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"{COUNTS[True]['stores']} stores")
+    parser.add_argument("--stores", type=int)
+    parser.add_argument("--events", type=int)
+    parser.add_argument("--base", type=Path, help="the checkout whose hub to run (before/after)")
+    parser.add_argument("--hub-arg", action="append", default=[], help="an option for the hub (repeatable), "
+                        "e.g. --hub-arg=--max-uploads=32")
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.quick, args.stores, args.events, args.base, args.hub_arg), ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
