@@ -88,9 +88,10 @@ class FaultyClient(CloudClient):
 
     async def _request(self, method, path, **kwargs):
         self.requests += 1
-        if method == "GET" and path == "/events" and self.fault == "lose":
-            # the uploader's question "what do you hold?" (protocol 2.6): a lost answer is a batch's, so
-            # 'lose' waits for the upload itself ('down' fails whichever request comes first)
+        if self.fault == "lose" and (method, path) in (("GET", "/events"), ("GET", "/state")):
+            # a lost answer is the batch's (or the page's): the uploader's question "what do you hold?"
+            # (protocol 2.6) and the state read on a new epoch go through, the fault waits for the POST or
+            # the GET /changes itself ('down' fails whichever request comes first)
             return await super()._request(method, path, **kwargs)
         fault, self.fault = self.fault, None
         if fault == "down":
