@@ -209,6 +209,9 @@ class Stack:
                              store_id=STORE_ID, store_name="好邻居便利店 五道口店", extra_config=extra,
                              store_config=self.store_config)
         self.daemon.start()
+        # the store's opening stock at the cloud before a test sells online (the hub refuses an order for
+        # stock it has not heard of)
+        self.wait_synced()
 
     def stop(self) -> None:
         if self.daemon is not None:
