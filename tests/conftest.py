@@ -165,3 +165,12 @@ class Api:
 @pytest.fixture
 def api(client) -> Api:
     return Api(client)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright, one per browser test module (tests/browser.py)."""
+    from tests.browser import chromium  # noqa: PLC0415 (only the browser modules need Playwright)
+
+    with chromium() as b:
+        yield b

@@ -14,17 +14,9 @@ import openpyxl
 import pytest
 
 from edge.core.clock import business_date, utcnow
-from tests.browser import VIEWPORT, artifacts_dir, checked_page, chromium, png_size, running_stack, shoot
+from tests.browser import PHONE, VIEWPORT, artifacts_dir, checked_page, png_size, running_stack, shoot
 from tests.test_reports import DAY, a_day
 from tests.test_ui_browser import TIMEOUT_MS, log_in
-
-PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.browser import PHONE, USERS, Stack, checked_page, chromium, running_stack, shoot
+from tests.browser import PHONE, USERS, Stack, checked_page, running_stack, shoot
 from tests.helpers_daemon import wait_for
 from tests.test_ui_browser import TIMEOUT_MS, log_in
 
@@ -34,12 +34,6 @@ def just_past_midnight() -> str:
 
 
 ZONE = just_past_midnight()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,6 @@ from tests.browser import (
     Stack,
     artifacts_dir,
     checked_page,
-    chromium,
     running_stack,
     shoot,
 )
@@ -52,12 +51,6 @@ PAGES = {  # path -> elements docs/dashboard.md promises on it
 
 
 # -- fixtures ----------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
-
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):

@@ -12,16 +12,10 @@ import contextlib
 
 import pytest
 
-from tests.browser import PHONE, USERS, VIEWPORT, artifacts_dir, checked_page, chromium, running_stack, shoot
+from tests.browser import PHONE, USERS, VIEWPORT, artifacts_dir, checked_page, running_stack, shoot
 from tests.helpers_daemon import wait_for
 
 TIMEOUT_MS = 10_000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

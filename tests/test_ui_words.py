@@ -20,7 +20,7 @@ import re
 
 import pytest
 
-from tests.browser import LOCAL_ONLY, PHONE, STORE_ID, USERS, VIEWPORT, chromium, running_stack, shoot
+from tests.browser import LOCAL_ONLY, PHONE, STORE_ID, USERS, VIEWPORT, running_stack, shoot
 from tests.conftest import CATALOG
 from tests.helpers_daemon import wait_for
 from tests.screen_words import internal_words
@@ -112,12 +112,6 @@ def test_the_scanner_lets_english_words_be_english_and_codes_be_codes():
 
 
 # -- the walk ----------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium() as b:
-        yield b
-
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
