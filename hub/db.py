@@ -1,0 +1,119 @@
+"""The hub's database: one interface over SQLite (the default) and PostgreSQL (asyncpg, issue 13).
+
+Hub code that touches the database is written once, as `async def fn(db: Conn, *args)` with
+PostgreSQL's numbered placeholders (`$1`, `$2`, ...), and handed to `Database.read`, `.write` or
+`.write_bulk`, which run it in one transaction.
+
+On SQLite the function runs on the store's writer thread (or a reader's), as the edge's store runs
+its plain functions (edge/core/sqlite.py: one writer, a bulk lane behind person-facing writes), and
+its coroutine is driven to the end right there, without an event loop: `SqliteConn`'s methods call
+the blocking sqlite3 connection and never suspend, so the coroutine finishes in its first step.
+SQLite numbers its parameters `?1`, `?2`: the `$n` of the shared SQL are rewritten once per statement
+text. A function that awaits anything but its `Conn` (a sleep, a network call) is refused at once:
+that would hold the single writer, and no other work belongs inside a transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence, TypeVar
+
+from edge.core.sqlite import Store
+
+T = TypeVar("T")
+Row = Any  # sqlite3.Row or asyncpg.Record: both index by position and by column name, and dict() them
+
+
+class Conn(Protocol):
+    """A connection inside one transaction, as hub code sees it."""
+    dialect: str   # "sqlite" | "postgresql": for the few statements that must differ
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any: ...
+
+    async def execute(self, sql: str, *args: Any) -> None: ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+
+Work = Callable[..., Awaitable[T]]
+
+
+@lru_cache(maxsize=1024)
+def sqlite_sql(sql: str) -> str:
+    """`$1` → `?1`: SQLite's numbered parameters take the same positional arguments."""
+    return re.sub(r"\$(\d+)", r"?\1", sql)
+
+
+class SqliteConn:
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return self.conn.execute(sqlite_sql(sql), args).fetchall()
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        return self.conn.execute(sqlite_sql(sql), args).fetchone()
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = self.conn.execute(sqlite_sql(sql), args).fetchone()
+        return None if row is None else row[0]
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        self.conn.execute(sqlite_sql(sql), args)
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.conn.executemany(sqlite_sql(sql), rows)
+
+
+def drive(coro: Awaitable[T]) -> T:
+    """Run a coroutine that never suspends to its end, here, without a loop (see the module's doc)."""
+    try:
+        coro.send(None)  # type: ignore[attr-defined]
+    except StopIteration as done:
+        return done.value
+    coro.close()  # type: ignore[attr-defined]
+    raise RuntimeError("a hub transaction awaited something other than its database connection")
+
+
+def on_sqlite(fn: Work[T]) -> Callable[..., T]:
+    """fn as the plain function edge.core.sqlite.Store runs on its threads."""
+    def run(conn: sqlite3.Connection, *args: Any) -> T:
+        return drive(fn(SqliteConn(conn), *args))
+    run.__qualname__ = getattr(fn, "__qualname__", "hub work")  # the store's slow-read log names it
+    return run
+
+
+class SqliteDatabase:
+    """The embedded default: DIR/hub.db behind edge.core.sqlite.Store's writer and readers."""
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, migrations: list[tuple[str, str]]):
+        self.store = Store(path, migrations=migrations)
+        self.path = path
+
+    def open(self) -> None:
+        self.store.open()
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def read(self, fn: Work[T], *args: Any) -> T:
+        return await self.store.read(on_sqlite(fn), *args)
+
+    async def write(self, fn: Work[T], *args: Any) -> T:
+        return await self.store.write(on_sqlite(fn), *args)
+
+    async def write_bulk(self, fn: Work[T], *args: Any, place: int | None = None) -> T:
+        return await self.store.write_bulk(on_sqlite(fn), *args, place=place)
+
+    def bulk_place(self) -> int:
+        return self.store.bulk_place()
