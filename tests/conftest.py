@@ -180,9 +180,10 @@ def browser():
 def postgres_server():
     """One real PostgreSQL server for the session (tests/postgres.py); stopped and removed at its end.
     Not installed is a failure, not a skip: `make test` (and so CI) installs it."""
-    from tests.postgres import PostgresMissing, PostgresServer  # noqa: PLC0415 (only PostgreSQL tests start it)
+    from tests.postgres import PostgresMissing, PostgresServer, sweep_orphans  # noqa: PLC0415 (only these tests)
 
     try:
+        sweep_orphans()
         server = PostgresServer()
     except PostgresMissing as exc:
         pytest.fail(str(exc), pytrace=False)

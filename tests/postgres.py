@@ -65,6 +65,41 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_orphans(base: Path = Path("/tmp")) -> list[Path]:
+    """Stop and remove the servers of test runs that died without stopping theirs (killed, CI's
+    timeout): each folder names the process that owns it, and a folder whose owner is gone is an orphan.
+    Servers of test runs still going (other checkouts on this machine) are left alone."""
+    swept = []
+    for owner in base.glob("store-edge-pg-*/owner"):
+        try:
+            pid = int(owner.read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            continue
+        if _alive(pid):
+            continue
+        root = owner.parent
+        if (root / "data" / "postmaster.pid").exists():
+            stat = root.stat()
+            command = [str(bin_dir() / "pg_ctl"), "stop", "-D", str(root / "data"), "-m", "immediate", "-w"]
+            if os.geteuid() == 0 and stat.st_uid != 0:
+                command = ["setpriv", f"--reuid={stat.st_uid}", f"--regid={stat.st_gid}", "--clear-groups", "--",
+                           *command]
+            subprocess.run(command, capture_output=True, timeout=60, cwd="/")
+        shutil.rmtree(root, ignore_errors=True)
+        swept.append(root)
+    return swept
+
+
 class PostgresServer:
     """initdb + pg_ctl in a temporary folder; `start()`, then `create_database()` per test, `stop()`."""
 
@@ -79,6 +114,7 @@ class PostgresServer:
         self.port = 0
         self.running = False
         self._names = itertools.count(1)
+        (self.root / "owner").write_text(str(os.getpid()), encoding="ascii")  # for sweep_orphans
         if self.user is not None:
             os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
         os.chmod(self.root, 0o700)

@@ -8,7 +8,7 @@ import subprocess
 import asyncpg
 import pytest
 
-from tests.postgres import PostgresMissing, PostgresServer, bin_dir
+from tests.postgres import PostgresMissing, PostgresServer, bin_dir, sweep_orphans
 
 
 async def test_the_server_is_a_real_postgresql_that_writes_and_reads(postgres_url):
@@ -91,3 +91,20 @@ def test_without_postgresql_the_message_says_how_to_install_it(tmp_path):
     with pytest.raises(PostgresMissing, match=r"`make test` installs Debian's postgresql package"):
         bin_dir(tmp_path)
     assert bin_dir().parent.name.isdigit()
+
+
+def test_a_server_whose_test_run_died_is_swept_by_the_next_run(postgres_server):
+    orphan = PostgresServer().start()
+    try:
+        pid = int((orphan.data / "postmaster.pid").read_text().split()[0])
+        killed = subprocess.Popen(["true"])  # stands for a test run that was killed: exited, reaped
+        killed.wait()
+        (orphan.root / "owner").write_text(str(killed.pid), encoding="ascii")
+        swept = sweep_orphans()
+    except BaseException:
+        orphan.stop()
+        raise
+    assert orphan.root in swept and not orphan.root.exists()
+    assert not running(pid)
+    # this session's own server (its owner alive) is left alone
+    assert postgres_server.root not in swept and postgres_server.sql("SELECT 1").strip() == "1"
