@@ -15,6 +15,9 @@ them up (`sum(rate(hub_events_total[1m]))`) or takes the worst (`max(hub_change_
   `next_cursor` of the last pull this process answered it; a store that has not pulled through this
   process is not counted. 0 when every connected store has everything. A store that is hinted but
   does not come for its changes (or whose pulls fail) makes it grow.
+- `process_*`: the process's memory, CPU time and open files against its limit (prometheus_client's
+  ProcessCollector, from /proc/self): RSS against the 1 GB a process should stay under, file
+  descriptors against LimitNOFILE (each hint socket holds one).
 - `hub_change_delivery_seconds`: for each change handed to a store in a pull, the seconds from its
   `created_at` to that answer: the time the feed takes to reach stores (the hint, the store's pull).
   A pull from the feed's start (`after=0`: a new store, a new epoch) is left out: it hands out the
@@ -32,7 +35,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Awaitable, Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from hub.db import Conn
 
@@ -70,6 +73,7 @@ async def oldest_unpulled(db: Conn, positions: list[tuple[str, int]]) -> Any:
 class HubMetrics:
     def __init__(self):
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, _cpu_seconds, _open_fds
         self.positions: dict[str, int] = {}    # store id -> the next_cursor of its last pull answered here
         self.m_stores = Gauge("hub_stores_connected", "Stores with a hint WebSocket open on this process",
                               registry=self.registry)

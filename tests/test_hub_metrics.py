@@ -57,6 +57,7 @@ async def test_stores_connected_events_by_answer_and_uploads_in_flight_and_refus
         assert {before[f'hub_events_total{{status="{s}"}}'] for s in ("applied", "duplicate", "rejected")} == {0}
         assert before['hub_uploads_refused_total{status="429"}'] == before['hub_uploads_refused_total{status="503"}'] == 0
         assert before["hub_uploads_in_flight"] == 0
+        assert before["process_resident_memory_bytes"] > 0 and before["process_open_fds"] > 0
 
         sockets = [await hints(hub, "s1"), await hints(hub, "s1"), await hints(hub, "s2")]
         now = await scrape(hub)
