@@ -34,6 +34,7 @@ from hub.admission import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOADS, DEFAULT_M
 from hub.changes import get_balances, get_changes, get_state
 from hub.db import on_sqlite
 from hub.events import get_events, post_events
+from hub.health import get_health
 from hub.hints import get_hints
 from hub.http import auth_admin, errors_middleware
 from hub.state import HUB, Hub
@@ -109,6 +110,7 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
         web.get("/admin/v1/members/{member_id}", members.admin_get_member),
         web.post("/admin/v1/members/{member_id}/certificates", members.admin_issue_certificate),
         web.get("/metrics", metrics),
+        web.get("/health", get_health),
     ])
     return app
 

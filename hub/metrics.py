@@ -18,6 +18,7 @@ them up (`sum(rate(hub_events_total[1m]))`) or takes the worst (`max(hub_change_
 - `process_*`: the process's memory, CPU time and open files against its limit (prometheus_client's
   ProcessCollector, from /proc/self): RSS against the 1 GB a process should stay under, file
   descriptors against LimitNOFILE (each hint socket holds one).
+- `hub_database_up`: 1 if the last `GET /health` (hub/health.py) read the database, 0 if not.
 - `hub_change_delivery_seconds`: for each change handed to a store in a pull, the seconds from its
   `created_at` to that answer: the time the feed takes to reach stores (the hint, the store's pull).
   A pull from the feed's start (`after=0`: a new store, a new epoch) is left out: it hands out the
@@ -74,6 +75,7 @@ class HubMetrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, _cpu_seconds, _open_fds
+        self.database_is_up = True
         self.positions: dict[str, int] = {}    # store id -> the next_cursor of its last pull answered here
         self.m_stores = Gauge("hub_stores_connected", "Stores with a hint WebSocket open on this process",
                               registry=self.registry)
@@ -84,6 +86,9 @@ class HubMetrics:
             self.m_events.labels(status)
         self.m_lag = Gauge("hub_change_lag_seconds", "Age of the oldest change a store connected here has not "
                            "pulled yet (0: none)", registry=self.registry)
+        self.m_database = Gauge("hub_database_up", "1 if the last health check read the database, 0 if not",
+                                registry=self.registry)
+        self.m_database.set(1)
         self.m_delivery = Histogram("hub_change_delivery_seconds", "Seconds from a change's creation to its "
                                     "handing to a store in a pull", buckets=DELIVERY_BUCKETS, registry=self.registry)
 
@@ -95,6 +100,12 @@ class HubMetrics:
         for status, count in counts.items():
             if count:
                 self.m_events.labels(status).inc(count)
+
+    def database_up(self, up: bool) -> bool:
+        """Record a health check's outcome; True if it differs from the one before (worth a log line)."""
+        changed, self.database_is_up = self.database_is_up != up, up
+        self.m_database.set(1 if up else 0)
+        return changed
 
     def pulled(self, store_id: str, after: int, changes: list[dict], now: datetime) -> None:
         """A pull this process answered (the changes after `after` it handed out): the store's new
@@ -111,5 +122,9 @@ class HubMetrics:
         self.m_stores.set(len(connected))
         self.m_sockets.set(sum(open_here.values()))
         positions = [(store, self.positions[store]) for store in connected if store in self.positions]
-        oldest = await read(oldest_unpulled, positions) if positions else None
+        try:
+            oldest = await read(oldest_unpulled, positions) if positions else None
+        except Exception:  # whatever the engine raises: the other figures still answer, the lag is unknown
+            self.m_lag.set(float("nan"))
+            return
         self.m_lag.set(0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()))

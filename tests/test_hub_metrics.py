@@ -5,10 +5,11 @@ change lag and the feed's delivery time, under the hub's fake clock (ages in who
 from __future__ import annotations
 
 import asyncio
+import math
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_backpressure import HeldUpload
+from tests.test_backpressure import HeldUpload, hub_key
 from tests.test_hub import ADMIN, event, product, start_hub
 
 
@@ -148,6 +149,32 @@ async def test_change_lag_is_the_age_of_the_oldest_change_a_connected_store_has_
         await s2.close()
         now = await until_metric(hub, "hub_stores_connected", 1)
         assert now[lag] == 0
+        await s1.close()
+    finally:
+        await hub.close()
+
+
+async def test_health_answers_without_a_token_and_503_when_the_database_is_gone(tmp_path, caplog):
+    hub = await new_hub(tmp_path, "s1")
+    try:
+        resp = await hub.client.get("/health")
+        assert resp.status == 200 and await resp.json() == {"status": "ok"}
+        assert (await scrape(hub))["hub_database_up"] == 1
+        s1 = await hints(hub, "s1")
+        await hub.sync("s1", "changes")           # a position: the scrape reads the lag from the database
+        # the database closes under the running app (a lost PostgreSQL looks the same to the check)
+        state = hub.client.server.app[hub_key()]
+        await asyncio.get_running_loop().run_in_executor(None, state.store.close)
+        for _ in range(2):
+            resp = await hub.client.get("/health")
+            body = await resp.json()
+            assert resp.status == 503 and resp.headers["Retry-After"] == "5", body
+            assert body["error"] == "unavailable" and "epoch" not in body
+        assert [r.getMessage() for r in caplog.records if r.name == "hub.health"] == ["database unreachable"]
+        # /metrics still answers (Prometheus must see the process), the lag unknown
+        now = await scrape(hub)
+        assert now["hub_database_up"] == 0 and math.isnan(now["hub_change_lag_seconds"])
+        assert now["hub_stores_connected"] == 1
         await s1.close()
     finally:
         await hub.close()
