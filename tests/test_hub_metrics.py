@@ -1,4 +1,4 @@
-"""The hub's /metrics (hub/metrics.py, issue 13 part 5) against a running hub app: stores connected
+"""The hub's /metrics and /health (hub/metrics.py, hub/health.py; issue 13 part 5) against a running hub app: stores connected
 through real hint WebSockets, events counted by their answer, uploads in flight and refused, the
 change lag and the feed's delivery time, under the hub's fake clock (ages in whole seconds)."""
 
@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sqlite3
+from datetime import datetime
 
+import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
+from hub.db import on_sqlite
+from hub.metrics import oldest_unpulled
 from tests.test_backpressure import HeldUpload, hub_key
 from tests.test_hub import ADMIN, event, product, start_hub
 
@@ -178,3 +183,49 @@ async def test_health_answers_without_a_token_and_503_when_the_database_is_gone(
         await s1.close()
     finally:
         await hub.close()
+
+
+CHANGES = [  # cursor, store (None: every store), created_at
+    (1, None, "2026-11-21T08:00:00.000Z"), (2, "s1", "2026-11-21T08:00:05.000Z"),
+    (3, None, "2026-11-21T08:00:10.000Z"), (4, "s2", "2026-11-21T08:00:12.000Z"),
+    (5, "s1", "2026-11-21T08:00:20.000Z"),
+]
+CASES = [  # positions -> the oldest change above any of them
+    ([], None),
+    ([("s1", 5), ("s2", 5)], None),
+    ([("s1", 5), ("s2", 3)], "2026-11-21T08:00:12.000Z"),      # s2's own change 4
+    ([("s1", 1), ("s2", 5)], "2026-11-21T08:00:05.000Z"),      # s1's own change 2
+    ([("s1", 4), ("s2", 2)], "2026-11-21T08:00:10.000Z"),      # everyone's change 3, for s2
+    ([("s9", 0), ("s1", 5)], "2026-11-21T08:00:00.000Z"),      # a store with nothing of its own
+    ([(f"x{i}", 5) for i in range(1200)] + [("s1", 4)], "2026-11-21T08:00:20.000Z"),  # past one query's stores
+]
+
+
+def expected(text):
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def test_the_oldest_unpulled_change_on_sqlite(tmp_path):
+    conn = sqlite3.connect(tmp_path / "feed.db")
+    conn.execute("CREATE TABLE changes (cursor INTEGER PRIMARY KEY, store_id TEXT, created_at TEXT NOT NULL)")
+    conn.executemany("INSERT INTO changes VALUES (?, ?, ?)", CHANGES)
+    for positions, oldest in CASES:
+        assert on_sqlite(oldest_unpulled)(conn, positions) == expected(oldest), positions
+    conn.close()
+
+
+async def test_the_oldest_unpulled_change_on_postgresql(postgres_url):
+    """The same statements through asyncpg (whose connection is a hub.db.Conn), created_at as PostgreSQL
+    keeps a time (timestamptz) and as text."""
+    for kind in ("timestamptz", "text"):
+        conn = await asyncpg.connect(postgres_url)  # a connection per table: asyncpg caches statements' types
+        try:
+            await conn.execute(f"DROP TABLE IF EXISTS changes; CREATE TABLE changes (cursor bigint PRIMARY KEY, "
+                               f"store_id text, created_at {kind} NOT NULL)")
+            await conn.executemany("INSERT INTO changes VALUES ($1, $2, $3)",
+                                   [(c, s, datetime.fromisoformat(t) if kind == "timestamptz" else t)
+                                    for c, s, t in CHANGES])
+            for positions, oldest in CASES:
+                assert await oldest_unpulled(conn, positions) == expected(oldest), (kind, positions)
+        finally:
+            await conn.close()
