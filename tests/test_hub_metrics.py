@@ -1,6 +1,7 @@
-"""The hub's /metrics and /health (hub/metrics.py, hub/health.py; issue 13 part 5) against a running hub app: stores connected
-through real hint WebSockets, events counted by their answer, uploads in flight and refused, the
-change lag and the feed's delivery time, under the hub's fake clock (ages in whole seconds)."""
+"""The hub's /metrics and /health (hub/metrics.py, hub/health.py; issue 13 part 5) against a running
+hub app: stores connected through real hint WebSockets, events counted by their answer, uploads in
+flight and refused, the change lag and the feed's delivery time under the hub's fake clock (ages in
+whole seconds), and the lag's query on SQLite and on the tests' PostgreSQL."""
 
 from __future__ import annotations
 

@@ -3,13 +3,21 @@ statically (tests/test_systemd.py's parser) and by systemd-analyze where it is i
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from hub.app import add_arguments
+from tests.postgres import free_port
 from tests.test_systemd import one, parse_unit, words
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,3 +127,60 @@ def test_an_instance_of_the_template_passes_systemd_analyze_verify(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
     ours = [line for line in (result.stdout + result.stderr).splitlines() if "store-edge-hub@" in line]
     assert result.returncode == 0 and not ours, result.stdout + result.stderr
+
+
+def hub_options() -> set[str]:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return {name for action in parser._actions for name in action.option_strings}
+
+
+@pytest.mark.skipif("--db-url-file" not in hub_options(),
+                    reason="the hub reads no --db-url-file before the PostgreSQL port (issue 13 part 1) is merged")
+def test_the_units_command_line_runs_a_hub_on_postgresql_from_its_credentials(unit, postgres_url, tmp_path):
+    """ExecStart= as systemd runs it: the variables systemd sets, the credentials as files in a folder
+    of their own, the database the tests' PostgreSQL."""
+    creds, state = tmp_path / "credentials", tmp_path / "state"
+    creds.mkdir(mode=0o700)
+    state.mkdir()
+    (creds / "db-url").write_text(postgres_url + "\n")
+    (creds / "admin-token").write_text("hub_unit-test-token\n")
+    for secret in creds.iterdir():
+        secret.chmod(0o400)
+    port = free_port()
+    variables = {"CREDENTIALS_DIRECTORY": str(creds), "STATE_DIRECTORY": str(state), "HUB_PORT": str(port)}
+    args = [re.sub(r"\$\{(\w+)\}", lambda m: variables[m.group(1)], arg) for arg in exec_start(unit)]
+    args[0] = str(Path(sys.executable).with_name("store-edge"))
+    env = {**{k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")},
+           "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "msg=listening" in line:
+                break
+        else:
+            pytest.fail(f"the hub exited {proc.wait()} before listening")
+
+        def get(path: str, token: str | None = None) -> tuple[int, str]:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}",
+                                             headers={"Authorization": f"Bearer {token}"} if token else {})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as resp:
+                    return resp.status, resp.read().decode()
+            except urllib.error.HTTPError as err:
+                return err.code, err.read().decode()
+
+        assert get("/health") == (200, '{"status":"ok"}')
+        assert get("/admin/v1/stores")[0] == 401
+        status, text = get("/metrics", "hub_unit-test-token")
+        assert status == 200 and "hub_database_up 1.0" in text
+        # the password never shows on the command line
+        assert postgres_url not in " ".join(args)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stderr.close()
