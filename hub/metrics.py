@@ -15,14 +15,14 @@ them up (`sum(rate(hub_events_total[1m]))`) or takes the worst (`max(hub_change_
   `next_cursor` of the last pull this process answered it; a store that has not pulled through this
   process is not counted. 0 when every connected store has everything. A store that is hinted but
   does not come for its changes (or whose pulls fail) makes it grow.
-- `process_*`: the process's memory, CPU time and open files against its limit (prometheus_client's
-  ProcessCollector, from /proc/self): RSS against the 1 GB a process should stay under, file
-  descriptors against LimitNOFILE (each hint socket holds one).
-- `hub_database_up`: 1 if the last `GET /health` (hub/health.py) read the database, 0 if not.
 - `hub_change_delivery_seconds`: for each change handed to a store in a pull, the seconds from its
   `created_at` to that answer: the time the feed takes to reach stores (the hint, the store's pull).
   A pull from the feed's start (`after=0`: a new store, a new epoch) is left out: it hands out the
   whole history, whose age says nothing of delivery.
+- `hub_database_up`: 1 if the last `GET /health` (hub/health.py) read the database, 0 if not.
+- `process_*`: the process's memory, CPU time and open files against its limit (prometheus_client's
+  ProcessCollector, from /proc/self): RSS against the 1 GB a process should stay under, file
+  descriptors against LimitNOFILE (each hint socket holds one).
 
 The lag's position is what this process answered, so behind a load balancer that sends a store's
 pulls to another process than its hint socket, this process still sees the older position: route
