@@ -116,7 +116,7 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """The admission gate's figures and the hub's (hub/metrics.py) in Prometheus' text format, for the admin token."""
+    """The admission gate's figures and the hub's (hub/metrics.py), Prometheus' text format; admin token."""
     hub = auth_admin(request)
     await hub.metrics.refresh(hub.sockets, lambda fn, *args: hub.store.read(on_sqlite(fn), *args), hub.now())
     body = generate_latest(hub.admission.registry) + generate_latest(hub.metrics.registry)
