@@ -19,7 +19,7 @@ them up (`sum(rate(hub_events_total[1m]))`) or takes the worst (`max(hub_change_
   `created_at` to that answer: the time the feed takes to reach stores (the hint, the store's pull).
   A pull from the feed's start (`after=0`: a new store, a new epoch) is left out: it hands out the
   whole history, whose age says nothing of delivery.
-- `hub_database_up`: 1 if the last `GET /health` (hub/health.py) read the database, 0 if not.
+- `hub_database_up`: 1 if the last scrape or `GET /health` (hub/health.py) read the database in time.
 - `process_*`: the process's memory, CPU time and open files against its limit (prometheus_client's
   ProcessCollector, from /proc/self): RSS against the 1 GB a process should stay under, file
   descriptors against LimitNOFILE (each hint socket holds one).
@@ -88,7 +88,7 @@ class HubMetrics:
             self.m_events.labels(status)
         self.m_lag = Gauge("hub_change_lag_seconds", "Age of the oldest change a store connected here has not "
                            "pulled yet (0: none)", registry=self.registry)
-        self.m_database = Gauge("hub_database_up", "1 if the last health check read the database, 0 if not",
+        self.m_database = Gauge("hub_database_up", "1 if the last check (a scrape, /health) read the database",
                                 registry=self.registry)
         self.m_database.set(1)
         self.m_delivery = Histogram("hub_change_delivery_seconds", "Seconds from a change's creation to its "

@@ -171,6 +171,8 @@ async def test_health_answers_without_a_token_and_503_when_the_database_is_gone(
         # the database closes under the running app (a lost PostgreSQL looks the same to the check)
         state = hub.client.server.app[hub_key()]
         await asyncio.get_running_loop().run_in_executor(None, state.store.close)
+        # a scrape alone sees it (nginx's free version never calls /health), and says it once
+        assert (await scrape(hub))["hub_database_up"] == 0
         for _ in range(2):
             resp = await hub.client.get("/health")
             body = await resp.json()
