@@ -188,6 +188,9 @@ async def scan(request):
     if form.get("seq") and result["type"] == "pickup":
         # the hand-over names the stored scan: a token the scanner read never goes to the browser
         result.update(seq=form["seq"], token=None, code=None)
+    if result["type"] == "pickup" and form.get("member_id"):
+        # the code came from a member's card: the hand-over form carries the member on (checked there)
+        result["member_id"] = form["member_id"]
     return await _answer(request, "cashier_result", status, result=result)
 
 
@@ -219,7 +222,8 @@ async def handover(request):
             return await _answer(request, "cashier_result", 422, result={"type": "error", "key": "cashier_scan_gone"})
         token, code = (classified.text, None) if classified.kind == "pickup_token" else (None, classified.text)
     try:
-        body = pickups.HandOver(token=token, code=code, operator=who["display_name"][:200] or who["user"])
+        body = pickups.HandOver(token=token, code=code, operator=who["display_name"][:200] or who["user"],
+                                member_id=form.get("member_id") or None)
     except ValidationError as exc:
         return await _answer(request, "cashier_result", 422, result=invalid(exc))
     now = pickup_checks(request.app)
@@ -229,12 +233,13 @@ async def handover(request):
         # verified once, on a reader: the result names the audit line's order and goes into the write
         found = await store.read(pickups.identify, body, now)
         order = await store.read(orders.find_order, found.order_id) if found.order_id else None
-        ask = confirm_first(order, form, "/ui/cashier/handover", ("token", "code", "seq"))
+        ask = confirm_first(order, form, "/ui/cashier/handover", ("token", "code", "seq", "member_id"))
         if ask is not None:
             return ask
         return await ui_write(request, form, lambda conn, ctx: pickups.hand_over(conn, body, now, ctx, found),
                               action="pickup.hand_over", target=found.order_id,
-                              detail={"method": "token" if body.token else "code"})
+                              detail={"method": "token" if body.token else "code",
+                                      **({"member_id": body.member_id} if body.member_id else {})})
     try:
         done = await request.app[LIMITER].guard(_limiter_key(request), body.code, hand_over)
     except InputError as exc:
