@@ -61,6 +61,55 @@ class KeyRevoked(CloudModel):
     reason: str | None = None
 
 
+MemberLevelName = Annotated[str, Field(min_length=1, max_length=16)]
+Percent = Annotated[int, Field(ge=0, le=100)]
+
+
+class MemberLevel(CloudModel):
+    level: MemberLevelName
+    discount_pct: Annotated[int, Field(ge=1, le=100, description="list price × this / 100 (100: no discount)")]
+    points_multiplier_pct: Annotated[int, Field(ge=0, le=1000, description="points earned × this / 100")]
+
+
+class MemberProgram(CloudModel):
+    """`member.program`: the whole programme (docs/members.md); the newest replaces the one before. A member
+    whose level is not listed gets discount 100 and multiplier 100."""
+    version: Annotated[int, Field(ge=1, le=2**53, description="grows with each programme the chain publishes")]
+    levels: Annotated[list[MemberLevel], Field(min_length=1, max_length=20)]
+    points_per_yuan: Annotated[int, Field(ge=0, le=100)]
+    excluded_categories: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                                   Field(max_length=1000, description="lines of these categories earn no "
+                                                                      "points")] = []
+    redeem_fen_per_point: Annotated[int, Field(ge=1, le=10_000, description="what one point pays (1: 100 points "
+                                                                             "are ￥1)")]
+    redeem_max_pct: Annotated[Percent, Field(description="points pay at most this % of a sale")]
+
+    @model_validator(mode="after")
+    def _levels_once(self):
+        names = [level.level for level in self.levels]
+        if len(set(names)) != len(names):
+            raise ValueError("a level is listed twice")
+        return self
+
+
+class MemberPrice(CloudModel):
+    sku: Sku
+    level: Annotated[MemberLevelName | None, Field(description="null: every level")]
+    price_fen: Annotated[Fen | None, Field(description="null: remove this (sku, level) price")]
+
+
+class MemberPrices(CloudModel):
+    """`member.prices`: member prices, upserted per (sku, level)."""
+    prices: Annotated[list[MemberPrice], Field(min_length=1, max_length=1000)]
+
+    @model_validator(mode="after")
+    def _each_once(self):
+        keys = [(price.sku, price.level) for price in self.prices]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a (sku, level) is listed twice")
+        return self
+
+
 class StockCorrection(CloudModel):
     """The chain corrects the store's stock (e.g. a transfer booked centrally)."""
     sku: Sku
@@ -72,6 +121,7 @@ CHANGE_PAYLOADS: dict[str, type[BaseModel]] = {
     "order.created": OrderCreated, "order.cancelled": OrderClosed, "order.refunded": OrderClosed,
     "product.upserted": ProductIn, "coupon.defined": CouponDefined, "coupon.revoked": CouponRevoked,
     "key.published": KeyPublished, "key.revoked": KeyRevoked, "stock.correction": StockCorrection,
+    "member.program": MemberProgram, "member.prices": MemberPrices,
 }
 
 

@@ -27,6 +27,7 @@ from protocol.fields import (
     text,
     whole,
 )
+from protocol.members import HOLD_ID, MAX_AMOUNT, MEMBER_ID
 from protocol.orders import PICKUP_METHODS, PRINT_KINDS, PRINT_RESULTS, STORE_ORDER_STATES
 from protocol.stock import Moves, no_moves, required_moves
 
@@ -195,13 +196,59 @@ class CouponRedeemed(Payload):
     moves: no_moves("a coupon.redeemed has no stock effect of its own (the sale carries the moves)") = []
 
 
+Signed = whole(-MAX_AMOUNT, MAX_AMOUNT)
+# what a sale's deltas may be; a return's are the opposite signs (it gives back what its sale took)
+SALE_SIGNS = {"points_earned": 1, "points_spent": 1, "stored_value_fen": -1, "saved_fen": 1}
+SALE_MEANS = {"points_earned": "the points it earned", "points_spent": "the points it spent",
+              "stored_value_fen": "what it paid from the balance, negative", "saved_fen": "what the member saved"}
+
+
+class MemberActivity(Payload):
+    """A member's points and stored value moved by a sale or a return (docs/members.md): signed deltas,
+    applied at the cloud once per activity_id, whatever event carries it."""
+    activity_id: Annotated[sized(1, 140), expect("must be sale:<sale_id> or return:<return_id>")]
+    member_id: Annotated[str, Field(pattern=MEMBER_ID), expect("must be a member id (1 to 64 printable ASCII "
+                                                                "characters)")]
+    sale_id: text(128)  # type: ignore[valid-type]
+    return_id: Annotated[sized(1, 128) | None, expect("must be null or a string of 1 to 128 characters")] = None
+    level: text(16)  # type: ignore[valid-type]
+    points_earned: Signed  # type: ignore[valid-type]
+    points_spent: Signed  # type: ignore[valid-type]
+    stored_value_fen: Signed  # type: ignore[valid-type]
+    hold_id: Annotated[Annotated[str, Field(pattern=HOLD_ID)] | None,
+                       expect("must be null or a hold id h-<uuid4>")] = None
+    offline: Flag
+    saved_fen: Signed  # type: ignore[valid-type]
+    at: Time
+    moves: no_moves("a member.activity has no stock effect (its sale or return carries the moves)") = []
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        kind, key = ("sale", self.sale_id) if self.return_id is None else ("return", self.return_id)
+        if self.activity_id != f"{kind}:{key}":
+            raise rule("invalid_payload", f"activity_id of a {kind} must be {show(kind + ':' + key)} (got "
+                                          f"{show(self.activity_id)})")
+        sign = 1 if kind == "sale" else -1
+        for name, sale_sign in SALE_SIGNS.items():
+            value = getattr(self, name)
+            if value * sale_sign * sign < 0:
+                bound = "0 or more" if sale_sign * sign > 0 else "0 or less"
+                means = SALE_MEANS[name] if kind == "sale" else f"the opposite of its sale's ({SALE_MEANS[name]})"
+                raise rule("invalid_payload", f"{name} of a {kind} is {means}: {bound} (got {value})")
+        if self.hold_id is not None and kind == "return":
+            raise rule("invalid_payload", "a return holds nothing: its hold_id must be null")
+        if self.hold_id is not None and self.offline:
+            raise rule("invalid_payload", "an offline activity has no hold: hold_id must be null when offline is true")
+        return self
+
+
 EVENT_PAYLOADS: dict[str, type[Payload]] = {
     "sale.recorded": SaleRecorded, "sale.returned": SaleReturned, "stock.received": StockReceived,
     "stock.adjusted": StockAdjusted, "stock.counted": StockCounted, "stock.corrected": StockCorrected,
     "order.received": OrderReceived, "order.state_changed": OrderStateChanged, "order.conflict": OrderConflict,
     "change.rejected": ChangeRejected, "dead_letter.discarded": DeadLetterDiscarded, "event.voided": EventVoided,
     "print.result": PrintResult, "pickup.verified": PickupVerified, "pickup.reversed": PickupReversed,
-    "coupon.redeemed": CouponRedeemed,
+    "coupon.redeemed": CouponRedeemed, "member.activity": MemberActivity,
 }
 EVENT_TYPES = frozenset(EVENT_PAYLOADS)
 PICKUP_EVENT_TYPES = frozenset({"pickup.verified", "pickup.reversed"})

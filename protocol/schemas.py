@@ -12,7 +12,7 @@ from protocol import PROTOCOL
 from protocol.changes import CHANGE_PAYLOADS, ChangesPage
 from protocol.events import EVENT_PAYLOADS, Batch, Envelope
 from protocol.hints import ChangesHint, Hello
-from protocol.members import MemberLookup, MemberLookupAnswer
+from protocol.members import HoldAnswer, HoldIn, HoldRefused, MemberLookup, MemberLookupAnswer
 
 
 def schemas() -> dict:
@@ -26,7 +26,8 @@ def schemas() -> dict:
         "download": {"page": schema(ChangesPage),
                      "payloads": {t: schema(m) for t, m in sorted(CHANGE_PAYLOADS.items())}},
         "hints": {"hello": schema(Hello), "changes": schema(ChangesHint)},
-        "members": {"lookup": schema(MemberLookup), "answer": schema(MemberLookupAnswer)},
+        "members": {"lookup": schema(MemberLookup), "answer": schema(MemberLookupAnswer),
+                    "hold": schema(HoldIn), "hold_answer": schema(HoldAnswer), "hold_refused": schema(HoldRefused)},
     }
 
 
