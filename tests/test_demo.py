@@ -66,6 +66,10 @@ def test_demo_for_60_seconds(tmp_path):
     assert summary["ledger_clean"] is True, report
     assert summary["balances_equal"] is True and summary["balance_differences"] == [], report
     assert summary["sales"] >= 10 and summary["events_synced"] > 0, report
+    # members: sales with points earned and spent and stored value paid, as the cloud's ledgers hold them
+    assert summary["members_agree"] is True and summary["member_sales"] >= 3, report
+    assert summary["member_points_earned"] > 0 and summary["member_points_spent"] > 0, report
+    assert summary["member_stored_value_fen"] > 0 and summary["member_sales_by"]["serial"] >= 1, report
     # the cashier's shift holds every till sale, its drawer counted, and its 交班小票 came out
     assert summary["shift"]["sales"] == summary["sales"] and summary["shift"]["slip_printed"] is True, report
     assert summary["shift"]["counted_fen"] == summary["shift"]["expected_cash_fen"] > 0, report
@@ -145,7 +149,8 @@ def test_the_demo_runs_again_on_the_folder_it_made(tmp_path, staged):
 def passing_summary() -> dict:
     return {"outage_survived": True, "ledger_clean": True, "balances_equal": True, "queue_drained": True,
             "all_orders_printed": True, "pickups_at_cloud": 3, "pickups_verified": 3, "errors": [], "errors_count": 0,
-            "orders_created": 4, "sales": 9, "events_synced": 40, "receipts_printed": 13,
+            "orders_created": 4, "sales": 9, "events_synced": 40, "receipts_printed": 13, "member_sales": 3,
+            "members_agree": True,
             "shift": {"number": 1, "sales": 9, "expected_cash_fen": 25340, "counted_fen": 25340, "difference_fen": 0,
                       "slip_printed": True}}
 

@@ -18,6 +18,7 @@ import aiohttp
 from edge.core import config as config_mod
 from edge.core.waits import wait_event
 from edge.ops.demo.loopback_http import HttpError
+from edge.ops.demo.members import Members
 from edge.ops.demo.shift import close_shift, open_shift
 from edge.ops.demo.summary import finish
 from edge.ops.demo.video import write_pickup_video
@@ -90,6 +91,7 @@ class Simulation:
         self.sim_stop = asyncio.Event()
         self.errors: list[str] = []
         self.shift = self.shift_closed = None
+        self.members = Members(self)
 
     # timeline helpers
     def t(self, base_seconds: float) -> float:
@@ -240,6 +242,9 @@ class Simulation:
         if self.sim_stop.is_set():
             return
         shots = [(f"order {o.number}", o.token) for o in made]
+        member = self.members.camera_shot()   # a member's phone too: its code of this moment
+        if member:
+            shots.insert(len(shots) // 2, member)
         await asyncio.get_running_loop().run_in_executor(None, write_pickup_video, self.video, shots)
         self.out(f"camera video now shows the pickup QR codes of {', '.join(o.number for o in made)} "
                  f"({self.video.stat().st_size // 1024} KiB)")
@@ -294,6 +299,8 @@ class Simulation:
                     await self.hand_over({"token": scan["text"]}, scan)
                 elif scan["kind"] == "pickup_code":
                     await self.hand_over({"code": scan["text"]}, scan)
+                elif scan["kind"] == "member_code":
+                    self.members.seen_at_counter(scan)
                 await self.edge.call("POST", "/scans/ack", {"consumer": CONSUMER, "seq": scan["seq"]}, key=True)
 
     async def hand_over(self, ref: dict, scan: dict) -> None:
@@ -332,16 +339,50 @@ class Simulation:
             method = self.rng.choice(("cash", "wechat", "wechat"))
             paid = total if method == "wechat" else int(math.ceil(total / 1000.0) * 1000) or 1000
             till = till % 2 + 1
-            sale = await self.edge.call("POST", "/sales", {
-                "lines": [{"sku": line["sku"], "qty": line["qty"]} for line in lines],
-                "payments": [{"method": method, "amount_fen": paid}], "cashier": OPERATOR}, key=True)
+            body = {"lines": [{"sku": line["sku"], "qty": line["qty"]} for line in lines],
+                    "payments": [{"method": method, "amount_fen": paid}], "cashier": OPERATOR}
+            customer = await self.members.customer(self.rng)
+            if customer:
+                await self.member_sale(till, body, total, *customer)
+                continue
+            sale = await self.edge.call("POST", "/sales", body, key=True)
             sale = sale.get("sale", sale)
-            self.sales["count"] += 1
-            self.sales["total_fen"] += sale["total_fen"]
-            self.sales["by_method"][method] += sale["total_fen"]
+            self.count_sale(sale)
             change = f", change ￥{(paid - sale['total_fen']) / 100:.2f}" if method == "cash" else ""
             self.out(f"till {till}: sale ￥{sale['total_fen'] / 100:.2f} paid by "
                      f"{'cash' if method == 'cash' else 'WeChat'}{change}")
+
+    def count_sale(self, sale: dict) -> None:
+        self.sales["count"] += 1
+        self.sales["total_fen"] += sale["total_fen"]
+        for payment in sale["payments"]:
+            by = self.sales["by_method"]
+            by[payment["method"]] = by.get(payment["method"], 0) + payment["amount_fen"]
+        self.sales["by_method"]["cash"] -= sale["change_fen"]
+
+    async def member_sale(self, till: int, body: dict, list_total: int, member, ref: dict, way: str) -> None:
+        """A member's sale: points and stored value among the payments. Refused for want of points or
+        balance (or by the offline caps), the member pays cash and the sale still carries the member;
+        refused for the member code, the sale goes on without the member."""
+        body = {**body, "member": ref, "payments": self.members.payments(list_total, self.outage_active)}
+        status, answer = await self.edge.call("POST", "/sales", body, key=True, expect=None)
+        if status == 422 and answer and answer.get("error", {}).get("code"):
+            code = answer["error"]["code"]
+            self.members.refused(code)
+            spending = code.startswith(("points_", "stored_value_", "insufficient_"))
+            self.out(f"till {till}: member {member.name} refused ({code}): "
+                     f"{'cash instead' if spending else 'sold without the member'}")
+            body = {**body, "payments": [{"method": "cash", "amount_fen": max(100, -(-list_total // 100) * 100)}]}
+            if not spending:
+                del body["member"]
+                member = None
+            status, answer = await self.edge.call("POST", "/sales", body, key=True, expect=None)
+        if status != 201:
+            raise HttpError(status, answer)
+        sale = answer["sale"]
+        self.count_sale(sale)
+        words = self.members.record(member, way, sale) if member else "no member"
+        self.out(f"till {till}: member sale ￥{sale['total_fen'] / 100:.2f} ({way}); {words}")
 
     # the outage
     async def outage(self, t0: float) -> None:
