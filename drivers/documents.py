@@ -308,9 +308,10 @@ LABELS: dict[str, dict[str, str]] = {
 # edge.core.schemas.PAYMENT_METHODS, in that order; an unknown method is printed as it is
 PAYMENT_LABELS = {
     "zh": {"cash": "现金", "wechat": "微信", "alipay": "支付宝", "card": "银行卡", "unionpay": "云闪付",
-           "voucher": "券", "other": "其他"},
+           "voucher": "券", "other": "其他", "points": "积分抵扣", "stored_value": "储值"},
     "en": {"cash": "Cash", "wechat": "WeChat Pay", "alipay": "Alipay", "card": "Bank card",
-           "unionpay": "UnionPay", "voucher": "Voucher", "other": "Other"},
+           "unionpay": "UnionPay", "voucher": "Voucher", "other": "Other", "points": "Points",
+           "stored_value": "Stored value"},
 }
 
 # Device states (drivers, edge/printing.py) and cloud link states (sync/engine.py); others print as they are.
