@@ -54,7 +54,8 @@ MEMBER_RETURN = {
     "id": "0a0b0c0d-2222-4333-8444-555566667777", "sale_id": SALE_ID, "created_at": "2026-11-22T06:30:00.000Z",
     "refund_fen": 999, "refund_method": "wechat", "restock": True, "reason": None,
     "lines": [{"line_no": 2, "sku": "DRK-002", "qty": 3, "refund_fen": 999}],
-    "member": {**MEMBER, "points_earned": -8, "points_spent": -42, "points_value_fen": 42, "stored_value_fen": 423},
+    "member": {"member_id": MEMBER["member_id"], "points_taken_back": 8, "points_given_back": 42, "points_value_fen": 42,
+               "stored_value_fen": 423},
 }
 ORDER = {
     "id": ORDER_ID, "number": "1023", "kind": "pickup", "state": "accepted", "short": True,

@@ -582,8 +582,8 @@ def _return_receipt(data: dict, options: PrintOptions, reprint: bool) -> list[Op
     page.labelled(lab["original_sale"], str(_field(sale, "number", "sale", (int, str))))
     page.labelled(lab["time"], _time(back, "created_at", "return", zone))
     member = _field(back, "member", "return", dict, optional=True)
-    if member:
-        page.labelled(lab["member"], _member_name(member, "return.member"))
+    if member:  # the return names the member; the sale has them as the receipt showed them
+        page.labelled(lab["member"], _member_name(_field(sale, "member", "sale", dict)))
     page.rule()
     names = {line.get("line_no"): line.get("name") for _, line in _list(sale, "lines", "sale")}
     for path, line in _list(back, "lines", "return"):
@@ -598,7 +598,7 @@ def _return_receipt(data: dict, options: PrintOptions, reprint: bool) -> list[Op
         where = "return.member"
         stored = _field(member, "stored_value_fen", where, int)
         points_value = _field(member, "points_value_fen", where, int)
-        given = -_field(member, "points_spent", where, int)
+        given = _field(member, "points_given_back", where, int)
         if given:
             page.pair(f"{_method('points', lang)} {lab['points_spent'].format(points=given)}", et.yuan(-points_value))
         if stored:
@@ -610,11 +610,9 @@ def _return_receipt(data: dict, options: PrintOptions, reprint: bool) -> list[Op
         page.rule()
         if given:
             page.pair(lab["points_back"], f"+{given}")
-        taken = _field(member, "points_earned", "return.member", int)
+        taken = _field(member, "points_taken_back", "return.member", int)
         if taken:
-            page.pair(lab["points_taken_back"], str(taken))
-        if _field(member, "offline", "return.member", bool, optional=True):
-            page.text(lab["member_offline"], align="center")
+            page.pair(lab["points_taken_back"], f"-{taken}")
     page.rule()
     page.qr(f"sale:{_field(sale, 'id', 'sale', str)}")
     return page.end()

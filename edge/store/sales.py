@@ -194,6 +194,8 @@ def record_return(conn: sqlite3.Connection, sale_id: str, body: ReturnIn, ctx: W
                         "return", return_id, ctx)
     if back is not None:
         member_sales.record_return_member(conn, sale, return_id, back, ctx)
+        # the member's 退货单: what went back to the points and the balance (other returns print none)
+        spool.enqueue(conn, "receipt", f"receipt:return:{return_id}", {"return_id": return_id}, ctx)
     result = get_return(conn, return_id)
     outbox.emit(conn, "sale.returned", {**result, "moves": moves}, ctx.now)
     return result
