@@ -106,11 +106,12 @@ async def test_the_member_card_says_what_the_till_gets_and_hands_an_order_over_t
     assert "member_id" not in payloads[1]
 
 
-async def test_a_hand_over_with_a_malformed_member_is_refused_and_writes_nothing(web, store):  # noqa: F811
+async def test_a_hand_over_to_a_member_not_seen_here_or_malformed_is_refused_and_writes_nothing(web, store):  # noqa: F811
     csrf = await log_in(web)
-    status, pickup = await post(web, "/ui/cashier/scan", csrf, {"text": CODE, "member_id": "m 1"})
-    fields = form_fields(pickup, 'id="confirm-handover"')
-    before = dump(store)
-    status, answer = await post(web, "/ui/cashier/handover", None, fields)
-    assert status == 422 and "field-error" in answer, answer
-    assert dump(store) == before
+    for member_id, words_shown in (("m 1", "field-error"), ("m-999999", "此会员未在本店验证")):
+        status, pickup = await post(web, "/ui/cashier/scan", csrf, {"text": CODE, "member_id": member_id})
+        fields = form_fields(pickup, 'id="confirm-handover"')
+        before = dump(store)
+        status, answer = await post(web, "/ui/cashier/handover", None, fields)
+        assert status == 422 and words_shown in answer, answer
+        assert dump(store) == before

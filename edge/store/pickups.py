@@ -21,8 +21,8 @@ from edge.core.context import WriteContext
 from edge.core.errors import InputError
 from edge.core.jws import COMPACT_PATTERN, MAX_TOKEN
 from edge.core.refusals import refusal
-from edge.core.schemas import Body, Text
-from edge.store import outbox, shifts, spool
+from edge.core.schemas import Body, SaleMemberRef, Text
+from edge.store import member_sales, outbox, shifts, spool
 from edge.store.orders import OPEN_STATES, get_order
 from edge.store.signed_tokens import TokenRefused, verify
 from edge.store.stock import Move, apply_moves
@@ -148,6 +148,9 @@ def hand_over(conn: sqlite3.Connection, body: HandOver, checks: Checks, ctx: Wri
     """Step two, in the caller's transaction: stock out, the record, the event, the slip. With
     `identified` (from `identify`, read before the transaction) the token is not verified again."""
     order, method, jti = find(conn, body, checks, identified)
+    if body.member_id is not None:  # as a sale by member id: one verified or looked up here in 30 minutes
+        member_sales.resolve(conn, SaleMemberRef(member_id=body.member_id),
+                             member_sales.MemberChecks(None, checks.store_id, checks.now), take=False)
     return _hand_over(conn, order, method, jti, body.operator, checks, ctx, member_id=body.member_id)
 
 
