@@ -2,10 +2,11 @@
 (how many, how much), the points and stored value that moved (earned, spent, given back, taken back;
 online and offline apart) and the offline spends, each against the member code's snapshot.
 
-An offline spend (no hold at the cloud: the link was down) is checked here only against what the store
-knew: the member code's points and balance less what this store spent since (sale_members keeps the
-balance the receipt printed). Another store or the mini-program may have spent the same points
-meanwhile; the cloud flags that (`points_overspent`, docs/members.md). Both are listed for the manager.
+An offline spend (no hold at the cloud: the link was down) was checked at the till only against what the
+store knew: the member code's points and balance less what this store spent since (the offline caps).
+Another store or the mini-program may have spent the same points meanwhile; only the cloud can tell, and
+flags it (`points_overspent`, docs/members.md). So each offline spend is listed with the balance the
+till went by, as waiting for the cloud.
 """
 
 from __future__ import annotations
@@ -70,6 +71,5 @@ def _offline_spends(conn: sqlite3.Connection, day: str) -> list[dict]:
         row = dict(r)
         row["points_before"] = row["points_balance"] + row["points_spent"] - row["points_earned"]
         row["stored_value_before_fen"] = row["stored_value_balance_fen"] + row["stored_value_fen"]
-        row["over_snapshot"] = row["points_balance"] - row["points_earned"] < 0 or row["stored_value_balance_fen"] < 0
         out.append(row)
     return out

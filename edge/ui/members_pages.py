@@ -1,6 +1,6 @@
 """会员 /ui/members: the members a business day served (sales with a member, how many and how much), the
-points and stored value that moved (online and offline apart) and the offline spends, each against the
-member code's snapshot. The figures are edge/store/member_reports.py's; members are shown masked, as the
+points and stored value that moved (online and offline apart) and the offline spends with the balance the
+till went by (the member code's snapshot with what this store did since). The figures are edge/store/member_reports.py's; members are shown masked, as the
 cloud masked them (张*, 138****5678), never by id."""
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ register_text({
         "members_move_points_given_back": "退货退回积分", "members_move_points_taken_back": "退货扣回积分",
         "members_move_stored_value_paid": "储值支付", "members_move_stored_value_refunded": "退货退回储值",
         "members_points_unit": "{n} 分",
-        "members_offline": "离线消费", "members_offline_hint": "断网时按会员码里的积分和余额结算，联网后由云端确认；"
-                                                           "超出会员码余额的已标出",
+        "members_offline": "离线消费", "members_offline_hint": "断网时按会员码里的积分和余额（减去本店此后已用的）"
+                                                           "结算，联网后由云端确认；若会员在别处已用掉，云端会标出",
         "members_offline_none": "这一天没有离线使用积分或储值",
-        "members_over": "超出会员码余额", "members_pending": "待云端确认",
+        "members_pending": "待云端确认",
         "members_col_before": "会员码余额", "members_col_points": "积分", "members_col_stored": "储值",
         "members_sales": "会员消费明细", "members_sales_none": "这一天没有会员消费",
         "members_sales_more": "只列出最近 {n} 笔", "members_col_sale": "小票号", "members_col_time": "时间",
@@ -44,12 +44,12 @@ register_text({
         "members_move_stored_value_paid": "Paid from stored value",
         "members_move_stored_value_refunded": "Stored value refunded on returns",
         "members_points_unit": "{n} pts",
-        "members_offline": "Offline spends", "members_offline_hint": "With the link down the till goes by the points "
-                                                                    "and balance in the member code; the cloud "
-                                                                    "confirms them later. Spends past the code's "
-                                                                    "balance are marked",
+        "members_offline": "Offline spends",
+        "members_offline_hint": "With the link down the till goes by the points and balance in the member code, less "
+                                "what this store spent since; the cloud confirms them later, and flags a spend the "
+                                "member had already made elsewhere",
         "members_offline_none": "No points or stored value were spent offline this day",
-        "members_over": "Past the member code's balance", "members_pending": "Waiting for the cloud",
+        "members_pending": "Waiting for the cloud",
         "members_col_before": "Code's balance", "members_col_points": "Points", "members_col_stored": "Stored value",
         "members_sales": "Member sales", "members_sales_none": "No member sales this day",
         "members_sales_more": "Only the latest {n} are listed", "members_col_sale": "Sale", "members_col_time": "Time",
