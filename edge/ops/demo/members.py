@@ -114,14 +114,14 @@ class Members:
         member.verified_at = time.monotonic()
         return member, {"code": member.phone.code()}, "till"
 
-    def payments(self, list_total: int, offline: bool) -> list[dict]:
-        """Points for about 30% of the list price and stored value for 20% (online only), cash for the rest
-        rounded up: the member total is at least 90% of the list total, so the non-cash part never exceeds
-        it and points stay within the programme's 50%."""
-        points = list_total * 3 // 10
-        stored = 0 if offline else list_total // 5
-        cash = max(100, -(-(list_total - points - stored) // 100) * 100)
-        return [p for p in ({"method": "points", "amount_fen": points},
+    def payments(self, list_total: int, *, points: bool = True, stored_value: bool = True) -> list[dict]:
+        """Points for about 30% of the list price (at most 600) and stored value for 20% (at most ￥30),
+        cash for the rest rounded up: the member total is at least 90% of the list total, so the non-cash
+        part never exceeds it and points stay within the programme's 50%."""
+        spend = min(list_total * 3 // 10, 600) if points else 0
+        stored = min(list_total // 5, 3000) if stored_value else 0
+        cash = max(100, -(-(list_total - spend - stored) // 100) * 100)
+        return [p for p in ({"method": "points", "amount_fen": spend},
                             {"method": "stored_value", "amount_fen": stored},
                             {"method": "cash", "amount_fen": cash}) if p["amount_fen"] > 0]
 

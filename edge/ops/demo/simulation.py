@@ -37,6 +37,9 @@ OPERATOR = "王芳"            # the cashier who hands orders over
 STAFF = ("小李", "小张")       # who prepares orders
 CONSUMER = "demo-counter"    # the demo counter's scan consumer
 NOTES = (None, None, None, "不要袋子", "请帮忙加热", "下班后来取", "少放冰")
+# a member sale's refusals that one way of paying causes: the member pays that part in cash instead
+REFUSED_FOR = {"points": ("insufficient_points", "points_offline_cap", "points_over_limit", "points_not_whole"),
+               "stored_value": ("insufficient_balance", "stored_value_offline_cap", "stored_value_offline_disabled")}
 
 
 class Out:
@@ -361,22 +364,29 @@ class Simulation:
         self.sales["by_method"]["cash"] -= sale["change_fen"]
 
     async def member_sale(self, till: int, body: dict, list_total: int, member, ref: dict, way: str) -> None:
-        """A member's sale: points and stored value among the payments. Refused for want of points or
-        balance (or by the offline caps), the member pays cash and the sale still carries the member;
-        refused for the member code, the sale goes on without the member."""
-        body = {**body, "member": ref, "payments": self.members.payments(list_total, self.outage_active)}
-        status, answer = await self.edge.call("POST", "/sales", body, key=True, expect=None)
-        if status == 422 and answer and answer.get("error", {}).get("code"):
-            code = answer["error"]["code"]
-            self.members.refused(code)
-            spending = code.startswith(("points_", "stored_value_", "insufficient_"))
-            self.out(f"till {till}: member {member.name} refused ({code}): "
-                     f"{'cash instead' if spending else 'sold without the member'}")
-            body = {**body, "payments": [{"method": "cash", "amount_fen": max(100, -(-list_total // 100) * 100)}]}
-            if not spending:
-                del body["member"]
-                member = None
+        """A member's sale: points and stored value among the payments (stored value only while the cloud
+        answers: offline it is off by default). Refused for want of points or balance, or by the offline
+        caps, the member pays that part in cash, still as a member; refused for the member code, the sale
+        goes on without the member."""
+        use = {"points": True, "stored_value": not self.outage_active}
+        while True:
+            body = {**body, "member": ref, "payments": self.members.payments(list_total, **use)}
             status, answer = await self.edge.call("POST", "/sales", body, key=True, expect=None)
+            code = (answer or {}).get("error", {}).get("code") if status == 422 else None
+            if code is None:
+                break
+            self.members.refused(code)
+            dropped = next((kind for kind in use if use[kind] and code in REFUSED_FOR[kind]), None)
+            self.out(f"till {till}: member {member.name} refused ({code}): "
+                     f"{'no ' + dropped.replace('_', ' ') + ', cash instead' if dropped else 'sold without the member'}")
+            if dropped is None:
+                status, answer = await self.edge.call("POST", "/sales", {k: v for k, v in body.items() if k != "member"}
+                                                      | {"payments": self.members.payments(list_total, points=False,
+                                                                                           stored_value=False)},
+                                                      key=True, expect=None)
+                member = None
+                break
+            use[dropped] = False
         if status != 201:
             raise HttpError(status, answer)
         sale = answer["sale"]

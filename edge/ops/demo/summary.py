@@ -45,7 +45,7 @@ async def finish(sim, elapsed: float, drain_seconds: float) -> dict:
         at_cloud += status_code == 200 and hub_order["state"] == "picked_up"
     printed = printed_orders(sim.vp) & {o.order_id for o in created}
     members = sim.members.tally
-    at_cloud = await sim.members.at_cloud()
+    ledgers = await sim.members.at_cloud()
     shift = sim.shift_closed or {}
 
     async def slip_out() -> bool:
@@ -74,7 +74,7 @@ async def finish(sim, elapsed: float, drain_seconds: float) -> dict:
         "member_sales": members["sales"], "member_points_earned": members["points_earned"],
         "member_points_spent": members["points_spent"], "member_stored_value_fen": members["stored_value_fen"],
         "member_sales_offline": members["offline"], "member_sales_by": members["by"],
-        "member_refusals": members["refused"], **at_cloud,
+        "member_refusals": members["refused"], **ledgers,
         "shift": {"number": shift.get("number"), "sales": (shift.get("figures") or {}).get("sales_count"),
                   "expected_cash_fen": shift.get("expected_fen"), "counted_fen": shift.get("counted_fen"),
                   "difference_fen": shift.get("difference_fen"), "slip_printed": bool(slips)},
