@@ -20,7 +20,7 @@ import random
 import time
 from collections import Counter
 
-import pytest
+import test_sync_faults
 from helpers_daemon import request, wait_for
 from test_sync_faults import DEADLINE, HINTS_TORN_DOWN, PROBABLE_FAULTS, SEED, SYNC_PATH, Rig, Tills, report, verify
 
@@ -35,6 +35,7 @@ MEMBERS = 3
 STORE_CONFIG = 'chain = "chain-1"'
 EDGE_CONFIG = "\n[members]\noffline_points_cap = 10000000\noffline_stored_value_cap_fen = 100000000\n"
 KILL_CYCLES = 3
+rig = test_sync_faults.rig   # the fixture: hub, proxy and daemon, stopped after the test
 
 
 class MemberTills(Tills):
@@ -115,15 +116,6 @@ def verify_members(rig: Rig, members: list[str]) -> dict:
     return {"activities": len(activity), "offline": len(offline),
             "points_spent": sum(a["points_spent"] for a in activity.values()),
             "stored_value_fen": -sum(a["stored_value_fen"] for a in activity.values())}
-
-
-@pytest.fixture
-def rig(tmp_path):
-    rig = Rig(tmp_path)
-    try:
-        yield rig
-    finally:
-        rig.close()
 
 
 def test_member_activity_through_random_faults_is_applied_once(rig):
