@@ -7,7 +7,8 @@ edge.core.sqlite.Store and its single writer thread, with the migrations of hub/
                                   and balances (hub/changes.py), hints (hub/hints.py)
 - /admin/v1/...                   the chain's side: stores, catalog, corrections, epoch (hub/admin_api.py),
                                   online orders (hub/orders.py), keys (hub/keys.py), coupons
-                                  (hub/coupons.py), members (hub/members.py); docs/hub-admin-api.md
+                                  (hub/coupons.py), members (hub/members.py) and their
+                                  ledgers, holds and programme (hub/member_*.py); docs/hub-admin-api.md
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from edge.core import log as log_mod
 from edge.core.serving import serve_until_stopped
 from edge.core.sqlite import SchemaTooNew
-from hub import admin_api, coupons, keys, members, orders
+from hub import admin_api, coupons, keys, member_admin, member_holds, member_program, members, orders
 from hub.admission import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_WAIT, Admission
 from hub.changes import get_balances, get_changes, get_state
 from hub.events import get_events, post_events
@@ -81,6 +82,8 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
         web.get(sync + "/balances", get_balances),
         web.get(sync + "/hints", get_hints),
         web.post(sync + "/members/lookup", members.store_lookup_member),
+        web.post(sync + "/members/holds", member_holds.store_create_hold),
+        web.delete(sync + "/members/holds/{hold_id}", member_holds.store_release_hold),
         web.get("/admin/v1/stores", admin_api.admin_list_stores),
         web.post("/admin/v1/stores", admin_api.admin_put_store),
         web.get("/admin/v1/stores/{store_id}", admin_api.admin_get_store),
@@ -107,6 +110,13 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
         web.post("/admin/v1/members", members.admin_create_member),
         web.get("/admin/v1/members/{member_id}", members.admin_get_member),
         web.post("/admin/v1/members/{member_id}/certificates", members.admin_issue_certificate),
+        web.post("/admin/v1/members/{member_id}/points", member_admin.admin_points),
+        web.post("/admin/v1/members/{member_id}/stored-value", member_admin.admin_stored_value),
+        web.get("/admin/v1/members/{member_id}/ledger", member_admin.admin_ledger),
+        web.get("/admin/v1/member-flags", member_admin.admin_flags),
+        web.put("/admin/v1/member-program", member_program.admin_put_program),
+        web.get("/admin/v1/member-program", member_program.admin_get_program),
+        web.post("/admin/v1/member-prices", member_program.admin_post_prices),
         web.get("/metrics", metrics),
     ])
     return app

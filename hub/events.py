@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from edge.core.clock import iso
 from hub.errors import HubError, bad_request, clean, stored_json
 from hub.http import answer, auth_store, json_body, query_int, unless_gone
+from hub.member_db import within
+from hub.member_ledgers import activity_problem, apply_activity
 from hub.state import HUB
 from protocol.events import (
     EVENT_ID,
@@ -78,6 +80,8 @@ def validate_event(conn, store_id: str, event: dict) -> str | None:
         if not conn.execute("SELECT 1 FROM coupon_serials WHERE serial = ? AND coupon_id = ?",
                             (serial, coupon_id)).fetchone():
             return f"unknown_serial: {show(serial)} is not a serial the hub issued of coupon {show(coupon_id)}"
+    if etype == "member.activity":
+        return within(conn, activity_problem, store_id, payload)
     return None
 
 def pickup_moves_problem(conn, etype: str, payload: dict) -> str | None:
@@ -150,6 +154,8 @@ def apply_event(conn, store_id: str, event: dict, now: str) -> None:
                      "updated_at = ? WHERE order_id = ?", (now, order_id))
     elif etype == "coupon.redeemed":
         apply_coupon_redeemed(conn, store_id, event, now)
+    elif etype == "member.activity":
+        within(conn, apply_activity, store_id, event, now)
     elif etype == "change.rejected" and isinstance(payload.get("change_id"), str):
         # the store could not take an order: it will never reserve it, so it no longer counts as pending
         conn.execute("UPDATE orders SET state = 'rejected', updated_at = ? WHERE change_id = ? AND store_id = ? "

@@ -21,6 +21,8 @@ from hub.bodies import Body, Name
 from hub.errors import HubError, not_found
 from hub.http import answer, auth_admin, auth_store, model_body
 from hub.keys import current_key, iso_unix, unix
+from hub.member_db import transact, within
+from hub.member_ledgers import add_openings, money, with_balances
 from hub.state import HUB, Hub
 from protocol.members import MAX_MEMBERS, PHONE, MemberLookup
 
@@ -79,6 +81,7 @@ async def admin_create_member(request: web.Request) -> web.Response:
         conn.execute("INSERT INTO members (member_id, name, phone, level, points, balance_fen, created_at, "
                      "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      (member_id, body.name, body.phone, body.level, body.points, body.balance_fen, now, now))
+        within(conn, add_openings, member_id, body.points, body.balance_fen, now)
         return dict(conn.execute("SELECT * FROM members WHERE member_id = ?", (member_id,)).fetchone())
 
     member = await hub.store.write(create, iso(hub.now()))
@@ -93,7 +96,7 @@ async def admin_get_member(request: web.Request) -> web.Response:
                                                          (member_id,)).fetchone())
     if row is None:
         raise not_found(f"no member {member_id}")
-    return answer(request, dict(row))
+    return answer(request, {**dict(row), **await transact(hub, money, member_id, iso(hub.now()), read=True)})
 
 
 async def admin_issue_certificate(request: web.Request) -> web.Response:
@@ -109,6 +112,7 @@ async def admin_issue_certificate(request: web.Request) -> web.Response:
         row = conn.execute("SELECT * FROM members WHERE member_id = ?", (member_id,)).fetchone()
         if row is None:
             raise not_found(f"no member {member_id}")
+        row = within(conn, with_balances, [row])[0]   # the ledgers' points and balance, not the opening ones
         kid, private = current_key(conn)
         claims = certificate_claims(row, hub.chain, body.device_key, unix(moment), body.days)
         certificate = jws.sign(private, kid, jws.TYP_MEMBER, claims)
@@ -130,6 +134,6 @@ async def store_lookup_member(request: web.Request) -> web.Response:
     body = await model_body(request, MemberLookup)
     hub = request.app[HUB]
     snapshot = iso(hub.now())
-    rows = await hub.store.read(lambda conn: conn.execute(
-        "SELECT * FROM members WHERE phone = ? ORDER BY member_id LIMIT ?", (body.phone, MAX_MEMBERS)).fetchall())
+    rows = await hub.store.read(lambda conn: within(conn, with_balances, conn.execute(
+        "SELECT * FROM members WHERE phone = ? ORDER BY member_id LIMIT ?", (body.phone, MAX_MEMBERS)).fetchall()))
     return answer(request, {"members": [masked(r, snapshot) for r in rows]})

@@ -267,10 +267,96 @@ CREATE TABLE member_certificates (
 CREATE INDEX member_certificates_member ON member_certificates(member_id, id);
 """
 
+# -- members' points and stored value (issue 12 parts 3-5, docs/members.md "The cloud's ledgers"): one block ----
+# A member's points and balance are the sums of their ledger's deltas; members.points and members.balance_fen
+# stay what they were at creation (the `opening` rows below). activity_id is UNIQUE in each ledger: a sale's or
+# a return's activity (sale:<id>, return:<id>) counts once whatever event carries it, even a resend under a
+# new event id after an epoch change. flags (JSON list) mark what happened though it should not have:
+# points_overspent / stored_value_overspent (spent offline past the balance). The PostgreSQL twin is
+# hub/sql/postgresql/900_member_ledgers.sql.
+MEMBER_LEDGERS = """
+CREATE TABLE member_points_ledger (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    member_id      TEXT NOT NULL REFERENCES members(member_id),
+    activity_id    TEXT NOT NULL UNIQUE,      -- sale:<id>, return:<id>, opening:<member>, adjust:<uuid>
+    store_id       TEXT REFERENCES stores(store_id),     -- NULL: the chain's own row (opening, adjust)
+    kind           TEXT NOT NULL CHECK (kind IN ('opening', 'sale', 'return', 'adjust')),
+    delta          INTEGER NOT NULL,          -- earned - spent
+    earned         INTEGER NOT NULL DEFAULT 0,
+    spent          INTEGER NOT NULL DEFAULT 0,
+    balance_after  INTEGER NOT NULL,
+    hold_id        TEXT,
+    offline        INTEGER NOT NULL DEFAULT 0 CHECK (offline IN (0, 1)),
+    flags          TEXT NOT NULL DEFAULT '[]',
+    reason         TEXT,
+    at             TEXT NOT NULL,             -- when it happened (a sale's: the store's time)
+    event_id       TEXT,                      -- the event that carried it first
+    received_at    TEXT NOT NULL
+);
+CREATE INDEX member_points_ledger_member ON member_points_ledger(member_id, id);
+CREATE INDEX member_points_ledger_flagged ON member_points_ledger(id) WHERE flags <> '[]';
+
+CREATE TABLE member_value_ledger (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    member_id      TEXT NOT NULL REFERENCES members(member_id),
+    activity_id    TEXT NOT NULL UNIQUE,      -- sale:<id>, return:<id>, opening:<member>, topup:<uuid>
+    store_id       TEXT REFERENCES stores(store_id),
+    kind           TEXT NOT NULL CHECK (kind IN ('opening', 'sale', 'return', 'topup')),
+    delta          INTEGER NOT NULL,          -- fen: paid from the balance < 0, refunded or topped up > 0
+    balance_after  INTEGER NOT NULL,
+    hold_id        TEXT,
+    offline        INTEGER NOT NULL DEFAULT 0 CHECK (offline IN (0, 1)),
+    flags          TEXT NOT NULL DEFAULT '[]',
+    reason         TEXT,
+    at             TEXT NOT NULL,
+    event_id       TEXT,
+    received_at    TEXT NOT NULL
+);
+CREATE INDEX member_value_ledger_member ON member_value_ledger(member_id, id);
+CREATE INDEX member_value_ledger_flagged ON member_value_ledger(id) WHERE flags <> '[]';
+
+-- What a store asked to set aside before a sale (protocol 8.2). Open while neither released nor captured
+-- and expires_at is ahead; an open hold counts against what the member can spend. points_left and
+-- balance_fen_left are the answer given, given again to the same hold asked again.
+CREATE TABLE member_holds (
+    hold_id           TEXT PRIMARY KEY,
+    store_id          TEXT NOT NULL REFERENCES stores(store_id),
+    member_id         TEXT NOT NULL REFERENCES members(member_id),
+    points            INTEGER NOT NULL CHECK (points >= 0),
+    amount_fen        INTEGER NOT NULL CHECK (amount_fen >= 0),
+    points_left       INTEGER NOT NULL,
+    balance_fen_left  INTEGER NOT NULL,
+    created_at        TEXT NOT NULL,
+    expires_at        TEXT NOT NULL,
+    released_at       TEXT,
+    captured_at       TEXT,
+    activity_id       TEXT                    -- the activity that captured it
+);
+CREATE INDEX member_holds_open ON member_holds(member_id, expires_at) WHERE released_at IS NULL AND
+    captured_at IS NULL;
+
+-- Each member programme published (member.program); the highest version is the current one.
+CREATE TABLE member_programs (
+    version       INTEGER PRIMARY KEY,
+    program       TEXT NOT NULL,              -- the payload as published (JSON)
+    change_id     TEXT NOT NULL,
+    published_at  TEXT NOT NULL
+);
+
+-- the members created before the ledgers: their amounts become opening rows
+INSERT INTO member_points_ledger (member_id, activity_id, kind, delta, balance_after, at, received_at)
+    SELECT member_id, 'opening:' || member_id, 'opening', points, points, created_at, created_at FROM members
+    WHERE points <> 0;
+INSERT INTO member_value_ledger (member_id, activity_id, kind, delta, balance_after, at, received_at)
+    SELECT member_id, 'opening:' || member_id, 'opening', balance_fen, balance_fen, created_at, created_at
+    FROM members WHERE balance_fen <> 0;
+"""
+
 HUB_MIGRATIONS: list[tuple[str, str]] = [
     ("hub: stores, catalog, events, balances, changes, orders", INITIAL),
     ("hub: print results of online orders", ORDER_PRINTS),
     ("hub: signing keys, pickup tokens, hand-overs, coupons", TOKENS),
     ("hub: customers' phone last four digits, hand-overs without the code", CASHIER),
     ("hub: members and their phones' certificates", MEMBERS),
+    ("hub: members' points and stored-value ledgers, holds, programmes", MEMBER_LEDGERS),
 ]

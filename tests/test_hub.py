@@ -748,7 +748,7 @@ async def test_a_hub_database_of_schema_1_is_migrated(tmp_path):
         await hub.close()
     check = sqlite3.connect(data_dir / "hub.db")
     try:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == len(HUB_MIGRATIONS) == 5
+        assert check.execute("PRAGMA user_version").fetchone()[0] == len(HUB_MIGRATIONS) == 6
     finally:
         check.close()
 
