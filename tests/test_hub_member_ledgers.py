@@ -19,6 +19,7 @@ from edge.core import jws
 from edge.core.sqlite import open_db
 from edge.ops.demo.phone import Phone
 from hub.schema import HUB_MIGRATIONS
+from protocol.members import HoldAnswer, HoldRefused
 from tests.test_hub import event, product, start_hub
 
 SYNC = "/sync/v1/stores/{}/members/holds"
@@ -155,6 +156,7 @@ async def test_a_hold_sets_aside_what_a_sale_will_spend_and_the_same_hold_again_
     made = await members.hold(body)
     assert made == {"epoch": made["epoch"], **{k: body[k] for k in ("hold_id", "member_id", "points", "amount_fen")},
                     "expires_at": "2026-11-21T08:10:00.000Z", "points_left": 500, "balance_fen_left": 3500}
+    HoldAnswer.model_validate(made)                                   # as the store reads it
     hub.clock.advance(30)
     assert await members.hold(body, status=200) == made             # the answer was lost: asked again
     mismatch = await members.hold({**body, "points": 501}, status=409)
@@ -168,6 +170,7 @@ async def test_a_hold_sets_aside_what_a_sale_will_spend_and_the_same_hold_again_
     short = await members.hold({**body, "hold_id": hold_id(), "points": 501, "amount_fen": 0}, status=409)
     assert (short["error"], short["points_available"], short["balance_fen_available"]) == (
         "insufficient_points", 500, 3500)
+    HoldRefused.model_validate(short)
     short = await members.hold({**body, "hold_id": hold_id(), "points": 0, "amount_fen": 3501}, status=409)
     assert short["error"] == "insufficient_balance" and short["balance_fen_available"] == 3500
     assert (await members.hold({**body, "hold_id": hold_id(), "member_id": "m-9"}, status=404)
@@ -363,3 +366,72 @@ def test_the_postgresql_tables_have_the_sqlite_tables_columns(tmp_path):
         columns = [line.split()[0] for line in body.strip().splitlines() if not line.strip().startswith("--")]
         assert columns == [r[1] for r in conn.execute(f"PRAGMA table_info({table})")], table
     conn.close()
+
+
+# -- the hub killed -9 ----------------------------------------------------------------------------------------
+
+def test_activities_survive_the_hub_killed_mid_upload_and_count_once(tmp_path):
+    """The real `store-edge hub` is SIGKILLed at moments from at once to well after the commit while a sale's activity is being uploaded (the
+    store never reads an answer); the store sends the event again after each restart, and at the end, after a
+    new epoch, every activity again under new event ids: each counts exactly once, and every hold is captured."""
+    import contextlib  # noqa: PLC0415
+    import http.client  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from tests.helpers_daemon import Hub, request  # noqa: PLC0415
+
+    hub = Hub(tmp_path, "admin-kill-test")
+    delays = (0.0, 0.002, 0.004, 0.008, 0.016)   # seconds after the upload starts
+    try:
+        hub.start()
+        token = hub.admin_ok("POST", "/stores", {"store_id": "s1", "name": "一号店"})["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        hub.admin_ok("POST", "/members", {"member_id": "m-1", "name": "张三", "phone": "13812345678", "level": "金卡",
+                                          "points": 1000, "balance_fen": 5000})
+
+        def upload(events: list[dict]) -> dict:
+            status, data, _ = request(hub.port, "POST", "/sync/v1/stores/s1/events", {"protocol": 1, "events": events},
+                                      headers=auth)
+            assert status == 200, data
+            return data
+
+        sent, outcomes, seq = [], [], 0
+        for n, delay in enumerate(delays):
+            hold = hold_id()
+            status, data, _ = request(hub.port, "POST", SYNC.format("s1"), {"hold_id": hold, "member_id": "m-1",
+                                                                            "points": 100, "amount_fen": 500},
+                                      headers=auth)
+            assert status == 201, data
+            seq += 1
+            sale = event("s1", seq, None, "member.activity", id=f"ev-{n}",
+                         **activity(f"S-{n}", earned=7, spent=100, value=-500, hold=hold))
+            sent.append(sale)
+            def send(sale=sale):   # its answer, or its connection's end, is never looked at
+                with contextlib.suppress(OSError, http.client.HTTPException):
+                    request(hub.port, "POST", "/sync/v1/stores/s1/events", {"protocol": 1, "events": [sale]},
+                            headers=auth)
+            cut = threading.Thread(target=send, daemon=True)
+            cut.start()
+            threading.Event().wait(delay)
+            hub.proc.kill()
+            hub.proc.wait(30)
+            cut.join(30)
+            hub.start()
+            outcomes.append(upload([sale])["results"][0]["status"])   # duplicate: the killed upload had committed
+
+        assert set(outcomes) <= {"applied", "duplicate"}, outcomes
+        print("after each kill, the upload sent again was:", outcomes)
+        hub.stop()
+        hub.start("--new-epoch")
+        again = [{**e, "id": f"{e['id']}-again", "seq": seq + i + 1} for i, e in enumerate(sent)]
+        assert [r["status"] for r in upload(again)["results"]] == ["applied"] * len(sent)
+        member = hub.admin_ok("GET", "/members/m-1")
+        assert (member["points"], member["balance_fen"], member["points_held"], member["holds"]) == (
+            1000 - len(delays) * 93, 5000 - len(delays) * 500, 0, [])
+        rows = hub.admin_ok("GET", "/members/m-1/ledger")
+        assert sorted(r["activity_id"] for r in rows["points"] if r["kind"] == "sale") == [
+            f"sale:S-{n}" for n in range(len(delays))]
+        assert all(r["event_id"] == f"ev-{r['activity_id'][-1]}" for r in rows["points"] if r["kind"] == "sale")
+        hub.stop()
+    finally:
+        hub.stop_quietly()

@@ -84,6 +84,12 @@ class SaleMemberRef(Body):
 
 
 class SaleIn(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"lines": [{"barcode": "6921234500002", "qty": 2}], "payments": [{"method": "cash", "amount_fen": 1000}]},
+        {"lines": [{"sku": "SNK-001", "qty": 2}], "member": {"member_id": "m-000123"},
+         "payments": [{"method": "points", "amount_fen": 300}, {"method": "stored_value", "amount_fen": 500},
+                      {"method": "wechat", "amount_fen": 600}]}]})
+
     lines: Annotated[list[SaleLine], Field(min_length=1, max_length=500)]
     payments: Annotated[list[Payment], Field(min_length=1, max_length=10)]
     discount_fen: Fen = Field(0, description="Discount on the whole sale, after line discounts")

@@ -66,26 +66,27 @@ def member_checks(app, hold: member_sales.Hold | None) -> member_sales.MemberChe
                                      stored_value_cap_fen=config.members.offline_stored_value_cap_fen)
 
 
-def _to_spend(conn, body: SaleIn, checks: member_sales.MemberChecks) -> tuple[str, int, int]:
-    # the member (not taken: the sale takes the code in its own transaction) and what the payments spend
+def _member_and_points(conn, body: SaleIn, checks: member_sales.MemberChecks, points_fen: int) -> tuple[str, int]:
+    # the member (not taken: the sale takes the code in its own transaction) and the points the payment is
     member = member_sales.resolve(conn, body.member, checks, take=False)
-    points = sum(p.amount_fen for p in body.payments if p.method == "points")
-    stored = sum(p.amount_fen for p in body.payments if p.method == "stored_value")
     fen_per_point = member_sales.programme(conn).fen_per_point
-    return member.member_id, points // fen_per_point if fen_per_point else 0, stored
+    return member.member_id, points_fen // fen_per_point if fen_per_point else 0
 
 
 async def hold_for_sale(app, body: SaleIn) -> member_sales.Hold | None:
     """The cloud's hold on what this sale spends of the member's points and stored value, asked before the
     sale's transaction; None when it spends nothing, or offline (the sale is then held to the offline caps).
     A refusal by the cloud is the till's refusal; a bad member is refused before the cloud is asked."""
-    if body.member is None:
+    points_fen = sum(p.amount_fen for p in body.payments if p.method == "points")
+    stored = sum(p.amount_fen for p in body.payments if p.method == "stored_value")
+    engine = app.get(SYNC)
+    # nothing to hold, or no cloud to ask: the sale's transaction checks the member, once
+    if body.member is None or not (points_fen or stored) or engine is None or engine.link.state == "offline":
         return None
     checks = member_checks(app, None)
-    member_id, points, stored = await app[STORE].read(lambda conn: _to_spend(conn, body, checks))
-    engine = app.get(SYNC)
-    if not (points or stored) or engine is None or engine.link.state == "offline":
-        return None
+    member_id, points = await app[STORE].read(lambda conn: _member_and_points(conn, body, checks, points_fen))
+    if not (points or stored):
+        return None       # points with no programme yet: the sale refuses them
     request = protocol_members.HoldIn(hold_id=f"h-{uuid.uuid4()}", member_id=member_id, points=points,
                                       amount_fen=stored)
     try:
@@ -94,17 +95,17 @@ async def hold_for_sale(app, body: SaleIn) -> member_sales.Hold | None:
         log.info("member hold: cloud unavailable, the sale is held to the offline caps",
                  extra={"kv": {"error": str(exc)[:200]}})
         return None
-    body_ = answer.body
+    found = answer.body
     if answer.status == 404:
         raise refusal("unknown_member", f"the cloud has no member {member_id}", field="member")
     if answer.status == 409:
-        reason = body_.get("error") if body_.get("error") in ("insufficient_points", "insufficient_balance") \
+        reason = found.get("error") if found.get("error") in ("insufficient_points", "insufficient_balance") \
             else "hold_mismatch"
-        raise refusal(reason, str(body_.get("message") or reason)[:200], field="payments",
-                      points_available=body_.get("points_available"),
-                      balance_fen_available=body_.get("balance_fen_available"))
-    return member_sales.Hold(hold_id=body_["hold_id"], points=body_["points"], amount_fen=body_["amount_fen"],
-                             points_left=body_["points_left"], balance_fen_left=body_["balance_fen_left"])
+        raise refusal(reason, str(found.get("message") or reason)[:200], field="payments",
+                      points_available=found.get("points_available"),
+                      balance_fen_available=found.get("balance_fen_available"))
+    return member_sales.Hold(hold_id=found["hold_id"], points=found["points"], amount_fen=found["amount_fen"],
+                             points_left=found["points_left"], balance_fen_left=found["balance_fen_left"])
 
 
 def release_soon(app, hold: member_sales.Hold | None) -> None:

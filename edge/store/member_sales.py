@@ -180,30 +180,29 @@ def points_earned(eligible_fen: int, level: str, prog: Programme) -> int:
     return max(eligible_fen, 0) * prog.points_per_yuan * prog.level(level)[1] // 10000
 
 
-def _since(conn: sqlite3.Connection, member_id: str, snapshot_at: str) -> tuple[int, int, int]:
-    """Net points spent, net stored value paid (fen) and points earned here for this member after the
-    snapshot, and the points spent offline (the cap's own sum)."""
+@dataclass(frozen=True)
+class Since:
+    """What this store did to a member since the cloud's snapshot of them (signed sums of member_activity)."""
+    points_spent: int        # net: spent less given back
+    stored_paid_fen: int     # net: paid less refunded
+    points_earned: int       # net: earned less taken back
+    offline_points: int      # the part of points_spent spent without a hold (and its returns)
+    offline_paid_fen: int
+
+
+def since_snapshot(conn: sqlite3.Connection, member: SaleMember) -> Since:
     row = conn.execute("SELECT coalesce(sum(points_spent), 0), coalesce(-sum(stored_value_fen), 0), "
-                       "coalesce(sum(points_earned), 0) FROM member_activity WHERE member_id = ? AND at > ?",
-                       (member_id, snapshot_at)).fetchone()
-    return row[0], row[1], row[2]
+                       "coalesce(sum(points_earned), 0), coalesce(sum(points_spent * offline), 0), "
+                       "coalesce(-sum(stored_value_fen * offline), 0) FROM member_activity "
+                       "WHERE member_id = ? AND at > ?", (member.member_id, member.snapshot_at)).fetchone()
+    return Since(*row)
 
 
-def _offline_spent(conn: sqlite3.Connection, member_id: str, snapshot_at: str) -> tuple[int, int]:
-    # the sales spent without a hold and their returns (a return of an offline sale is offline too)
-    row = conn.execute("SELECT coalesce(sum(points_spent), 0), coalesce(-sum(stored_value_fen), 0) FROM "
-                       "member_activity WHERE member_id = ? AND at > ? AND offline = 1",
-                       (member_id, snapshot_at)).fetchone()
-    return row[0], row[1]
-
-
-def check_offline(conn: sqlite3.Connection, member: SaleMember, s: Spend, checks: MemberChecks) -> None:
+def check_offline(member: SaleMember, s: Spend, since: Since, checks: MemberChecks) -> None:
     """Without a hold: the snapshot less what this store spent since (plus what it gave back), and the
     member's offline spending since the snapshot within the configured caps."""
-    spent, paid, _ = _since(conn, member.member_id, member.snapshot_at)
-    off_points, off_paid = _offline_spent(conn, member.member_id, member.snapshot_at)
     if s.points:
-        room = min(member.points - spent, checks.points_cap - off_points)
+        room = min(member.points - since.points_spent, checks.points_cap - since.offline_points)
         if s.points > room:
             raise refusal("points_offline_cap", f"offline, this member can spend at most {max(room, 0)} points",
                           field="payments", points_available=max(room, 0))
@@ -211,19 +210,18 @@ def check_offline(conn: sqlite3.Connection, member: SaleMember, s: Spend, checks
         if checks.stored_value_cap_fen == 0:
             raise refusal("stored_value_offline_disabled", "stored value pays only while the cloud answers",
                           field="payments")
-        room = min(member.balance_fen - paid, checks.stored_value_cap_fen - off_paid)
+        room = min(member.balance_fen - since.stored_paid_fen, checks.stored_value_cap_fen - since.offline_paid_fen)
         if s.stored_value_fen > room:
             raise refusal("stored_value_offline_cap", f"offline, this member can pay at most {max(room, 0)} fen "
                           "from the balance", field="payments", balance_fen_available=max(room, 0))
 
 
-def _balances(conn: sqlite3.Connection, member: SaleMember, hold: Hold | None) -> tuple[int, int]:
+def _balances(member: SaleMember, hold: Hold | None, since: Since) -> tuple[int, int]:
     """Points and balance before this sale: the hold's (the cloud's) when there is one, else the snapshot
     with what this store did since."""
     if hold is not None:
         return hold.points_left + hold.points, hold.balance_fen_left + hold.amount_fen
-    spent, paid, earned = _since(conn, member.member_id, member.snapshot_at)
-    return member.points - spent + earned, member.balance_fen - paid
+    return member.points - since.points_spent + since.points_earned, member.balance_fen - since.stored_paid_fen
 
 
 def record_sale_member(conn: sqlite3.Connection, sale_id: str, member: SaleMember, s: Spend, earned: int,
@@ -233,9 +231,10 @@ def record_sale_member(conn: sqlite3.Connection, sale_id: str, member: SaleMembe
     if hold is not None and (hold.points, hold.amount_fen) != (s.points, s.stored_value_fen):
         raise refusal("hold_mismatch", "the cloud's hold does not cover this sale's points and stored value")
     offline = hold is None and bool(s.points or s.stored_value_fen)
+    since = since_snapshot(conn, member)
     if offline:
-        check_offline(conn, member, s, checks)
-    points_before, balance_before = _balances(conn, member, hold)
+        check_offline(member, s, since, checks)
+    points_before, balance_before = _balances(member, hold, since)
     conn.execute("INSERT INTO sale_members (sale_id, member_id, level, name, phone, points_earned, points_spent, "
                  "points_value_fen, stored_value_fen, saved_fen, points_balance, stored_value_balance_fen, hold_id, "
                  "offline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
