@@ -115,3 +115,16 @@ async def test_a_hand_over_to_a_member_not_seen_here_or_malformed_is_refused_and
         status, answer = await post(web, "/ui/cashier/handover", None, fields)
         assert status == 422 and words_shown in answer, answer
         assert dump(store) == before
+
+
+async def test_the_till_api_hands_over_to_a_member_verified_here(web, store):  # noqa: F811
+    api = Api(web)
+    member = await api.ok("/members/verify", {"code": phone().code()})
+    before = dump(store)
+    status, refused, _ = await api.post("/pickups", {"code": "777001", "operator": "收银员", "member_id": "m-404"})
+    assert status == 422 and refused["error"]["code"] == "member_not_seen", refused
+    assert dump(store) == before
+    done = await api.ok("/pickups", {"code": "777001", "operator": "收银员", "member_id": member["member_id"]})
+    assert done["member_id"] == member["member_id"] and done["order"]["state"] == "picked_up"
+    [(payload,)] = query(store, "SELECT payload FROM outbox WHERE type = 'pickup.verified'")
+    assert json.loads(payload)["member_id"] == member["member_id"]
