@@ -89,11 +89,11 @@ async def test_the_member_card_says_what_the_till_gets_and_hands_an_order_over_t
     # the pickup code typed on the member's card: the order, with the member going along
     status, pickup = await post(web, "/ui/cashier/scan", csrf, {"text": CODE, "member_id": member_id})
     assert status == 200 and 'id="confirm-handover"' in pickup, pickup
-    assert f"会员 {member_id} 随此交货" in words(pickup)
+    assert "会员 张* 138****5678（金卡）随此交货" in words(pickup) and member_id not in words(pickup)
     fields = form_fields(pickup, 'id="confirm-handover"')
     assert fields["member_id"] == member_id and fields["code"] == CODE
     status, done = await post(web, "/ui/cashier/handover", None, fields)
-    assert status == 201 and f"已记入会员 {member_id}" in words(done), done
+    assert status == 201 and "已记入会员 张* 138****5678（金卡）" in words(done), done
     [(payload,)] = query(store, "SELECT payload FROM outbox WHERE type = 'pickup.verified'")
     assert json.loads(payload)["member_id"] == member_id and json.loads(payload)["order_id"] == "o-1"
     # without a member the event is as it always was: no member_id at all
@@ -108,11 +108,14 @@ async def test_the_member_card_says_what_the_till_gets_and_hands_an_order_over_t
 
 async def test_a_hand_over_to_a_member_not_seen_here_or_malformed_is_refused_and_writes_nothing(web, store):  # noqa: F811
     csrf = await log_in(web)
+    status, pickup = await post(web, "/ui/cashier/scan", csrf, {"text": CODE})
+    fields = form_fields(pickup, 'id="confirm-handover"')
     for member_id, words_shown in (("m 1", "field-error"), ("m-999999", "此会员未在本店验证")):
-        status, pickup = await post(web, "/ui/cashier/scan", csrf, {"text": CODE, "member_id": member_id})
-        fields = form_fields(pickup, 'id="confirm-handover"')
+        # on the member's card's form, and on a hand-over form whose member was changed since
+        status, answer = await post(web, "/ui/cashier/scan", csrf, {"text": CODE, "member_id": member_id})
+        assert status == 422 and words_shown in answer and 'id="confirm-handover"' not in answer, answer
         before = dump(store)
-        status, answer = await post(web, "/ui/cashier/handover", None, fields)
+        status, answer = await post(web, "/ui/cashier/handover", None, {**fields, "member_id": member_id})
         assert status == 422 and words_shown in answer, answer
         assert dump(store) == before
 

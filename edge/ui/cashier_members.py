@@ -37,7 +37,8 @@ register_text({
            "cashier_member_till": "结账时收银机填会员号 {id}（30 分钟内有效）：按会员价结算，积分和储值随单记入",
            "cashier_member_pickup": "此会员取线上订单：扫描或输入取货码",
            "cashier_member_pickup_hint": "取货二维码或 6–8 位取货码", "cashier_member_pickup_button": "查订单",
-           "cashier_member_with_pickup": "会员 {id} 随此交货", "cashier_member_handed": "已记入会员 {id}"},
+           "cashier_member_with_pickup": "会员 {who}（{level}）随此交货",
+           "cashier_member_handed": "已记入会员 {who}（{level}）"},
     "en": {"cashier_member": "Member", "cashier_member_level": "Level", "cashier_member_points": "Points",
            "cashier_member_balance": "Stored value", "cashier_member_snapshot": "Points and balance as of {when}",
            "cashier_member_phone_label": "Find a member by phone (needs the cloud)",
@@ -47,6 +48,6 @@ register_text({
                                   "and points and stored value go with the sale",
            "cashier_member_pickup": "An online order for this member: scan or type the pickup code",
            "cashier_member_pickup_hint": "Pickup QR code or 6–8 digit code", "cashier_member_pickup_button": "Find order",
-           "cashier_member_with_pickup": "Member {id} goes with this hand-over",
-           "cashier_member_handed": "Recorded for member {id}"},
+           "cashier_member_with_pickup": "Member {who} ({level}) goes with this hand-over",
+           "cashier_member_handed": "Recorded for member {who} ({level})"},
 })
