@@ -25,7 +25,7 @@ PRICES = [{"sku": "DRK-002", "level": None, "price_fen": 300}, {"sku": "FOD-003"
 MEMBERS = (("张伟", "13800138001", "金卡", 3000, 50000), ("李娜", "13800138002", "普通", 1200, 20000),
            ("王强", "13800138003", "金卡", 500, 8000), ("赵敏", "13800138004", "普通", 0, 30000))
 SEEN_FOR = 25 * 60            # a member verified here this recently is named by id (the store allows 30 min)
-WAYS = ("till", "serial", "till", "serial")  # how a member without a recent verification shows the code
+WAYS = ("serial", "till", "serial", "till")  # how a member without a recent verification shows the code
 
 
 @dataclasses.dataclass
