@@ -1,6 +1,11 @@
-"""`store-edge demo --for 60` end to end: hub, fault proxy, daemon, virtual printer, a serial scanner
+"""`store-edge demo --for 20` end to end: hub, fault proxy, daemon, virtual printer, a serial scanner
 on a pty and a camera reading a generated video, all in one child process started as the README
-says (the installed console script); the summary's last line is JSON."""
+says (the installed console script); the summary's last line is JSON.
+
+20 s, not more: the simulation's timeline scales to --for (edge/ops/demo/simulation.py), so a shorter
+run has the same orders, sales, pickups by every route and the outage (down, then blackholed, then
+back), only closer together; at 20 s a run has about 30 orders and 30 sales, three times what the
+checks below ask for, also on a loaded machine."""
 
 from __future__ import annotations
 
@@ -38,14 +43,17 @@ def demo_config(tmp_path: Path) -> Path:
     return path
 
 
-def test_demo_for_60_seconds(tmp_path):
+SECONDS = 20
+
+
+def test_demo_for_20_seconds(tmp_path):
     config = demo_config(tmp_path)
     started = time.monotonic()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("NOTIFY_SOCKET", None)
     proc = subprocess.run(
-        [*store_edge_command(), "demo", "--for", "60", "--config", str(config)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
+        [*store_edge_command(), "demo", "--for", str(SECONDS), "--config", str(config)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=SECONDS + 90)
     took = time.monotonic() - started
     out = proc.stdout.strip().splitlines()
     assert out, f"no output; stderr:\n{proc.stderr[-3000:]}"
@@ -75,7 +83,7 @@ def test_demo_for_60_seconds(tmp_path):
     assert summary["shift"]["counted_fen"] == summary["shift"]["expected_cash_fen"] > 0, report
     receipts = tmp_path / "var" / "virtual-printer"
     assert len(list(receipts.glob("*.png"))) == summary["receipts_printed"], report
-    assert took < 120, report
+    assert took < SECONDS + 60, report  # start, the drain (30 s at most) and the checks
 
 
 def store_fingerprint(db_path: Path) -> tuple:
