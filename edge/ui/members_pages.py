@@ -22,7 +22,7 @@ register_text({
         "members_move_points_earned": "获得积分", "members_move_points_spent": "积分抵扣",
         "members_move_points_given_back": "退货退回积分", "members_move_points_taken_back": "退货扣回积分",
         "members_move_stored_value_paid": "储值支付", "members_move_stored_value_refunded": "退货退回储值",
-        "members_points_unit": "{n} 分",
+        "members_points_unit": "{n} 分", "members_moves_hint": "离线：云端连不上时用积分或储值的销售（未经云端冻结），及其退货",
         "members_offline": "离线消费", "members_offline_hint": "断网时按会员码里的积分和余额（减去本店此后已用的）"
                                                            "结算，联网后由云端确认；若会员在别处已用掉，云端会标出",
         "members_offline_none": "这一天没有离线使用积分或储值",
@@ -44,6 +44,8 @@ register_text({
         "members_move_stored_value_paid": "Paid from stored value",
         "members_move_stored_value_refunded": "Stored value refunded on returns",
         "members_points_unit": "{n} pts",
+        "members_moves_hint": "Offline: sales that spent points or stored value while the cloud did not answer (no hold "
+                              "at the cloud), and their returns",
         "members_offline": "Offline spends",
         "members_offline_hint": "With the link down the till goes by the points and balance in the member code, less "
                                 "what this store spent since; the cloud confirms them later, and flags a spend the "
