@@ -29,7 +29,10 @@ from edge.store import catalog, orders, sales, stock
 # -- writes ---------------------------------------------------------------------------------------
 
 @operation("post", "/sales", "Record a till sale (stock moves and the outbox event in one transaction)",
-           body=SaleIn, responses={201: "The sale as recorded, and warnings such as negative stock"})
+           body=SaleIn, responses={201: "The sale as recorded, and warnings such as negative stock",
+                                   422: "Refused, nothing written: the body, an unknown product, underpaid; a member "
+                                        "code's reason, points or stored value beyond the sale's limit, the cloud's "
+                                        "hold or the offline caps (code, detail.message_zh)"})
 async def post_sale(request):
     app = request.app
     now = pickup_checks(app)
@@ -38,14 +41,9 @@ async def post_sale(request):
     data, body = await parse_body(request, SaleIn)
     # a sale spending points or stored value asks the cloud to hold them first (offline: the caps apply)
     with count_member_refusals(app, body):
-        hold = await members.hold_for_sale(app, body)
-        member_checks = members.member_checks(app, hold)
-        try:
-            response = await commit(request, data, body, lambda conn, body, ctx: sales.record_sale(
-                conn, body, ctx, now, online_only, member_checks))
-        except BaseException:
-            members.release_soon(app, hold)  # the sale was not made: nothing captures the hold
-            raise
+        response, hold = await members.sale_with_hold(app, body, lambda member_checks: commit(
+            request, data, body, lambda conn, body, ctx: sales.record_sale(conn, body, ctx, now, online_only,
+                                                                           member_checks)))
     if response.headers.get("Idempotent-Replayed") == "true":
         members.release_soon(app, hold)      # the sale was made before, with a hold of its own
     return response

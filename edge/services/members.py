@@ -125,3 +125,14 @@ def release_soon(app, hold: member_sales.Hold | None) -> None:
     task = asyncio.get_running_loop().create_task(release())
     _releasing.add(task)
     task.add_done_callback(_releasing.discard)
+
+
+async def sale_with_hold(app, body: SaleIn, write):
+    """`write(member_checks)` (the sale's transaction: the API's or a page's) under the cloud's hold of what
+    the sale spends; the hold is released when the write raises. Returns (what write returned, the hold)."""
+    hold = await hold_for_sale(app, body)
+    try:
+        return await write(member_checks(app, hold)), hold
+    except BaseException:
+        release_soon(app, hold)   # the sale was not made: nothing captures the hold
+        raise
