@@ -28,6 +28,35 @@ SALE = {
     "subtotal_fen": 8500, "discount_fen": 500, "total_fen": 8000, "paid_fen": 10000, "change_fen": 2000,
     "payments": [{"method": "wechat", "amount_fen": 5000}, {"method": "cash", "amount_fen": 5000}],
 }
+# a 金卡 member's sale as get_sale returns it (docs/members.md): a member price above a line discount, the level's
+# 95% rounded half up, an excluded category (烟草) at list price; points and stored value among payments
+MEMBER = {"member_id": "m-000123", "level": "金卡", "name": "张*", "phone": "138****5678", "points_earned": 101,
+          "points_spent": 500, "points_value_fen": 500, "stored_value_fen": 5000, "saved_fen": 451,
+          "points_balance": 1601, "stored_value_balance_fen": 15000, "offline": False}
+MEMBER_SALE = {
+    "id": SALE_ID, "number": 1024, "created_at": "2026-11-22T01:05:09.123Z", "cashier": "王芳", "note": None,
+    "lines": [
+        {"line_no": 1, "name": "农夫山泉 饮用天然水 550ml 整箱装（24瓶）特惠装", "qty": 2, "unit_price_fen": 3400,
+         "list_price_fen": 3600, "member_saved_fen": 400, "discount_fen": 500, "amount_fen": 6300},
+        {"line_no": 2, "name": "可口可乐 Coca-Cola 330ml", "qty": 3, "unit_price_fen": 333, "list_price_fen": 350,
+         "member_saved_fen": 51, "discount_fen": 0, "amount_fen": 999},
+        {"line_no": 3, "name": "中华（硬）", "qty": 1, "unit_price_fen": 4500, "list_price_fen": 4500,
+         "member_saved_fen": 0, "discount_fen": 0, "amount_fen": 4500},
+    ],
+    "subtotal_fen": 11799, "discount_fen": 0, "total_fen": 11799, "paid_fen": 11799, "change_fen": 0,
+    "payments": [{"method": "points", "amount_fen": 500}, {"method": "stored_value", "amount_fen": 5000},
+                 {"method": "wechat", "amount_fen": 6299}],
+    "member": MEMBER,
+}
+# all 3 colas of that sale back: R = 999 of T = 11799, so points 500 × R // T = 42 (worth ￥0.42) and stored value
+# 5000 × R // T = 423 go back to the member, 101 × R // T = 8 points earned come off, WeChat refunds the rest
+MEMBER_RETURN = {
+    "id": "0a0b0c0d-2222-4333-8444-555566667777", "sale_id": SALE_ID, "created_at": "2026-11-22T06:30:00.000Z",
+    "refund_fen": 999, "refund_method": "wechat", "restock": True, "reason": None,
+    "lines": [{"line_no": 2, "sku": "DRK-002", "qty": 3, "refund_fen": 999}],
+    "member": {"member_id": MEMBER["member_id"], "points_taken_back": 8, "points_given_back": 42, "points_value_fen": 42,
+               "stored_value_fen": 423},
+}
 ORDER = {
     "id": ORDER_ID, "number": "1023", "kind": "pickup", "state": "accepted", "short": True,
     "pickup_after": "2026-11-22T03:30:00Z", "pickup_code_sha256": PICKUP_CODE_SHA256,

@@ -208,6 +208,19 @@ LABELS: dict[str, dict[str, str]] = {
         "items": "共 {n} 项",
         "counted_by": "盘点人",
         "checked_by": "复核人",
+        "member": "会员",
+        "member_price": "会员价",
+        "member_saved": "会员优惠",
+        "points_spent": "{points}分",
+        "points_earned": "本次积分",
+        "points_balance": "积分余额",
+        "stored_value_balance": "储值余额",
+        "member_offline": "离线积分与储值，待同步确认",
+        "return_receipt": "退货单",
+        "original_sale": "原单号",
+        "refund_total": "退款合计",
+        "points_back": "退回积分",
+        "points_taken_back": "扣回积分",
     },
     "en": {
         "reprint": "** REPRINT 重打 **",
@@ -302,15 +315,29 @@ LABELS: dict[str, dict[str, str]] = {
         "items": "{n} items",
         "counted_by": "Counted by",
         "checked_by": "Checked by",
+        "member": "Member",
+        "member_price": "Member price",
+        "member_saved": "Member savings",
+        "points_spent": "{points} pts",
+        "points_earned": "Points earned",
+        "points_balance": "Points balance",
+        "stored_value_balance": "Stored value left",
+        "member_offline": "Offline points and stored value, pending sync",
+        "return_receipt": "RETURN",
+        "original_sale": "Sale No.",
+        "refund_total": "Refund",
+        "points_back": "Points given back",
+        "points_taken_back": "Points taken back",
     },
 }
 
 # edge.core.schemas.PAYMENT_METHODS, in that order; an unknown method is printed as it is
 PAYMENT_LABELS = {
     "zh": {"cash": "现金", "wechat": "微信", "alipay": "支付宝", "card": "银行卡", "unionpay": "云闪付",
-           "voucher": "券", "other": "其他"},
+           "voucher": "券", "other": "其他", "points": "积分抵扣", "stored_value": "储值支付"},
     "en": {"cash": "Cash", "wechat": "WeChat Pay", "alipay": "Alipay", "card": "Bank card",
-           "unionpay": "UnionPay", "voucher": "Voucher", "other": "Other"},
+           "unionpay": "UnionPay", "voucher": "Voucher", "other": "Other", "points": "Points",
+           "stored_value": "Stored value"},
 }
 
 # Device states (drivers, edge/printing.py) and cloud link states (sync/engine.py); others print as they are.
@@ -473,6 +500,8 @@ def _item_header(page: _Page) -> str:
 
 
 def _receipt(data: dict, options: PrintOptions, reprint: bool) -> list[Op]:
+    if data.get("return") is not None:
+        return _return_receipt(data, options, reprint)
     store = _field(data, "store", "", dict)
     zone = _store_zone(store)
     sale = _field(data, "sale", "", dict)
@@ -489,6 +518,9 @@ def _receipt(data: dict, options: PrintOptions, reprint: bool) -> list[Op]:
     cashier = _field(sale, "cashier", "sale", str, optional=True)
     if cashier:
         page.labelled(lab["cashier"], cashier)
+    member = _field(sale, "member", "sale", dict, optional=True)
+    if member:
+        page.labelled(lab["member"], _member_name(member))
     page.rule()
     page.add([_item_header(page)])
     for path, line in _list(sale, "lines", "sale"):
@@ -497,8 +529,12 @@ def _receipt(data: dict, options: PrintOptions, reprint: bool) -> list[Op]:
         price = _money(line, "unit_price_fen", path)
         discount = _money(line, "discount_fen", path)
         amount = _money(line, "amount_fen", path)
-        # the row shows the price before the line discount, the discount goes under it
-        page.add(et.item_line(name, qty, price, amount + discount, page.cols()))
+        saved = _field(line, "member_saved_fen", path, int, optional=True) or 0
+        # the row shows the list price before the member price and the line discount, each goes under it
+        list_price = _money(line, "list_price_fen", path) if saved else price
+        page.add(et.item_line(name, qty, list_price, amount + discount + saved, page.cols()))
+        if saved:
+            page.pair(f"  {lab['member_price']} {et.yuan(price)}", et.yuan(-saved))
         if discount:
             page.pair(f"  {lab['line_discount']}", et.yuan(-discount))
     page.rule()
@@ -513,9 +549,14 @@ def _receipt(data: dict, options: PrintOptions, reprint: bool) -> list[Op]:
     page.pair(lab["total"], et.yuan(_money(sale, "total_fen", "sale")), bold=True)
     for path, payment in _list(sale, "payments", "sale"):
         method = _field(payment, "method", path, str)
-        page.pair(_method(method, lang), et.yuan(_money(payment, "amount_fen", path)))
+        label = _method(method, lang)
+        if method == "points" and member:
+            label += " " + lab["points_spent"].format(points=_field(member, "points_spent", "sale.member", int))
+        page.pair(label, et.yuan(_money(payment, "amount_fen", path)))
     page.pair(lab["paid"], et.yuan(_money(sale, "paid_fen", "sale")))
     page.pair(lab["change"], et.yuan(_money(sale, "change_fen", "sale")))
+    if member:
+        _member_figures(page, member)
     note = _field(sale, "note", "sale", str, optional=True)
     if note:
         page.rule()
@@ -525,6 +566,78 @@ def _receipt(data: dict, options: PrintOptions, reprint: bool) -> list[Op]:
     page.qr(qr)
     page.text(lab["thanks"], align="center")
     return page.end()
+
+
+def _return_receipt(data: dict, options: PrintOptions, reprint: bool) -> list[Op]:
+    """退货单: what came back and where the refund went, the member's points and stored value included
+    (a member return gives back points spent and stored value paid, and takes back points earned)."""
+    store = _field(data, "store", "", dict)
+    zone = _store_zone(store)
+    sale = _field(data, "sale", "", dict)
+    back = _field(data, "return", "", dict)
+    page = _start(options, store, reprint)
+    lab, lang = page.labels, options.language
+    page.text(lab["return_receipt"], align="center", bold=True)
+    page.rule()
+    page.labelled(lab["original_sale"], str(_field(sale, "number", "sale", (int, str))))
+    page.labelled(lab["time"], _time(back, "created_at", "return", zone))
+    member = _field(back, "member", "return", dict, optional=True)
+    if member:  # the return names the member; the sale has them as the receipt showed them
+        page.labelled(lab["member"], _member_name(_field(sale, "member", "sale", dict)))
+    page.rule()
+    names = {line.get("line_no"): line.get("name") for _, line in _list(sale, "lines", "sale")}
+    for path, line in _list(back, "lines", "return"):
+        line_no = _field(line, "line_no", path, int)
+        page.text(names.get(line_no) or _field(line, "sku", path, str))
+        page.pair(f"  -{_field(line, 'qty', path, int)}", et.yuan(-_money(line, "refund_fen", path)))
+    page.rule()
+    refund = _money(back, "refund_fen", "return")
+    page.pair(lab["refund_total"], et.yuan(-refund), bold=True)
+    stored, points_value = 0, 0
+    if member:
+        where = "return.member"
+        stored = _field(member, "stored_value_fen", where, int)
+        points_value = _field(member, "points_value_fen", where, int)
+        given = _field(member, "points_given_back", where, int)
+        if given:
+            page.pair(f"{_method('points', lang)} {lab['points_spent'].format(points=given)}", et.yuan(-points_value))
+        if stored:
+            page.pair(_method("stored_value", lang), et.yuan(-stored))
+    rest = refund - stored - points_value
+    if rest or not member:
+        page.pair(_method(_field(back, "refund_method", "return", str), lang), et.yuan(-rest))
+    if member:
+        page.rule()
+        if given:
+            page.pair(lab["points_back"], f"+{given}")
+        taken = _field(member, "points_taken_back", "return.member", int)
+        if taken:
+            page.pair(lab["points_taken_back"], f"-{taken}")
+    page.rule()
+    page.qr(f"sale:{_field(sale, 'id', 'sale', str)}")
+    return page.end()
+
+
+def _member_name(member: dict, where: str = "sale.member") -> str:
+    """Masked name and phone and the level, as the cloud masked them: no more than a receipt needs."""
+    parts = [_field(member, key, where, str, optional=True) for key in ("name", "phone", "level")]
+    return " ".join(part for part in parts if part) or _field(member, "member_id", where, str)
+
+
+def _member_figures(page: _Page, member: dict) -> None:
+    """What the sale did to the member's points and stored value, and what is left."""
+    lab, where = page.labels, "sale.member"
+    page.rule()
+    saved = _field(member, "saved_fen", where, int)
+    if saved:
+        page.pair(lab["member_saved"], et.yuan(saved))
+    page.pair(lab["points_earned"], f"+{_field(member, 'points_earned', where, int)}")
+    page.pair(lab["points_balance"], str(_field(member, "points_balance", where, int)))
+    balance = _field(member, "stored_value_balance_fen", where, int, optional=True)
+    if balance is not None:
+        page.pair(lab["stored_value_balance"], et.yuan(balance))
+    if _field(member, "offline", where, bool, optional=True):
+        page.text(lab["member_offline"], align="center")
 
 
 def _order_number(order: dict) -> str:

@@ -160,6 +160,8 @@ class PickupVerified(Payload):
                    expect("must be a string of 1 to 64 characters")] = None
     # handed over without the code (the customer lost it), by a manager, for this reason; method code
     manual_reason: Annotated[sized(1, 500) | None, expect("must be a string of 1 to 500 characters")] = None
+    # the member the cashier had on the screen at the hand-over (issue 12); absent for an older store
+    member_id: Annotated[sized(1, 64) | None, expect("must be a string of 1 to 64 characters")] = None
     moves: required_moves("a pickup.verified carries the moves of the hand-over (release and pickup of each line)")
 
     @model_validator(mode="after")

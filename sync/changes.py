@@ -14,10 +14,19 @@ from pydantic import ValidationError
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, validation_fields
 from edge.core.sqlite import savepoint
-from edge.store import catalog, coupons, inbox, orders, outbox, signed_tokens
+from edge.store import catalog, coupons, inbox, member_sales, orders, outbox, signed_tokens
 from edge.store.outbox import set_state
 from edge.store.stock import Move, apply_moves
-from protocol.changes import CouponDefined, CouponRevoked, KeyPublished, KeyRevoked, ProductIn, StockCorrection
+from protocol.changes import (
+    CouponDefined,
+    CouponRevoked,
+    KeyPublished,
+    KeyRevoked,
+    MemberPrices,
+    MemberProgram,
+    ProductIn,
+    StockCorrection,
+)
 from protocol.orders import OrderClosed, OrderCreated
 
 
@@ -57,6 +66,16 @@ def _key_revoked(conn, payload, ctx, change_id):
         raise InputError("unknown_key", f"key {key.kid} was never published here")
 
 
+def _member_program(conn, payload, ctx, change_id):
+    member_sales.apply_program(conn, MemberProgram.model_validate(payload).model_dump(), ctx.now)
+
+
+def _member_prices(conn, payload, ctx, change_id):
+    # the chain's list for every store: a SKU this store does not sell is kept, as a price for later
+    prices = MemberPrices.model_validate(payload)
+    member_sales.apply_prices(conn, [p.model_dump() for p in prices.prices], ctx.now)
+
+
 def _stock_correction(conn, payload, ctx, change_id):
     correction = StockCorrection.model_validate(payload)
     if correction.qty == 0:
@@ -79,6 +98,8 @@ APPLY: dict[str, Callable] = {
     "key.published": _key_published,
     "key.revoked": _key_revoked,
     "stock.correction": _stock_correction,
+    "member.program": _member_program,
+    "member.prices": _member_prices,
 }
 
 

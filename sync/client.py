@@ -18,7 +18,7 @@ import aiohttp
 from pydantic import ValidationError
 
 from edge import __version__
-from protocol.members import MemberLookupAnswer
+from protocol.members import HoldAnswer, HoldIn, HoldRefused, MemberLookupAnswer
 
 MAX_RETRY_AFTER = 600.0
 
@@ -153,3 +153,23 @@ class CloudClient:
         except ValidationError:
             raise RetryLater("member lookup answer not of the protocol (or not masked)") from None
         return answer
+
+    async def hold_member(self, hold: HoldIn, timeout: float = 3.0) -> Answer:
+        """Hold a member's points and stored value for a sale about to be made (docs/sync-protocol.md §8).
+        200/201 a HoldAnswer; 404 and 409 come back as answers too (the refusal is the till's to say), with
+        `error` naming it. Anything else that is not the protocol raises, as every call here does."""
+        answer = await self._request("POST", "/members/holds", ok=(200, 201, 404, 409), json=hold.model_dump(),
+                                     timeout=aiohttp.ClientTimeout(total=timeout))
+        try:
+            if answer.status in (200, 201):
+                HoldAnswer.model_validate(answer.body)
+            elif answer.status == 409 and answer.body.get("error") != "hold_mismatch":
+                HoldRefused.model_validate(answer.body)
+        except ValidationError:
+            raise RetryLater(f"hold answer {answer.status} not of the protocol") from None
+        return answer
+
+    async def release_hold(self, hold_id: str, timeout: float = 3.0) -> Answer:
+        """Release a hold its sale will not capture (the sale was refused or abandoned); idempotent."""
+        return await self._request("DELETE", f"/members/holds/{hold_id}", ok=(200, 404),
+                                   timeout=aiohttp.ClientTimeout(total=timeout))

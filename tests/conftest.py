@@ -22,11 +22,15 @@ from protocol.barcodes import gtin_check_digit
 from protocol.changes import ProductIn
 
 
-@pytest.fixture(autouse=True)
-def cheap_password_hashes(monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashes():
     """The production scrypt cost takes a second of a busy test machine per hash; tests that are not
-    about the cost hash cheaply (tests/test_ui_security.py checks the real cost)."""
-    monkeypatch.setattr(users, "SCRYPT", {"n": 2**10, "r": 8, "p": 1})
+    about the cost hash cheaply (tests/test_ui_security.py checks the real cost). For the whole session,
+    so that the users of module-scoped stores and stacks (tests/browser.py) are made cheaply too: the
+    cost is written into each hash, so their daemons then check every login cheaply."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(users, "SCRYPT", {"n": 2**10, "r": 8, "p": 1})
+        yield
 
 
 def ean13(body12: str) -> str:

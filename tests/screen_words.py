@@ -66,6 +66,7 @@ DOTTED = re.compile(r"(?<![A-Za-z0-9_.])[a-z]{2,}(?:_[a-z]+)*(?:\.[a-z]{2,}(?:_[
 SNAKE = re.compile(r"(?<![A-Za-z0-9_.-])[a-z][a-z0-9]*(?:_[a-z0-9]+)+(?![A-Za-z0-9_])")
 ZERO_MINUTES = {"zh": re.compile(r"(?<![\d.])0 ?分钟"), "en": re.compile(r"(?<![\d.])0 min\b")}
 # an ASCII word as the page shows it: letters, digits, and the dots and underscores of event types
+LETTERS = re.compile(r"[A-Za-z]+")
 TOKEN = re.compile(r"(?<![A-Za-z0-9_.])[A-Za-z][A-Za-z0-9]*(?:[._][A-Za-z0-9]+)*")
 
 
@@ -100,7 +101,12 @@ def internal_words(text: str, lang: str, data: list[str] = (), text_table: dict 
             if token in words and (lang == "zh" or "_" in token or "." in token):
                 found.append(f"{what}: {token}")
     if lang == "zh" and text_table is not None:
+        # A phrase can match only if each of its runs of letters is a whole word of the text (the
+        # look-arounds keep its first and last ones whole): a set look-up picks the few phrases worth a
+        # regex search out of hundreds, whose patterns alone overflow re's cache of compiled patterns.
+        words = set(LETTERS.findall(text))
         for phrase in english_phrases(text_table):
-            if re.search(rf"(?<![A-Za-z]){re.escape(phrase)}(?![A-Za-z])", text):
+            if words.issuperset(LETTERS.findall(phrase)) and \
+                    re.search(rf"(?<![A-Za-z]){re.escape(phrase)}(?![A-Za-z])", text):
                 found.append(f"English text: {phrase}")
     return sorted(set(found))

@@ -42,8 +42,9 @@ async def test_sale_by_sku_with_cash_change(api, db_path):
     assert (sale["paid_fen"], sale["change_fen"]) == (1000, 400)
     assert sale["number"] == 1 and sale["device"] == "local" and sale["cashier"] == "小王"
     assert sale["lines"] == [{"line_no": 1, "sku": "DRK-001", "barcode": None, "name": "农夫山泉 饮用天然水 550ml",
-                              "qty": 3, "unit_price_fen": 200, "discount_fen": 0, "amount_fen": 600}]
-    assert sale["payments"] == [{"method": "cash", "amount_fen": 1000}]
+                              "qty": 3, "unit_price_fen": 200, "discount_fen": 0, "amount_fen": 600,
+                              "list_price_fen": 200, "member_saved_fen": 0}]
+    assert sale["payments"] == [{"method": "cash", "amount_fen": 1000}] and sale["member"] is None
     assert body["warnings"] == []
     assert await on_hand(api, "DRK-001") == OPENING["DRK-001"] - 3
 

@@ -224,3 +224,18 @@ def test_stock_settings_of_purchase_suggestions(tmp_path):
     found = problems(tmp_path, BASE + '\n[stock.lead_time_by_category]\n"乳品" = 400\n')
     assert any("config.toml:7: stock.lead_time_by_category.乳品: Input should be less than or equal to 365" in p
                for p in found), found
+
+
+def test_members_offline_caps(tmp_path):
+    cfg = config.load(write(tmp_path, BASE))
+    assert (cfg.members.offline_points_cap, cfg.members.offline_stored_value_cap_fen) == (2000, 0)
+    cfg = config.load(write(tmp_path, BASE + "\n[members]\noffline_points_cap = 0\n"
+                                             "offline_stored_value_cap_fen = 10000\n"))
+    assert (cfg.members.offline_points_cap, cfg.members.offline_stored_value_cap_fen) == (0, 10000)
+    found = problems(tmp_path, BASE + "\n[members]\noffline_points_cap = -1\noffline_stored_value_cap_fen = 1.5\n"
+                     "offline_cap = 1\n")
+    assert any("config.toml:7: members.offline_points_cap: Input should be greater than or equal to 0" in p
+               for p in found), found
+    assert any("config.toml:8: members.offline_stored_value_cap_fen: Input should be a valid integer" in p
+               for p in found), found
+    assert any("config.toml:9: members.offline_cap: unknown key" in p for p in found), found

@@ -20,7 +20,19 @@ from pathlib import Path
 
 import pytest
 
-from bench.document_samples import DASHBOARD, ORDER, ORDER_ID, PICKUP_CODE_SHA256, SALE, SALE_ID, STORE, sample
+from bench.document_samples import (
+    DASHBOARD,
+    MEMBER,
+    MEMBER_RETURN,
+    MEMBER_SALE,
+    ORDER,
+    ORDER_ID,
+    PICKUP_CODE_SHA256,
+    SALE,
+    SALE_ID,
+    STORE,
+    sample,
+)
 from drivers import escpos_text as et
 from drivers.documents import KINDS, LABELS, PAYMENT_LABELS, STATE_LABELS, DocumentError, PrintOptions, layout, render
 from drivers.virtual_printer import Decoder, Receipt
@@ -290,3 +302,81 @@ def test_count_sheet_is_blind_and_names_its_one_shelf_once():
     counted = {**sheet, "lines": [{**line, "expected": 987654} for line in sheet["lines"]]}
     assert "987654" not in "\n".join(line["text"] for line in decode(render(
         "count_sheet", {"store": STORE, "sheet": counted})).lines)
+
+
+MEMBER_DOCUMENTS = {"receipt_member": {"store": STORE, "sale": MEMBER_SALE},
+                    "return_member": {"store": STORE, "sale": MEMBER_SALE, "return": MEMBER_RETURN}}
+
+
+@pytest.mark.parametrize("paper", (58, 80))
+@pytest.mark.parametrize("lang", ("zh", "en"))
+@pytest.mark.parametrize("name", MEMBER_DOCUMENTS)
+def test_member_receipt_golden(name, paper, lang):
+    receipt = decode(render("receipt", MEMBER_DOCUMENTS[name], PrintOptions(paper_mm=paper, language=lang)))
+    text = golden_text(receipt, et.columns_for_paper(paper))
+    path = GOLDEN / f"{name}-{paper}-{lang}.txt"
+    if UPDATE:
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), f"{path.name} differs (UPDATE_GOLDEN=1 to rewrite)"
+    columns, qr_lines = et.columns_for_paper(paper), {q["line"] for q in receipt.qr}
+    assert all(et.width(line["text"]) * line["width"] <= columns for no, line in enumerate(receipt.lines)
+               if no not in qr_lines)
+
+
+def _texts(sale: dict, **options) -> list[str]:
+    return [line["text"] for line in decode(render("receipt", {"store": STORE, "sale": sale},
+                                                   PrintOptions(**options))).lines]
+
+
+def test_member_receipt_adds_up():
+    texts = _texts(MEMBER_SALE, paper_mm=58)
+    assert "会员：张* 138****5678 金卡" in texts
+    # the row at the list price, the member price and the line discount under it: they reach the line's amount
+    assert "  2 × ￥36.00           ￥72.00" in texts
+    assert "  会员价 ￥34.00         -￥4.00" in texts and "  单品优惠               -￥5.00" in texts
+    assert "  会员价 ￥3.33          -￥0.51" in texts
+    line = MEMBER_SALE["lines"][0]
+    assert line["qty"] * line["list_price_fen"] - line["member_saved_fen"] - line["discount_fen"] == line["amount_fen"]
+    for label, value in (("积分抵扣 500分", "￥5.00"), ("储值支付", "￥50.00"), ("会员优惠", "￥4.51"),
+                         ("本次积分", "+101"), ("积分余额", "1601"), ("储值余额", "￥150.00")):
+        assert any(t.startswith(label + " ") and t.endswith(" " + value) for t in texts), (label, texts)
+    assert "离线积分与储值，待同步确认" not in "\n".join(texts)
+    # the member's id and whole phone never print: the masked view is all a receipt needs
+    assert MEMBER["member_id"] not in "\n".join(texts)
+
+
+def test_member_receipt_offline_and_without_savings():
+    member = {**MEMBER, "offline": True, "saved_fen": 0, "points_earned": 0}
+    sale = {**MEMBER_SALE, "member": member,
+            "lines": [{**line, "unit_price_fen": line["list_price_fen"], "member_saved_fen": 0,
+                       "amount_fen": line["amount_fen"] + line["member_saved_fen"]} for line in MEMBER_SALE["lines"]]}
+    texts = _texts(sale, language="en")
+    assert "Offline points and stored value, pending sync" in [t.strip() for t in texts]
+    assert not any(t.startswith("  Member price") or t.startswith("Member savings") for t in texts)
+    assert any(t.startswith("Points earned") and t.endswith(" +0") for t in texts)
+
+
+def test_member_receipt_missing_field_is_named():
+    sale = {**MEMBER_SALE, "member": {k: v for k, v in MEMBER.items() if k != "points_balance"}}
+    with pytest.raises(DocumentError, match=r"^sale\.member\.points_balance: missing"):
+        render("receipt", {"store": STORE, "sale": sale})
+    sale = {**MEMBER_SALE, "lines": [{k: v for k, v in MEMBER_SALE["lines"][0].items() if k != "list_price_fen"}]}
+    with pytest.raises(DocumentError, match=r"^sale\.lines\[0\]\.list_price_fen: missing"):
+        render("receipt", {"store": STORE, "sale": sale})
+
+
+def test_member_return_shows_what_goes_back_and_adds_up():
+    texts = decode(render("receipt", MEMBER_DOCUMENTS["return_member"], PrintOptions(paper_mm=58))).lines
+    texts = [line["text"] for line in texts]
+    for label, value in (("原单号：1024", None), ("可口可乐 Coca-Cola 330ml", None), ("  -3", "-￥9.99"),
+                         ("退款合计", "-￥9.99"), ("积分抵扣 42分", "-￥0.42"), ("储值支付", "-￥4.23"),
+                         ("微信", "-￥5.34"), ("退回积分", "+42"), ("扣回积分", "-8")):
+        assert any(t == label if value is None else t.startswith(label + " ") and t.endswith(" " + value)
+                   for t in texts), (label, texts)
+    member = MEMBER_RETURN["member"]
+    assert 999 - member["stored_value_fen"] - member["points_value_fen"] == 534
+    # a return without a member: the whole refund through its method, nothing about points
+    plain = {**MEMBER_RETURN, "member": None}
+    texts = [line["text"] for line in decode(render("receipt", {"store": STORE, "sale": SALE, "return": plain})).lines]
+    assert any(t.startswith("微信 ") and t.endswith(" -￥9.99") for t in texts)
+    assert not any("积分" in t or "会员" in t for t in texts)

@@ -122,8 +122,10 @@ async def test_the_cashier_look_up_asks_the_cloud_and_says_cloud_unavailable_whe
     from types import SimpleNamespace
 
     from edge.core.errors import InputError
-    from edge.services.app_keys import SYNC
+    from edge.services.app_keys import STORE, SYNC
     from edge.services.members import lookup_by_phone
+    from edge.store.db import open_store
+    from tests.conftest import query
 
     caplog.set_level(logging.DEBUG)
     hub = await start_hub(tmp_path / "hub")
@@ -134,10 +136,18 @@ async def test_the_cashier_look_up_asks_the_cloud_and_says_cloud_unavailable_whe
         client = CloudClient(str(hub.client.make_url("")), "s1", hub.tokens["s1"])
         await client.open()
         try:
-            app = {SYNC: SimpleNamespace(client=client)}
-            found = await lookup_by_phone(app, "13812345678")
+            store = open_store(tmp_path / "store.db")
+            store.open()
+            try:
+                app = {SYNC: SimpleNamespace(client=client), STORE: store}
+                found = await lookup_by_phone(app, "13812345678")
+            finally:
+                store.close()
             assert [(m["name"], m["phone"], m["level"], m["points"]) for m in found] == [
                 ("欧***", "138****5678", "银卡", 7)]
+            # kept for a sale by member id: the masked view only, as found
+            assert query(tmp_path / "store.db", "SELECT member_id, name, phone, source FROM members_seen") == [
+                ("m-1", "欧***", "138****5678", "lookup")]
         finally:
             await client.close()
     finally:

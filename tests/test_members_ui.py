@@ -1,8 +1,10 @@
 """The cashier screen and members: a member code from the scan field (the member masked, or the refusal
-in Chinese), a scanned one in the last scans, the phone look-up without a cloud (云端不可用)."""
+in Chinese), a scanned one in the last scans, the phone look-up without a cloud (云端不可用), an online
+order handed over to the member shown (pickup.verified's member_id)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -12,9 +14,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 from edge.core import jws
 from edge.ops.demo.phone import Phone
-from tests.conftest import Api, dump
+from tests.conftest import Api, dump, query
 from tests.test_members import chain_config, claims
-from tests.test_ui_cashier import log_in, post, reason, store, web  # noqa: F401 (fixtures)
+from tests.test_ui_cashier import CODE, form_fields, log_in, post, reason, store, web  # noqa: F401 (fixtures)
 from tests.test_verification import KEY
 
 RAW_KEY = KEY.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
@@ -75,3 +77,57 @@ async def test_phone_look_up_without_a_cloud(web, store):  # noqa: F811
     assert status == 422 and reason(answer) == "no_cloud" and "云端不可用" in answer
     status, answer = await post(web, "/ui/cashier/member-phone", csrf, {"phone": "138"})
     assert status == 422 and reason(answer) == "bad_phone"
+
+
+async def test_the_member_card_says_what_the_till_gets_and_hands_an_order_over_to_the_member(web, store):  # noqa: F811
+    csrf = await log_in(web)
+    member_id = claims(Phone())["sub"]
+    status, card = await post(web, "/ui/cashier/scan", csrf, {"text": phone().code()})
+    assert status == 200 and 'class="member-till"' in card, card
+    assert f"结账时收银机填会员号 {member_id}（30 分钟内有效）" in words(card)
+    assert form_fields(card, 'name="text"')["member_id"] == member_id
+    # the pickup code typed on the member's card: the order, with the member going along
+    status, pickup = await post(web, "/ui/cashier/scan", csrf, {"text": CODE, "member_id": member_id})
+    assert status == 200 and 'id="confirm-handover"' in pickup, pickup
+    assert "会员 张* 138****5678（金卡）随此交货" in words(pickup) and member_id not in words(pickup)
+    fields = form_fields(pickup, 'id="confirm-handover"')
+    assert fields["member_id"] == member_id and fields["code"] == CODE
+    status, done = await post(web, "/ui/cashier/handover", None, fields)
+    assert status == 201 and "已记入会员 张* 138****5678（金卡）" in words(done), done
+    [(payload,)] = query(store, "SELECT payload FROM outbox WHERE type = 'pickup.verified'")
+    assert json.loads(payload)["member_id"] == member_id and json.loads(payload)["order_id"] == "o-1"
+    # without a member the event is as it always was: no member_id at all
+    status, pickup = await post(web, "/ui/cashier/scan", csrf, {"text": "777001"})
+    assert "随此交货" not in pickup and "member_id" not in form_fields(pickup, 'id="confirm-handover"')
+    status, done = await post(web, "/ui/cashier/handover", None, form_fields(pickup, 'id="confirm-handover"'))
+    assert status == 201 and "已记入会员" not in done
+    payloads = [json.loads(p) for (p,) in query(store, "SELECT payload FROM outbox WHERE type = 'pickup.verified' "
+                                                       "ORDER BY seq")]
+    assert "member_id" not in payloads[1]
+
+
+async def test_a_hand_over_to_a_member_not_seen_here_or_malformed_is_refused_and_writes_nothing(web, store):  # noqa: F811
+    csrf = await log_in(web)
+    status, pickup = await post(web, "/ui/cashier/scan", csrf, {"text": CODE})
+    fields = form_fields(pickup, 'id="confirm-handover"')
+    for member_id, words_shown in (("m 1", "field-error"), ("m-999999", "此会员未在本店验证")):
+        # on the member's card's form, and on a hand-over form whose member was changed since
+        status, answer = await post(web, "/ui/cashier/scan", csrf, {"text": CODE, "member_id": member_id})
+        assert status == 422 and words_shown in answer and 'id="confirm-handover"' not in answer, answer
+        before = dump(store)
+        status, answer = await post(web, "/ui/cashier/handover", None, {**fields, "member_id": member_id})
+        assert status == 422 and words_shown in answer, answer
+        assert dump(store) == before
+
+
+async def test_the_till_api_hands_over_to_a_member_verified_here(web, store):  # noqa: F811
+    api = Api(web)
+    member = await api.ok("/members/verify", {"code": phone().code()})
+    before = dump(store)
+    status, refused, _ = await api.post("/pickups", {"code": "777001", "operator": "收银员", "member_id": "m-404"})
+    assert status == 422 and refused["error"]["code"] == "member_not_seen", refused
+    assert dump(store) == before
+    done = await api.ok("/pickups", {"code": "777001", "operator": "收银员", "member_id": member["member_id"]})
+    assert done["member_id"] == member["member_id"] and done["order"]["state"] == "picked_up"
+    [(payload,)] = query(store, "SELECT payload FROM outbox WHERE type = 'pickup.verified'")
+    assert json.loads(payload)["member_id"] == member["member_id"]

@@ -164,7 +164,8 @@ class Rig:
         self.edge: Daemon | None = None
         self.started = time.monotonic()
 
-    def start(self, batch_size: int = 50) -> None:
+    def start(self, batch_size: int = 50, *, edge_config: str = "", store_config: str = "") -> None:
+        """`edge_config`: more TOML tables for the edge (members' caps); `store_config`: more [store] keys."""
         self.hub.start()
         store = self.hub.admin_ok("POST", "/stores", {"store_id": STORE_ID, "name": "故障测试门店"})
         self.hub.store_token = store["token"]
@@ -178,7 +179,7 @@ class Rig:
                  f'timeout_seconds = {TIMEOUT}\nreconcile_minutes = 0\nbatch_size = {batch_size}\n'
                  'retry_max_seconds = 1\nperson_retry_seconds = 1\n')
         self.edge = Daemon(self.root / "config.toml", self.root / "edge", self.root / "edge.log",
-                           store_id=STORE_ID, extra_config=cloud)
+                           store_id=STORE_ID, extra_config=cloud + edge_config, store_config=store_config)
         self.edge.start()
 
     def close(self) -> None:

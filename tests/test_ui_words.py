@@ -8,8 +8,9 @@ On each page: a screenshot (test-artifacts/screenshots/words-LANG-SIZE-PAGE.png)
 of the page at 390 px (a wide table scrolls inside its .table-wrap), no header or cell squeezed to one
 character per line, chart labels at least 10 px high, and no machine word in the visible text
 (tests/screen_words.py: states, event types, class names, snake_case, UUIDs, ISO times, "0 分钟", and on
-a Chinese page the English of the app's own texts). One test per language and size lists every problem
-of every page at once.
+a Chinese page the English of the app's own texts). Each page is loaded once per language and measured
+at both sizes, the viewport resized in between (measure_at_every_size says why that is the same). One
+test per language lists every problem of every page, at both sizes, at once.
 
 The cloud link indicator: the hub stops, and the header's indicator turns red without a reload.
 """
@@ -82,6 +83,8 @@ CLEAN = """<main><h1>订单</h1><table><tr><th>状态</th><th>时间</th></tr>
 <p>云端已断开 · 刚刚</p><details class="tech"><summary>技术信息</summary><code>ConnectionRefusedError</code></details>
 <p>订单 A1024 · 销售 · 乐事 薯片 原味 70g SNK-001 ￥7.50</p></main>"""
 
+WIDE = """<main><h1>订单</h1><p style="width: 600px">一行六百像素宽的字</p></main>"""
+
 
 def test_the_scanner_catches_a_page_broken_on_purpose(browser):
     from edge.ui.web import TEXT  # noqa: PLC0415
@@ -93,8 +96,16 @@ def test_the_scanner_catches_a_page_broken_on_purpose(browser):
         found = internal_words(page.evaluate(MEASURE)["text"], "zh", text_table=TEXT)
         page.set_content(CLEAN)
         clean = internal_words(page.evaluate(MEASURE)["text"], "zh", ["乐事 薯片 原味 70g", "SNK-001"], TEXT)
+        # the walk resizes a loaded page rather than loading it again: the measure sees the new layout
+        page.set_content(WIDE)
+        wide = {}
+        for size, viewport in SIZES.items():
+            page.set_viewport_size(viewport)
+            wide[size] = problems_of(page.evaluate(MEASURE), "zh", size, [])
     finally:
         context.close()
+    assert wide["desktop"] == [] and len(wide["phone"]) == 1, wide
+    assert wide["phone"][0].startswith("wider than the phone: 6") and wide["phone"][0].endswith(" px in 390"), wide
     for expected in ("order state: picked_up", "ISO time: 2026-03-05T08:15:00Z", "class name: ConnectionRefusedError",
                      "zero minutes: 0 分钟", "UUID: 3f2b8c1e-9a4d-4e2f-8b1c-0d9e8f7a6b5c",
                      "event type: sale.recorded", "English text: Ready for pickup", "English word: local",
@@ -196,9 +207,25 @@ def problems_of(measured: dict, lang: str, size: str, data: list[str]) -> list[s
     return found
 
 
-@pytest.mark.parametrize("size", SIZES)
+def measure_at_every_size(page, lang: str, name: str, data: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """The loaded page at each size of SIZES, with a screenshot at each: (its links, its problems by size).
+    The viewport is resized, the page not loaded again: the same as loading it at that size, since the
+    layout follows the viewport (app.css's media queries) and no page script or server answer depends
+    on the width."""
+    links, found = [], {}
+    for size, viewport in SIZES.items():
+        if page.viewport_size != viewport:
+            page.set_viewport_size(viewport)
+        measured = page.evaluate(MEASURE)
+        assert measured["width"] == viewport["width"], (name, size, measured["width"])
+        shoot(page, f"words-{lang}-{size}-{name}", viewport)
+        links, found[size] = measured["links"], problems_of(measured, lang, size, data)
+    return links, found
+
+
 @pytest.mark.parametrize("lang", ["zh", "en"])
-def test_every_page_in_words_a_person_reads(browser, stack, shop, lang, size):
+def test_every_page_in_words_a_person_reads(browser, stack, shop, lang):
+    """Each page is loaded once per language and checked at both sizes (measure_at_every_size)."""
     known = {key: shop[key] for key in ("order_id", "sku", "shift_id", "number")}
     links: list[str] = []
     problems: dict[str, list[str]] = {}
@@ -219,18 +246,20 @@ def test_every_page_in_words_a_person_reads(browser, stack, shop, lang, size):
                                            "or link to the page from another"]
                         continue
                 if who not in sessions:
-                    sessions[who] = open_as(browser, stack, who, lang, size)
+                    sessions[who] = open_as(browser, stack, who, lang, "desktop")
                 page = sessions[who][1]
+                if page.viewport_size != VIEWPORT:
+                    page.set_viewport_size(VIEWPORT)
                 response = page.goto(path)
                 assert response.status == 200, (who, path, response.status)
-                measured = page.evaluate(MEASURE)
-                links += measured["links"]
-                slug = re.sub(r"[^a-z0-9]+", "-", f"{who or 'guest'}{page.url.split(stack.base)[1]}".lower()).strip("-")
-                shoot(page, f"words-{lang}-{size}-{slug}", SIZES[size])
+                where = page.url.split(stack.base)[1]
+                slug = re.sub(r"[^a-z0-9]+", "-", f"{who or 'guest'}{where}".lower()).strip("-")
+                seen, found = measure_at_every_size(page, lang, slug, shop["data"])
+                links += seen
                 walked += 1
-                found = problems_of(measured, lang, size, shop["data"])
-                if found:
-                    problems[f"{who} {page.url.split(stack.base)[1]}"] = found
+                for size, words in found.items():
+                    if words:
+                        problems[f"{who} {where} at {size}"] = words
     finally:
         for context, _ in sessions.values():
             context.close()
@@ -238,17 +267,14 @@ def test_every_page_in_words_a_person_reads(browser, stack, shop, lang, size):
     assert not problems, "\n".join(f"{where}: {'; '.join(found)}" for where, found in problems.items())
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_the_status_page_in_words_on_every_screen(browser, stack, shop, size):
+def test_the_status_page_in_words_on_every_screen(browser, stack, shop):
     """The status page at / (outside the dashboard's PAGES): the same checks, as a guest and a manager."""
     for who in (None, "manager"):
-        context, page = open_as(browser, stack, who, "zh", size)
+        context, page = open_as(browser, stack, who, "zh", "desktop")
         try:
             assert page.goto("/").status == 200
-            measured = page.evaluate(MEASURE)
-            shoot(page, f"words-zh-{size}-{who or 'guest'}-status", SIZES[size])
-            found = problems_of(measured, "zh", size, shop["data"])
-            assert not found, (who, found)
+            _, found = measure_at_every_size(page, "zh", f"{who or 'guest'}-status", shop["data"])
+            assert not any(found.values()), (who, found)
         finally:
             context.close()
 

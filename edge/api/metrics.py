@@ -26,6 +26,7 @@ import asyncio
 import ipaddress
 import platform
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import prometheus_client
@@ -33,6 +34,7 @@ from aiohttp import web
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from edge.core.errors import InputError
 from edge.services.app_keys import CONFIG, DEVICES, PRINTING, STARTED, STORE, SYNC
 from edge.store import api_tokens, counters, job_runs
 
@@ -160,6 +162,8 @@ class Metrics:
         self.latency = Histogram(registry=self.registry)
         self.tally = counters.Tally()
         self._lock: asyncio.Lock | None = None
+        # a refused sale writes nothing to count in the store: these count since the daemon started
+        self.member_refusals: dict[str, int] = {}
 
     async def read_store(self, store) -> dict:
         if self._lock is None:
@@ -171,6 +175,20 @@ class Metrics:
 
 
 METRICS = web.AppKey("metrics", Metrics)
+MEMBER_METHODS = ("points", "stored_value")
+
+
+@contextmanager
+def count_member_refusals(app: web.Application, body):
+    """Count the refusals of sales with a member (or paid by points or stored value), by reason."""
+    try:
+        yield
+    except InputError as exc:
+        registry = app.get(METRICS)
+        if registry is not None and (body.member is not None
+                                     or any(p.method in MEMBER_METHODS for p in body.payments)):
+            registry.member_refusals[exc.code] = registry.member_refusals.get(exc.code, 0) + 1
+        raise
 
 
 def _timestamp(iso_text: str) -> float:
@@ -209,6 +227,8 @@ async def render(app: web.Application) -> str:
     out.one("store_edge_sales_amount_fen_total", "counter", "Sales totals, in fen (1/100 yuan)", tally.sales[1])
     out.one("store_edge_returns_total", "counter", "Returns recorded", tally.returns[0])
     out.one("store_edge_returns_refund_fen_total", "counter", "Money refunded by returns, in fen", tally.returns[1])
+
+    member_metrics(out, tally.members, registry.member_refusals)
 
     jobs = gauges["jobs_open"]
     out.family("store_edge_print_jobs_finished_total", "counter", "Print jobs settled, by document kind and "
@@ -300,6 +320,26 @@ async def render(app: web.Application) -> str:
 
 
 # -- access and the route -------------------------------------------------------------------------
+
+def member_metrics(out: Exposition, tally: dict, refusals: dict) -> None:
+    sales, returns = tally.get("sale", counters.NO_MEMBER_ACTIVITY), tally.get("return", counters.NO_MEMBER_ACTIVITY)
+    out.one("store_edge_member_sales_total", "counter", "Sales with a member (会员)", sales[0])
+    out.family("store_edge_member_points_total", "counter", "Members' points moved by sales and returns: earned "
+               "and spent by sales, taken back and given back by returns")
+    for sample, value in (("earned", sales[1]), ("spent", sales[2]), ("taken_back", -returns[1]),
+                          ("given_back", -returns[2])):
+        out.sample("store_edge_member_points_total", value, {"kind": sample})
+    out.family("store_edge_member_stored_value_fen_total", "counter", "Stored value (储值) paid by sales and "
+               "refunded to the balance by returns, in fen")
+    out.sample("store_edge_member_stored_value_fen_total", -sales[3], {"kind": "paid"})
+    out.sample("store_edge_member_stored_value_fen_total", returns[3], {"kind": "refunded"})
+    out.one("store_edge_member_offline_spends_total", "counter", "Sales that spent points or stored value "
+            "without the cloud's hold (within the offline caps)", sales[4])
+    out.family("store_edge_member_sale_refusals_total", "counter", "Sales with a member refused, by reason, "
+               "since the daemon started (a refusal writes nothing to the store)")
+    for reason, n in sorted(refusals.items()):
+        out.sample("store_edge_member_sale_refusals_total", n, {"reason": reason})
+
 
 def is_loopback(remote: str | None) -> bool:
     if not remote:

@@ -3,13 +3,17 @@ products, stock, sales of a day, online orders, health."""
 
 from __future__ import annotations
 
+from edge.api.metrics import count_member_refusals
 from edge.api.registry import (
     LIMIT,
     SKU,
     Param,
+    commit,
     cursor,
+    idempotency_key,
     json_response,
     operation,
+    parse_body,
     query_bool,
     query_date,
     query_int,
@@ -18,17 +22,31 @@ from edge.api.registry import (
 )
 from edge.core.errors import InputError
 from edge.core.schemas import AdjustmentIn, CountIn, ReceiptIn, ReturnIn, SaleIn
+from edge.services import members
 from edge.services.app_keys import CONFIG, STORE, pickup_checks
 from edge.store import catalog, orders, sales, stock
 
 # -- writes ---------------------------------------------------------------------------------------
 
 @operation("post", "/sales", "Record a till sale (stock moves and the outbox event in one transaction)",
-           body=SaleIn, responses={201: "The sale as recorded, and warnings such as negative stock"})
+           body=SaleIn, responses={201: "The sale as recorded, and warnings such as negative stock",
+                                   422: "Refused, nothing written: the body, an unknown product, underpaid; a member "
+                                        "code's reason, points or stored value beyond the sale's limit, the cloud's "
+                                        "hold or the offline caps (code, detail.message_zh)"})
 async def post_sale(request):
-    now = pickup_checks(request.app)
-    online_only = frozenset(request.app[CONFIG].verification.online_only_coupons)
-    return await write(request, SaleIn, lambda conn, body, ctx: sales.record_sale(conn, body, ctx, now, online_only))
+    app = request.app
+    now = pickup_checks(app)
+    online_only = frozenset(app[CONFIG].verification.online_only_coupons)
+    idempotency_key(request)
+    data, body = await parse_body(request, SaleIn)
+    # a sale spending points or stored value asks the cloud to hold them first (offline: the caps apply)
+    with count_member_refusals(app, body):
+        response, hold = await members.sale_with_hold(app, body, lambda member_checks: commit(
+            request, data, body, lambda conn, body, ctx: sales.record_sale(conn, body, ctx, now, online_only,
+                                                                           member_checks)))
+    if response.headers.get("Idempotent-Replayed") == "true":
+        members.release_soon(app, hold)      # the sale was made before, with a hold of its own
+    return response
 
 
 @operation("post", "/sales/{sale_id}/returns", "Return items of a sale (refund, and restock unless told not to)",

@@ -96,8 +96,18 @@ async def parse_body(request: web.Request, model: type[BaseModel]) -> tuple[Any,
 
 async def write(request: web.Request, model: type[BaseModel], fn: Callable[..., dict], *args) -> web.Response:
     """The one path every write takes: key, body, validation, then one idempotent transaction."""
-    key = idempotency.check_key(request.headers.get("Idempotency-Key"))
+    idempotency_key(request)
     data, body = await parse_body(request, model)
+    return await commit(request, data, body, fn, *args)
+
+
+def idempotency_key(request: web.Request) -> str:
+    return idempotency.check_key(request.headers.get("Idempotency-Key"))
+
+
+async def commit(request: web.Request, data: Any, body: BaseModel, fn: Callable[..., dict], *args) -> web.Response:
+    """`write` after the body was read, for a handler that asks something of the body before the transaction."""
+    key = idempotency_key(request)
     req_hash = idempotency.request_hash(request.method, request.path, data)
     ctx = context.make(request[DEVICE], request.app[CONFIG].tz, request.app[CONFIG].day_cutoff)
 

@@ -232,6 +232,15 @@ class StockSection(Section):
                                 Annotated[int, Field(ge=0, le=365)]] = {}
 
 
+class MembersSection(Section):
+    """[members]: what a member may spend while the cloud does not answer (docs/members.md, docs/config.md)."""
+
+    # points a member may spend offline (since the cloud's last snapshot of them), whatever the balance
+    offline_points_cap: Annotated[int, Field(ge=0, le=10_000_000)] = 2000
+    # stored value (fen) a member may pay offline; 0: stored value pays only while the cloud answers
+    offline_stored_value_cap_fen: Annotated[int, Field(ge=0, le=100_000_000)] = 0
+
+
 class LogSection(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -255,6 +264,7 @@ ConfigFile = create_model(
     dashboard=(DashboardSection, DashboardSection()),
     backup=(BackupSection, BackupSection()),
     stock=(StockSection, StockSection()),
+    members=(MembersSection, MembersSection()),
     log=(LogSection, LogSection()),
     **{section: _device_field(models) for section, models in DEVICE_SECTIONS.items()},
 )
@@ -329,6 +339,10 @@ class Config:
     @property
     def stock(self) -> StockSection:
         return self.raw.stock
+
+    @property
+    def members(self) -> MembersSection:
+        return self.raw.members
 
     @property
     def log(self) -> LogSection:

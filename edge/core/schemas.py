@@ -10,13 +10,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edge.core import member_code
 from protocol.fields import Barcode, Fen, Qty, Sku
 
-PAYMENT_METHODS = ("cash", "wechat", "alipay", "card", "unionpay", "voucher", "other")
+PAYMENT_METHODS = ("cash", "wechat", "alipay", "card", "unionpay", "voucher", "other", "points", "stored_value")
+# points (积分抵扣) and stored value (储值) come back to the member with the return, never as its refund method
+REFUND_METHODS = tuple(m for m in PAYMENT_METHODS if m not in ("points", "stored_value"))
 
 SignedQty = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 PaymentMethod = Literal[PAYMENT_METHODS]  # type: ignore[valid-type]
+RefundMethod = Literal[REFUND_METHODS]  # type: ignore[valid-type]
 
 
 class Body(BaseModel):
@@ -55,7 +59,37 @@ class Payment(Body):
     amount_fen: Annotated[int, Field(gt=0, le=10_000_000_000)]
 
 
+def _code_or_member_id(schema: dict) -> None:
+    schema["oneOf"] = [{"required": ["code"], "properties": {"code": {"type": "string"}}},
+                       {"required": ["member_id"], "properties": {"member_id": {"type": "string"}}}]
+
+
+class SaleMemberRef(Body):
+    """The member of a sale: a member code as scanned, or the id of a member verified or looked up at this
+    store in the last 30 minutes. Exactly one of them."""
+
+    model_config = ConfigDict(json_schema_extra=_code_or_member_id)
+
+    code: Annotated[str, Field(min_length=1, max_length=member_code.MAX_CODE,
+                               json_schema_extra={"pattern": member_code.CODE_PATTERN},
+                               description="The member code (会员码) as scanned")] | None = None
+    member_id: Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,64}$", description="A member seen here "
+                                    "in the last 30 minutes")] | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.code is None) == (self.member_id is None):
+            raise ValueError("give exactly one of code or member_id")
+        return self
+
+
 class SaleIn(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"lines": [{"barcode": "6921234500002", "qty": 2}], "payments": [{"method": "cash", "amount_fen": 1000}]},
+        {"lines": [{"sku": "SNK-001", "qty": 2}], "member": {"member_id": "m-000123"},
+         "payments": [{"method": "points", "amount_fen": 300}, {"method": "stored_value", "amount_fen": 500},
+                      {"method": "wechat", "amount_fen": 600}]}]})
+
     lines: Annotated[list[SaleLine], Field(min_length=1, max_length=500)]
     payments: Annotated[list[Payment], Field(min_length=1, max_length=10)]
     discount_fen: Fen = Field(0, description="Discount on the whole sale, after line discounts")
@@ -65,6 +99,8 @@ class SaleIn(Body):
         default_factory=list, description="Scanned coupon tokens (docs/tokens.md), redeemed with the sale")
     print_receipt: bool = Field(True, description="false when the customer wants no receipt (the drawer still "
                                                   "opens on cash)")
+    member: SaleMemberRef | None = Field(None, description="The member (会员): member prices, points earned, and "
+                                                           "payment by points or stored value")
 
 
 class ReturnLine(Body):
@@ -74,7 +110,8 @@ class ReturnLine(Body):
 
 class ReturnIn(Body):
     lines: Annotated[list[ReturnLine], Field(min_length=1, max_length=500)]
-    refund_method: PaymentMethod
+    refund_method: RefundMethod = Field(description="How the refund is paid, less what goes back to the member's "
+                                                    "balance and points (a member sale)")
     restock: bool = Field(True, description="false for goods that cannot be sold again")
     reason: Text | None = None
 

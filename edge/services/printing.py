@@ -69,7 +69,10 @@ def document_data(conn, job: dict, store: dict) -> dict:
     """What a document shows, read when it is printed (a reprint shows the same facts again)."""
     kind, payload = job["kind"], job["payload"]
     data = {"store": store, **payload}
-    if kind == "receipt":
+    if kind == "receipt" and "return_id" in payload:   # a member return's 退货单
+        back = sales.get_return(conn, payload["return_id"])
+        data.update({"return": back, "sale": sales.get_sale(conn, back["sale_id"])})
+    elif kind == "receipt":
         sale = sales.get_sale(conn, payload["sale_id"])
         data.update(sale=sale, coupons=sale["coupons"], qr=f"sale:{payload['sale_id']}")
     elif kind in ("order_ticket", "pickup_slip"):

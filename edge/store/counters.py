@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from edge.store import job_runs, outbox
 from edge.store.orders import OPEN_STATES
 
+NO_MEMBER_ACTIVITY = (0, 0, 0, 0, 0)
 SETTLED_JOB = "state IN ('printed', 'failed', 'expired') OR (state = 'uncertain' AND resolution IS NOT NULL)"
 
 
@@ -23,6 +24,9 @@ class Tally:
     returns: tuple = (0, 0)                              # count, refund_fen
     coupons_upto: int = 0
     coupons: dict = field(default_factory=dict)          # provisional (0/1) -> (count, discount_fen)
+    members_upto: int = 0
+    # "sale"/"return" -> (count, points earned, points spent, stored value fen, offline count): signed sums
+    members: dict = field(default_factory=dict)
     jobs_frontier: int = 1                               # every job below it was settled or is in jobs_pending
     jobs_settled: dict = field(default_factory=dict)     # (kind, state) -> n, jobs below the frontier
     jobs_pending: dict = field(default_factory=dict)     # id -> kind: unresolved uncertain jobs below the frontier
@@ -67,6 +71,15 @@ def collect(conn: sqlite3.Connection, old: Tally) -> tuple[Tally, dict]:
         count, fen = new.coupons.get(provisional, (0, 0))
         new.coupons[provisional] = (count + n, fen + s)
     new.coupons_upto = newest
+
+    newest, reset = _tail_max(conn, "member_activity", "rowid", old.members_upto)
+    new.members = {} if reset else dict(old.members)
+    for kind, *sums in conn.execute(
+            "SELECT CASE WHEN return_id IS NULL THEN 'sale' ELSE 'return' END, count(*), sum(points_earned), "
+            "sum(points_spent), sum(stored_value_fen), sum(offline) FROM member_activity WHERE rowid > ? "
+            "AND rowid <= ? GROUP BY 1", (0 if reset else old.members_upto, newest)):
+        new.members[kind] = tuple(a + b for a, b in zip(new.members.get(kind, NO_MEMBER_ACTIVITY), sums))
+    new.members_upto = newest
 
     jobs_open = _print_jobs(conn, old, new)
 

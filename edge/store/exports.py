@@ -21,7 +21,8 @@ def sales(conn: sqlite3.Connection, first: str, last: str) -> Iterator[sqlite3.R
         "(SELECT group_concat(p.method || ':' || p.amount_fen, ',') FROM sale_payments p WHERE p.sale_id = s.id) "
         "AS methods, s.note FROM sales s WHERE s.business_date BETWEEN ?1 AND ?2 "
         "UNION ALL SELECT 'return', s.number, r.business_date, r.created_at, NULL, r.device, NULL, NULL, "
-        "-r.refund_fen, NULL, r.refund_method || ':' || r.refund_fen, r.reason FROM returns r "
+        "-r.refund_fen, NULL, (SELECT group_concat(f.method || ':' || f.amount_fen, ',') FROM return_refunds f "
+        "WHERE f.return_id = r.id), r.reason FROM returns r "
         "JOIN sales s ON s.id = r.sale_id WHERE r.business_date BETWEEN ?1 AND ?2 ORDER BY 4, 2", (first, last))
 
 

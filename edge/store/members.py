@@ -122,7 +122,24 @@ def verify_member_code(conn: sqlite3.Connection, text: str, *, chain: str | None
     # a step this old can no longer be accepted: its row has done its work
     conn.execute("DELETE FROM member_code_uses WHERE step < ?",
                  (member_code.time_step(now) - KEEP_STEPS,))
+    remember(conn, member.as_dict(), "code", iso_unix(now))
     return member
+
+
+def remember(conn: sqlite3.Connection, m: dict, source: str, now: str) -> None:
+    """The masked view of a member verified by code or looked up by phone: what a sale by id may use."""
+    conn.execute("INSERT INTO members_seen (member_id, level, name, phone, points, balance_fen, snapshot_at, source, "
+                 "seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (member_id) DO UPDATE SET "
+                 "level = excluded.level, name = excluded.name, phone = excluded.phone, points = excluded.points, "
+                 "balance_fen = excluded.balance_fen, snapshot_at = excluded.snapshot_at, source = excluded.source, "
+                 "seen_at = excluded.seen_at",
+                 (m["member_id"], m["level"], m.get("name"), m.get("phone"), m["points"], m["balance_fen"],
+                  _same_form(m["snapshot_at"]), source, now))
+
+
+def _same_form(stamp: str) -> str:
+    # the cloud's times in the store's one form, so the offline caps compare them with activity times as text
+    return iso(datetime.fromisoformat(stamp.replace("Z", "+00:00")))
 
 
 def verify_for_till(conn: sqlite3.Connection, text: str, chain: str | None, store_id: str, now: float) -> dict:

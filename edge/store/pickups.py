@@ -21,8 +21,8 @@ from edge.core.context import WriteContext
 from edge.core.errors import InputError
 from edge.core.jws import COMPACT_PATTERN, MAX_TOKEN
 from edge.core.refusals import refusal
-from edge.core.schemas import Body, Text
-from edge.store import outbox, shifts, spool
+from edge.core.schemas import Body, SaleMemberRef, Text
+from edge.store import member_sales, outbox, shifts, spool
 from edge.store.orders import OPEN_STATES, get_order
 from edge.store.signed_tokens import TokenRefused, verify
 from edge.store.stock import Move, apply_moves
@@ -59,6 +59,9 @@ class PickupIn(Body):
 
 class HandOver(PickupIn):
     operator: Text
+    member_id: Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,64}$", description=(
+        "The member (会员) the customer showed at the counter: one verified at this store in the last 30 "
+        "minutes; the cloud's pickup.verified names them"))] | None = None
 
 
 class Reversal(Body):
@@ -145,7 +148,10 @@ def hand_over(conn: sqlite3.Connection, body: HandOver, checks: Checks, ctx: Wri
     """Step two, in the caller's transaction: stock out, the record, the event, the slip. With
     `identified` (from `identify`, read before the transaction) the token is not verified again."""
     order, method, jti = find(conn, body, checks, identified)
-    return _hand_over(conn, order, method, jti, body.operator, checks, ctx)
+    if body.member_id is not None:  # as a sale by member id: one verified or looked up here in 30 minutes
+        member_sales.resolve(conn, SaleMemberRef(member_id=body.member_id),
+                             member_sales.MemberChecks(None, checks.store_id, checks.now), take=False)
+    return _hand_over(conn, order, method, jti, body.operator, checks, ctx, member_id=body.member_id)
 
 
 def hand_over_manual(conn: sqlite3.Connection, body: ManualHandOver, checks: Checks, ctx: WriteContext) -> dict:
@@ -156,7 +162,7 @@ def hand_over_manual(conn: sqlite3.Connection, body: ManualHandOver, checks: Che
 
 
 def _hand_over(conn: sqlite3.Connection, order: dict, method: str, jti: str | None, operator: str, checks: Checks,
-               ctx: WriteContext, manual_reason: str | None = None) -> dict:
+               ctx: WriteContext, manual_reason: str | None = None, member_id: str | None = None) -> dict:
     moves = apply_moves(conn, [m for line in order["lines"] for m in (
         Move(line["sku"], -line["qty"], "release"), Move(line["sku"], -line["qty"], "pickup"))],
         "order", order["id"], ctx)
@@ -166,16 +172,17 @@ def _hand_over(conn: sqlite3.Connection, order: dict, method: str, jti: str | No
                        (order["id"], method, jti, operator, ctx.device, int(provisional), ctx.now,
                         shifts.current_id(conn, ctx.device), manual_reason))
     conn.execute("UPDATE orders SET state = 'picked_up', updated_at = ? WHERE id = ?", (ctx.now, order["id"]))
-    # manual_reason only when there is one: an older cloud's payload stays exactly as it was
+    # manual_reason and member_id only when there is one: an older cloud's payload stays exactly as it was
     outbox.emit(conn, "pickup.verified", {
         "order_id": order["id"], "method": method, "operator": operator, "device": ctx.device,
         "provisional": provisional, "verified_at": ctx.now, "jti": jti, "moves": moves,
-        **({"manual_reason": manual_reason} if manual_reason else {})}, ctx.now)
+        **({"manual_reason": manual_reason} if manual_reason else {}),
+        **({"member_id": member_id} if member_id else {})}, ctx.now)
     slip = spool.enqueue(conn, "pickup_slip", f"pickup_slip:{order['id']}:{cur.lastrowid}", {
         "order_id": order["id"], "verified_at": ctx.now, "operator": operator, "provisional": provisional},
         ctx, order_id=order["id"])
     return {"pickup": get_pickup(conn, cur.lastrowid), "order": get_order(conn, order["id"]),
-            "print_job": slip and {"id": slip["id"], "printer": slip["printer"]}}
+            "print_job": slip and {"id": slip["id"], "printer": slip["printer"]}, "member_id": member_id}
 
 
 def reverse(conn: sqlite3.Connection, order_id: str, body: Reversal, ctx: WriteContext) -> dict:

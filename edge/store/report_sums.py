@@ -83,8 +83,8 @@ def sums(conn: sqlite3.Connection, first: str, last: str, tz: ZoneInfo, cutoff: 
     out["paid"] = dict(conn.execute(
         "SELECT p.method, sum(p.amount_fen) FROM sale_payments p JOIN sales s ON s.id = p.sale_id "
         "WHERE s.business_date BETWEEN ? AND ? GROUP BY p.method", (first, last)).fetchall())
-    out["refunded"] = dict(conn.execute("SELECT refund_method, sum(refund_fen) FROM returns WHERE business_date "
-                                        "BETWEEN ? AND ? GROUP BY refund_method", (first, last)).fetchall())
+    out["refunded"] = dict(conn.execute("SELECT method, sum(amount_fen) FROM return_refunds WHERE business_date "
+                                        "BETWEEN ? AND ? GROUP BY method", (first, last)).fetchall())
     # per day: sales count and amount, refunds, online count and amount
     days = out["days"] = {}
     for day, count, fen in conn.execute("SELECT business_date, count(*), sum(total_fen) FROM sales "

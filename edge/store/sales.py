@@ -10,26 +10,39 @@ import uuid
 from edge.core.context import WriteContext
 from edge.core.errors import InputError, NotFound
 from edge.core.schemas import ReturnIn, SaleIn
-from edge.store import coupons, outbox, shifts, spool
+from edge.store import coupons, member_sales, outbox, shifts, spool
 from edge.store.catalog import resolve_sku
 from edge.store.pickups import Checks
 from edge.store.stock import Move, apply_moves
 
 
 def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext, checks: Checks | None = None,
-                online_only: frozenset[str] = frozenset()) -> dict:
-    """`checks` (the store, the time, the cloud link) are needed only when the sale has coupons."""
-    lines = []
+                online_only: frozenset[str] = frozenset(), member_checks: member_sales.MemberChecks | None = None
+                ) -> dict:
+    """`checks` (the store, the time, the cloud link) are needed only when the sale has coupons,
+    `member_checks` (the chain, the cloud's hold, the offline caps) only when it has a member."""
+    member, prog = None, member_sales.NO_PROGRAMME
+    if body.member is not None:
+        if member_checks is None:
+            raise InputError("members_unavailable", "members cannot be checked here", field="member")
+        member = member_sales.resolve(conn, body.member, member_checks, take=True)
+        prog = member_sales.programme(conn)
+    lines, categories = [], {}
     for index, line in enumerate(body.lines):
         where = f"lines[{index}]"
         sku = resolve_sku(conn, line, where)
-        name, price = conn.execute("SELECT name, price_fen FROM products WHERE sku = ?", (sku,)).fetchone()
-        unit_price = price if line.unit_price_fen is None else line.unit_price_fen
+        name, price, categories[sku] = conn.execute("SELECT name, price_fen, category FROM products WHERE sku = ?",
+                                                    (sku,)).fetchone()
+        # the member's price replaces the list price, before any discount; a price the cashier typed stays
+        unit_price = line.unit_price_fen if line.unit_price_fen is not None else price if member is None else \
+            member_sales.member_price(conn, sku, price, member.level, prog)
+        list_price = price if line.unit_price_fen is None else unit_price
         gross = unit_price * line.qty
         if line.discount_fen > gross:
             raise InputError("discount_too_large", f"line discount {line.discount_fen} fen is more than the line's "
                              f"{gross} fen", field=f"{where}.discount_fen")
-        lines.append((sku, line.barcode, name, line.qty, unit_price, line.discount_fen, gross - line.discount_fen))
+        lines.append((sku, line.barcode, name, line.qty, unit_price, line.discount_fen, gross - line.discount_fen,
+                      list_price, (list_price - unit_price) * line.qty))
 
     subtotal = sum(line[6] for line in lines)
     if body.discount_fen > subtotal:
@@ -39,8 +52,6 @@ def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext, check
     if body.coupons:
         if checks is None:
             raise InputError("coupons_unavailable", "coupons cannot be checked here", field="coupons")
-        categories = dict(conn.execute(f"SELECT sku, category FROM products WHERE sku IN "
-                                       f"({', '.join('?' * len(lines))})", [line[0] for line in lines]).fetchall())
         applied = coupons.evaluate(conn, body.coupons, [coupons.SaleLine(line[0], categories.get(line[0]), line[6])
                                                         for line in lines], checks, online_only)
         # coupons come after the cashier's discount; together they never take the sale below zero
@@ -59,6 +70,7 @@ def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext, check
         raise InputError("overpaid", f"non-cash payments ({non_cash} fen) exceed the total ({total} fen); "
                          "only cash can give change", field="payments")
     change = paid - total
+    spent = member_sales.spend(body.payments, total, prog, member is not None)
 
     sale_id = str(uuid.uuid4())
     number = conn.execute("SELECT coalesce(max(number), 0) + 1 FROM sales").fetchone()[0]
@@ -69,7 +81,7 @@ def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext, check
          body.note, shifts.current_id(conn, ctx.device)))
     conn.executemany(
         "INSERT INTO sale_lines (sale_id, line_no, sku, barcode, name, qty, unit_price_fen, discount_fen, "
-        "amount_fen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "amount_fen, list_price_fen, member_saved_fen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(sale_id, no, *line) for no, line in enumerate(lines, start=1)])
     conn.executemany("INSERT INTO sale_payments (sale_id, seq, method, amount_fen) VALUES (?, ?, ?, ?)",
                      [(sale_id, no, p.method, p.amount_fen) for no, p in enumerate(body.payments, start=1)])
@@ -77,6 +89,13 @@ def record_sale(conn: sqlite3.Connection, body: SaleIn, ctx: WriteContext, check
                 "sale", sale_id, ctx)
 
     coupons.redeem(conn, applied, sale_id, checks, ctx)
+    if member is not None:
+        nets = net_amounts([line[6] for line in lines], discount)
+        eligible = sum(net for line, net in zip(lines, nets) if categories[line[0]] not in prog.excluded)
+        member_sales.record_sale_member(
+            conn, sale_id, member, spent, member_sales.points_earned(eligible - spent.points_value_fen, member.level,
+                                                                     prog),
+            sum(line[8] for line in lines), member_checks, ctx)
     sale = get_sale(conn, sale_id)
     outbox.emit(conn, "sale.recorded", {**sale, "moves": moves}, ctx.now)
     # queued in the sale's transaction: a sale recorded is a receipt that will print (if a printer prints them)
@@ -117,11 +136,13 @@ def get_sale(conn: sqlite3.Connection, sale_id: str) -> dict:
         raise NotFound("unknown_sale", f"no sale {sale_id}", field="sale_id")
     sale = dict(row)
     sale["lines"] = [dict(r) for r in conn.execute(
-        "SELECT line_no, sku, barcode, name, qty, unit_price_fen, discount_fen, amount_fen FROM sale_lines "
+        "SELECT line_no, sku, barcode, name, qty, unit_price_fen, discount_fen, amount_fen, "
+        "coalesce(list_price_fen, unit_price_fen) AS list_price_fen, member_saved_fen FROM sale_lines "
         "WHERE sale_id = ? ORDER BY line_no", (sale_id,))]
     sale["payments"] = [dict(r) for r in conn.execute(
         "SELECT method, amount_fen FROM sale_payments WHERE sale_id = ? ORDER BY seq", (sale_id,))]
     sale["coupons"] = coupons.for_sale(conn, sale_id)
+    sale["member"] = member_sales.for_sale(conn, sale_id)
     sale["returns"] = [r[0] for r in conn.execute(
         "SELECT id FROM returns WHERE sale_id = ? ORDER BY created_at, id", (sale_id,))]
     return sale
@@ -158,15 +179,23 @@ def record_return(conn: sqlite3.Connection, sale_id: str, body: ReturnIn, ctx: W
 
     return_id = str(uuid.uuid4())
     refund_total = sum(r[3] for r in out)
+    units_left = sum(line["qty"] - done.get(no, (0, 0))[0] for no, line in by_no.items()) - sum(r[2] for r in out)
+    back = member_sales.reversal(conn, sale, refund_total, last=units_left == 0)
     # the shift of the till that pays the refund out, not the sale's: its drawer gives the cash back
     conn.execute("INSERT INTO returns (id, sale_id, device, business_date, created_at, refund_fen, refund_method, "
-                 "restock, reason, shift_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 "restock, reason, shift_id, stored_value_fen, points_value_fen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                 "?, ?)",
                  (return_id, sale_id, ctx.device, ctx.day, ctx.now, refund_total, body.refund_method, int(body.restock),
-                  body.reason, shifts.current_id(conn, ctx.device)))
+                  body.reason, shifts.current_id(conn, ctx.device), back.stored_value_fen if back else 0,
+                  back.points_value_fen if back else 0))
     conn.executemany("INSERT INTO return_lines (return_id, line_no, sku, qty, refund_fen) VALUES (?, ?, ?, ?, ?)",
                      [(return_id, *r) for r in out])
     moves = apply_moves(conn, (Move(sku, qty, "return") for _, sku, qty, _ in out if body.restock),
                         "return", return_id, ctx)
+    if back is not None:
+        member_sales.record_return_member(conn, sale, return_id, back, ctx)
+        # the member's 退货单: what went back to the points and the balance (other returns print none)
+        spool.enqueue(conn, "receipt", f"receipt:return:{return_id}", {"return_id": return_id}, ctx)
     result = get_return(conn, return_id)
     outbox.emit(conn, "sale.returned", {**result, "moves": moves}, ctx.now)
     return result
@@ -178,6 +207,7 @@ def get_return(conn: sqlite3.Connection, return_id: str) -> dict:
         raise NotFound("unknown_return", f"no return {return_id}")
     out = dict(row)
     out["restock"] = bool(out["restock"])
+    out["member"] = member_sales.for_return(conn, return_id)
     out["lines"] = [dict(r) for r in conn.execute(
         "SELECT line_no, sku, qty, refund_fen FROM return_lines WHERE return_id = ? ORDER BY line_no",
         (return_id,))]
@@ -199,8 +229,9 @@ def day_summary(conn: sqlite3.Connection, day: str, *, after: int = 0, limit: in
                           (day,)).fetchone()[0]
     if change:
         by_method["cash"] = by_method.get("cash", 0) - change
-    for method, amount in conn.execute("SELECT refund_method, sum(refund_fen) FROM returns WHERE business_date = ? "
-                                       "GROUP BY refund_method", (day,)):
+    # a member's return pays part back to the balance and as points: return_refunds splits it by method
+    for method, amount in conn.execute("SELECT method, sum(amount_fen) FROM return_refunds WHERE business_date = ? "
+                                       "GROUP BY method", (day,)):
         by_method[method] = by_method.get(method, 0) - amount
     rows = conn.execute("SELECT id, number, device, cashier, created_at, total_fen FROM sales "
                         "WHERE business_date = ? AND number > ? ORDER BY number LIMIT ?", (day, after, limit + 1))

@@ -67,8 +67,9 @@ def figures(conn: sqlite3.Connection, shift_id: int, float_fen: int) -> dict:
     pickups_count = one("SELECT count(*) FROM pickups WHERE shift_id = ?")[0]
     taken = dict(conn.execute("SELECT p.method, sum(p.amount_fen) FROM sale_payments p JOIN sales s "
                               "ON s.id = p.sale_id WHERE s.shift_id = ? GROUP BY p.method", (shift_id,)).fetchall())
-    refunded = dict(conn.execute("SELECT refund_method, sum(refund_fen) FROM returns WHERE shift_id = ? "
-                                 "GROUP BY refund_method", (shift_id,)).fetchall())
+    # by the method each part goes back by (return_refunds: a member's balance and points apart from the cash)
+    refunded = dict(conn.execute("SELECT method, sum(amount_fen) FROM return_refunds WHERE shift_id = ? "
+                                 "GROUP BY method", (shift_id,)).fetchall())
     # as sales.day_summary nets them: the change given back comes out of the cash taken
     by_method = {m: taken.get(m, 0) - (change if m == "cash" else 0) - refunded.get(m, 0)
                  for m in sorted(set(taken) | set(refunded))}

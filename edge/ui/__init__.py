@@ -13,6 +13,7 @@ from edge.ui import (  # noqa: F401  # noqa: F401
     devices_pages,
     export_pages,
     login,  # noqa: F401 (registers its pages)
+    members_pages,
     orders_pages,
     overview,
     purchase_pages,

@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from edge.core.classify import MAX_LENGTH, REASONS, Classified, classify
 from edge.core.errors import InputError
 from edge.core.refusals import MESSAGES_ZH
+from edge.core.schemas import SaleMemberRef
 from edge.services.app_keys import CONFIG, LIMITER, STORE, pickup_checks
-from edge.store import coupons, members, orders, pickups, scans, spool
+from edge.store import coupons, member_sales, members, orders, pickups, scans, spool
 from edge.ui.cashier_scans import find_product, last_scans
 from edge.ui.web import TEXT, WHO, form_data, page, render, ui_write
 
@@ -188,6 +189,15 @@ async def scan(request):
     if form.get("seq") and result["type"] == "pickup":
         # the hand-over names the stored scan: a token the scanner read never goes to the browser
         result.update(seq=form["seq"], token=None, code=None)
+    if result["type"] == "pickup" and form.get("member_id"):
+        # the code came from a member's card: the hand-over form carries the member on (checked again there)
+        try:
+            result["member"] = await member_seen(request, form["member_id"])
+        except ValidationError as exc:
+            return await _answer(request, "cashier_result", 422, result=invalid(exc))
+        except InputError as exc:
+            return await refusal_answer(request, exc)
+        result["member_id"] = form["member_id"]
     return await _answer(request, "cashier_result", status, result=result)
 
 
@@ -219,7 +229,8 @@ async def handover(request):
             return await _answer(request, "cashier_result", 422, result={"type": "error", "key": "cashier_scan_gone"})
         token, code = (classified.text, None) if classified.kind == "pickup_token" else (None, classified.text)
     try:
-        body = pickups.HandOver(token=token, code=code, operator=who["display_name"][:200] or who["user"])
+        body = pickups.HandOver(token=token, code=code, operator=who["display_name"][:200] or who["user"],
+                                member_id=form.get("member_id") or None)
     except ValidationError as exc:
         return await _answer(request, "cashier_result", 422, result=invalid(exc))
     now = pickup_checks(request.app)
@@ -229,19 +240,31 @@ async def handover(request):
         # verified once, on a reader: the result names the audit line's order and goes into the write
         found = await store.read(pickups.identify, body, now)
         order = await store.read(orders.find_order, found.order_id) if found.order_id else None
-        ask = confirm_first(order, form, "/ui/cashier/handover", ("token", "code", "seq"))
+        ask = confirm_first(order, form, "/ui/cashier/handover", ("token", "code", "seq", "member_id"))
         if ask is not None:
             return ask
         return await ui_write(request, form, lambda conn, ctx: pickups.hand_over(conn, body, now, ctx, found),
                               action="pickup.hand_over", target=found.order_id,
-                              detail={"method": "token" if body.token else "code"})
+                              detail={"method": "token" if body.token else "code",
+                                      **({"member_id": body.member_id} if body.member_id else {})})
     try:
         done = await request.app[LIMITER].guard(_limiter_key(request), body.code, hand_over)
     except InputError as exc:
         return await refusal_answer(request, exc)
     if done.get("type") == "confirm":
         return await answer(request, 200, done)
+    if done.get("member_id"):
+        done = {**done, "member": await member_seen(request, done["member_id"])}
     return await answer_done(request, done)
+
+
+async def member_seen(request: web.Request, member_id: str) -> dict:
+    """The masked view of a member verified or looked up here in the last 30 minutes (as a sale by member id
+    takes them); a refusal (member_not_seen) otherwise."""
+    ref = SaleMemberRef(member_id=member_id)
+    checks = member_sales.MemberChecks(None, request.app[CONFIG].store.id, time.time())
+    found = await request.app[STORE].read(lambda conn: member_sales.resolve(conn, ref, checks, take=False))
+    return {"member_id": found.member_id, "name": found.name, "phone": found.phone, "level": found.level}
 
 
 def invalid(exc: ValidationError) -> dict:

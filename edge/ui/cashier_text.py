@@ -37,6 +37,19 @@ REASONS_EN = {
     "cloud_unavailable": "Cloud unavailable: try later, or scan the member code",
     "no_cloud": "Cloud unavailable: this store has no cloud; scan the member code",
     "bad_phone": "Type the 11-digit phone number",
+    # a member in the sale (edge/core/refusals.py)
+    "member_not_seen": "This member was not verified here in the last 30 minutes: scan the member code",
+    "member_required": "Points and stored value pay only once a member is on the sale",
+    "no_member_program": "The member programme has not synced yet: points cannot pay",
+    "points_not_whole": "Points pay only in whole points",
+    "points_over_limit": "More points than this sale lets points pay",
+    "points_offline_cap": "Offline: more points than a member may spend offline; spend fewer or pay otherwise",
+    "stored_value_offline_cap": "Offline: more stored value than a member may pay offline; pay less or otherwise",
+    "stored_value_offline_disabled": "Offline: stored value cannot pay now; pay otherwise",
+    "insufficient_points": "Not enough points",
+    "insufficient_balance": "Not enough stored value",
+    "unknown_member": "The cloud has no such member: check the member",
+    "hold_mismatch": "The hold on points and stored value does not match this sale: check out again",
 }
 
 # why the classifier did not recognize a code (edge.scan_classify.REASONS)

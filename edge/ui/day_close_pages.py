@@ -46,7 +46,7 @@ register_text({
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-def _day(request: web.Request, raw: str | None) -> str | None:
+def asked_day(request: web.Request, raw: str | None) -> str | None:
     """The business day asked for (today by the store's cut-off when none); None when it is no date."""
     config = request.app[CONFIG]
     if not raw:
@@ -57,15 +57,15 @@ def _day(request: web.Request, raw: str | None) -> str | None:
         return None
 
 
-def _bad_date(request: web.Request) -> web.Response:
+def bad_date(request: web.Request) -> web.Response:
     return render(request, "error.html", status=400, error_key="day_bad_date", message="")
 
 
 @page("/ui/day-close", role="manager", template="day_close.html")
 async def day_page(request: web.Request):
-    day = _day(request, request.query.get("date"))
+    day = asked_day(request, request.query.get("date"))
     if day is None:
-        return _bad_date(request)
+        return bad_date(request)
     config = request.app[CONFIG]
     summary = await request.app[STORE].read(day_close, day, day_bounds(day, config.tz, config.day_cutoff))
     for shift in summary["shifts"]:
@@ -79,9 +79,9 @@ async def day_page(request: web.Request):
 @page("/ui/day-close/print", role="manager", method="POST")
 async def print_day(request: web.Request):
     form = await form_data(request)
-    day = _day(request, form.get("date"))
+    day = asked_day(request, form.get("date"))
     if day is None:
-        return _bad_date(request)
+        return bad_date(request)
 
     def run(conn, ctx):
         job = spool.enqueue(conn, "daily_summary", f"daily_summary:{day}:{ctx.now}", {"date": day}, ctx)

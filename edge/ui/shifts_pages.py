@@ -16,9 +16,10 @@ from edge.ui.orders_pages import error_text
 from edge.ui.web import LANG, WHO, Refused, form_data, page, register_text, render, text, ui_write
 
 METHODS_ZH = {"cash": "现金", "wechat": "微信", "alipay": "支付宝", "card": "银行卡", "unionpay": "云闪付",
-              "voucher": "券", "other": "其他"}
+              "voucher": "券", "other": "其他", "points": "积分抵扣", "stored_value": "储值"}
 METHODS_EN = {"cash": "Cash", "wechat": "WeChat Pay", "alipay": "Alipay", "card": "Bank card",
-              "unionpay": "UnionPay", "voucher": "Voucher", "other": "Other"}
+              "unionpay": "UnionPay", "voucher": "Voucher", "other": "Other", "points": "Points",
+              "stored_value": "Stored value"}
 assert set(METHODS_ZH) == set(METHODS_EN) == set(PAYMENT_METHODS)
 
 register_text({

@@ -52,7 +52,7 @@ VOCABULARIES: dict[str, dict[str, tuple[str, str]]] = {
     },
     "payment": {"cash": ("现金", "Cash"), "wechat": ("微信", "WeChat Pay"), "alipay": ("支付宝", "Alipay"),
                 "card": ("银行卡", "Bank card"), "unionpay": ("云闪付", "UnionPay"), "voucher": ("券", "Voucher"),
-                "other": ("其他", "Other")},
+                "other": ("其他", "Other"), "points": ("积分抵扣", "Points"), "stored_value": ("储值", "Stored value")},
     "role": {"manager": ("店长", "Manager"), "cashier": ("收银员", "Cashier"), "till": ("收银机", "Till")},
     "move_reason": {
         "receipt": ("进货", "Received"), "sale": ("销售", "Sale"), "return": ("退货", "Return"),

@@ -159,12 +159,13 @@ NAV = [("/ui/cashier", "nav_cashier", "cashier"), ("/ui/shift", "nav_shift", "ca
        ("/ui/", "nav_overview", "manager"), ("/ui/day-close", "nav_day_close", "manager"),
        ("/ui/orders", "nav_orders", "manager"), ("/ui/stock", "nav_stock", "manager"),
        ("/ui/sync", "nav_sync", "manager"), ("/ui/devices", "nav_devices", "manager"),
-       ("/ui/reports", "nav_reports", "manager"), ("/ui/audit", "nav_audit", "manager")]
+       ("/ui/reports", "nav_reports", "manager"), ("/ui/members", "nav_members", "manager"),
+       ("/ui/audit", "nav_audit", "manager")]
 
 register_text({
     "zh": {"nav_cashier": "收银台", "nav_shift": "交班", "nav_day_close": "日结", "nav_overview": "概览",
            "nav_orders": "订单", "nav_stock": "库存",
-           "nav_sync": "同步", "nav_devices": "设备", "nav_audit": "操作记录", "link_online": "云端已连接",
+           "nav_sync": "同步", "nav_devices": "设备", "nav_members": "会员", "nav_audit": "操作记录", "link_online": "云端已连接",
            "link_none": "未连接云端（仅本地运行）", "link_down": "云端已断开 · {ago}", "link_busy": "云端繁忙 · 稍后自动补传",
            "link_down_works": "断网期间：收银、核销（临时）、打印照常，恢复后自动补传",
            "error_login_needed": "请先登录", "error_forbidden": "此页面仅限店长",
@@ -175,7 +176,7 @@ register_text({
            "ago_now": "刚刚", "ago_seconds": "{n} 秒前", "ago_minutes": "{n} 分钟前", "ago_hours": "{n} 小时前",
            "ago_days": "{n} 天前", "tech_details": "技术信息"},
     "en": {"nav_cashier": "Till", "nav_shift": "Shift", "nav_day_close": "Day close", "nav_overview": "Overview", "nav_orders": "Orders", "nav_stock": "Stock",
-           "nav_sync": "Sync", "nav_devices": "Devices", "nav_audit": "Audit log", "link_online": "Cloud connected",
+           "nav_sync": "Sync", "nav_devices": "Devices", "nav_members": "Members", "nav_audit": "Audit log", "link_online": "Cloud connected",
            "link_none": "No cloud (running alone)", "link_down": "Cloud down · {ago}", "link_busy": "Cloud busy · will resend",
            "link_down_works": "While offline: sales, pickups (provisional) and printing go on; data is sent later",
            "error_login_needed": "Please log in", "error_forbidden": "Managers only",

@@ -18,6 +18,7 @@ import aiohttp
 from edge.core import config as config_mod
 from edge.core.waits import wait_event
 from edge.ops.demo.loopback_http import HttpError
+from edge.ops.demo.members import Members
 from edge.ops.demo.shift import close_shift, open_shift
 from edge.ops.demo.summary import finish
 from edge.ops.demo.video import write_pickup_video
@@ -36,6 +37,9 @@ OPERATOR = "王芳"            # the cashier who hands orders over
 STAFF = ("小李", "小张")       # who prepares orders
 CONSUMER = "demo-counter"    # the demo counter's scan consumer
 NOTES = (None, None, None, "不要袋子", "请帮忙加热", "下班后来取", "少放冰")
+# a member sale's refusals that one way of paying causes: the member pays that part in cash instead
+REFUSED_FOR = {"points": ("insufficient_points", "points_offline_cap", "points_over_limit", "points_not_whole"),
+               "stored_value": ("insufficient_balance", "stored_value_offline_cap", "stored_value_offline_disabled")}
 
 
 class Out:
@@ -90,6 +94,7 @@ class Simulation:
         self.sim_stop = asyncio.Event()
         self.errors: list[str] = []
         self.shift = self.shift_closed = None
+        self.members = Members(self)
 
     # timeline helpers
     def t(self, base_seconds: float) -> float:
@@ -240,6 +245,9 @@ class Simulation:
         if self.sim_stop.is_set():
             return
         shots = [(f"order {o.number}", o.token) for o in made]
+        member = self.members.camera_shot()   # a member's phone too: its code of this moment
+        if member:
+            shots.insert(len(shots) // 2, member)
         await asyncio.get_running_loop().run_in_executor(None, write_pickup_video, self.video, shots)
         self.out(f"camera video now shows the pickup QR codes of {', '.join(o.number for o in made)} "
                  f"({self.video.stat().st_size // 1024} KiB)")
@@ -294,6 +302,8 @@ class Simulation:
                     await self.hand_over({"token": scan["text"]}, scan)
                 elif scan["kind"] == "pickup_code":
                     await self.hand_over({"code": scan["text"]}, scan)
+                elif scan["kind"] == "member_code":
+                    self.members.seen_at_counter(scan)
                 await self.edge.call("POST", "/scans/ack", {"consumer": CONSUMER, "seq": scan["seq"]}, key=True)
 
     async def hand_over(self, ref: dict, scan: dict) -> None:
@@ -332,16 +342,57 @@ class Simulation:
             method = self.rng.choice(("cash", "wechat", "wechat"))
             paid = total if method == "wechat" else int(math.ceil(total / 1000.0) * 1000) or 1000
             till = till % 2 + 1
-            sale = await self.edge.call("POST", "/sales", {
-                "lines": [{"sku": line["sku"], "qty": line["qty"]} for line in lines],
-                "payments": [{"method": method, "amount_fen": paid}], "cashier": OPERATOR}, key=True)
+            body = {"lines": [{"sku": line["sku"], "qty": line["qty"]} for line in lines],
+                    "payments": [{"method": method, "amount_fen": paid}], "cashier": OPERATOR}
+            customer = await self.members.customer(self.rng)
+            if customer:
+                await self.member_sale(till, body, total, *customer)
+                continue
+            sale = await self.edge.call("POST", "/sales", body, key=True)
             sale = sale.get("sale", sale)
-            self.sales["count"] += 1
-            self.sales["total_fen"] += sale["total_fen"]
-            self.sales["by_method"][method] += sale["total_fen"]
+            self.count_sale(sale)
             change = f", change ￥{(paid - sale['total_fen']) / 100:.2f}" if method == "cash" else ""
             self.out(f"till {till}: sale ￥{sale['total_fen'] / 100:.2f} paid by "
                      f"{'cash' if method == 'cash' else 'WeChat'}{change}")
+
+    def count_sale(self, sale: dict) -> None:
+        self.sales["count"] += 1
+        self.sales["total_fen"] += sale["total_fen"]
+        for payment in sale["payments"]:
+            by = self.sales["by_method"]
+            by[payment["method"]] = by.get(payment["method"], 0) + payment["amount_fen"]
+        self.sales["by_method"]["cash"] -= sale["change_fen"]
+
+    async def member_sale(self, till: int, body: dict, list_total: int, member, ref: dict, way: str) -> None:
+        """A member's sale: points and stored value among the payments (stored value only while the cloud
+        answers: offline it is off by default). Refused for want of points or balance, or by the offline
+        caps, the member pays that part in cash, still as a member; refused for the member code, the sale
+        goes on without the member."""
+        use = {"points": True, "stored_value": not self.outage_active}
+        while True:
+            body = {**body, "member": ref, "payments": self.members.payments(list_total, **use)}
+            status, answer = await self.edge.call("POST", "/sales", body, key=True, expect=None)
+            code = (answer or {}).get("error", {}).get("code") if status == 422 else None
+            if code is None:
+                break
+            self.members.refused(code)
+            dropped = next((kind for kind in use if use[kind] and code in REFUSED_FOR[kind]), None)
+            self.out(f"till {till}: member {member.name} refused ({code}): "
+                     f"{'no ' + dropped.replace('_', ' ') + ', cash instead' if dropped else 'sold without the member'}")
+            if dropped is None:
+                status, answer = await self.edge.call("POST", "/sales", {k: v for k, v in body.items() if k != "member"}
+                                                      | {"payments": self.members.payments(list_total, points=False,
+                                                                                           stored_value=False)},
+                                                      key=True, expect=None)
+                member = None
+                break
+            use[dropped] = False
+        if status != 201:
+            raise HttpError(status, answer)
+        sale = answer["sale"]
+        self.count_sale(sale)
+        words = self.members.record(member, way, sale) if member else "no member"
+        self.out(f"till {till}: member sale ￥{sale['total_fen'] / 100:.2f} ({way}); {words}")
 
     # the outage
     async def outage(self, t0: float) -> None:

@@ -24,6 +24,7 @@ from edge.ops.demo.video import write_pickup_video
 from edge.store import db
 
 SCANNER_NAME, CAMERA_NAME, PRINTER_NAME = "demo-scanner", "demo-camera", "demo-printer"
+DEMO_CHAIN = "demo-chain"    # the demo hub's chain when the config names none: member codes verify
 
 
 class Demo(Simulation):
@@ -66,7 +67,8 @@ class Demo(Simulation):
         admin_token = "hub_demo_" + secrets.token_urlsafe(24)
         hub_dir = config.data_dir / "demo-hub"
         hub_dir.mkdir(parents=True, exist_ok=True)
-        hub_runner, hub_url = await start_site(build_hub_app(hub_dir, admin_token=admin_token))
+        chain = config.store.chain or DEMO_CHAIN
+        hub_runner, hub_url = await start_site(build_hub_app(hub_dir, admin_token=admin_token, chain=chain))
         proxy_app = build_proxy_app(hub_url, seed=SEED)
         proxy_runner, proxy_url = await start_site(proxy_app)
         vp = await VirtualPrinter(port=0, control_port=0, out_dir=config.data_dir / "virtual-printer").start()
@@ -91,6 +93,7 @@ class Demo(Simulation):
             self.products = {p["sku"]: p for p in products if p["active"]}
             for chunk in range(0, len(products), 5000):
                 await self.hub.call("POST", "/products", {"products": products[chunk:chunk + 5000]})
+            await self.members.enrol()
             self.hub_before = await self.hub.call("GET", f"/stores/{self.store_id}")
             await loop.run_in_executor(None, write_pickup_video, self.video, [])
             self.out(f"cloud hub {hub_url} (data {hub_dir}), fault proxy {proxy_url}/_proxy/")
@@ -152,7 +155,8 @@ class Demo(Simulation):
         scanner = SerialScanner(name=SCANNER_NAME, type="serial", path=scanner_path, terminator="CR")
         camera = Camera(name=CAMERA_NAME, type="camera", source=str(self.video), loop=True, dedupe_seconds=2.0)
         raw = raw.model_copy(update={
-            "cloud": cloud, "printers": [printer],
+            "cloud": cloud, "printers": [printer], "store": raw.store.model_copy(update={
+                "chain": raw.store.chain or DEMO_CHAIN}),
             "scanners": [s for s in raw.scanners if s.name != SCANNER_NAME] + [scanner],
             "cameras": [c for c in raw.cameras if c.name != CAMERA_NAME] + [camera]})
         secret = config_mod.read_secret(cloud.token, self.config.path.parent)

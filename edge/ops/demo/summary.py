@@ -44,6 +44,8 @@ async def finish(sim, elapsed: float, drain_seconds: float) -> dict:
         status_code, hub_order = await sim.hub.call("GET", f"/orders/{pickup['order_id']}", expect=None)
         at_cloud += status_code == 200 and hub_order["state"] == "picked_up"
     printed = printed_orders(sim.vp) & {o.order_id for o in created}
+    members = sim.members.tally
+    ledgers = await sim.members.at_cloud()
     shift = sim.shift_closed or {}
 
     async def slip_out() -> bool:
@@ -69,6 +71,10 @@ async def finish(sim, elapsed: float, drain_seconds: float) -> dict:
         "sales": sim.sales["count"], "sales_fen": sim.sales["total_fen"],
         "sales_by_method_fen": sim.sales["by_method"], "restocks": sim.restocks,
         "receipts_printed": len(sim.vp.receipts()),
+        "member_sales": members["sales"], "member_points_earned": members["points_earned"],
+        "member_points_spent": members["points_spent"], "member_stored_value_fen": members["stored_value_fen"],
+        "member_sales_offline": members["offline"], "member_sales_by": members["by"],
+        "member_refusals": members["refused"], **ledgers,
         "shift": {"number": shift.get("number"), "sales": (shift.get("figures") or {}).get("sales_count"),
                   "expected_cash_fen": shift.get("expected_fen"), "counted_fen": shift.get("counted_fen"),
                   "difference_fen": shift.get("difference_fen"), "slip_printed": bool(slips)},
@@ -90,7 +96,7 @@ async def finish(sim, elapsed: float, drain_seconds: float) -> dict:
 
 
 # A run that did nothing passes no check worth the name: at least one of each part of the day.
-ACTIVITY = ("orders_created", "sales", "pickups_verified", "events_synced", "receipts_printed")
+ACTIVITY = ("orders_created", "sales", "pickups_verified", "events_synced", "receipts_printed", "member_sales")
 
 
 def checks(s: dict) -> dict[str, bool]:
@@ -102,6 +108,8 @@ def checks(s: dict) -> dict[str, bool]:
         "pickups_at_cloud": s["pickups_at_cloud"] == s["pickups_verified"],
         # every till sale of the run is in the shift, and its 交班小票 came out
         "shift_closed": s["shift"]["sales"] == s["sales"] and s["shift"]["slip_printed"],
+        # what the member sales earned, spent and paid is what the cloud's ledgers hold, each sale once
+        "members_agree": s["members_agree"],
         "no_errors": s["errors_count"] == 0,  # a simulated part that crashed did not do its share
         "enough_activity": all(s[key] >= 1 for key in ACTIVITY),
     }
@@ -127,6 +135,11 @@ def print_summary(out, s: dict, printer_dir) -> None:
     p(f"  till sales         {s['sales']}, ￥{s['sales_fen'] / 100:.2f} (cash ￥"
       f"{s['sales_by_method_fen']['cash'] / 100:.2f}, WeChat ￥{s['sales_by_method_fen']['wechat'] / 100:.2f})")
     p(f"  receipts printed   {s['receipts_printed']} (in {printer_dir}/)")
+    by = s["member_sales_by"]
+    p(f"  member sales       {s['member_sales']} ({s['member_sales_offline']} offline; code at the till {by['till']}, "
+      f"serial scanner {by['serial']}, camera {by['camera']}, by id {by['id']}): points +{s['member_points_earned']} "
+      f"-{s['member_points_spent']}, stored value ￥{s['member_stored_value_fen'] / 100:.2f}; "
+      f"cloud ledgers agree {yes(s['members_agree'])}" + ("" if s["members_agree"] else f" {s['member_differences']}"))
     sh = s["shift"]
     if sh["number"] is not None:
         p(f"  交班 (shift)       no. {sh['number']}: {sh['sales']} sales; cash expected ￥{sh['expected_cash_fen'] / 100:.2f}, "
