@@ -318,12 +318,12 @@ PAYMENT_LABELS = {
 STATE_LABELS = {
     "zh": {"ready": "就绪", "offline": "离线", "paper_out": "缺纸", "paper_near_end": "纸将尽", "cover_open": "开盖",
            "unknown": "未知", "disabled": "已停用", "unreachable": "无法连接", "no_status": "不报状态",
-           "online": "在线", "none": "未配置", "connecting": "连接中", "auth_failed": "认证失败",
+           "online": "在线", "none": "未配置", "connecting": "连接中", "busy": "云端繁忙", "auth_failed": "认证失败",
            "refused": "被拒绝", "error": "出错", "connected": "已连接", "disconnected": "已断开",
            "ended": "视频已结束", "stopped": "已停止"},
     "en": {"ready": "ready", "offline": "offline", "paper_out": "paper out", "paper_near_end": "paper low",
            "cover_open": "cover open", "unknown": "unknown", "disabled": "disabled", "unreachable": "unreachable",
-           "no_status": "no status", "online": "online", "none": "not configured", "connecting": "connecting",
+           "no_status": "no status", "online": "online", "none": "not configured", "connecting": "connecting", "busy": "cloud busy",
            "auth_failed": "auth failed", "refused": "refused", "error": "error", "connected": "connected",
            "disconnected": "disconnected", "ended": "video ended", "stopped": "stopped"},
 }

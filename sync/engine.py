@@ -65,7 +65,7 @@ def retry_wait(seconds: float, rng: random.Random) -> float:
 
 @dataclass
 class Link:
-    state: str = "connecting"         # connecting, online, offline, auth_failed, refused, error
+    state: str = "connecting"         # connecting, online, offline, busy, auth_failed, refused, error
     since: float = field(default_factory=time.time)
     last_success_at: str | None = None
     last_error: str | None = None
@@ -154,12 +154,15 @@ class SyncEngine:
             self.link.failed("auth_failed" if exc.status in (401, 403) else "refused", exc)
             await asyncio.sleep(self.timing.person_retry)
             return attempt
-        self.link.failed("offline", exc)
         if getattr(exc, "retry_after", None) is not None:
+            # busy, not offline: the cloud answered (429/503 with Retry-After), so the store is
+            # connected and told when to come back; the dashboard says so rather than "disconnected"
+            self.link.failed("busy", exc)
             # the cloud answered and named its time: kept to, never shortened; and not a failure that
             # grows the backoff (a busy hub is not a dead link)
             await asyncio.sleep(retry_wait(exc.retry_after, self.rng))
             return attempt
+        self.link.failed("offline", exc)
         # the event was cleared when this attempt began: a sign of life since then ends the wait
         await self._wait(self._reachable[task], backoff(attempt, self.timing, self.rng))
         return attempt + 1

@@ -402,6 +402,8 @@ async def test_the_uploader_waits_retry_after_with_jitter_and_its_backoff_does_n
     engine = SyncEngine(store, CloudClient(str(server.make_url("")), "test-store", "t"), tz=config.tz,
                         timing=Timing(poll_without_hints=300), seed=1)
     engine._hints = lambda: asyncio.Event().wait()   # no hint socket in this stub
+    states = []
+    engine.link.listeners.append(lambda: states.append(engine.link.state))
     await engine.start()
     try:
         await until(lambda: not answers, "the third upload answered")
@@ -412,6 +414,8 @@ async def test_the_uploader_waits_retry_after_with_jitter_and_its_backoff_does_n
         await server.close()
     assert len(seen) == 3
     assert len(waited) == 2
+    # the cloud answered with a time to come back: the store says it is busy, never "disconnected"
+    assert "busy" in states and "offline" not in states, states
     for asked, wait in waited:
         assert (asked == 30.0) if form == "seconds" else (29.0 <= asked <= 31.0)
         assert asked <= wait <= asked * 1.2

@@ -45,7 +45,7 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_LABELS = ("route", "method", "status")
 
-LINK_STATES = ("connecting", "online", "offline", "auth_failed", "refused", "error")
+LINK_STATES = ("connecting", "online", "offline", "busy", "auth_failed", "refused", "error")
 PRINTER_STATES = ("unknown", "ready", "paper_near_end", "paper_out", "cover_open", "offline", "unreachable",
                   "no_status", "disabled")
 DEVICE_STATES = ("connecting", "connected", "disconnected", "stopped", "ended", "disabled")

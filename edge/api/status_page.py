@@ -71,6 +71,7 @@ async def status(request: web.Request) -> web.Response:
         cloud = "未配置（仅本地运行）"
     else:
         cloud = {"online": "已连接", "offline": "离线（销售照常，恢复后自动补传）", "connecting": "连接中",
+                 "busy": "云端繁忙，稍后自动补传（销售照常）",
                  "auth_failed": "云端拒绝门店令牌，请联系IT", "refused": "云端拒绝请求，请联系IT",
                  "error": "同步出错，正在重试（详见日志）"}.get(
             engine.link.state, engine.link.state)

@@ -97,6 +97,7 @@ VOCABULARIES: dict[str, dict[str, tuple[str, str]]] = {
     },
     "link_state": {
         "online": ("已连接", "Connected"), "connecting": ("正在连接", "Connecting"), "offline": ("已断开", "Disconnected"),
+        "busy": ("云端繁忙，稍后自动重试", "Cloud busy, retrying when it says"),
         "auth_failed": ("认证失败（请检查门店令牌）", "Authentication failed (check the store token)"),
         "refused": ("云端拒绝连接", "Refused by the cloud"), "error": ("出错", "Error"), "none": ("未配置", "Not configured"),
     },

@@ -165,7 +165,7 @@ register_text({
     "zh": {"nav_cashier": "收银台", "nav_shift": "交班", "nav_day_close": "日结", "nav_overview": "概览",
            "nav_orders": "订单", "nav_stock": "库存",
            "nav_sync": "同步", "nav_devices": "设备", "nav_audit": "操作记录", "link_online": "云端已连接",
-           "link_none": "未连接云端（仅本地运行）", "link_down": "云端已断开 · {ago}",
+           "link_none": "未连接云端（仅本地运行）", "link_down": "云端已断开 · {ago}", "link_busy": "云端繁忙 · 稍后自动补传",
            "link_down_works": "断网期间：收银、核销（临时）、打印照常，恢复后自动补传",
            "error_login_needed": "请先登录", "error_forbidden": "此页面仅限店长",
            "error_cross_site": "请求已被拒绝（页面已过期或来自其他网站），请刷新页面后重试",
@@ -176,7 +176,7 @@ register_text({
            "ago_days": "{n} 天前", "tech_details": "技术信息"},
     "en": {"nav_cashier": "Till", "nav_shift": "Shift", "nav_day_close": "Day close", "nav_overview": "Overview", "nav_orders": "Orders", "nav_stock": "Stock",
            "nav_sync": "Sync", "nav_devices": "Devices", "nav_audit": "Audit log", "link_online": "Cloud connected",
-           "link_none": "No cloud (running alone)", "link_down": "Cloud down · {ago}",
+           "link_none": "No cloud (running alone)", "link_down": "Cloud down · {ago}", "link_busy": "Cloud busy · will resend",
            "link_down_works": "While offline: sales, pickups (provisional) and printing go on; data is sent later",
            "error_login_needed": "Please log in", "error_forbidden": "Managers only",
            "error_cross_site": "Request refused (the page expired or came from another site): reload and retry",
@@ -221,8 +221,10 @@ def link_state(request: web.Request) -> dict:
         return {"state": "none", "minutes": 0, "since": None, "banner": False}
     link = engine.link
     minutes = int((time.time() - link.since) // 60) if link.state != "online" else 0
-    return {"state": "online" if link.state == "online" else "down", "minutes": minutes, "since": link.since,
-            "banner": link.state != "online" and minutes >= request.app[CONFIG].dashboard.offline_banner_minutes}
+    # busy: the cloud answered and asked to wait (Retry-After); the store is not cut off
+    state = link.state if link.state in ("online", "busy") else "down"
+    return {"state": state, "minutes": minutes, "since": link.since,
+            "banner": state == "down" and minutes >= request.app[CONFIG].dashboard.offline_banner_minutes}
 
 
 HEADERS = {
