@@ -101,6 +101,8 @@ async def test_an_online_sale_holds_then_its_activity_captures_at_the_cloud(link
     await until(lambda: queue_empty(linked.edge), what="the return's upload")
     back = await linked.member()
     assert (back["points"], back["balance_fen"]) == (1000, 5000)
+    # the sale (paid partly by points and stored value), its return and both activities: none refused
+    assert (await linked.hub.admin("GET", "/stores/test-store/events?status=rejected"))["events"] == []
 
 
 @pytest.mark.parametrize("payments, reason", [
