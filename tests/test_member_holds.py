@@ -11,8 +11,10 @@ from aiohttp.test_utils import TestServer
 
 from edge.app import build_app
 from edge.core import config as config_mod
+from edge.core.clock import iso, utcnow
 from edge.ops.demo.phone import Phone
-from edge.services.app_keys import SYNC
+from edge.services.app_keys import STORE, SYNC
+from edge.store import members
 from hub.app import build_hub_app
 from tests.conftest import CATALOG, Api, ledger_mismatches, query, seed
 from tests.test_member_sales import PROGRAM
@@ -101,6 +103,8 @@ async def test_an_online_sale_holds_then_its_activity_captures_at_the_cloud(link
     await until(lambda: queue_empty(linked.edge), what="the return's upload")
     back = await linked.member()
     assert (back["points"], back["balance_fen"]) == (1000, 5000)
+    # the sale (paid partly by points and stored value), its return and both activities: none refused
+    assert (await linked.hub.admin("GET", "/stores/test-store/events?status=rejected"))["events"] == []
 
 
 @pytest.mark.parametrize("payments, reason", [
@@ -150,3 +154,18 @@ async def test_without_the_cloud_the_sale_is_offline_within_the_caps(linked):
     assert code == 422 and refused["error"]["code"] == "stored_value_offline_disabled"
     events = query(linked.config.db_path, "SELECT payload FROM outbox WHERE type = 'member.activity'")
     assert len(events) == 1 and '"offline":true' in events[0][0] and '"hold_id":null' in events[0][0]
+
+
+async def test_a_member_the_cloud_does_not_know_is_refused_and_nothing_is_written(linked):
+    # seen here (a look-up answered before the cloud lost the member, say) but unknown to the cloud now
+    now = iso(utcnow())
+    await linked.app[STORE].write(lambda conn: members.remember(conn, {
+        "member_id": "m-404", "level": "金卡", "name": "李*", "phone": "139****0000", "points": 900,
+        "balance_fen": 0, "snapshot_at": now}, "lookup", now))
+    before = linked.counts()
+    code, body, _ = await linked.edge.post("/sales", {"lines": SNACKS, "member": {"member_id": "m-404"},
+                                                      "payments": [{"method": "points", "amount_fen": 100},
+                                                                   {"method": "cash", "amount_fen": 2000}]})
+    assert code == 422 and body["error"]["code"] == "unknown_member", body
+    assert body["error"]["detail"]["message_zh"] == "云端没有此会员，请核对会员"
+    assert linked.counts() == before

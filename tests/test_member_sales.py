@@ -13,7 +13,7 @@ from edge.core.context import WriteContext
 from edge.core.errors import InputError
 from edge.core.refusals import MESSAGES_ZH
 from edge.core.schemas import ReturnIn, SaleIn
-from edge.store import db, members, sales
+from edge.store import db, members, sales, shifts
 from edge.store.member_sales import Hold, MemberChecks
 from tests.conftest import PRICE, dump, seed
 from tests.test_members import CHAIN, KEY_PUBLIC, NOW, STORE, feed, issued
@@ -273,3 +273,25 @@ def test_one_event_per_sale_written_in_its_transaction(till):
                  [{"method": "stored_value", "amount_fen": 100}, {"method": "cash", "amount_fen": 1000}])
     assert len(till.events()) == 1
     assert till.conn.execute("SELECT count(*) FROM member_activity").fetchone()[0] == 1
+
+
+def test_the_shift_and_the_day_add_up_with_points_and_stored_value(till):
+    """交班 and 日结 by method: the cash the drawer should hold counts only the cash part of a member's refund;
+    points and stored value are their own methods, netted by the return that gave them back."""
+    with db.transaction(till.conn):
+        shift = shifts.open_shift(till.conn, shifts.ShiftOpen(cashier="小王", float_fen=10_000), till.ctx(),
+                                  till="till-1")
+    sale = till.sell([line("SNK-001", 2)],                                   # 1426
+                     [{"method": "points", "amount_fen": 300}, {"method": "stored_value", "amount_fen": 500},
+                      {"method": "cash", "amount_fen": 1000}], stored_value_cap_fen=5000)
+    assert sale["change_fen"] == 374
+    back = till.give_back(sale, [{"line_no": 1, "qty": 1}])                  # 713: half of each part
+    assert (back["stored_value_fen"], back["points_value_fen"]) == (250, 150)
+    cash_back = 713 - 250 - 150
+    figures = shifts.get_shift(till.conn, shift["id"])["figures"]
+    assert figures["net_by_method_fen"] == {"cash": 1000 - 374 - cash_back, "points": 300 - 150,
+                                            "stored_value": 500 - 250}
+    assert figures["cash_refunds_fen"] == cash_back
+    assert figures["expected_cash_fen"] == 10_000 + 1000 - 374 - cash_back
+    assert sum(figures["net_by_method_fen"].values()) == figures["net_fen"] == 1426 - 713
+    assert sales.day_summary(till.conn, "2026-11-29")["net_by_method_fen"] == figures["net_by_method_fen"]
