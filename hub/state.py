@@ -19,8 +19,8 @@ from typing import Callable
 
 from aiohttp import WSCloseCode, web
 
-from edge.core.sqlite import Store
 from hub.admission import Admission
+from hub.db import Conn, Database, SqliteDatabase
 from hub.errors import sha256
 from hub.highwater import HighWater
 from hub.schema import HUB_MIGRATIONS
@@ -45,7 +45,7 @@ class Hub:
     new_epoch: bool = False
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     chain: str = "chain-1"       # the chain this hub is the cloud of: `chn` of member certificates (docs/members.md)
-    store: Store | None = None
+    db: Database | None = None   # given (PostgreSQL), or SQLite in data_dir opened at start
     epoch: str = ""
     sockets: dict[str, set[web.WebSocketResponse]] = field(default_factory=dict)
     last_seen: dict[str, str] = field(default_factory=dict)
@@ -64,9 +64,10 @@ class Hub:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.data_dir / "hub.db", migrations=HUB_MIGRATIONS)
-        await loop.run_in_executor(None, self.store.open)
-        marks = await self.store.read(_marks)
+        if self.db is None:
+            self.db = SqliteDatabase(self.data_dir / "hub.db", HUB_MIGRATIONS)
+        await self.db.open()
+        marks = await self.db.read(_marks)
         try:
             hw = await loop.run_in_executor(self.hw_pool, self.highwater.load)
             unreadable = None
@@ -88,7 +89,7 @@ class Hub:
             why = "the database's epoch differs from the high-water file's: restored from a backup?"
         if why is not None:
             old, epoch = epoch, new_epoch()
-            await self.store.write(set_epoch, epoch)
+            await self.db.write(set_epoch, epoch)
             kv = {"epoch": epoch, "previous": old or "-", "why": why}
             if hw is not None:
                 kv.update(db_cursor=marks["cursor"], hw_cursor=hw["cursor"], db_event_row=marks["event_row"],
@@ -96,14 +97,13 @@ class Hub:
             (log.info if why in ("first start", "--new-epoch") else log.warning)("new epoch", extra={"kv": kv})
         self.epoch = epoch
         await loop.run_in_executor(self.hw_pool, self.highwater.reset, epoch, marks["cursor"], marks["event_row"])
-        log.info("hub store open", extra={"kv": {"path": self.store.path, "epoch": epoch,
+        log.info("hub store open", extra={"kv": {"database": self.db.where, "epoch": epoch,
                                                  "cursor": marks["cursor"], "stores": marks["stores"]}})
 
     async def stop(self) -> None:
         await self.close_sockets(None, WSCloseCode.GOING_AWAY, b"hub stopping")
-        loop = asyncio.get_running_loop()
-        if self.store is not None:
-            await loop.run_in_executor(None, self.store.close)
+        if self.db is not None:
+            await self.db.close()
         self.hw_pool.shutdown(wait=True)
         log.info("hub store closed")
 
@@ -145,13 +145,13 @@ class Hub:
 HUB = web.AppKey("hub", Hub)
 
 
-def _marks(conn) -> dict:
-    row = conn.execute("SELECT (SELECT value FROM meta WHERE key = 'epoch'), "
-                       "(SELECT coalesce(max(cursor), 0) FROM changes), "
-                       "(SELECT coalesce(max(event_row), 0) FROM events), (SELECT count(*) FROM stores)").fetchone()
+async def _marks(db: Conn) -> dict:
+    row = await db.fetchrow("SELECT (SELECT value FROM meta WHERE key = 'epoch'), "
+                            "(SELECT coalesce(max(cursor), 0) FROM changes), "
+                            "(SELECT coalesce(max(event_row), 0) FROM events), (SELECT count(*) FROM stores)")
     return {"epoch": row[0], "cursor": row[1], "event_row": row[2], "stores": row[3]}
 
 
-def set_epoch(conn, epoch: str) -> None:
-    conn.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?) ON CONFLICT (key) DO UPDATE SET value = "
-                 "excluded.value", (epoch,))
+async def set_epoch(db: Conn, epoch: str) -> None:
+    await db.execute("INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO UPDATE SET value = "
+                     "excluded.value", epoch)

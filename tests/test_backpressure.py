@@ -282,7 +282,7 @@ async def test_a_write_goes_before_queued_bulk_writes_and_abandoned_bulk_work_ne
 async def test_an_upload_whose_store_went_away_is_abandoned_quietly_and_the_resend_applies_once(either_hub, caplog):
     hub = either_hub
     caplog.set_level(logging.INFO)
-    store = hub.client.server.app[hub_key()].store
+    store = hub.client.server.app[hub_key()].db.store  # SQLite's: its writer thread and queue
     writer_busy, writer_free = threading.Event(), threading.Event()
 
     def busy(conn):
@@ -477,14 +477,14 @@ async def test_an_order_goes_between_the_slices_of_a_large_upload(small_hub, mon
     await hub.ok_upload("s4", [event("s4", 1, [("DRK-001", 10, "receipt")])])
     real, go, seen = uploads.process_batch, threading.Event(), []
 
-    def watched(conn, store_id, events, now):
-        seen.append((events[0]["seq"], len(events), conn.execute("SELECT count(*) FROM orders").fetchone()[0]))
+    async def watched(db, store_id, events, now):
+        seen.append((events[0]["seq"], len(events), await db.fetchval("SELECT count(*) FROM orders")))
         if len(seen) == 1:
             go.wait(5)                            # the first slice is running when the order comes
-        return real(conn, store_id, events, now)
+        return await real(db, store_id, events, now)
 
     monkeypatch.setattr(uploads, "process_batch", watched)
-    store = hub.client.server.app[hub_key()].store
+    store = hub.client.server.app[hub_key()].db.store  # SQLite's: its writer thread and queue
     batch = [event("s1", seq, [("DRK-001", 1, "receipt")]) for seq in range(1, 121)]
     upload = asyncio.create_task(hub.upload("s1", batch))
     await until(lambda: len(seen) == 1, "the first slice running")
