@@ -10,8 +10,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3 python3-venv python3-pip python3-dev gcc linux-libc-dev libusb-1.0-0 libzbar0 \
 	fonts-wqy-microhei
 
-# the browser the dashboard's end-to-end tests drive (Playwright with Debian's Chromium)
-TEST_APT_PACKAGES := chromium
+# the browser the dashboard's end-to-end tests drive (Playwright with Debian's Chromium); the PostgreSQL server
+# the hub's tests start in a temporary folder (tests/postgres.py: initdb and pg_ctl, never the packaged cluster)
+TEST_APT_PACKAGES := chromium postgresql
 
 .PHONY: demo test bench install system-packages clean
 

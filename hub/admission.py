@@ -73,6 +73,8 @@ class Admission:
                              registry=self.registry)
         self.m_refused = Counter("hub_uploads_refused", "Uploads answered 429/503 with Retry-After, by status",
                                  ["status"], registry=self.registry)
+        for status in ("429", "503"):  # both series from the start: rate() and alerts need the zero
+            self.m_refused.labels(status)
         self.m_abandoned = Counter("hub_uploads_abandoned", "Uploads whose store went away before the answer",
                                    registry=self.registry)
         self.m_per_upload = Gauge("hub_upload_seconds_per_upload", "Measured seconds of the hub's work "

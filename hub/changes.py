@@ -47,6 +47,7 @@ async def get_changes(request: web.Request) -> web.Response:
     changes = await request.app[HUB].db.read(page)
     more = len(changes) > limit
     changes = changes[:limit]
+    request.app[HUB].metrics.pulled(store_id, after, changes, request.app[HUB].now())
     return answer(request, {"next_cursor": changes[-1]["cursor"] if changes else after, "more": more,
                             "changes": changes})
 

@@ -297,6 +297,7 @@ async def post_events(request: web.Request) -> web.Response:
                     process_batch, store_id, events[start:start + SLICE_EVENTS], iso(hub.now()), place=place))
                 done = {**part, "results": done["results"] + part["results"],
                         "rejected": done["rejected"] + part["rejected"]}
+                hub.metrics.events(part["results"])
                 if part["stop"] is not None:
                     break
         except (ConnectionResetError, asyncio.CancelledError):

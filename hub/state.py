@@ -23,6 +23,7 @@ from hub.admission import Admission
 from hub.db import Conn, Database, SqliteDatabase
 from hub.errors import sha256
 from hub.highwater import HighWater
+from hub.metrics import HubMetrics
 from hub.schema import HUB_MIGRATIONS
 from protocol.fields import show
 
@@ -51,6 +52,7 @@ class Hub:
     last_seen: dict[str, str] = field(default_factory=dict)
     auth_logged: dict[str, float] = field(default_factory=dict)
     admission: Admission = field(default_factory=Admission)
+    metrics: HubMetrics = field(default_factory=HubMetrics)
 
     def __post_init__(self):
         self.admin_hash = sha256(self.admin_token)

@@ -174,3 +174,31 @@ def browser():
 
     with chromium() as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session (tests/postgres.py); stopped and removed at its end.
+    Not installed is a failure, not a skip: `make test` (and so CI) installs it."""
+    from tests.postgres import PostgresMissing, PostgresServer, sweep_orphans  # noqa: PLC0415 (only these tests)
+
+    try:
+        sweep_orphans()
+        server = PostgresServer()
+    except PostgresMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request) -> str:
+    """A fresh empty database for this test, dropped after it: its postgresql:// URL."""
+    name = postgres_server.create_database(request.node.originalname)
+    try:
+        yield postgres_server.url(name)
+    finally:
+        postgres_server.drop_database(name)
