@@ -32,7 +32,6 @@ from edge.core.sqlite import SchemaTooNew
 from hub import admin_api, coupons, keys, members, orders
 from hub.admission import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_WAIT, Admission
 from hub.changes import get_balances, get_changes, get_state
-from hub.db import on_sqlite
 from hub.events import get_events, post_events
 from hub.hints import get_hints
 from hub.http import auth_admin, errors_middleware
@@ -116,7 +115,7 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
 async def metrics(request: web.Request) -> web.Response:
     """The admission gate's figures and the hub's (hub/metrics.py) in Prometheus' text format, for the admin token."""
     hub = auth_admin(request)
-    await hub.metrics.refresh(hub.sockets, lambda fn, *args: hub.store.read(on_sqlite(fn), *args), hub.now())
+    await hub.metrics.refresh(hub.sockets, hub.db.read, hub.now())
     body = generate_latest(hub.admission.registry) + generate_latest(hub.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
