@@ -16,6 +16,7 @@ from hub.db import Conn
 from hub.errors import HubError, bad_request, not_found, sha256
 from hub.http import answer, auth_admin, model_body, query_int
 from hub.state import Hub, new_epoch, set_epoch
+from hub.wakeups import hello_all
 from protocol.events import MAX_SEQ
 from protocol.fields import parse_time
 
@@ -216,7 +217,5 @@ async def admin_epoch(request: web.Request) -> web.Response:
     hub.epoch = epoch
     await hub.committed(epoch=epoch)
     log.warning("new epoch", extra={"kv": {"epoch": epoch, "previous": previous, "why": "admin API"}})
-    for store_id in list(hub.sockets):  # connected stores learn it at once
-        cursor = await hub.db.read(feed_cursor, store_id)
-        await hub.notify(store_id, {"type": "hello", "epoch": epoch, "cursor": cursor})
+    await hello_all(hub)  # connected stores learn it at once (other hub processes' through hub/wakeups.py)
     return answer(request, {"previous_epoch": previous})

@@ -13,13 +13,23 @@ from hub.http import answer, auth_store, query_int
 from hub.state import HUB
 from protocol.stock import checksum as balances_checksum
 
+CHANGES_LOCK = 0x68756232      # pg_advisory_xact_lock key ("hub2") held from a change's insert to its commit
+
 
 async def add_change(db: Conn, store_id: str | None, change_type: str, payload: dict, now: str) -> tuple[int, str]:
     """Publish a change to one store (None: to every store); (cursor, change id)."""
     change_id = "c-" + str(uuid.uuid4())
+    if db.dialect == "postgresql":
+        # A cursor is taken from the sequence when the row is inserted, but becomes visible at commit: two
+        # transactions could commit in the other order, and a store that pulled after the later cursor
+        # would never see the earlier one. Held to the commit, this lock makes the cursor order the commit
+        # order. Only changes take it (admin writes, not uploads), so it costs little.
+        await db.execute("SELECT pg_advisory_xact_lock($1)", CHANGES_LOCK)
     cursor = await db.fetchval("INSERT INTO changes (id, store_id, type, created_at, payload) VALUES ($1, $2, $3, $4, "
                                "$5) RETURNING cursor", change_id, store_id, change_type, now,
                                json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+    if db.dialect == "postgresql":  # other hub processes wake the stores connected to them, after the commit
+        await db.notify({"store_id": store_id, "cursor": cursor})
     return cursor, change_id
 
 

@@ -157,3 +157,5 @@ async def _marks(db: Conn) -> dict:
 async def set_epoch(db: Conn, epoch: str) -> None:
     await db.execute("INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO UPDATE SET value = "
                      "excluded.value", epoch)
+    if db.dialect == "postgresql":  # the other hub processes answer with it from now on
+        await db.notify({"epoch": epoch})

@@ -9,7 +9,7 @@ import asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.test_backpressure import HeldUpload
-from tests.test_hub import ADMIN, event, product, start_hub
+from tests.test_hub import ADMIN, database, event, product, start_hub  # noqa: F401 (database: autouse, both stores)
 
 
 async def scrape(hub) -> dict[str, float]:
