@@ -77,21 +77,28 @@ class Hub:
             hw, unreadable = None, str(exc)
         epoch, why = marks["epoch"], None
         has_data = marks["cursor"] or marks["event_row"]
+        # On PostgreSQL several hub processes share the database, each with its own high-water file: a
+        # process new to the database has none, and another may have changed the epoch meanwhile. Only
+        # a database behind what this process itself committed tells of a restore (docs/hub-postgresql.md).
+        shared = self.db.dialect == "postgresql"
         if hw is not None and (marks["cursor"] < hw["cursor"] or marks["event_row"] < hw["event_row"]):
             why = "the database is older than its high-water mark: restored from a backup?"
-        elif unreadable:
+        elif unreadable and not shared:
             why = f"the high-water file cannot be read ({unreadable})"
         elif epoch is None:
             why = "first start"
         elif self.new_epoch:
             why = "--new-epoch"
-        elif hw is None and has_data:
+        elif hw is None and has_data and not shared:
             why = "the high-water file is missing: the database may have been restored from a backup"
-        elif hw is not None and hw["epoch"] != epoch:
+        elif hw is not None and hw["epoch"] != epoch and not shared:
             why = "the database's epoch differs from the high-water file's: restored from a backup?"
-        if why is not None:
+        if why == "first start":   # processes starting together on one new database agree on one
+            old, epoch = None, await self.db.write(first_epoch, new_epoch())
+        elif why is not None:
             old, epoch = epoch, new_epoch()
             await self.db.write(set_epoch, epoch)
+        if why is not None:
             kv = {"epoch": epoch, "previous": old or "-", "why": why}
             if hw is not None:
                 kv.update(db_cursor=marks["cursor"], hw_cursor=hw["cursor"], db_event_row=marks["event_row"],
@@ -152,6 +159,12 @@ async def _marks(db: Conn) -> dict:
                             "(SELECT coalesce(max(cursor), 0) FROM changes), "
                             "(SELECT coalesce(max(event_row), 0) FROM events), (SELECT count(*) FROM stores)")
     return {"epoch": row[0], "cursor": row[1], "event_row": row[2], "stores": row[3]}
+
+
+async def first_epoch(db: Conn, epoch: str) -> str:
+    """The epoch of a database that had none: this one, or the one another process wrote first."""
+    await db.execute("INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO NOTHING", epoch)
+    return await db.fetchval("SELECT value FROM meta WHERE key = 'epoch'")
 
 
 async def set_epoch(db: Conn, epoch: str) -> None:
