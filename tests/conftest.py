@@ -215,3 +215,14 @@ def hub_db(request) -> str | None:
     if marker is not None:
         pytest.skip(f"SQLite's own: {marker.args[0] if marker.args else 'the hub.db file'}")
     return request.getfixturevalue("postgres_url")
+
+
+HUB_DB: dict[str, str | None] = {"url": None}   # the running test's hub database URL; None: SQLite
+
+
+@pytest.fixture
+def hub_database(hub_db):
+    """Hubs a test starts without naming a database go to this test's (hub_db: SQLite, then PostgreSQL)."""
+    HUB_DB["url"] = hub_db
+    yield
+    HUB_DB["url"] = None

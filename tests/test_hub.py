@@ -37,6 +37,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.app import build_hub_app
+from tests.conftest import HUB_DB as DB
 
 ADMIN = "test-admin-token"
 REPO = Path(__file__).resolve().parent.parent
@@ -56,14 +57,9 @@ class Clock:
 
 
 _ids = itertools.count(1)
-DB: dict[str, str | None] = {"url": None}   # this test's PostgreSQL URL; None: SQLite in the hub's folder
-
-
 @pytest.fixture(autouse=True)
-def database(hub_db):
-    DB["url"] = hub_db
-    yield
-    DB["url"] = None
+def database(hub_database):
+    """Every test of this module (and of the modules that import this fixture) on both stores."""
 
 
 def event(store: str, seq: int, moves=(), etype: str = "stock.received", id: str | None = None, **payload) -> dict:

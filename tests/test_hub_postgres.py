@@ -16,17 +16,21 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 from helpers_daemon import Hub, request, wait_for
 
+import hub.events as uploads
 from edge.app import build_app
 from edge.core import config as config_mod
 from edge.services.app_keys import SYNC
 from hub.app import build_hub_app
 from hub.changes import add_change
-from hub.db_postgres import PostgresDatabase, migrations, shown_url
+from hub.db_postgres import BULK_POOL_SIZE, PostgresDatabase, migrations, shown_url
 from hub.state import HUB
 from tests.conftest import CATALOG, Api, seed
+from tests.test_hub import ADMIN as HUB_ADMIN
+from tests.test_hub import Clock, event, product
+from tests.test_hub import Hub as InProcessHub
 from tests.test_sync_e2e import FAST, products, until
 
 ADMIN = "hub-admin-" + "5" * 24
@@ -314,3 +318,36 @@ def test_two_processes_starting_together_make_one_schema_and_one_signing_key(tmp
     finally:
         a.stop_quietly()
         b.stop_quietly()
+
+
+async def test_an_order_goes_through_while_uploads_hold_every_bulk_connection(tmp_path, postgres_url, monkeypatch):
+    """Admin writes are never queued behind uploads: with every connection of the bulk pool inside an
+    upload's slice, an order still commits (SQLite's counterpart: test_backpressure.py, its writer's lane)."""
+    clock = Clock()
+    client = TestClient(TestServer(build_hub_app(tmp_path / "hub", admin_token=HUB_ADMIN, clock=clock,
+                                                 db_url=postgres_url)))
+    await client.start_server()
+    hub = InProcessHub(client, tmp_path / "hub", clock)
+    try:
+        stores = [f"s{n}" for n in range(BULK_POOL_SIZE + 1)]
+        for store in stores:
+            await hub.add_store(store)
+        await hub.add_products(product("DRK-001", 200))
+        await hub.ok_upload("s0", [event("s0", 1, [("DRK-001", 10, "receipt")])])
+        real, release, held = uploads.process_batch, asyncio.Event(), []
+
+        async def holding(db, store_id, events, now):
+            held.append(store_id)
+            await release.wait()                  # the slice's transaction stays open, its connection taken
+            return await real(db, store_id, events, now)
+
+        monkeypatch.setattr(uploads, "process_batch", holding)
+        sent = [asyncio.create_task(hub.upload(store, [event(store, 1, [("DRK-001", 1, "receipt")])]))
+                for store in stores[1:]]
+        await until(lambda: len(held) == BULK_POOL_SIZE, what="every bulk connection in a slice")
+        order = await asyncio.wait_for(hub.order("s0", [("DRK-001", 1)]), 10)
+        assert order["state"] == "created" and len(held) == BULK_POOL_SIZE   # no upload finished meanwhile
+        release.set()
+        assert [status for status, _ in await asyncio.gather(*sent)] == [200] * BULK_POOL_SIZE
+    finally:
+        await hub.close()
