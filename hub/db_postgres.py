@@ -187,6 +187,7 @@ class PostgresDatabase:
 
     async def _listen(self, on_notice: Notice) -> None:
         loop = asyncio.get_running_loop()
+        handling: set[asyncio.Task] = set()   # the loop keeps only weak references to tasks
         while True:
             lost = loop.create_future()
             try:
@@ -199,7 +200,9 @@ class PostgresDatabase:
             def received(_conn, _pid, _channel, payload: str) -> None:
                 message = json.loads(payload)
                 if message.get("origin") != self.origin:
-                    loop.create_task(on_notice(message))
+                    task = loop.create_task(on_notice(message))
+                    handling.add(task)
+                    task.add_done_callback(handling.discard)
 
             try:
                 conn.add_termination_listener(lambda _conn: lost.done() or lost.set_result(None))
