@@ -351,3 +351,50 @@ async def test_an_order_goes_through_while_uploads_hold_every_bulk_connection(tm
         assert [status for status, _ in await asyncio.gather(*sent)] == [200] * BULK_POOL_SIZE
     finally:
         await hub.close()
+
+
+async def test_one_stores_batch_sent_to_two_processes_at_once_applies_once(tmp_path, postgres_url, monkeypatch):
+    """A store's slices apply one at a time across processes too: the second waits for the store's
+    row, then finds every event applied (duplicate), where it would otherwise have read the same
+    next_seq and failed on the taken seq."""
+    clock = Clock()
+    hubs = [InProcessHub(TestClient(TestServer(build_hub_app(tmp_path / name, admin_token=HUB_ADMIN, clock=clock,
+                                                             db_url=postgres_url))), tmp_path / name, clock)
+            for name in ("a", "b")]
+    for hub in hubs:
+        await hub.client.start_server()
+    a, b = hubs
+    try:
+        await a.add_store("s1")
+        b.tokens["s1"] = a.tokens["s1"]
+        await a.add_products(product("DRK-001", 200))
+        real, inside, release = uploads.process_batch, asyncio.Event(), asyncio.Event()
+
+        async def commits_when_told(db, store_id, events, now):
+            done = await real(db, store_id, events, now)
+            if not inside.is_set():             # the first slice holds its transaction (and the row) open
+                inside.set()
+                await release.wait()
+            return done
+
+        async def waiting_for_a_row(conn):
+            return await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype IN ('transactionid', 'tuple') "
+                                       "AND NOT granted")
+
+        monkeypatch.setattr(uploads, "process_batch", commits_when_told)
+        batch = [event("s1", seq, [("DRK-001", 1, "receipt")]) for seq in range(1, 11)]
+        first = asyncio.create_task(a.upload("s1", batch))
+        await asyncio.wait_for(inside.wait(), 10)
+        second = asyncio.create_task(b.upload("s1", batch))
+        await until(lambda: second.done() or a.client.server.app[HUB].db.read(waiting_for_a_row),
+                    what="the second upload answered or waiting for the store's row")
+        release.set()
+        (status_a, data_a), (status_b, data_b) = await first, await second
+        assert (status_a, status_b) == (200, 200), (data_a, data_b)
+        assert {r["status"] for r in data_a["results"]} == {"applied"}
+        assert {r["status"] for r in data_b["results"]} == {"duplicate"} and data_b["next_seq"] == 11
+        store = await a.admin("GET", "/stores/s1")
+        assert store["events"] == {"applied": 10, "rejected": 0} and store["balances"][0]["on_hand"] == 10
+    finally:
+        for hub in hubs:
+            await hub.close()
