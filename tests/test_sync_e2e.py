@@ -2,7 +2,6 @@
 real hub, its hint WebSocket. Waits are on observable state with a deadline, never fixed sleeps."""
 
 import asyncio
-import sqlite3
 
 import pytest
 from aiohttp import ClientSession
@@ -12,6 +11,7 @@ from edge.app import build_app
 from edge.core import config as config_mod
 from edge.services.app_keys import STORE, SYNC
 from hub.app import build_hub_app
+from hub.state import HUB
 from sync.engine import Timing
 from tests.conftest import CATALOG, OPENING, Api, ledger_mismatches, seed
 
@@ -52,9 +52,10 @@ def products(skus=None):
 
 
 @pytest.fixture
-async def linked(tmp_path):
-    """A hub with the chain catalog (less HOM-001, which only this store sells), and an edge linked to it."""
-    hub_server = TestServer(build_hub_app(tmp_path / "hub", admin_token=ADMIN))
+async def linked(tmp_path, hub_db):
+    """A hub with the chain catalog (less HOM-001, which only this store sells), and an edge linked to it;
+    the hub on SQLite and on PostgreSQL (conftest's hub_db)."""
+    hub_server = TestServer(build_hub_app(tmp_path / "hub", admin_token=ADMIN, db_url=hub_db))
     await hub_server.start_server()
     session = ClientSession()
     hub = Hub(hub_server, session)
@@ -162,10 +163,11 @@ async def test_reconciliation_matches_then_corrects_a_divergent_cloud(linked, tm
     engine = app[SYNC]
     assert (await reconcile(app[STORE], engine.client))["result"] == "match"
 
-    db = sqlite3.connect(tmp_path / "hub" / "hub.db")   # the cloud's copy drifts behind everyone's back
-    with db:
-        db.execute("UPDATE balances SET on_hand = on_hand + 5 WHERE store_id = 'test-store' AND sku = 'DRK-002'")
-    db.close()
+    async def drift(conn):   # the cloud's copy drifts behind everyone's back
+        await conn.execute("UPDATE balances SET on_hand = on_hand + 5 WHERE store_id = 'test-store' AND "
+                           "sku = 'DRK-002'")
+
+    await hub.server.app[HUB].db.write(drift)
     result = await reconcile(app[STORE], engine.client)
     assert result["result"] == "corrected" and [d["sku"] for d in result["differences"]] == ["DRK-002"]
     await until(lambda: queue_empty(edge), what="correction uploaded")
