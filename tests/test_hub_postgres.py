@@ -20,18 +20,17 @@ from aiohttp.test_utils import TestClient, TestServer
 from helpers_daemon import Hub, request, wait_for
 
 import hub.events as uploads
-from edge.app import build_app
-from edge.core import config as config_mod
 from edge.services.app_keys import SYNC
 from hub.app import build_hub_app
 from hub.changes import add_change
 from hub.db_postgres import BULK_POOL_SIZE, PostgresDatabase, migrations, shown_url
 from hub.state import HUB
-from tests.conftest import CATALOG, Api, seed
+from sync.engine import Timing
+from tests.conftest import CATALOG
 from tests.test_hub import ADMIN as HUB_ADMIN
 from tests.test_hub import Clock, event, product
 from tests.test_hub import Hub as InProcessHub
-from tests.test_sync_e2e import FAST, products, until
+from tests.test_sync_e2e import FAST, edge_linked, products, until
 
 ADMIN = "hub-admin-" + "5" * 24
 NOW = "2026-12-06T08:00:00.000Z"
@@ -203,7 +202,6 @@ async def test_a_lost_notify_is_made_up_by_the_stores_polling(tmp_path, postgres
     await hub_a.start_server()
     await hub_b.start_server()
     session = aiohttp.ClientSession()
-    edge_server = client = None
 
     async def admin(server, method, path, body=None):
         async with session.request(method, str(server.make_url("/admin/v1" + path)), json=body,
@@ -215,52 +213,37 @@ async def test_a_lost_notify_is_made_up_by_the_stores_polling(tmp_path, postgres
     try:
         token = (await admin(hub_a, "POST", "/stores", {"store_id": "test-store", "name": "测试门店"}))["token"]
         await admin(hub_a, "POST", "/products", {"products": products()})
-        (tmp_path / "cloud-token").write_text(token)
-        (tmp_path / "config.toml").write_text(
-            '[store]\nid = "test-store"\nname = "测试门店"\ndata_dir = "var"\n'
-            f'[cloud]\nurl = "{str(hub_b.make_url("")).rstrip("/")}"\ntoken = {{ file = "cloud-token" }}\n'
-            'reconcile_minutes = 0\n', encoding="utf-8")
-        config = config_mod.load(tmp_path / "config.toml")
-        seed(config.db_path)
-        app = build_app(config)
-        edge_server = TestServer(app)
-        await edge_server.start_server()
-        engine = app[SYNC]
-        engine.timing.__dict__.update({**FAST.__dict__, "poll_with_hints": 3.0})
-        client = aiohttp.ClientSession(base_url=str(edge_server.make_url("")))
-        edge = Api(client)
+        polling = Timing(**{**FAST.__dict__, "poll_with_hints": 3.0})
+        async with edge_linked(tmp_path, str(hub_b.make_url("")).rstrip("/"), token, polling) as (edge, app, _):
+            engine = app[SYNC]
 
-        async def queue_empty():
-            return (await edge.get("/sync/status"))[1]["queue"]["depth"] == 0
+            async def queue_empty():
+                return (await edge.get("/sync/status"))[1]["queue"]["depth"] == 0
 
-        await until(queue_empty, what="opening stock uploaded")
-        await until(lambda: engine.link.hints_connected, what="hint socket to B")
+            await until(queue_empty, what="opening stock uploaded")
+            await until(lambda: engine.link.hints_connected, what="hint socket to B")
 
-        async def arrival(order_id):
-            started = asyncio.get_running_loop().time()
+            async def arrival(order_id):
+                started = asyncio.get_running_loop().time()
 
-            async def arrived():
-                return (await edge.get(f"/orders/{order_id}"))[0] == 200
-            await until(arrived, timeout=10, what=f"order {order_id} at the store")
-            return asyncio.get_running_loop().time() - started
+                async def arrived():
+                    return (await edge.get(f"/orders/{order_id}"))[0] == 200
+                await until(arrived, timeout=10, what=f"order {order_id} at the store")
+                return asyncio.get_running_loop().time() - started
 
-        sku = next(iter(CATALOG))
-        hinted = await admin(hub_a, "POST", "/stores/test-store/orders",
-                             {"kind": "pickup", "lines": [{"sku": sku, "qty": 1}]})
-        assert await arrival(hinted["order_id"]) < 1.5          # B's hint, well before the 3 s poll
-        b_db = hub_b.app[HUB].db
-        b_db.listener.cancel()                                   # B hears no NOTIFY any more: every hint lost
-        await asyncio.gather(b_db.listener, return_exceptions=True)
-        polled = await admin(hub_a, "POST", "/stores/test-store/orders",
-                             {"kind": "pickup", "lines": [{"sku": sku, "qty": 1}]})
-        took = await arrival(polled["order_id"])
-        assert engine.link.hints_connected                      # the socket stayed up: it was the poll
-        assert 0.1 < took < 3.0 + 2.0
+            sku = next(iter(CATALOG))
+            hinted = await admin(hub_a, "POST", "/stores/test-store/orders",
+                                 {"kind": "pickup", "lines": [{"sku": sku, "qty": 1}]})
+            assert await arrival(hinted["order_id"]) < 1.5          # B's hint, well before the 3 s poll
+            b_db = hub_b.app[HUB].db
+            b_db.listener.cancel()                                   # B hears no NOTIFY any more: every hint lost
+            await asyncio.gather(b_db.listener, return_exceptions=True)
+            polled = await admin(hub_a, "POST", "/stores/test-store/orders",
+                                 {"kind": "pickup", "lines": [{"sku": sku, "qty": 1}]})
+            took = await arrival(polled["order_id"])
+            assert engine.link.hints_connected                      # the socket stayed up: it was the poll
+            assert 0.1 < took < 3.0 + 2.0
     finally:
-        if client is not None:
-            await client.close()
-        if edge_server is not None:
-            await edge_server.close()
         await session.close()
         await hub_b.close()
         await hub_a.close()

@@ -2,6 +2,7 @@
 real hub, its hint WebSocket. Waits are on observable state with a deadline, never fixed sleeps."""
 
 import asyncio
+import contextlib
 
 import pytest
 from aiohttp import ClientSession
@@ -61,28 +62,35 @@ async def linked(tmp_path, hub_db):
     hub = Hub(hub_server, session)
     token = (await hub.admin("POST", "/stores", {"store_id": "test-store", "name": "测试门店"}))["token"]
     await hub.admin("POST", "/products", {"products": products([s for s in CATALOG if s != "HOM-001"])})
-    (tmp_path / "cloud-token").write_text(token)
-    (tmp_path / "config.toml").write_text(
+    try:
+        async with edge_linked(tmp_path, hub.url, token) as (edge, app, config):
+            yield hub, edge, app, config
+    finally:
+        await session.close()
+        await hub_server.close()
+    assert ledger_mismatches(config.db_path) == []
+
+
+@contextlib.asynccontextmanager
+async def edge_linked(folder, hub_url: str, token: str, timing: Timing = FAST):
+    """The store's daemon app (seeded, in `folder`) syncing with the hub at hub_url as test-store."""
+    (folder / "cloud-token").write_text(token)
+    (folder / "config.toml").write_text(
         '[store]\nid = "test-store"\nname = "测试门店"\ndata_dir = "var"\n'
-        f'[cloud]\nurl = "{hub.url}"\ntoken = {{ file = "cloud-token" }}\nreconcile_minutes = 0\n',
+        f'[cloud]\nurl = "{hub_url}"\ntoken = {{ file = "cloud-token" }}\nreconcile_minutes = 0\n',
         encoding="utf-8")
-    config = config_mod.load(tmp_path / "config.toml")
+    config = config_mod.load(folder / "config.toml")
     seed(config.db_path)
     app = build_app(config)
     edge_server = TestServer(app)
     await edge_server.start_server()
-    engine = app[SYNC]
-    engine.timing.__dict__.update(FAST.__dict__)
+    app[SYNC].timing.__dict__.update(timing.__dict__)
     client_session = ClientSession(base_url=str(edge_server.make_url("")))
-    edge = Api(client_session)
     try:
-        yield hub, edge, app, config
+        yield Api(client_session), app, config
     finally:
         await client_session.close()
         await edge_server.close()
-        await session.close()
-        await hub_server.close()
-    assert ledger_mismatches(config.db_path) == []
 
 
 async def queue_empty(edge):
