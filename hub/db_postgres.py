@@ -17,6 +17,8 @@ delivers it to every LISTENing connection after the commit, and `listen` hands i
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import json
 import logging
 import re
@@ -123,6 +125,45 @@ class PgConn:
 Notice = Callable[[dict], Awaitable[None]]
 
 
+class BulkTurns:
+    """The bulk pool's connections handed out by place, lowest first, as SQLite's bulk lane does: an
+    upload's later slices keep the place of its first, so uploads finish one after another (each in a
+    few slices' time) instead of all of them slice by slice and all at the end, past their stores'
+    timeout. The admission gate's Retry-After counts on uploads finishing in turn."""
+
+    def __init__(self, size: int):
+        self.free = size
+        self.waiting: list[tuple[int, int, asyncio.Future]] = []
+        self.order = itertools.count()
+
+    def place(self) -> int:
+        return next(self.order)
+
+    async def take(self, place: int | None) -> None:
+        if self.free and not self.waiting:
+            self.free -= 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        heapq.heappush(self.waiting, (self.place() if place is None else place, next(self.order), turn))
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():   # handed a connection just as it was cancelled
+                self.give()
+            else:
+                self.waiting = [w for w in self.waiting if w[2] is not turn]
+                heapq.heapify(self.waiting)
+            raise
+
+    def give(self) -> None:
+        while self.waiting:
+            turn = heapq.heappop(self.waiting)[2]
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.free += 1
+
+
 class PostgresDatabase:
     dialect = "postgresql"
 
@@ -135,6 +176,7 @@ class PostgresDatabase:
         self.origin = secrets.token_hex(6)
         self.pool: asyncpg.Pool | None = None
         self.bulk_pool: asyncpg.Pool | None = None
+        self.turns = BulkTurns(bulk_pool_size)
         self.listener: asyncio.Task | None = None
 
     async def open(self) -> None:
@@ -173,12 +215,16 @@ class PostgresDatabase:
                 return await fn(PgConn(conn, self.origin), *args)
 
     async def write_bulk(self, fn: Work[T], *args: Any, place: int | None = None) -> T:
-        async with self.bulk_pool.acquire() as conn:
-            async with conn.transaction():
-                return await fn(PgConn(conn, self.origin), *args)
+        await self.turns.take(place)
+        try:
+            async with self.bulk_pool.acquire() as conn:
+                async with conn.transaction():
+                    return await fn(PgConn(conn, self.origin), *args)
+        finally:
+            self.turns.give()
 
     def bulk_place(self) -> int:
-        return 0   # the bulk pool serves in turn as its connections free up; SQLite's places are its own
+        return self.turns.place()
 
     def listen(self, on_notice: Notice) -> None:
         """Hand every other hub process's NOTIFY to on_notice, over a connection of its own, opened again
