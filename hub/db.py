@@ -1,4 +1,5 @@
-"""The hub's database: one interface over SQLite (the default) and PostgreSQL (asyncpg, issue 13).
+"""The hub's database: one interface over SQLite (the default, here) and PostgreSQL (asyncpg,
+hub/db_postgres.py; issue 13).
 
 Hub code that touches the database is written once, as `async def fn(db: Conn, *args)` with
 PostgreSQL's numbered placeholders (`$1`, `$2`, ...), and handed to `Database.read`, `.write` or

@@ -2,7 +2,8 @@
 
 The epoch lives in the database. DIR/hub.highwater records the highest change cursor and event row
 the hub has committed; a database found below it at start was restored from an older copy, so the
-hub starts a new epoch and every store resends and pulls again (protocol section 6).
+hub starts a new epoch and every store resends and pulls again (protocol section 6). On PostgreSQL,
+where several processes share the database, only that last check holds (see start()).
 """
 
 from __future__ import annotations
