@@ -28,6 +28,7 @@ ORDER_STATES = ("created", *STORE_ORDER_STATES, "rejected")
 PRINTED_RESULTS = ("printed", "confirmed_printed")   # the job's paper came out
 PICKUP_CODE_DIGITS = 6
 HUB_TZ = ZoneInfo("Asia/Shanghai") # the business day of order numbers
+ORDERS_LOCK = 0x68756233           # pg_advisory_xact_lock(key, hashtext(store)) around a store's new order
 
 
 async def new_pickup_code(db: Conn, store_id: str) -> str:
@@ -54,6 +55,11 @@ async def admin_create_order(request: web.Request) -> web.Response:
 
     async def create(db: Conn, now):
         await store_exists(db, store_id)
+        if db.dialect == "postgresql":
+            # the store's orders one at a time, as SQLite's one writer has them: its next number and a free
+            # pickup code are read here and must not be taken meanwhile (upload slices lock the store's
+            # row instead: an order does not wait for them)
+            await db.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", ORDERS_LOCK, store_id)
         if await db.fetchrow("SELECT 1 FROM orders WHERE order_id = $1", order_id):
             raise HubError(409, "order_exists", f"order {order_id} already exists")
         wanted: dict[str, int] = {}

@@ -9,6 +9,7 @@ Real `store-edge hub` processes (tests/helpers_daemon.py) and the tests' Postgre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -20,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from helpers_daemon import Hub, request, wait_for
 
 import hub.events as uploads
+import hub.orders as hub_orders
 from edge.services.app_keys import SYNC
 from hub.app import build_hub_app
 from hub.changes import add_change
@@ -381,3 +383,40 @@ async def test_one_stores_batch_sent_to_two_processes_at_once_applies_once(tmp_p
     finally:
         for hub in hubs:
             await hub.close()
+
+
+async def test_orders_created_at_once_for_one_store_get_their_own_numbers_and_never_oversell(
+        tmp_path, postgres_url, monkeypatch):
+    """Transactions run side by side on PostgreSQL: a store's new orders take turns (as on SQLite's one
+    writer), so two never read the same next number or the same stock left. Each order here lingers
+    after reading its number, long enough for another to read the same one if it were let in."""
+    clock = Clock()
+    client = TestClient(TestServer(build_hub_app(tmp_path / "hub", admin_token=HUB_ADMIN, clock=clock,
+                                                 db_url=postgres_url)))
+    await client.start_server()
+    hub = InProcessHub(client, tmp_path / "hub", clock)
+    real, inside, crowded = hub_orders.order_number, [], asyncio.Event()
+
+    async def lingering(db, store_id, day):
+        number = await real(db, store_id, day)
+        inside.append(number)
+        if len(inside) - len(done) > 1:
+            crowded.set()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(crowded.wait(), 0.3)
+        done.append(number)
+        return number
+
+    done: list[str] = []
+    try:
+        await hub.add_store("s1")
+        await hub.add_products(product("DRK-001", 200))
+        await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 2, "receipt")])])
+        monkeypatch.setattr(hub_orders, "order_number", lingering)
+        answers = await asyncio.gather(*(hub.call("POST", "/admin/v1/stores/s1/orders", {
+            "kind": "pickup", "lines": [{"sku": "DRK-001", "qty": 1}]}) for _ in range(3)))
+        assert not crowded.is_set()                       # never two orders of the store in flight
+        assert sorted(status for status, _ in answers) == [201, 201, 409], answers
+        assert sorted(data["number"] for status, data in answers if status == 201) == ["A001", "A002"]
+    finally:
+        await hub.close()
