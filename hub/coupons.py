@@ -71,13 +71,14 @@ async def admin_define_coupon(request: web.Request) -> web.Response:
     async def define(db: Conn, now):
         for store_id in body.store_ids or ():
             await store_exists(db, store_id)
-        if await db.fetchrow("SELECT 1 FROM coupons WHERE coupon_id = $1", body.coupon_id):
+        # inserted first, and only if new: two defines of one id at once on PostgreSQL, one is 409
+        if await db.fetchval("INSERT INTO coupons (coupon_id, definition, store_ids, created_at) VALUES ($1, $2, $3, "
+                             "$4) ON CONFLICT (coupon_id) DO NOTHING RETURNING 1", body.coupon_id,
+                             stored_json(definition),
+                             stored_json(body.store_ids) if body.store_ids is not None else None, now) is None:
             raise HubError(409, "coupon_exists", f"coupon {body.coupon_id} is already defined: define a new one")
         cursors = [(await add_change(db, store_id, "coupon.defined", definition, now))[0]
                    for store_id in (body.store_ids or [None])]
-        await db.execute("INSERT INTO coupons (coupon_id, definition, store_ids, created_at) VALUES ($1, $2, $3, $4)",
-                         body.coupon_id, stored_json(definition),
-                         stored_json(body.store_ids) if body.store_ids is not None else None, now)
         return {**await coupon_summary(db, await _coupon_row(db, body.coupon_id)), "cursors": cursors}
 
     done = await hub.db.write(define, iso(hub.now()))
@@ -156,6 +157,8 @@ async def admin_revoke_coupon(request: web.Request) -> web.Response:
     body = await model_body(request, ReasonIn)
 
     async def revoke(db: Conn, now):
+        if db.dialect == "postgresql":  # a second revoke waits, then finds it revoked
+            await db.execute("SELECT 1 FROM coupons WHERE coupon_id = $1 FOR UPDATE", coupon_id)
         row = await _coupon_row(db, coupon_id)
         if row["revoked_at"] is not None:
             raise HubError(409, "coupon_revoked", f"coupon {coupon_id} is already revoked", revoked_at=row["revoked_at"])

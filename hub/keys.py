@@ -108,6 +108,8 @@ async def admin_revoke_key(request: web.Request) -> web.Response:
     body = await optional_body(request, OptionalReasonIn)
 
     async def revoke(db: Conn, now):
+        if db.dialect == "postgresql":  # two revokes at once must not leave no key that signs
+            await db.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
         row = await db.fetchrow("SELECT revoked_at FROM signing_keys WHERE kid = $1", kid)
         if row is None:
             raise not_found(f"no key {kid}")

@@ -210,6 +210,8 @@ def close_order(to: str):
         body = await model_body(request, ReasonIn)
 
         async def close(db: Conn, now):
+            if db.dialect == "postgresql":  # a second cancel (or a refund) waits, then finds the order closed
+                await db.execute("SELECT 1 FROM orders WHERE order_id = $1 FOR UPDATE", order_id)
             order = await get_order(db, order_id)
             if order["state"] in CLOSED_ORDER_STATES:
                 raise HubError(409, "order_closed", f"order {order_id} is already {order['state']}",

@@ -420,3 +420,39 @@ async def test_orders_created_at_once_for_one_store_get_their_own_numbers_and_ne
         assert sorted(data["number"] for status, data in answers if status == 201) == ["A001", "A002"]
     finally:
         await hub.close()
+
+
+async def test_a_cancel_and_a_refund_of_one_order_at_once_close_it_once(tmp_path, postgres_url, monkeypatch):
+    """The second waits for the order's row, then finds it closed (409), as on SQLite's one writer; each
+    lingers after reading the order, long enough for the other to read it open if it were let in."""
+    clock = Clock()
+    client = TestClient(TestServer(build_hub_app(tmp_path / "hub", admin_token=HUB_ADMIN, clock=clock,
+                                                 db_url=postgres_url)))
+    await client.start_server()
+    hub = InProcessHub(client, tmp_path / "hub", clock)
+    real, reading, crowded = hub_orders.get_order, [], asyncio.Event()
+
+    async def lingering(db, order_id):
+        order = await real(db, order_id)
+        reading.append(order_id)
+        if len(reading) > 1:
+            crowded.set()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(crowded.wait(), 0.3)
+        reading.remove(order_id)
+        return order
+
+    try:
+        await hub.add_store("s1")
+        await hub.add_products(product("DRK-001", 200))
+        await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 2, "receipt")])])
+        order = await hub.order("s1", [("DRK-001", 1)])
+        monkeypatch.setattr(hub_orders, "get_order", lingering)
+        answers = await asyncio.gather(*(hub.call("POST", f"/admin/v1/orders/{order['order_id']}/{how}",
+                                                  {"reason": "顾客取消"}) for how in ("cancel", "refund")))
+        assert not crowded.is_set()
+        assert sorted(status for status, _ in answers) == [200, 409], answers
+        feed = (await hub.sync("s1", "changes"))["changes"]
+        assert len([c for c in feed if c["type"] in ("order.cancelled", "order.refunded")]) == 1
+    finally:
+        await hub.close()
