@@ -74,6 +74,14 @@ class Process(Hub):
         return data
 
 
+async def in_process_hub(folder: Path, url: str) -> InProcessHub:
+    """tests/test_hub.py's in-process hub (aiohttp's test server, a fake clock) on this database."""
+    clock = Clock()
+    client = TestClient(TestServer(build_hub_app(folder, admin_token=HUB_ADMIN, clock=clock, db_url=url)))
+    await client.start_server()
+    return InProcessHub(client, folder, clock)
+
+
 @pytest.fixture
 def two_hubs(tmp_path, postgres_url):
     url = with_password(postgres_url)
@@ -308,11 +316,7 @@ def test_two_processes_starting_together_make_one_schema_and_one_signing_key(tmp
 async def test_an_order_goes_through_while_uploads_hold_every_bulk_connection(tmp_path, postgres_url, monkeypatch):
     """Admin writes are never queued behind uploads: with every connection of the bulk pool inside an
     upload's slice, an order still commits (SQLite's counterpart: test_backpressure.py, its writer's lane)."""
-    clock = Clock()
-    client = TestClient(TestServer(build_hub_app(tmp_path / "hub", admin_token=HUB_ADMIN, clock=clock,
-                                                 db_url=postgres_url)))
-    await client.start_server()
-    hub = InProcessHub(client, tmp_path / "hub", clock)
+    hub = await in_process_hub(tmp_path / "hub", postgres_url)
     try:
         stores = [f"s{n}" for n in range(BULK_POOL_SIZE + 1)]
         for store in stores:
@@ -342,12 +346,7 @@ async def test_one_stores_batch_sent_to_two_processes_at_once_applies_once(tmp_p
     """A store's slices apply one at a time across processes too: the second waits for the store's
     row, then finds every event applied (duplicate), where it would otherwise have read the same
     next_seq and failed on the taken seq."""
-    clock = Clock()
-    hubs = [InProcessHub(TestClient(TestServer(build_hub_app(tmp_path / name, admin_token=HUB_ADMIN, clock=clock,
-                                                             db_url=postgres_url))), tmp_path / name, clock)
-            for name in ("a", "b")]
-    for hub in hubs:
-        await hub.client.start_server()
+    hubs = [await in_process_hub(tmp_path / name, postgres_url) for name in ("a", "b")]
     a, b = hubs
     try:
         await a.add_store("s1")
@@ -390,11 +389,7 @@ async def test_orders_created_at_once_for_one_store_get_their_own_numbers_and_ne
     """Transactions run side by side on PostgreSQL: a store's new orders take turns (as on SQLite's one
     writer), so two never read the same next number or the same stock left. Each order here lingers
     after reading its number, long enough for another to read the same one if it were let in."""
-    clock = Clock()
-    client = TestClient(TestServer(build_hub_app(tmp_path / "hub", admin_token=HUB_ADMIN, clock=clock,
-                                                 db_url=postgres_url)))
-    await client.start_server()
-    hub = InProcessHub(client, tmp_path / "hub", clock)
+    hub = await in_process_hub(tmp_path / "hub", postgres_url)
     real, inside, crowded = hub_orders.order_number, [], asyncio.Event()
 
     async def lingering(db, store_id, day):
@@ -425,11 +420,7 @@ async def test_orders_created_at_once_for_one_store_get_their_own_numbers_and_ne
 async def test_a_cancel_and_a_refund_of_one_order_at_once_close_it_once(tmp_path, postgres_url, monkeypatch):
     """The second waits for the order's row, then finds it closed (409), as on SQLite's one writer; each
     lingers after reading the order, long enough for the other to read it open if it were let in."""
-    clock = Clock()
-    client = TestClient(TestServer(build_hub_app(tmp_path / "hub", admin_token=HUB_ADMIN, clock=clock,
-                                                 db_url=postgres_url)))
-    await client.start_server()
-    hub = InProcessHub(client, tmp_path / "hub", clock)
+    hub = await in_process_hub(tmp_path / "hub", postgres_url)
     real, reading, crowded = hub_orders.get_order, [], asyncio.Event()
 
     async def lingering(db, order_id):
