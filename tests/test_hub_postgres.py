@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 import threading
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from helpers_daemon import Hub, request, wait_for
+from helpers_daemon import Hub, child_env, request, store_edge_command, wait_for
 
 import hub.events as uploads
 import hub.orders as hub_orders
@@ -447,3 +448,20 @@ async def test_a_cancel_and_a_refund_of_one_order_at_once_close_it_once(tmp_path
         assert len([c for c in feed if c["type"] in ("order.cancelled", "order.refunded")]) == 1
     finally:
         await hub.close()
+
+
+def test_a_database_url_file_that_is_empty_unreadable_or_not_postgresql_stops_the_start(tmp_path):
+    url_file = tmp_path / "db-url"
+    for content, why in [("", "is empty"), ("sqlite:///x.db\n", "must start with postgresql://"),
+                         (None, "cannot read the database URL file")]:
+        if content is None:
+            url_file.unlink()
+        else:
+            url_file.write_text(content, encoding="utf-8")
+        done = subprocess.run([*store_edge_command(), "hub", "--data", str(tmp_path / "hub"), "--port", "0",
+                               "--db-url-file", str(url_file)], capture_output=True, text=True, env=child_env(),
+                              timeout=60)
+        assert done.returncode == 2 and why in done.stderr, done.stderr
+    both = subprocess.run([*store_edge_command(), "hub", "--data", "x", "--db-url", "postgresql://a@b/c",
+                           "--db-url-file", str(url_file)], capture_output=True, text=True, env=child_env(), timeout=60)
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr   # one or the other
