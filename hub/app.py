@@ -35,6 +35,7 @@ from hub.admission import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOADS, DEFAULT_M
 from hub.changes import get_balances, get_changes, get_state
 from hub.db_postgres import PostgresDatabase
 from hub.events import get_events, post_events
+from hub.health import database_reachable, get_health
 from hub.hints import get_hints
 from hub.http import auth_admin, errors_middleware
 from hub.state import HUB, Hub
@@ -116,13 +117,15 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
         web.get("/admin/v1/members/{member_id}", members.admin_get_member),
         web.post("/admin/v1/members/{member_id}/certificates", members.admin_issue_certificate),
         web.get("/metrics", metrics),
+        web.get("/health", get_health),
     ])
     return app
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """The admission gate's figures and the hub's (hub/metrics.py) in Prometheus' text format, for the admin token."""
+    """The admission gate's figures and the hub's (hub/metrics.py), Prometheus' text format; admin token."""
     hub = auth_admin(request)
+    await database_reachable(hub)
     await hub.metrics.refresh(hub.sockets, hub.db.read, hub.now())
     body = generate_latest(hub.admission.registry) + generate_latest(hub.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -19,6 +19,10 @@ them up (`sum(rate(hub_events_total[1m]))`) or takes the worst (`max(hub_change_
   `created_at` to that answer: the time the feed takes to reach stores (the hint, the store's pull).
   A pull from the feed's start (`after=0`: a new store, a new epoch) is left out: it hands out the
   whole history, whose age says nothing of delivery.
+- `hub_database_up`: 1 if the last scrape or `GET /health` (hub/health.py) read the database in time.
+- `process_*`: the process's memory, CPU time and open files against its limit (prometheus_client's
+  ProcessCollector, from /proc/self): RSS against the 1 GB a process should stay under, file
+  descriptors against LimitNOFILE (each hint socket holds one).
 
 The lag's position is what this process answered, so behind a load balancer that sends a store's
 pulls to another process than its hint socket, this process still sees the older position: route
@@ -32,7 +36,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Awaitable, Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from hub.db import Conn
 
@@ -59,10 +63,12 @@ async def oldest_unpulled(db: Conn, positions: list[tuple[str, int]]) -> Any:
     for start in range(0, len(positions), STORES_PER_QUERY):
         part = positions[start:start + STORES_PER_QUERY]
         rows = ", ".join(f"(CAST(${2 * i + 1} AS TEXT), CAST(${2 * i + 2} AS BIGINT))" for i in range(len(part)))
-        # each store's own changes: one index search per store (changes_store: store_id, cursor)
+        # each store's own changes: its first one above its position, one index search per store
+        # (changes_store: store_id, cursor). As a join, PostgreSQL hashed the stores and read the whole
+        # feed: 75 ms for 500 stores on 200,000 changes, against 1 ms this way.
         found.append(await db.fetchval(
-            f"SELECT min(c.created_at) FROM (VALUES {rows}) AS v JOIN changes c ON c.store_id = v.column1 "
-            "AND c.cursor > v.column2", *(value for pair in part for value in pair)))
+            f"SELECT min((SELECT c.created_at FROM changes c WHERE c.store_id = v.column1 AND c.cursor > v.column2 "
+            f"ORDER BY c.cursor LIMIT 1)) FROM (VALUES {rows}) AS v", *(value for pair in part for value in pair)))
     found = [_moment(value) for value in found if value is not None]
     return min(found, default=None)
 
@@ -70,6 +76,8 @@ async def oldest_unpulled(db: Conn, positions: list[tuple[str, int]]) -> Any:
 class HubMetrics:
     def __init__(self):
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, _cpu_seconds, _open_fds
+        self.database_is_up = True
         self.positions: dict[str, int] = {}    # store id -> the next_cursor of its last pull answered here
         self.m_stores = Gauge("hub_stores_connected", "Stores with a hint WebSocket open on this process",
                               registry=self.registry)
@@ -80,6 +88,9 @@ class HubMetrics:
             self.m_events.labels(status)
         self.m_lag = Gauge("hub_change_lag_seconds", "Age of the oldest change a store connected here has not "
                            "pulled yet (0: none)", registry=self.registry)
+        self.m_database = Gauge("hub_database_up", "1 if the last check (a scrape, /health) read the database",
+                                registry=self.registry)
+        self.m_database.set(1)
         self.m_delivery = Histogram("hub_change_delivery_seconds", "Seconds from a change's creation to its "
                                     "handing to a store in a pull", buckets=DELIVERY_BUCKETS, registry=self.registry)
 
@@ -91,6 +102,12 @@ class HubMetrics:
         for status, count in counts.items():
             if count:
                 self.m_events.labels(status).inc(count)
+
+    def database_up(self, up: bool) -> bool:
+        """Record a health check's outcome; True if it differs from the one before (worth a log line)."""
+        changed, self.database_is_up = self.database_is_up != up, up
+        self.m_database.set(1 if up else 0)
+        return changed
 
     def pulled(self, store_id: str, after: int, changes: list[dict], now: datetime) -> None:
         """A pull this process answered (the changes after `after` it handed out): the store's new
@@ -107,5 +124,9 @@ class HubMetrics:
         self.m_stores.set(len(connected))
         self.m_sockets.set(sum(open_here.values()))
         positions = [(store, self.positions[store]) for store in connected if store in self.positions]
-        oldest = await read(oldest_unpulled, positions) if positions else None
+        try:
+            oldest = await read(oldest_unpulled, positions) if positions else None
+        except Exception:  # whatever the engine raises: the other figures still answer, the lag is unknown
+            self.m_lag.set(float("nan"))
+            return
         self.m_lag.set(0.0 if oldest is None else max(0.0, (now - oldest).total_seconds()))

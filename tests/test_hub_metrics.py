@@ -1,14 +1,21 @@
-"""The hub's /metrics (hub/metrics.py, issue 13 part 5) against a running hub app: stores connected
-through real hint WebSockets, events counted by their answer, uploads in flight and refused, the
-change lag and the feed's delivery time, under the hub's fake clock (ages in whole seconds)."""
+"""The hub's /metrics and /health (hub/metrics.py, hub/health.py; issue 13 part 5) against a running
+hub app: stores connected through real hint WebSockets, events counted by their answer, uploads in
+flight and refused, the change lag and the feed's delivery time under the hub's fake clock (ages in
+whole seconds), and the lag's query on SQLite and on the tests' PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import math
+import sqlite3
+from datetime import datetime
 
+import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_backpressure import HeldUpload
+from hub.db import on_sqlite
+from hub.metrics import oldest_unpulled
+from tests.test_backpressure import HeldUpload, hub_key
 from tests.test_hub import ADMIN, database, event, product, start_hub  # noqa: F401 (database: autouse, both stores)
 
 
@@ -55,8 +62,9 @@ async def test_stores_connected_events_by_answer_and_uploads_in_flight_and_refus
         before = await scrape(hub)
         assert before["hub_stores_connected"] == 0 and before["hub_hint_sockets"] == 0
         assert {before[f'hub_events_total{{status="{s}"}}'] for s in ("applied", "duplicate", "rejected")} == {0}
-        assert before['hub_uploads_refused_total{status="429"}'] == before['hub_uploads_refused_total{status="503"}'] == 0
+        assert [before[f'hub_uploads_refused_total{{status="{s}"}}'] for s in ("429", "503")] == [0, 0]
         assert before["hub_uploads_in_flight"] == 0
+        assert before["process_resident_memory_bytes"] > 0 and before["process_open_fds"] > 0
 
         sockets = [await hints(hub, "s1"), await hints(hub, "s1"), await hints(hub, "s2")]
         now = await scrape(hub)
@@ -150,3 +158,77 @@ async def test_change_lag_is_the_age_of_the_oldest_change_a_connected_store_has_
         await s1.close()
     finally:
         await hub.close()
+
+
+async def test_health_answers_without_a_token_and_503_when_the_database_is_gone(tmp_path, caplog):
+    hub = await new_hub(tmp_path, "s1")
+    try:
+        resp = await hub.client.get("/health")
+        assert resp.status == 200 and await resp.json() == {"status": "ok"}
+        assert (await scrape(hub))["hub_database_up"] == 1
+        s1 = await hints(hub, "s1")
+        await hub.sync("s1", "changes")           # a position: the scrape reads the lag from the database
+        # the database closes under the running app (a lost PostgreSQL looks the same to the check)
+        state = hub.client.server.app[hub_key()]
+        await state.db.close()
+        # a scrape alone sees it (nginx's free version never calls /health), and says it once
+        assert (await scrape(hub))["hub_database_up"] == 0
+        for _ in range(2):
+            resp = await hub.client.get("/health")
+            body = await resp.json()
+            assert resp.status == 503 and resp.headers["Retry-After"] == "5", body
+            assert body["error"] == "unavailable" and "epoch" not in body
+        assert [r.getMessage() for r in caplog.records if r.name == "hub.health"] == ["database unreachable"]
+        # /metrics still answers (Prometheus must see the process), the lag unknown
+        now = await scrape(hub)
+        assert now["hub_database_up"] == 0 and math.isnan(now["hub_change_lag_seconds"])
+        assert now["hub_stores_connected"] == 1
+        await s1.close()
+    finally:
+        await hub.close()
+
+
+CHANGES = [  # cursor, store (None: every store), created_at
+    (1, None, "2026-11-21T08:00:00.000Z"), (2, "s1", "2026-11-21T08:00:05.000Z"),
+    (3, None, "2026-11-21T08:00:10.000Z"), (4, "s2", "2026-11-21T08:00:12.000Z"),
+    (5, "s1", "2026-11-21T08:00:20.000Z"),
+]
+CASES = [  # positions -> the oldest change above any of them
+    ([], None),
+    ([("s1", 5), ("s2", 5)], None),
+    ([("s1", 5), ("s2", 3)], "2026-11-21T08:00:12.000Z"),      # s2's own change 4
+    ([("s1", 1), ("s2", 5)], "2026-11-21T08:00:05.000Z"),      # s1's own change 2
+    ([("s1", 4), ("s2", 2)], "2026-11-21T08:00:10.000Z"),      # everyone's change 3, for s2
+    ([("s9", 0), ("s1", 5)], "2026-11-21T08:00:00.000Z"),      # a store with nothing of its own
+    ([(f"x{i}", 5) for i in range(1200)] + [("s1", 4)], "2026-11-21T08:00:20.000Z"),  # past one query's stores
+]
+
+
+def expected(text):
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def test_the_oldest_unpulled_change_on_sqlite(tmp_path):
+    conn = sqlite3.connect(tmp_path / "feed.db")
+    conn.execute("CREATE TABLE changes (cursor INTEGER PRIMARY KEY, store_id TEXT, created_at TEXT NOT NULL)")
+    conn.executemany("INSERT INTO changes VALUES (?, ?, ?)", CHANGES)
+    for positions, oldest in CASES:
+        assert on_sqlite(oldest_unpulled)(conn, positions) == expected(oldest), positions
+    conn.close()
+
+
+async def test_the_oldest_unpulled_change_on_postgresql(postgres_url):
+    """The same statements through asyncpg (whose connection is a hub.db.Conn), created_at as PostgreSQL
+    keeps a time (timestamptz) and as text."""
+    for kind in ("timestamptz", "text"):
+        conn = await asyncpg.connect(postgres_url)  # a connection per table: asyncpg caches statements' types
+        try:
+            await conn.execute(f"DROP TABLE IF EXISTS changes; CREATE TABLE changes (cursor bigint PRIMARY KEY, "
+                               f"store_id text, created_at {kind} NOT NULL)")
+            await conn.executemany("INSERT INTO changes VALUES ($1, $2, $3)",
+                                   [(c, s, datetime.fromisoformat(t) if kind == "timestamptz" else t)
+                                    for c, s, t in CHANGES])
+            for positions, oldest in CASES:
+                assert await oldest_unpulled(conn, positions) == expected(oldest), (kind, positions)
+        finally:
+            await conn.close()
