@@ -1,7 +1,8 @@
 """The reference cloud hub: the cloud side of docs/sync-protocol.md, for many stores.
 
 `store-edge hub --data DIR` runs an aiohttp server on a SQLite database (DIR/hub.db, through
-edge.core.sqlite.Store and its single writer thread, with the migrations of hub/schema.py):
+edge.core.sqlite.Store and its single writer thread, with the migrations of hub/schema.py), or with
+`--db-url`/`--db-url-file` on PostgreSQL (hub/db_postgres.py; several hub processes may share one):
 
 - /sync/v1/stores/{store_id}/...  the protocol: events upload (hub/events.py), changes feed, state
                                   and balances (hub/changes.py), hints (hub/hints.py)
@@ -33,12 +34,13 @@ from edge.core.sqlite import SchemaTooNew
 from hub import admin_api, coupons, keys, member_admin, member_holds, member_program, members, orders
 from hub.admission import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_UPLOADS, DEFAULT_MAX_WAIT, Admission
 from hub.changes import get_balances, get_changes, get_state
-from hub.db import on_sqlite
+from hub.db_postgres import PostgresDatabase
 from hub.events import get_events, post_events
 from hub.health import database_reachable, get_health
 from hub.hints import get_hints
 from hub.http import auth_admin, errors_middleware
 from hub.state import HUB, Hub
+from hub.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +51,11 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
                   new_epoch: bool = False, clock: Callable[[], datetime] | None = None,
                   chain: str = "chain-1", max_uploads: int = DEFAULT_MAX_UPLOADS,
                   max_upload_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                  max_upload_wait: float = DEFAULT_MAX_WAIT) -> web.Application:
+                  max_upload_wait: float = DEFAULT_MAX_WAIT, db_url: str | None = None) -> web.Application:
     """The hub as an aiohttp application; its database opens when the app starts (cleanup_ctx).
 
-    max_uploads, max_upload_bytes, max_upload_wait: the admission gate's bounds (hub/admission.py)."""
+    max_uploads, max_upload_bytes, max_upload_wait: the admission gate's bounds (hub/admission.py).
+    db_url: a postgresql:// URL; None: SQLite in data_dir."""
     if not admin_token or not admin_token.strip():
         raise ValueError("the admin token must not be empty")
     if safety_buffer < 0 or stale_after <= 0:
@@ -61,11 +64,15 @@ def build_hub_app(data_dir: Path, *, admin_token: str, safety_buffer: int = 0, s
               admission=Admission(max_uploads, max_upload_bytes, max_upload_wait, body_limit=BODY_LIMIT))
     if clock is not None:
         hub.clock = clock
+    if db_url is not None:
+        hub.db = PostgresDatabase(check_db_url(db_url))
     app = web.Application(middlewares=[errors_middleware], client_max_size=BODY_LIMIT)
     app[HUB] = hub
 
     async def subsystem(app: web.Application):
         await hub.start()
+        if isinstance(hub.db, PostgresDatabase):
+            hub.db.listen(Wakeups(hub).notice)
         await keys.ensure_key(hub)
         yield
         await hub.stop()
@@ -129,13 +136,33 @@ async def metrics(request: web.Request) -> web.Response:
     """The admission gate's figures and the hub's (hub/metrics.py), Prometheus' text format; admin token."""
     hub = auth_admin(request)
     await database_reachable(hub)
-    await hub.metrics.refresh(hub.sockets, lambda fn, *args: hub.store.read(on_sqlite(fn), *args), hub.now())
+    await hub.metrics.refresh(hub.sockets, hub.db.read, hub.now())
     body = generate_latest(hub.admission.registry) + generate_latest(hub.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 class StartError(Exception):
     pass
+
+
+def check_db_url(url: str) -> str:
+    url = url.strip()
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("the database URL must start with postgresql:// (SQLite needs none: it is the default)")
+    return url
+
+
+def db_url(args) -> str | None:
+    """--db-url, or the first line of --db-url-file (a file or a systemd credential); None: SQLite."""
+    if args.db_url_file is None:
+        return args.db_url
+    try:
+        text = args.db_url_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StartError(f"cannot read the database URL file {args.db_url_file}: {exc}") from None
+    if not text:
+        raise StartError(f"the database URL file {args.db_url_file} is empty")
+    return text.splitlines()[0].strip()
 
 
 def _non_negative_int(text: str) -> int:
@@ -195,6 +222,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-upload-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
                         help="bytes of upload bodies (their Content-Length) held at once; beyond: 503 with "
                              f"Retry-After (default {DEFAULT_MAX_BODY_BYTES}, 32 MiB)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--db-url", help="postgresql://USER:PASSWORD@HOST:PORT/DB: keep the data in PostgreSQL, "
+                                        "shared by several hub processes (default: SQLite in DIR/hub.db); a password "
+                                        "here shows in the process list: prefer --db-url-file")
+    where.add_argument("--db-url-file", type=Path,
+                       help="file holding the postgresql:// URL (e.g. a systemd credential: "
+                            "$CREDENTIALS_DIRECTORY/hub-db-url)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -250,7 +284,10 @@ def run(args) -> int:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         token = admin_token(data_dir, args.admin_token_file)
-    except StartError as exc:
+        url = db_url(args)
+        if url is not None:
+            url = check_db_url(url)
+    except (StartError, ValueError) as exc:
         log.error("cannot start", extra={"kv": {"error": str(exc)}})
         return 2
     except OSError as exc:
@@ -259,7 +296,7 @@ def run(args) -> int:
     app = build_hub_app(data_dir, admin_token=token, safety_buffer=args.safety_buffer,
                         stale_after=args.stale_after, new_epoch=args.new_epoch, chain=args.chain,
                         max_uploads=args.max_uploads, max_upload_bytes=args.max_upload_bytes,
-                        max_upload_wait=args.max_upload_wait)
+                        max_upload_wait=args.max_upload_wait, db_url=url)
     try:
         asyncio.run(serve(app, args.host, args.port))
     except (OSError, SchemaTooNew) as exc:  # port taken, folder not writable, a newer database

@@ -1,4 +1,5 @@
-"""The hub's database: one interface over SQLite (the default) and PostgreSQL (asyncpg, issue 13).
+"""The hub's database: one interface over SQLite (the default, here) and PostgreSQL (asyncpg,
+hub/db_postgres.py; issue 13).
 
 Hub code that touches the database is written once, as `async def fn(db: Conn, *args)` with
 PostgreSQL's numbered placeholders (`$1`, `$2`, ...), and handed to `Database.read`, `.write` or
@@ -15,6 +16,7 @@ that would hold the single writer, and no other work belongs inside a transactio
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from functools import lru_cache
@@ -92,6 +94,24 @@ def on_sqlite(fn: Work[T]) -> Callable[..., T]:
     return run
 
 
+class Database(Protocol):
+    """Where the hub keeps its data: SqliteDatabase, or PostgresDatabase (hub/db_postgres.py)."""
+    dialect: str
+    where: str       # for the log: a path, or a URL without its password
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def read(self, fn: Work[T], *args: Any) -> T: ...
+
+    async def write(self, fn: Work[T], *args: Any) -> T: ...
+
+    async def write_bulk(self, fn: Work[T], *args: Any, place: int | None = None) -> T: ...
+
+    def bulk_place(self) -> int: ...
+
+
 class SqliteDatabase:
     """The embedded default: DIR/hub.db behind edge.core.sqlite.Store's writer and readers."""
     dialect = "sqlite"
@@ -99,12 +119,13 @@ class SqliteDatabase:
     def __init__(self, path: Path, migrations: list[tuple[str, str]]):
         self.store = Store(path, migrations=migrations)
         self.path = path
+        self.where = str(path)
 
-    def open(self) -> None:
-        self.store.open()
+    async def open(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.store.open)
 
-    def close(self) -> None:
-        self.store.close()
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.store.close)
 
     async def read(self, fn: Work[T], *args: Any) -> T:
         return await self.store.read(on_sqlite(fn), *args)

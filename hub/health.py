@@ -14,7 +14,7 @@ import logging
 
 from aiohttp import web
 
-from hub.db import Conn, on_sqlite
+from hub.db import Conn
 from hub.errors import HubError
 from hub.http import answer
 from hub.state import HUB, Hub
@@ -32,7 +32,7 @@ async def database_reachable(hub: Hub) -> bool:
     """Whether this process reads its database in time; `hub_database_up` and a log line when that changes."""
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT):
-            await hub.store.read(on_sqlite(ping))
+            await hub.db.read(ping)
     except Exception as exc:  # whatever the engine raises: the process cannot serve
         if hub.metrics.database_up(False):
             log.warning("database unreachable", extra={"kv": {"error": type(exc).__name__, "detail": str(exc)[:200]}})

@@ -27,7 +27,7 @@ async def get_hints(request: web.Request) -> web.StreamResponse:
     group.add(ws)  # before the hello's cursor is read: a change committed meanwhile is hinted, not lost
     log.info("hints connected", extra={"kv": {"store": store_id, "sockets": len(group)}})
     try:
-        cursor = await hub.store.read(feed_cursor, store_id)
+        cursor = await hub.db.read(feed_cursor, store_id)
         await ws.send_json({"type": "hello", "epoch": hub.epoch, "cursor": cursor})
         async for _ in ws:  # the store says nothing; pings and pongs are handled by aiohttp
             pass

@@ -13,6 +13,7 @@ from edge.core import jws
 from edge.core.clock import iso
 from hub.bodies import OptionalReasonIn
 from hub.changes import add_change
+from hub.db import Conn
 from hub.errors import HubError, not_found
 from hub.http import answer, auth_admin, optional_body
 from hub.state import Hub
@@ -30,45 +31,47 @@ def iso_unix(seconds: int) -> str:
     return iso(datetime.fromtimestamp(seconds, timezone.utc))
 
 
-def create_signing_key(conn, moment: datetime, now: str) -> dict:
+async def create_signing_key(db: Conn, moment: datetime, now: str) -> dict:
     """A new key, published to every store (`key.published`, store_id NULL)."""
     private, public = jws.new_key()
     kid = jws.new_kid(moment)
-    while conn.execute("SELECT 1 FROM signing_keys WHERE kid = ?", (kid,)).fetchone():
+    while await db.fetchrow("SELECT 1 FROM signing_keys WHERE kid = $1", kid):
         kid = jws.new_kid(moment)
-    cursor, change_id = add_change(conn, None, "key.published",
-                                   {"kid": kid, "alg": jws.KEY_ALG, "public_key": public}, now)
-    conn.execute("INSERT INTO signing_keys (kid, alg, private_key, public_key, created_at, published_change_id) "
-                 "VALUES (?, ?, ?, ?, ?, ?)", (kid, jws.KEY_ALG, private, public, now, change_id))
+    cursor, change_id = await add_change(db, None, "key.published",
+                                         {"kid": kid, "alg": jws.KEY_ALG, "public_key": public}, now)
+    await db.execute("INSERT INTO signing_keys (kid, alg, private_key, public_key, created_at, published_change_id) "
+                     "VALUES ($1, $2, $3, $4, $5, $6)", kid, jws.KEY_ALG, private, public, now, change_id)
     return {"kid": kid, "alg": jws.KEY_ALG, "public_key": public, "created_at": now, "change_id": change_id,
             "cursor": cursor}
 
 
-def ensure_signing_key(conn, moment: datetime) -> dict | None:
+async def ensure_signing_key(db: Conn, moment: datetime) -> dict | None:
     """At start: a key if the hub has none that is not revoked (first start, or an upgraded hub)."""
-    if conn.execute("SELECT 1 FROM signing_keys WHERE revoked_at IS NULL").fetchone():
+    if db.dialect == "postgresql":  # hub processes starting together on one database: one of them makes it
+        await db.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+    if await db.fetchrow("SELECT 1 FROM signing_keys WHERE revoked_at IS NULL"):
         return None
-    return create_signing_key(conn, moment, iso(moment))
+    return await create_signing_key(db, moment, iso(moment))
 
 
-def current_key(conn) -> tuple[str, bytes]:
+async def current_key(db: Conn) -> tuple[str, bytes]:
     """(kid, private key) of the key that signs: the newest not revoked."""
-    row = conn.execute("SELECT kid, private_key FROM signing_keys WHERE revoked_at IS NULL "
-                       "ORDER BY created_at DESC, rowid DESC LIMIT 1").fetchone()
+    row = await db.fetchrow("SELECT kid, private_key FROM signing_keys WHERE revoked_at IS NULL "
+                            "ORDER BY created_at DESC, rowid DESC LIMIT 1")
     if row is None:
         raise HubError(409, "no_signing_key", "the hub has no signing key: create one with POST /admin/v1/keys")
     return row[0], bytes(row[1])
 
 
-def issue_pickup_token(conn, order_id: str, store_id: str, moment: datetime, now: str) -> dict:
-    kid, private = current_key(conn)
+async def issue_pickup_token(db: Conn, order_id: str, store_id: str, moment: datetime, now: str) -> dict:
+    kid, private = await current_key(db)
     iat = unix(moment)
     claims = {"sub": order_id, "sid": store_id, "iat": iat, "exp": iat + PICKUP_TOKEN_TTL,
               "jti": "p-" + secrets.token_hex(12)}
     token = jws.sign(private, kid, jws.TYP_PICKUP, claims)
     expires = iso_unix(claims["exp"])
-    conn.execute("INSERT INTO pickup_tokens (jti, order_id, kid, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                 (claims["jti"], order_id, kid, now, expires))
+    await db.execute("INSERT INTO pickup_tokens (jti, order_id, kid, issued_at, expires_at) VALUES ($1, $2, $3, $4, "
+                     "$5)", claims["jti"], order_id, kid, now, expires)
     return {"pickup_token": token, "pickup_token_expires_at": expires}
 
 
@@ -76,23 +79,23 @@ def key_view(row) -> dict:
     return {k: row[k] for k in ("kid", "alg", "public_key", "created_at", "revoked_at", "revoke_reason")}
 
 
-def list_keys(conn) -> dict:
-    rows = conn.execute("SELECT kid, alg, public_key, created_at, revoked_at, revoke_reason FROM signing_keys "
-                        "ORDER BY created_at, rowid").fetchall()
-    signer = conn.execute("SELECT kid FROM signing_keys WHERE revoked_at IS NULL ORDER BY created_at DESC, "
-                          "rowid DESC LIMIT 1").fetchone()
+async def list_keys(db: Conn) -> dict:
+    rows = await db.fetch("SELECT kid, alg, public_key, created_at, revoked_at, revoke_reason FROM signing_keys "
+                          "ORDER BY created_at, rowid")
+    signer = await db.fetchrow("SELECT kid FROM signing_keys WHERE revoked_at IS NULL ORDER BY created_at DESC, "
+                               "rowid DESC LIMIT 1")
     return {"keys": [{**key_view(r), "signing": signer is not None and r["kid"] == signer[0]} for r in rows]}
 
 
 async def admin_list_keys(request: web.Request) -> web.Response:
     hub = auth_admin(request)
-    return answer(request, await hub.store.read(list_keys))
+    return answer(request, await hub.db.read(list_keys))
 
 
 async def admin_rotate_key(request: web.Request) -> web.Response:
     hub = auth_admin(request)
     moment = hub.now()
-    key = await hub.store.write(create_signing_key, moment, iso(moment))
+    key = await hub.db.write(create_signing_key, moment, iso(moment))
     await hub.committed(cursor=key["cursor"])
     await hub.notify(None, {"type": "changes", "cursor": key["cursor"]})
     log.info("signing key rotated", extra={"kv": {"kid": key["kid"], "cursor": key["cursor"]}})
@@ -104,23 +107,25 @@ async def admin_revoke_key(request: web.Request) -> web.Response:
     kid = request.match_info["kid"]
     body = await optional_body(request, OptionalReasonIn)
 
-    def revoke(conn, now):
-        row = conn.execute("SELECT revoked_at FROM signing_keys WHERE kid = ?", (kid,)).fetchone()
+    async def revoke(db: Conn, now):
+        if db.dialect == "postgresql":  # two revokes at once must not leave no key that signs
+            await db.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+        row = await db.fetchrow("SELECT revoked_at FROM signing_keys WHERE kid = $1", kid)
         if row is None:
             raise not_found(f"no key {kid}")
         if row[0] is not None:
             raise HubError(409, "key_revoked", f"key {kid} is already revoked", revoked_at=row[0])
-        if not conn.execute("SELECT 1 FROM signing_keys WHERE revoked_at IS NULL AND kid <> ?", (kid,)).fetchone():
+        if not await db.fetchrow("SELECT 1 FROM signing_keys WHERE revoked_at IS NULL AND kid <> $1", kid):
             raise HubError(409, "last_key", f"key {kid} is the only key left: rotate first (POST /admin/v1/keys), "
                            "then revoke it")
         payload = {"kid": kid} if body.reason is None else {"kid": kid, "reason": body.reason}
-        cursor, change_id = add_change(conn, None, "key.revoked", payload, now)
-        conn.execute("UPDATE signing_keys SET revoked_at = ?, revoke_reason = ?, revoked_change_id = ? WHERE kid = ?",
-                     (now, body.reason, change_id, kid))
+        cursor, change_id = await add_change(db, None, "key.revoked", payload, now)
+        await db.execute("UPDATE signing_keys SET revoked_at = $1, revoke_reason = $2, revoked_change_id = $3 "
+                         "WHERE kid = $4", now, body.reason, change_id, kid)
         return {"kid": kid, "revoked_at": now, "change_id": change_id, "cursor": cursor,
-                "signing_kid": current_key(conn)[0]}
+                "signing_kid": (await current_key(db))[0]}
 
-    done = await hub.store.write(revoke, iso(hub.now()))
+    done = await hub.db.write(revoke, iso(hub.now()))
     await hub.committed(cursor=done["cursor"])
     await hub.notify(None, {"type": "changes", "cursor": done["cursor"]})
     log.warning("signing key revoked", extra={"kv": {"kid": kid, "cursor": done["cursor"]}})
@@ -130,7 +135,7 @@ async def admin_revoke_key(request: web.Request) -> web.Response:
 
 async def ensure_key(hub: Hub) -> None:
     """At start: the first key (or a new one when all were revoked), published to every store."""
-    key = await hub.store.write(ensure_signing_key, hub.now())
+    key = await hub.db.write(ensure_signing_key, hub.now())
     if key is not None:
         await hub.committed(cursor=key["cursor"])
         log.info("signing key created", extra={"kv": {"kid": key["kid"], "cursor": key["cursor"]}})

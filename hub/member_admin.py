@@ -12,7 +12,6 @@ from pydantic import AfterValidator, Field
 from edge.core.clock import iso
 from hub.bodies import Body, Reason
 from hub.http import answer, auth_admin, model_body, query_int
-from hub.member_db import transact
 from hub.member_ledgers import POINTS, VALUE, adjust, flagged, ledger_rows
 from protocol.members import MAX_AMOUNT
 
@@ -46,7 +45,7 @@ def adjuster(ledger: str, model: type[PointsIn] | type[StoredValueIn], field: st
         member_id = request.match_info["member_id"]
         body = await model_body(request, model)
         delta = getattr(body, field)
-        done = await transact(hub, adjust, ledger, member_id, delta, body.reason, iso(hub.now()))
+        done = await hub.db.write(adjust, ledger, member_id, delta, body.reason, iso(hub.now()))
         log.info("member ledger adjusted", extra={"kv": {"member": member_id, "ledger": ledger, "delta": delta}})
         return answer(request, done, 201)
     return handler
@@ -60,10 +59,10 @@ async def admin_ledger(request: web.Request) -> web.Response:
     hub = auth_admin(request)
     limit = query_int(request, "limit", 100, 1, 1000)
     return answer(request, {"member_id": request.match_info["member_id"],
-                            **await transact(hub, ledger_rows, request.match_info["member_id"], limit, read=True)})
+                            **await hub.db.read(ledger_rows, request.match_info["member_id"], limit)})
 
 
 async def admin_flags(request: web.Request) -> web.Response:
     hub = auth_admin(request)
     limit = query_int(request, "limit", 100, 1, 1000)
-    return answer(request, {"flags": await transact(hub, flagged, limit, read=True)})
+    return answer(request, {"flags": await hub.db.read(flagged, limit)})

@@ -17,7 +17,6 @@ from edge.core.clock import iso
 from hub.db import Conn
 from hub.errors import HubError
 from hub.http import answer, auth_store, model_body
-from hub.member_db import transact
 from hub.member_ledgers import balances, member_exists
 from hub.state import HUB
 from protocol.fields import show
@@ -82,7 +81,7 @@ async def store_create_hold(request: web.Request) -> web.Response:
     hold = await model_body(request, HoldIn)
     hub = request.app[HUB]
     moment = hub.now()
-    status, answered = await transact(hub, create_hold, store_id, hold, iso(moment),
+    status, answered = await hub.db.write(create_hold, store_id, hold, iso(moment),
                                       iso(moment + timedelta(seconds=HOLD_SECONDS)))
     if status == 201:
         log.info("member hold", extra={"kv": {"store": store_id, "member": hold.member_id, "hold": hold.hold_id,
@@ -94,6 +93,6 @@ async def store_release_hold(request: web.Request) -> web.Response:
     """DELETE /sync/v1/stores/{store_id}/members/holds/{hold_id}: the cashier abandoned the sale."""
     store_id = await auth_store(request)
     hub = request.app[HUB]
-    released = await transact(hub, release_hold, store_id, request.match_info["hold_id"], iso(hub.now()))
+    released = await hub.db.write(release_hold, store_id, request.match_info["hold_id"], iso(hub.now()))
     log.info("member hold released", extra={"kv": {"store": store_id, "hold": released["hold_id"]}})
     return answer(request, released)

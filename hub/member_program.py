@@ -12,10 +12,10 @@ from aiohttp import web
 from pydantic import ConfigDict
 
 from edge.core.clock import iso
+from hub.changes import add_change
 from hub.db import Conn
 from hub.errors import HubError, not_found
 from hub.http import answer, auth_admin, model_body
-from hub.member_db import publish, transact
 from hub.state import Hub
 from protocol.changes import MemberPrices, MemberProgram
 
@@ -38,7 +38,7 @@ async def publish_program(db: Conn, program: dict, now: str) -> tuple[int, str]:
     if current is not None and program["version"] <= current:
         raise HubError(409, "version_not_newer", f"version must be above {current}, the programme published last",
                        current_version=current)
-    cursor, change_id = await publish(db, "member.program", program, now)
+    cursor, change_id = await add_change(db, None, "member.program", program, now)
     await db.execute("INSERT INTO member_programs (version, program, change_id, published_at) VALUES ($1, $2, $3, $4)",
                      program["version"], json.dumps(program, ensure_ascii=False), change_id, now)
     return cursor, change_id
@@ -57,7 +57,7 @@ async def publish_prices(db: Conn, prices: dict, now: str) -> tuple[int, str]:
     known = {r[0] for r in await db.fetch(f"SELECT sku FROM products WHERE sku IN ({marks})", *skus)}
     if unknown := [sku for sku in skus if sku not in known]:
         raise HubError(400, "unknown_sku", f"not in the chain catalog: {', '.join(unknown[:10])}", skus=unknown)
-    return await publish(db, "member.prices", prices, now)
+    return await add_change(db, None, "member.prices", prices, now)
 
 
 async def published(request: web.Request, hub: Hub, change: tuple[int, str], what: dict) -> web.Response:
@@ -71,13 +71,13 @@ async def published(request: web.Request, hub: Hub, change: tuple[int, str], wha
 async def admin_put_program(request: web.Request) -> web.Response:
     hub = auth_admin(request)
     body = await model_body(request, MemberProgramIn)
-    change = await transact(hub, publish_program, body.model_dump(), iso(hub.now()))
+    change = await hub.db.write(publish_program, body.model_dump(), iso(hub.now()))
     return await published(request, hub, change, {"type": "member.program", "version": body.version})
 
 
 async def admin_get_program(request: web.Request) -> web.Response:
     hub = auth_admin(request)
-    current = await transact(hub, current_program, read=True)
+    current = await hub.db.read(current_program)
     if current is None:
         raise not_found("no member programme has been published")
     return answer(request, current)
@@ -86,5 +86,5 @@ async def admin_get_program(request: web.Request) -> web.Response:
 async def admin_post_prices(request: web.Request) -> web.Response:
     hub = auth_admin(request)
     body = await model_body(request, MemberPricesIn)
-    change = await transact(hub, publish_prices, body.model_dump(), iso(hub.now()))
+    change = await hub.db.write(publish_prices, body.model_dump(), iso(hub.now()))
     return await published(request, hub, change, {"type": "member.prices", "prices": len(body.prices)})

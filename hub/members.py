@@ -18,10 +18,10 @@ from pydantic import Field
 from edge.core import jws, member_code
 from edge.core.clock import iso
 from hub.bodies import Body, Name
+from hub.db import Conn
 from hub.errors import HubError, not_found
 from hub.http import answer, auth_admin, auth_store, model_body
 from hub.keys import current_key, iso_unix, unix
-from hub.member_db import transact, within
 from hub.member_ledgers import add_openings, money, with_balances
 from hub.state import HUB, Hub
 from protocol.members import MAX_MEMBERS, PHONE, MemberLookup
@@ -75,16 +75,16 @@ async def admin_create_member(request: web.Request) -> web.Response:
     body = await model_body(request, MemberIn)
     member_id = body.member_id or "m-" + secrets.token_hex(6)
 
-    def create(conn, now):
-        if conn.execute("SELECT 1 FROM members WHERE member_id = ?", (member_id,)).fetchone():
+    async def create(db: Conn, now):
+        if await db.fetchrow("SELECT 1 FROM members WHERE member_id = $1", member_id):
             raise HubError(409, "member_exists", f"member {member_id} exists already")
-        conn.execute("INSERT INTO members (member_id, name, phone, level, points, balance_fen, created_at, "
-                     "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     (member_id, body.name, body.phone, body.level, body.points, body.balance_fen, now, now))
-        within(conn, add_openings, member_id, body.points, body.balance_fen, now)
-        return dict(conn.execute("SELECT * FROM members WHERE member_id = ?", (member_id,)).fetchone())
+        await db.execute("INSERT INTO members (member_id, name, phone, level, points, balance_fen, created_at, "
+                         "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                         member_id, body.name, body.phone, body.level, body.points, body.balance_fen, now)
+        await add_openings(db, member_id, body.points, body.balance_fen, now)
+        return dict(await db.fetchrow("SELECT * FROM members WHERE member_id = $1", member_id))
 
-    member = await hub.store.write(create, iso(hub.now()))
+    member = await hub.db.write(create, iso(hub.now()))
     log.info("member created", extra={"kv": {"member": member_id}})   # no name, no phone in the log
     return answer(request, member, 201)
 
@@ -92,11 +92,14 @@ async def admin_create_member(request: web.Request) -> web.Response:
 async def admin_get_member(request: web.Request) -> web.Response:
     hub = auth_admin(request)
     member_id = request.match_info["member_id"]
-    row = await hub.store.read(lambda conn: conn.execute("SELECT * FROM members WHERE member_id = ?",
-                                                         (member_id,)).fetchone())
+
+    async def member(db: Conn):
+        return await db.fetchrow("SELECT * FROM members WHERE member_id = $1", member_id)
+
+    row = await hub.db.read(member)
     if row is None:
         raise not_found(f"no member {member_id}")
-    return answer(request, {**dict(row), **await transact(hub, money, member_id, iso(hub.now()), read=True)})
+    return answer(request, {**dict(row), **await hub.db.read(money, member_id, iso(hub.now()))})
 
 
 async def admin_issue_certificate(request: web.Request) -> web.Response:
@@ -108,21 +111,21 @@ async def admin_issue_certificate(request: web.Request) -> web.Response:
         raise HubError(400, "invalid_request", "device_key is not an Ed25519 public key in base64url")
     moment = hub.now()
 
-    def issue(conn, now):
-        row = conn.execute("SELECT * FROM members WHERE member_id = ?", (member_id,)).fetchone()
+    async def issue(db: Conn, now):
+        row = await db.fetchrow("SELECT * FROM members WHERE member_id = $1", member_id)
         if row is None:
             raise not_found(f"no member {member_id}")
-        row = within(conn, with_balances, [row])[0]   # the ledgers' points and balance, not the opening ones
-        kid, private = current_key(conn)
+        row = (await with_balances(db, [row]))[0]   # the ledgers' points and balance, not the opening ones
+        kid, private = await current_key(db)
         claims = certificate_claims(row, hub.chain, body.device_key, unix(moment), body.days)
         certificate = jws.sign(private, kid, jws.TYP_MEMBER, claims)
         expires = iso_unix(claims["exp"])
-        conn.execute("INSERT INTO member_certificates (member_id, device_key, kid, issued_at, expires_at) "
-                     "VALUES (?, ?, ?, ?, ?)", (member_id, body.device_key, kid, now, expires))
+        await db.execute("INSERT INTO member_certificates (member_id, device_key, kid, issued_at, expires_at) "
+                         "VALUES ($1, $2, $3, $4, $5)", member_id, body.device_key, kid, now, expires)
         return {"member_id": member_id, "certificate": certificate, "kid": kid, "chain": hub.chain,
                 "expires_at": expires}
 
-    issued = await hub.store.write(issue, iso(moment))
+    issued = await hub.db.write(issue, iso(moment))
     log.info("member certificate issued", extra={"kv": {"member": member_id, "kid": issued["kid"]}})
     return answer(request, issued, 201)
 
@@ -134,6 +137,11 @@ async def store_lookup_member(request: web.Request) -> web.Response:
     body = await model_body(request, MemberLookup)
     hub = request.app[HUB]
     snapshot = iso(hub.now())
-    rows = await hub.store.read(lambda conn: within(conn, with_balances, conn.execute(
-        "SELECT * FROM members WHERE phone = ? ORDER BY member_id LIMIT ?", (body.phone, MAX_MEMBERS)).fetchall()))
+
+    async def with_phone(db: Conn):
+        rows = await db.fetch("SELECT * FROM members WHERE phone = $1 ORDER BY member_id LIMIT $2", body.phone,
+                              MAX_MEMBERS)
+        return await with_balances(db, rows)   # the ledgers' points and balance, not the opening ones
+
+    rows = await hub.db.read(with_phone)
     return answer(request, {"members": [masked(r, snapshot) for r in rows]})

@@ -273,7 +273,7 @@ CREATE INDEX member_certificates_member ON member_certificates(member_id, id);
 # a return's activity (sale:<id>, return:<id>) counts once whatever event carries it, even a resend under a
 # new event id after an epoch change. flags (JSON list) mark what happened though it should not have:
 # points_overspent / stored_value_overspent (spent offline past the balance). The PostgreSQL twin is
-# hub/sql/postgresql/900_member_ledgers.sql.
+# hub/sql/postgresql/002_member_ledgers.sql.
 MEMBER_LEDGERS = """
 CREATE TABLE member_points_ledger (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -2,7 +2,8 @@
 
 The epoch lives in the database. DIR/hub.highwater records the highest change cursor and event row
 the hub has committed; a database found below it at start was restored from an older copy, so the
-hub starts a new epoch and every store resends and pulls again (protocol section 6).
+hub starts a new epoch and every store resends and pulls again (protocol section 6). On PostgreSQL,
+where several processes share the database, only that last check holds (see start()).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Callable
 
 from aiohttp import WSCloseCode, web
 
-from edge.core.sqlite import Store
 from hub.admission import Admission
+from hub.db import Conn, Database, SqliteDatabase
 from hub.errors import sha256
 from hub.highwater import HighWater
 from hub.metrics import HubMetrics
@@ -46,7 +47,7 @@ class Hub:
     new_epoch: bool = False
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     chain: str = "chain-1"       # the chain this hub is the cloud of: `chn` of member certificates (docs/members.md)
-    store: Store | None = None
+    db: Database | None = None   # given (PostgreSQL), or SQLite in data_dir opened at start
     epoch: str = ""
     sockets: dict[str, set[web.WebSocketResponse]] = field(default_factory=dict)
     last_seen: dict[str, str] = field(default_factory=dict)
@@ -66,9 +67,10 @@ class Hub:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.data_dir / "hub.db", migrations=HUB_MIGRATIONS)
-        await loop.run_in_executor(None, self.store.open)
-        marks = await self.store.read(_marks)
+        if self.db is None:
+            self.db = SqliteDatabase(self.data_dir / "hub.db", HUB_MIGRATIONS)
+        await self.db.open()
+        marks = await self.db.read(_marks)
         try:
             hw = await loop.run_in_executor(self.hw_pool, self.highwater.load)
             unreadable = None
@@ -76,21 +78,28 @@ class Hub:
             hw, unreadable = None, str(exc)
         epoch, why = marks["epoch"], None
         has_data = marks["cursor"] or marks["event_row"]
+        # On PostgreSQL several hub processes share the database, each with its own high-water file: a
+        # process new to the database has none, and another may have changed the epoch meanwhile. Only
+        # a database behind what this process itself committed tells of a restore (docs/hub-postgresql.md).
+        shared = self.db.dialect == "postgresql"
         if hw is not None and (marks["cursor"] < hw["cursor"] or marks["event_row"] < hw["event_row"]):
             why = "the database is older than its high-water mark: restored from a backup?"
-        elif unreadable:
+        elif unreadable and not shared:
             why = f"the high-water file cannot be read ({unreadable})"
         elif epoch is None:
             why = "first start"
         elif self.new_epoch:
             why = "--new-epoch"
-        elif hw is None and has_data:
+        elif hw is None and has_data and not shared:
             why = "the high-water file is missing: the database may have been restored from a backup"
-        elif hw is not None and hw["epoch"] != epoch:
+        elif hw is not None and hw["epoch"] != epoch and not shared:
             why = "the database's epoch differs from the high-water file's: restored from a backup?"
-        if why is not None:
+        if why == "first start":   # processes starting together on one new database agree on one
+            old, epoch = None, await self.db.write(first_epoch, new_epoch())
+        elif why is not None:
             old, epoch = epoch, new_epoch()
-            await self.store.write(set_epoch, epoch)
+            await self.db.write(set_epoch, epoch)
+        if why is not None:
             kv = {"epoch": epoch, "previous": old or "-", "why": why}
             if hw is not None:
                 kv.update(db_cursor=marks["cursor"], hw_cursor=hw["cursor"], db_event_row=marks["event_row"],
@@ -98,14 +107,13 @@ class Hub:
             (log.info if why in ("first start", "--new-epoch") else log.warning)("new epoch", extra={"kv": kv})
         self.epoch = epoch
         await loop.run_in_executor(self.hw_pool, self.highwater.reset, epoch, marks["cursor"], marks["event_row"])
-        log.info("hub store open", extra={"kv": {"path": self.store.path, "epoch": epoch,
+        log.info("hub store open", extra={"kv": {"database": self.db.where, "epoch": epoch,
                                                  "cursor": marks["cursor"], "stores": marks["stores"]}})
 
     async def stop(self) -> None:
         await self.close_sockets(None, WSCloseCode.GOING_AWAY, b"hub stopping")
-        loop = asyncio.get_running_loop()
-        if self.store is not None:
-            await loop.run_in_executor(None, self.store.close)
+        if self.db is not None:
+            await self.db.close()
         self.hw_pool.shutdown(wait=True)
         log.info("hub store closed")
 
@@ -147,13 +155,21 @@ class Hub:
 HUB = web.AppKey("hub", Hub)
 
 
-def _marks(conn) -> dict:
-    row = conn.execute("SELECT (SELECT value FROM meta WHERE key = 'epoch'), "
-                       "(SELECT coalesce(max(cursor), 0) FROM changes), "
-                       "(SELECT coalesce(max(event_row), 0) FROM events), (SELECT count(*) FROM stores)").fetchone()
+async def _marks(db: Conn) -> dict:
+    row = await db.fetchrow("SELECT (SELECT value FROM meta WHERE key = 'epoch'), "
+                            "(SELECT coalesce(max(cursor), 0) FROM changes), "
+                            "(SELECT coalesce(max(event_row), 0) FROM events), (SELECT count(*) FROM stores)")
     return {"epoch": row[0], "cursor": row[1], "event_row": row[2], "stores": row[3]}
 
 
-def set_epoch(conn, epoch: str) -> None:
-    conn.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?) ON CONFLICT (key) DO UPDATE SET value = "
-                 "excluded.value", (epoch,))
+async def first_epoch(db: Conn, epoch: str) -> str:
+    """The epoch of a database that had none: this one, or the one another process wrote first."""
+    await db.execute("INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO NOTHING", epoch)
+    return await db.fetchval("SELECT value FROM meta WHERE key = 'epoch'")
+
+
+async def set_epoch(db: Conn, epoch: str) -> None:
+    await db.execute("INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO UPDATE SET value = "
+                     "excluded.value", epoch)
+    if db.dialect == "postgresql":  # the other hub processes answer with it from now on
+        await db.notify({"epoch": epoch})

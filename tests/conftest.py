@@ -206,3 +206,27 @@ def postgres_url(postgres_server, request) -> str:
         yield postgres_server.url(name)
     finally:
         postgres_server.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def hub_db(request) -> str | None:
+    """The hub's database for a hub test, each test run on both: None (SQLite in the hub's data folder,
+    the default) or the URL of a fresh PostgreSQL database. A test marked `sqlite_only` checks what only
+    SQLite has (its file, its migrations) and is skipped on PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    marker = request.node.get_closest_marker("sqlite_only")
+    if marker is not None:
+        pytest.skip(f"SQLite's own: {marker.args[0] if marker.args else 'the hub.db file'}")
+    return request.getfixturevalue("postgres_url")
+
+
+HUB_DB: dict[str, str | None] = {"url": None}   # the running test's hub database URL; None: SQLite
+
+
+@pytest.fixture
+def hub_database(hub_db):
+    """Hubs a test starts without naming a database go to this test's (hub_db: SQLite, then PostgreSQL)."""
+    HUB_DB["url"] = hub_db
+    yield
+    HUB_DB["url"] = None

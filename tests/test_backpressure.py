@@ -22,6 +22,7 @@ from edge.core.sqlite import Store
 from hub.admission import RETRY_AFTER_MAX, Admission
 from hub.app import build_hub_app
 from hub.errors import HubError
+from tests.conftest import HUB_DB
 from tests.test_hub import ADMIN, Clock, Hub, event, product, start_hub
 
 
@@ -78,7 +79,8 @@ async def make_hub(tmp_path, how: str = "test server", port: int = 0):
         h = await start_hub(tmp_path / "hub", **options)
     else:
         clock = Clock()
-        served = Served(build_hub_app(tmp_path / "hub", admin_token=ADMIN, clock=clock, **options), port)
+        served = Served(build_hub_app(tmp_path / "hub", admin_token=ADMIN, clock=clock, db_url=HUB_DB["url"], **options),
+                        port)
         await served.start()
         h = Hub(served, tmp_path / "hub", clock)
     for store in ("s1", "s2", "s3", "s4"):
@@ -87,8 +89,10 @@ async def make_hub(tmp_path, how: str = "test server", port: int = 0):
     return h
 
 
+# The hub's fixtures run each of their tests on SQLite and on PostgreSQL (tests/test_hub.py's database);
+# the tests of the gate, the edge's retries and SQLite's own writer run once.
 @pytest.fixture
-async def small_hub(tmp_path):
+async def small_hub(tmp_path, hub_database):
     h = await make_hub(tmp_path)
     try:
         yield h
@@ -97,7 +101,7 @@ async def small_hub(tmp_path):
 
 
 @pytest.fixture(params=["test server", "served"])
-async def either_hub(tmp_path, request, unused_tcp_port):
+async def either_hub(tmp_path, request, unused_tcp_port, hub_database):
     """small_hub, on aiohttp's test server (which cancels a handler whose client left) and served
     as in production (which does not)."""
     h = await make_hub(tmp_path, request.param, unused_tcp_port)
@@ -279,10 +283,11 @@ async def test_a_write_goes_before_queued_bulk_writes_and_abandoned_bulk_work_ne
 
 # -- abandoned uploads -------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only("SQLite's writer queue; tests/test_hub_postgres.py has PostgreSQL's bulk pool")
 async def test_an_upload_whose_store_went_away_is_abandoned_quietly_and_the_resend_applies_once(either_hub, caplog):
     hub = either_hub
     caplog.set_level(logging.INFO)
-    store = hub.client.server.app[hub_key()].store
+    store = hub.client.server.app[hub_key()].db.store  # SQLite's: its writer thread and queue
     writer_busy, writer_free = threading.Event(), threading.Event()
 
     def busy(conn):
@@ -474,6 +479,7 @@ async def test_a_store_whose_answer_was_lost_learns_what_the_hub_holds_instead_o
         await hub.close()
 
 
+@pytest.mark.sqlite_only("SQLite's writer queue; tests/test_hub_postgres.py has PostgreSQL's bulk pool")
 async def test_an_order_goes_between_the_slices_of_a_large_upload(small_hub, monkeypatch):
     import hub.events as uploads
 
@@ -481,14 +487,14 @@ async def test_an_order_goes_between_the_slices_of_a_large_upload(small_hub, mon
     await hub.ok_upload("s4", [event("s4", 1, [("DRK-001", 10, "receipt")])])
     real, go, seen = uploads.process_batch, threading.Event(), []
 
-    def watched(conn, store_id, events, now):
-        seen.append((events[0]["seq"], len(events), conn.execute("SELECT count(*) FROM orders").fetchone()[0]))
+    async def watched(db, store_id, events, now):
+        seen.append((events[0]["seq"], len(events), await db.fetchval("SELECT count(*) FROM orders")))
         if len(seen) == 1:
             go.wait(5)                            # the first slice is running when the order comes
-        return real(conn, store_id, events, now)
+        return await real(db, store_id, events, now)
 
     monkeypatch.setattr(uploads, "process_batch", watched)
-    store = hub.client.server.app[hub_key()].store
+    store = hub.client.server.app[hub_key()].db.store  # SQLite's: its writer thread and queue
     batch = [event("s1", seq, [("DRK-001", 1, "receipt")]) for seq in range(1, 121)]
     upload = asyncio.create_task(hub.upload("s1", batch))
     await until(lambda: len(seen) == 1, "the first slice running")

@@ -2,7 +2,9 @@
 
 In-process: each test starts the hub's aiohttp app on a temporary folder with aiohttp's
 TestServer/TestClient, and a fake clock (stale stores and order days without sleeping). One test
-runs the real command as a process and stops it with SIGTERM.
+runs the real command as a process and stops it with SIGTERM. Every test runs twice: on SQLite and
+on a fresh PostgreSQL database (conftest's hub_db); the few that check SQLite's own file are skipped
+on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.app import build_hub_app
+from tests.conftest import HUB_DB as DB
 
 ADMIN = "test-admin-token"
 REPO = Path(__file__).resolve().parent.parent
@@ -53,6 +57,9 @@ class Clock:
 
 
 _ids = itertools.count(1)
+@pytest.fixture(autouse=True)
+def database(hub_database):
+    """Every test of this module (and of the modules that import this fixture) on both stores."""
 
 
 def event(store: str, seq: int, moves=(), etype: str = "stock.received", id: str | None = None, **payload) -> dict:
@@ -124,7 +131,8 @@ class Hub:
 
 async def start_hub(data_dir: Path, clock: Clock | None = None, **options) -> Hub:
     clock = clock or Clock()
-    client = TestClient(TestServer(build_hub_app(data_dir, admin_token=ADMIN, clock=clock, **options)))
+    client = TestClient(TestServer(build_hub_app(data_dir, admin_token=ADMIN, clock=clock, db_url=DB["url"],
+                                                 **options)))
     await client.start_server()
     return Hub(client, data_dir, clock)
 
@@ -143,12 +151,25 @@ async def hub(tmp_path):
         await h.close()
 
 
-def db_dump(data_dir: Path) -> str:
-    conn = sqlite3.connect(f"file:{data_dir / 'hub.db'}?mode=ro", uri=True)
+async def db_dump(data_dir: Path) -> str:
+    """The whole database as text, to compare before and after."""
+    if DB["url"] is None:
+        conn = sqlite3.connect(f"file:{data_dir / 'hub.db'}?mode=ro", uri=True)
+        try:
+            return "\n".join(conn.iterdump())
+        finally:
+            conn.close()
+    conn = await asyncpg.connect(DB["url"])
     try:
-        return "\n".join(conn.iterdump())
+        out = []
+        for (table,) in await conn.fetch("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                                         "'public' ORDER BY table_name"):
+            rows = await conn.fetch(f'SELECT * FROM "{table}" AS t ORDER BY t::text')
+            out.append(f"{table} ({', '.join(rows[0].keys()) if rows else ''})")
+            out += [repr(tuple(r)) for r in rows]
+        return "\n".join(out)
     finally:
-        conn.close()
+        await conn.close()
 
 
 # -- upload ---------------------------------------------------------------------------------------
@@ -172,14 +193,14 @@ async def test_events_apply_in_seq_order_and_balances_follow_the_moves(hub):
 async def test_resent_events_are_duplicates_and_change_nothing(hub):
     first = [event("s1", 1, [("DRK-001", 10, "receipt")]), event("s1", 2, [("DRK-001", -1, "sale")], "sale.recorded")]
     await hub.ok_upload("s1", first)
-    before = db_dump(hub.data_dir)
+    before = await db_dump(hub.data_dir)
     again = await hub.ok_upload("s1", first)
     assert [r["status"] for r in again["results"]] == ["duplicate", "duplicate"]
     assert again["next_seq"] == 3
     # the same id with another body is still the same event: no effect
     changed = dict(first[1], payload={"moves": [{"sku": "DRK-001", "qty": -9, "reason": "sale"}]})
     assert (await hub.ok_upload("s1", [changed]))["results"][0]["status"] == "duplicate"
-    assert db_dump(hub.data_dir) == before
+    assert await db_dump(hub.data_dir) == before
     # known events followed by new ones: duplicates, then applied
     mixed = await hub.ok_upload("s1", [first[1], event("s1", 3, [("DRK-001", 5, "receipt")])])
     assert [r["status"] for r in mixed["results"]] == ["duplicate", "applied"] and mixed["next_seq"] == 4
@@ -189,7 +210,7 @@ async def test_resent_events_are_duplicates_and_change_nothing(hub):
 async def test_a_gap_answers_409_with_expected_seq_and_what_was_done(hub):
     sent = [event("s1", n, [("DRK-001", 1, "receipt")]) for n in (1, 2, 3)]
     await hub.ok_upload("s1", sent)
-    before = db_dump(hub.data_dir)
+    before = await db_dump(hub.data_dir)
     code, data = await hub.upload("s1", [event("s1", 6), event("s1", 7)])
     assert code == 409 and data["error"] == "sequence_gap" and data["expected_seq"] == 4 and data["results"] == []
     assert isinstance(data["epoch"], str) and data["message"]
@@ -197,7 +218,7 @@ async def test_a_gap_answers_409_with_expected_seq_and_what_was_done(hub):
     code, data = await hub.upload("s1", [dict(sent[1], seq=5), event("s1", 6)])
     assert code == 409 and data["error"] == "sequence_gap" and data["expected_seq"] == 4
     assert data["results"] == [{"id": sent[1]["id"], "seq": 5, "status": "duplicate"}]
-    assert db_dump(hub.data_dir) == before
+    assert await db_dump(hub.data_dir) == before
     resend = await hub.ok_upload("s1", [event("s1", 4), event("s1", 5)])
     assert resend["next_seq"] == 6
 
@@ -205,13 +226,13 @@ async def test_a_gap_answers_409_with_expected_seq_and_what_was_done(hub):
 async def test_a_lower_seq_holding_another_event_is_seq_taken(hub):
     sent = [event("s1", n, [("DRK-001", 1, "receipt")]) for n in (1, 2, 3)]
     await hub.ok_upload("s1", sent)
-    before = db_dump(hub.data_dir)
+    before = await db_dump(hub.data_dir)
     code, data = await hub.upload("s1", [event("s1", 2, [("DRK-001", 1, "receipt")])])
     assert (code, data["error"], data["expected_seq"], data["results"]) == (409, "seq_taken", 4, [])
     code, data = await hub.upload("s1", [sent[0], event("s1", 2)])     # restored store: seq 2 is another event now
     assert (code, data["error"], data["expected_seq"]) == (409, "seq_taken", 4)
     assert data["results"] == [{"id": sent[0]["id"], "seq": 1, "status": "duplicate"}]
-    assert db_dump(hub.data_dir) == before
+    assert await db_dump(hub.data_dir) == before
 
 
 async def test_rejected_events_keep_their_seq_and_are_validated_again_when_resent(hub):
@@ -260,10 +281,10 @@ async def test_rejected_events_keep_their_seq_and_are_validated_again_when_resen
     assert (await hub.sync("s1", "balances"))["balances"] == [{"sku": "DRK-001", "on_hand": 11, "reserved": 0}]
 
     # the answer was lost: the same batch again gives the same answers and changes nothing
-    before = db_dump(hub.data_dir)
+    before = await db_dump(hub.data_dir)
     expected = [dict(r, status="duplicate") if r["status"] == "applied" else r for r in data["results"]]
     assert (await hub.ok_upload("s1", batch))["results"] == expected
-    assert db_dump(hub.data_dir) == before
+    assert await db_dump(hub.data_dir) == before
 
     # a dead letter retried before its cause was fixed: validated again, rejected again, takes a new seq
     seq = data["next_seq"]
@@ -539,7 +560,13 @@ def print_result(store: str, seq: int, order_id: str | None, result: str = "prin
 DROP = object()
 
 
-def order_prints(data_dir: Path) -> list[tuple]:
+async def order_prints(data_dir: Path) -> list[tuple]:
+    if DB["url"] is not None:
+        conn = await asyncpg.connect(DB["url"])
+        try:
+            return [tuple(r) for r in await conn.fetch("SELECT * FROM order_prints ORDER BY order_id, kind")]
+        finally:
+            await conn.close()
     conn = sqlite3.connect(f"file:{data_dir / 'hub.db'}?mode=ro", uri=True)
     try:
         return conn.execute("SELECT * FROM order_prints ORDER BY order_id, kind").fetchall()
@@ -603,7 +630,7 @@ async def test_a_replayed_print_result_changes_nothing(hub):
     o1 = (await hub.order("s1", [("DRK-001", 1)]))["order_id"]
     sent = [print_result("s1", 2, o1, "uncertain", attempts=2), print_result("s1", 3, o1, "confirmed_printed")]
     await hub.ok_upload("s1", sent)
-    before, view = db_dump(hub.data_dir), await hub.admin("GET", f"/orders/{o1}")
+    before, view = await db_dump(hub.data_dir), await hub.admin("GET", f"/orders/{o1}")
     again = await hub.ok_upload("s1", sent)
     assert [r["status"] for r in again["results"]] == ["duplicate", "duplicate"] and again["next_seq"] == 4
     # the same id at a new seq, even with another body, is the same event: no effect, the seq is not taken
@@ -611,14 +638,14 @@ async def test_a_replayed_print_result_changes_nothing(hub):
     assert (await hub.ok_upload("s1", [older]))["results"] == [{"id": sent[0]["id"], "seq": 4, "status": "duplicate"}]
     assert (await hub.ok_upload("s1", [dict(sent[1], seq=4, payload=dict(sent[1]["payload"], result="failed"))])
             )["results"][0]["status"] == "duplicate"
-    assert db_dump(hub.data_dir) == before
+    assert await db_dump(hub.data_dir) == before
     assert await hub.admin("GET", f"/orders/{o1}") == view
     assert (view["print"]["result"], view["printed"]) == ("confirmed_printed", True)
     # later (only the store's last upload time moves): the order's print info and received_at stay as they were
-    prints = order_prints(hub.data_dir)
+    prints = await order_prints(hub.data_dir)
     hub.clock.advance(60)
     assert [r["status"] for r in (await hub.ok_upload("s1", sent))["results"]] == ["duplicate", "duplicate"]
-    assert order_prints(hub.data_dir) == prints and await hub.admin("GET", f"/orders/{o1}") == view
+    assert await order_prints(hub.data_dir) == prints and await hub.admin("GET", f"/orders/{o1}") == view
 
 
 async def test_malformed_print_results_are_rejected_per_event_and_record_nothing(hub):
@@ -671,7 +698,7 @@ async def test_malformed_print_results_are_rejected_per_event_and_record_nothing
     for result, (sent, reason) in zip(data["results"], bad):
         assert result["status"] == "rejected" and result["reason"].startswith(reason), (result, reason)
         assert result["id"] == sent["id"]
-    assert order_prints(hub.data_dir) == []
+    assert await order_prints(hub.data_dir) == []
     assert await hub.admin("GET", f"/orders/{o1}") == view
     rejected = await hub.admin("GET", "/stores/s1/events", params={"status": "rejected", "limit": "1000"})
     assert [e["type"] for e in rejected["events"]] == ["print.result"] * len(bad)
@@ -681,7 +708,7 @@ async def test_malformed_print_results_are_rejected_per_event_and_record_nothing
     ok = print_result("s1", len(batch) + 2, o1, "printed", copies=2)
     assert (await hub.ok_upload("s1", [ok]))["results"][0]["status"] == "applied"
     assert (await hub.admin("GET", f"/orders/{o1}"))["printed"] is True
-    assert len(order_prints(hub.data_dir)) == 1
+    assert len(await order_prints(hub.data_dir)) == 1
 
 
 async def test_the_order_listing_filters_and_pages(hub):
@@ -729,6 +756,7 @@ async def test_the_order_listing_filters_and_pages(hub):
     assert (await hub.admin("GET", "/orders", params={"store_id": "s9"}, status=404))["error"] == "not_found"
 
 
+@pytest.mark.sqlite_only("its migrations by user_version")
 async def test_a_hub_database_of_schema_1_is_migrated(tmp_path):
     from edge.core.sqlite import open_db
     from hub.schema import HUB_MIGRATIONS
@@ -825,16 +853,17 @@ async def test_admin_api_needs_the_admin_token(hub):
               ("POST", "/admin/v1/products"), ("GET", "/admin/v1/orders/o-1"), ("POST", "/admin/v1/orders/o-1/cancel"),
               ("POST", "/admin/v1/orders/o-1/refund"), ("POST", "/admin/v1/changes"), ("POST", "/admin/v1/epoch"),
               ("GET", "/admin/v1/orders")]
-    before = db_dump(hub.data_dir)
+    before = await db_dump(hub.data_dir)
     for method, path in routes:
         for token in (None, "wrong", hub.tokens["s1"], ADMIN + "x"):
             code, data = await hub.call(method, path, {"store_id": "s3", "name": "x"}, token=token)
             assert (code, data["error"]) == (401, "unauthorized") and "epoch" not in data, (method, path, token)
-    assert db_dump(hub.data_dir) == before
+    assert await db_dump(hub.data_dir) == before
 
 
 # -- the epoch ------------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only("a restored copy of hub.db")
 async def test_a_restart_on_an_older_copy_of_the_database_starts_a_new_epoch(tmp_path, caplog):
     data_dir = tmp_path / "hub"
     hub = await start_hub(data_dir)
@@ -1028,7 +1057,7 @@ NO_ROUTE = {"unknown-path", "admin-unknown-path", "root"}
 
 
 async def test_bad_input_gets_a_4xx_json_error_and_changes_nothing(hub):
-    before = db_dump(hub.data_dir)
+    before = await db_dump(hub.data_dir)
     seen = set()
     for case_id, method, path, body, token, status, error in BAD:
         assert case_id not in seen
@@ -1041,7 +1070,7 @@ async def test_bad_input_gets_a_4xx_json_error_and_changes_nothing(hub):
         # authorised answers carry the epoch; a path or method no route has never reaches authorisation
         assert ("epoch" in data) == (token is not None and status not in (404, 405) or error == "not_found" and
                                      case_id not in NO_ROUTE), case_id
-    assert db_dump(hub.data_dir) == before
+    assert await db_dump(hub.data_dir) == before
 
 
 # -- the command, as a process --------------------------------------------------------------------
@@ -1052,6 +1081,7 @@ def hub_command(data_dir: Path) -> list[str]:
     return [*([str(script)] if script.exists() else [sys.executable, "-m", "edge"]), "hub", "--data", str(data_dir)]
 
 
+@pytest.mark.sqlite_only("the command on PostgreSQL: tests/test_hub_postgres.py")
 def test_the_command_starts_answers_and_stops_on_sigterm(tmp_path):
     data_dir = tmp_path / "hub"
     env = {k: v for k, v in os.environ.items() if k not in ("JOURNAL_STREAM", "NOTIFY_SOCKET")}
@@ -1192,7 +1222,7 @@ async def test_a_signing_key_is_created_at_first_start_and_published_to_every_st
             "POST", "/stores", {"store_id": "s1", "name": "x"}))["token"]))["last_cursor"] == 1
     finally:
         await hub.close()
-    dump = db_dump(tmp_path / "hub")
+    dump = await db_dump(tmp_path / "hub")
     assert "private_key" in dump      # kept in the hub's own database, never in an answer (checked above)
 
 
@@ -1212,7 +1242,8 @@ async def test_an_order_comes_with_a_pickup_code_and_a_signed_pickup_token(hub):
     assert re.fullmatch(r"[0-9]{6}", order["pickup_code"])
     change = next(c for c in (await hub.sync("s1", "changes"))["changes"] if c["type"] == "order.created")
     assert change["payload"]["pickup_code_sha256"] == hashlib.sha256(order["pickup_code"].encode()).hexdigest()
-    assert order["pickup_code"] not in json.dumps(change) and f"'{order['pickup_code']}'" not in db_dump(hub.data_dir)
+    assert order["pickup_code"] not in json.dumps(change)
+    assert f"'{order['pickup_code']}'" not in await db_dump(hub.data_dir)
     # a tampered token does not verify
     h, p, sig = order["pickup_token"].split(".")
     forged = base64.urlsafe_b64encode(json.dumps(dict(claims, sid="s2")).encode()).rstrip(b"=").decode()
@@ -1468,7 +1499,7 @@ async def test_the_customers_phone_goes_to_the_store_as_its_last_four_digits(hub
     assert order["customer_phone_last4"] == "5678"
     (change,) = [c for c in (await hub.sync("s1", "changes"))["changes"] if c["type"] == "order.created"]
     assert change["payload"]["customer_phone_last4"] == "5678"
-    assert "13912345678" not in json.dumps(change) and "13912345678" not in db_dump(hub.data_dir)
+    assert "13912345678" not in json.dumps(change) and "13912345678" not in await db_dump(hub.data_dir)
     assert (await hub.admin("GET", f"/orders/{order['order_id']}"))["customer_phone_last4"] == "5678"
     without = await hub.order("s1", [("DRK-001", 1)])          # no phone: no field, as older stores expect
     (change,) = [c for c in (await hub.sync("s1", "changes"))["changes"]
@@ -1520,7 +1551,7 @@ async def test_a_store_that_disconnects_mid_upload_is_one_info_line(tmp_path, ca
     from hub.state import HUB
     from tests.helpers_daemon import drop_mid_body
 
-    app = build_hub_app(tmp_path / "hub", admin_token=ADMIN, clock=Clock())
+    app = build_hub_app(tmp_path / "hub", admin_token=ADMIN, clock=Clock(), db_url=DB["url"])
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

@@ -23,7 +23,7 @@ def test_a_coroutine_that_waits_for_something_else_is_refused():
 
 async def test_write_then_read_in_one_transaction_each(tmp_path):
     db = SqliteDatabase(tmp_path / "hub.db", MIGRATIONS)
-    db.open()
+    await db.open()
     try:
         async def put(c, k, n):
             await c.execute("INSERT INTO t (k, n) VALUES ($1, $2)", k, n)
@@ -45,4 +45,4 @@ async def test_write_then_read_in_one_transaction_each(tmp_path):
 
         assert await db.read(rows) == ([{"k": "a", "n": 3}, {"k": "a2", "n": 6}], None)  # the failed one rolled back
     finally:
-        db.close()
+        await db.close()

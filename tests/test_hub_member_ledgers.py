@@ -20,7 +20,7 @@ from edge.core.sqlite import open_db
 from edge.ops.demo.phone import Phone
 from hub.schema import HUB_MIGRATIONS
 from protocol.members import HoldAnswer, HoldRefused
-from tests.test_hub import event, product, start_hub
+from tests.test_hub import database, event, product, start_hub  # noqa: F401 (database: autouse, both stores)
 
 SYNC = "/sync/v1/stores/{}/members/holds"
 
@@ -337,6 +337,7 @@ async def test_the_programme_and_member_prices_are_published_for_every_store(mem
 
 # -- the schema -----------------------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only("a hub.db file of the schema before the ledgers")
 async def test_members_made_before_the_ledgers_open_them_with_their_amounts(tmp_path):
     data = tmp_path / "hub"
     data.mkdir()
@@ -357,9 +358,10 @@ async def test_members_made_before_the_ledgers_open_them_with_their_amounts(tmp_
         await hub.close()
 
 
+@pytest.mark.sqlite_only("compares the two schema files once")
 def test_the_postgresql_tables_have_the_sqlite_tables_columns(tmp_path):
     conn = open_db(tmp_path / "hub.db", HUB_MIGRATIONS)
-    ddl = (Path(__file__).resolve().parent.parent / "hub/sql/postgresql/900_member_ledgers.sql").read_text()
+    ddl = (Path(__file__).resolve().parent.parent / "hub/sql/postgresql/002_member_ledgers.sql").read_text()
     tables = dict(re.findall(r"CREATE TABLE (\w+) \((.*?)\n\);", ddl, re.S))
     assert set(tables) == {"member_points_ledger", "member_value_ledger", "member_holds", "member_programs"}
     for table, body in tables.items():
@@ -370,6 +372,7 @@ def test_the_postgresql_tables_have_the_sqlite_tables_columns(tmp_path):
 
 # -- the hub killed -9 ----------------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only("the store-edge hub process on its data folder; on PostgreSQL: tests/test_hub_postgres.py")
 def test_activities_survive_the_hub_killed_mid_upload_and_count_once(tmp_path):
     """The real `store-edge hub` is SIGKILLed at moments from at once to well after the commit while a sale's activity is being uploaded (the
     store never reads an answer); the store sends the event again after each restart, and at the end, after a

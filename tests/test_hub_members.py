@@ -14,7 +14,7 @@ from edge.store import db, members
 from edge.store.signed_tokens import TokenRefused
 from sync.changes import apply_page
 from sync.client import CloudClient, RetryLater
-from tests.test_hub import start_hub
+from tests.test_hub import database, start_hub  # noqa: F401 (database: autouse, both stores)
 
 CTX = WriteContext("cloud", "2026-11-22T01:00:00.000Z", "2026-11-22")
 

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub.db import on_sqlite
 from hub.metrics import oldest_unpulled
 from tests.test_backpressure import HeldUpload, hub_key
-from tests.test_hub import ADMIN, event, product, start_hub
+from tests.test_hub import ADMIN, database, event, product, start_hub  # noqa: F401 (database: autouse, both stores)
 
 
 async def scrape(hub) -> dict[str, float]:
@@ -170,7 +170,7 @@ async def test_health_answers_without_a_token_and_503_when_the_database_is_gone(
         await hub.sync("s1", "changes")           # a position: the scrape reads the lag from the database
         # the database closes under the running app (a lost PostgreSQL looks the same to the check)
         state = hub.client.server.app[hub_key()]
-        await asyncio.get_running_loop().run_in_executor(None, state.store.close)
+        await state.db.close()
         # a scrape alone sees it (nginx's free version never calls /health), and says it once
         assert (await scrape(hub))["hub_database_up"] == 0
         for _ in range(2):

@@ -2,7 +2,7 @@
 real hub, its hint WebSocket. Waits are on observable state with a deadline, never fixed sleeps."""
 
 import asyncio
-import sqlite3
+import contextlib
 
 import pytest
 from aiohttp import ClientSession
@@ -12,6 +12,7 @@ from edge.app import build_app
 from edge.core import config as config_mod
 from edge.services.app_keys import STORE, SYNC
 from hub.app import build_hub_app
+from hub.state import HUB
 from sync.engine import Timing
 from tests.conftest import CATALOG, OPENING, Api, ledger_mismatches, seed
 
@@ -52,36 +53,44 @@ def products(skus=None):
 
 
 @pytest.fixture
-async def linked(tmp_path):
-    """A hub with the chain catalog (less HOM-001, which only this store sells), and an edge linked to it."""
-    hub_server = TestServer(build_hub_app(tmp_path / "hub", admin_token=ADMIN))
+async def linked(tmp_path, hub_db):
+    """A hub with the chain catalog (less HOM-001, which only this store sells), and an edge linked to it;
+    the hub on SQLite and on PostgreSQL (conftest's hub_db)."""
+    hub_server = TestServer(build_hub_app(tmp_path / "hub", admin_token=ADMIN, db_url=hub_db))
     await hub_server.start_server()
     session = ClientSession()
     hub = Hub(hub_server, session)
     token = (await hub.admin("POST", "/stores", {"store_id": "test-store", "name": "测试门店"}))["token"]
     await hub.admin("POST", "/products", {"products": products([s for s in CATALOG if s != "HOM-001"])})
-    (tmp_path / "cloud-token").write_text(token)
-    (tmp_path / "config.toml").write_text(
+    try:
+        async with edge_linked(tmp_path, hub.url, token) as (edge, app, config):
+            yield hub, edge, app, config
+    finally:
+        await session.close()
+        await hub_server.close()
+    assert ledger_mismatches(config.db_path) == []
+
+
+@contextlib.asynccontextmanager
+async def edge_linked(folder, hub_url: str, token: str, timing: Timing = FAST):
+    """The store's daemon app (seeded, in `folder`) syncing with the hub at hub_url as test-store."""
+    (folder / "cloud-token").write_text(token)
+    (folder / "config.toml").write_text(
         '[store]\nid = "test-store"\nname = "测试门店"\ndata_dir = "var"\n'
-        f'[cloud]\nurl = "{hub.url}"\ntoken = {{ file = "cloud-token" }}\nreconcile_minutes = 0\n',
+        f'[cloud]\nurl = "{hub_url}"\ntoken = {{ file = "cloud-token" }}\nreconcile_minutes = 0\n',
         encoding="utf-8")
-    config = config_mod.load(tmp_path / "config.toml")
+    config = config_mod.load(folder / "config.toml")
     seed(config.db_path)
     app = build_app(config)
     edge_server = TestServer(app)
     await edge_server.start_server()
-    engine = app[SYNC]
-    engine.timing.__dict__.update(FAST.__dict__)
+    app[SYNC].timing.__dict__.update(timing.__dict__)
     client_session = ClientSession(base_url=str(edge_server.make_url("")))
-    edge = Api(client_session)
     try:
-        yield hub, edge, app, config
+        yield Api(client_session), app, config
     finally:
         await client_session.close()
         await edge_server.close()
-        await session.close()
-        await hub_server.close()
-    assert ledger_mismatches(config.db_path) == []
 
 
 async def queue_empty(edge):
@@ -162,10 +171,11 @@ async def test_reconciliation_matches_then_corrects_a_divergent_cloud(linked, tm
     engine = app[SYNC]
     assert (await reconcile(app[STORE], engine.client))["result"] == "match"
 
-    db = sqlite3.connect(tmp_path / "hub" / "hub.db")   # the cloud's copy drifts behind everyone's back
-    with db:
-        db.execute("UPDATE balances SET on_hand = on_hand + 5 WHERE store_id = 'test-store' AND sku = 'DRK-002'")
-    db.close()
+    async def drift(conn):   # the cloud's copy drifts behind everyone's back
+        await conn.execute("UPDATE balances SET on_hand = on_hand + 5 WHERE store_id = 'test-store' AND "
+                           "sku = 'DRK-002'")
+
+    await hub.server.app[HUB].db.write(drift)
     result = await reconcile(app[STORE], engine.client)
     assert result["result"] == "corrected" and [d["sku"] for d in result["differences"]] == ["DRK-002"]
     await until(lambda: queue_empty(edge), what="correction uploaded")

@@ -98,9 +98,13 @@ LOST_ORDER_REJECTION = "unknown_order: "
 
 
 class Hub(helpers.Hub):
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, db_url: str | None = None):
         super().__init__(root, ADMIN_TOKEN)
         self.store_token = ""
+        self.db_args = ("--db-url", db_url) if db_url else ()
+
+    def start(self, *extra: str) -> None:
+        super().start(*self.db_args, *extra)
 
     def sync_get(self, path: str) -> dict:
         """The protocol's side, as the store sees it (straight to the hub, not through the proxy)."""
@@ -157,9 +161,9 @@ def seed_edge(db_path: Path) -> None:
 class Rig:
     """Hub, proxy and edge daemon, linked: edge -> proxy -> hub."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, db_url: str | None = None):
         self.root = root
-        self.hub = Hub(root)
+        self.hub = Hub(root, db_url)
         self.proxy = Proxy(root, self.hub.port)
         self.edge: Daemon | None = None
         self.started = time.monotonic()
@@ -510,8 +514,9 @@ def report(name: str, **parts) -> None:
 
 
 @pytest.fixture
-def rig(tmp_path):
-    rig = Rig(tmp_path)
+def rig(tmp_path, hub_db):
+    """Each scenario with the hub on SQLite and on PostgreSQL (conftest's hub_db)."""
+    rig = Rig(tmp_path, hub_db)
     try:
         yield rig
     finally:
@@ -648,6 +653,7 @@ def copy_hub_files(src: Path, dst: Path, names) -> None:
             shutil.copy2(src / name, dst / name)
 
 
+@pytest.mark.sqlite_only("hub.db restored from a copy; PostgreSQL is restored with its own tools")
 @pytest.mark.parametrize("how", ["high-water", "new-epoch"])
 def test_hub_restored_from_an_older_copy_gets_what_it_lost(rig, how):
     rig.start(batch_size=50)
