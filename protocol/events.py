@@ -7,7 +7,7 @@ gives; the store validates the same way when it writes the event, so it never se
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -28,7 +28,7 @@ from protocol.fields import (
     whole,
 )
 from protocol.members import HOLD_ID, MAX_AMOUNT, MEMBER_ID
-from protocol.orders import PICKUP_METHODS, PRINT_KINDS, PRINT_RESULTS, STORE_ORDER_STATES
+from protocol.orders import PICKUP_METHODS, PRINT_KINDS, PRINT_RESULTS, STORE_ORDER_STATES, CloudModel
 from protocol.stock import Moves, no_moves, required_moves
 
 EVENT_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
@@ -251,6 +251,21 @@ EVENT_PAYLOADS: dict[str, type[Payload]] = {
     "coupon.redeemed": CouponRedeemed, "member.activity": MemberActivity,
 }
 EVENT_TYPES = frozenset(EVENT_PAYLOADS)
+
+
+class HeldEvent(CloudModel):
+    id: Annotated[str, Field(pattern=EVENT_ID.pattern)]
+    seq: Annotated[int, Field(ge=1, le=MAX_SEQ)]
+    status: Literal["applied", "rejected"]
+    reason: str | None = None
+
+
+class HeldEvents(CloudModel):
+    """`GET /sync/v1/stores/{store_id}/events?from_seq=N&limit=M` (section 2.6): what the cloud holds of the
+    store's events from seq N, in seq order; the store reads it before resending a batch whose answer it lost."""
+    epoch: Annotated[str, Field(min_length=1)]
+    next_seq: Annotated[int, Field(ge=1, le=MAX_SEQ)]
+    results: Annotated[list[HeldEvent], Field(max_length=MAX_BATCH)]
 PICKUP_EVENT_TYPES = frozenset({"pickup.verified", "pickup.reversed"})
 ORDER_EVENT_TYPES = frozenset({"order.received", "order.state_changed", "order.conflict", "print.result",
                                *PICKUP_EVENT_TYPES})

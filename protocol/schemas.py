@@ -10,7 +10,7 @@ import json
 
 from protocol import PROTOCOL
 from protocol.changes import CHANGE_PAYLOADS, ChangesPage
-from protocol.events import EVENT_PAYLOADS, Batch, Envelope
+from protocol.events import EVENT_PAYLOADS, Batch, Envelope, HeldEvents
 from protocol.hints import ChangesHint, Hello
 from protocol.members import HoldAnswer, HoldIn, HoldRefused, MemberLookup, MemberLookupAnswer
 
@@ -22,7 +22,8 @@ def schemas() -> dict:
     return {
         "protocol": PROTOCOL,
         "upload": {"batch": schema(Batch), "envelope": schema(Envelope),
-                   "payloads": {t: schema(m) for t, m in sorted(EVENT_PAYLOADS.items())}},
+                   "payloads": {t: schema(m) for t, m in sorted(EVENT_PAYLOADS.items())},
+                   "held": schema(HeldEvents)},
         "download": {"page": schema(ChangesPage),
                      "payloads": {t: schema(m) for t, m in sorted(CHANGE_PAYLOADS.items())}},
         "hints": {"hello": schema(Hello), "changes": schema(ChangesHint)},

@@ -18,6 +18,8 @@ import aiohttp
 from pydantic import ValidationError
 
 from edge import __version__
+from protocol.events import HeldEvents
+from protocol.fields import first_error, sentence
 from protocol.members import HoldAnswer, HoldIn, HoldRefused, MemberLookupAnswer
 
 MAX_RETRY_AFTER = 600.0
@@ -116,8 +118,10 @@ class CloudClient:
     async def get_held(self, from_seq: int, limit: int) -> Answer:
         """What the cloud holds of this store's events from `from_seq` (protocol 2.6)."""
         answer = await self._request("GET", "/events", params={"from_seq": str(from_seq), "limit": str(limit)})
-        if not isinstance(answer.body.get("results"), list) or not isinstance(answer.body.get("next_seq"), int):
-            raise RetryLater("events answer without results/next_seq")
+        try:
+            HeldEvents.model_validate(answer.body)
+        except ValidationError as exc:  # a cloud answering nonsense is retried later, never half believed
+            raise RetryLater(f"the events answer is not protocol 2.6's: {sentence(first_error(exc))}") from None
         return answer
 
     async def get_changes(self, after: int, limit: int) -> Answer:

@@ -232,6 +232,36 @@ async def test_client_classifies_answers(status, body, headers, error, retry):
         await server.close()
 
 
+@pytest.mark.parametrize("body, problem", [
+    ({"epoch": "e", "next_seq": 3, "results": [{"id": "a", "seq": 1, "status": "applied"}]}, None),
+    ({"epoch": "e", "results": []}, "next_seq"),
+    ({"epoch": "e", "next_seq": 3, "results": [{"id": "a", "seq": 1, "status": "duplicate"}]}, "status"),
+    ({"epoch": "e", "next_seq": 3, "results": [{"id": "a", "seq": "1", "status": "applied"}]}, "seq"),
+    ({"epoch": "e", "next_seq": 0, "results": []}, "next_seq"),
+])
+async def test_the_held_answer_is_read_by_its_protocol_model(body, problem):
+    """GET …/events (protocol 2.6) through protocol.events.HeldEvents: an answer off the contract is
+    retried later, never half believed (a wrong status would record events as answered)."""
+    async def handler(request):
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/sync/v1/stores/s1/events", handler)
+    server = TestServer(app)
+    await server.start_server()
+    client = CloudClient(str(server.make_url("/")), "s1", "t", timeout=5)
+    await client.open()
+    try:
+        if problem is None:
+            assert (await client.get_held(1, 10)).body == body
+        else:
+            with pytest.raises(RetryLater, match=problem):
+                await client.get_held(1, 10)
+    finally:
+        await client.close()
+        await server.close()
+
+
 async def test_network_errors_are_retried_later(unused_tcp_port):
     client = CloudClient(f"http://127.0.0.1:{unused_tcp_port}", "s1", "t", timeout=2)
     await client.open()
