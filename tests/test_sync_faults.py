@@ -509,8 +509,8 @@ def report(name: str, **parts) -> None:
 
 
 @pytest.fixture
-def rig(tmp_path):
-    rig = Rig(tmp_path)
+def rig(ram_tmp_path):
+    rig = Rig(ram_tmp_path)  # thousands of commits at the edge and the hub: see tests/conftest.py
     try:
         yield rig
     finally:
