@@ -297,10 +297,11 @@ def resend(port: int, attempts: list[Attempt], acked: dict[str, str], where: str
 # -- the tests ----------------------------------------------------------------------------------
 
 @pytest.fixture
-def store(tmp_path):
-    data_dir = tmp_path / "data"
+def store(ram_tmp_path):
+    """On the RAM disk: on a disk every sale would be an fsync (tests/conftest.py, ram_tmp_path)."""
+    data_dir = ram_tmp_path / "data"
     seed_store(data_dir / "store.db")
-    daemon = Daemon(tmp_path / "config.toml", data_dir, tmp_path / "daemon.log")
+    daemon = Daemon(ram_tmp_path / "config.toml", data_dir, ram_tmp_path / "daemon.log")
     try:
         yield daemon
     finally:

@@ -52,7 +52,7 @@ from hub.state import HUB
 from sync.client import CloudClient, NeedsPerson, RetryLater
 from sync.engine import SyncEngine
 from sync.reconcile import reconcile
-from tests.conftest import CATALOG, OPENING, PRICE, ledger_mismatches, seed
+from tests.conftest import CATALOG, OPENING, PRICE, ledger_mismatches, ram_tmp_dir, seed
 
 ADMIN = "admin-secret"
 STORE_ID = "test-store"
@@ -328,7 +328,7 @@ class SyncMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.tmp = Path(tempfile.mkdtemp(prefix="sync-model-"))
+        self.tmp = ram_tmp_dir("sync-model-")  # an fsync a commit on disk: see tests/conftest.py
         self.broken = False
         self.generation = 0
         self.backups: list[tuple[tuple, Path, HubModel]] = []
