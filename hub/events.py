@@ -259,7 +259,9 @@ async def process_batch(db: Conn, store_id: str, events: list[dict], now: str) -
     trip, and one per event made a slice several times slower than on SQLite."""
     # PostgreSQL: the store's row locked for the slice, so two uploads of one store (a retry beside the
     # original) apply one after the other; other stores' go on in parallel. SQLite's one writer does it.
-    lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+    # NO KEY UPDATE, not UPDATE: rows that reference the store (a member's hold, say) only take a KEY SHARE
+    # lock on it, and must not wait for the slice while it waits for them (a deadlock PostgreSQL found).
+    lock = " FOR NO KEY UPDATE" if db.dialect == "postgresql" else ""
     expected = await db.fetchval("SELECT next_seq FROM stores WHERE store_id = $1" + lock, store_id)
     # "+status" on SQLite: not an index term, so the lookup uses events_id; on events_status (store_id,
     # status) it scanned every applied event of the store, for each event uploaded (a backlog drained in O(n^2))

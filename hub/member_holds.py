@@ -17,7 +17,7 @@ from edge.core.clock import iso
 from hub.db import Conn
 from hub.errors import HubError
 from hub.http import answer, auth_store, model_body
-from hub.member_ledgers import balances, member_exists
+from hub.member_ledgers import balances, lock_member
 from hub.state import HUB
 from protocol.fields import show
 from protocol.members import HOLD_SECONDS, HoldIn
@@ -37,7 +37,7 @@ async def create_hold(db: Conn, store_id: str, hold: HoldIn, now: str, expires_a
             raise HubError(409, "hold_mismatch", f"hold {hold.hold_id} was made with another body: a new hold needs "
                                                  "a new hold_id")
         return 200, {k: row[k] for k in ANSWERED}
-    if not await member_exists(db, hold.member_id):
+    if not await lock_member(db, hold.member_id):
         raise HubError(404, "unknown_member", f"no member {hold.member_id}")
     free = await balances(db, hold.member_id, now)
     short = [(code, have, want) for code, have, want in (

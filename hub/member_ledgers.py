@@ -34,10 +34,16 @@ COLUMNS = {POINTS: "id, activity_id, store_id, kind, delta, earned, spent, balan
 
 
 async def member_exists(db: Conn, member_id: str) -> bool:
-    """True if the member exists; on PostgreSQL its row is locked to the end of the transaction: two holds
-    (or a hold and a sale's activity) for one member through two hub processes read the balance one after
-    the other, so neither counts what the other is taking. SQLite's one writer gives this already."""
-    lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+    return await db.fetchval("SELECT 1 FROM members WHERE member_id = $1", member_id) is not None
+
+
+async def lock_member(db: Conn, member_id: str) -> bool:
+    """member_exists, and on PostgreSQL the member's row locked to the end of the transaction: two holds for
+    one member through two hub processes read the balance one after the other, so neither counts what the
+    other takes (SQLite's one writer gives this already). NO KEY UPDATE: the ledgers' rows that reference
+    the member (an upload's activity) are not held up by it. An activity does not take this lock: it is
+    applied whatever the balance, and a spend past it is flagged."""
+    lock = " FOR NO KEY UPDATE" if db.dialect == "postgresql" else ""
     return await db.fetchval("SELECT 1 FROM members WHERE member_id = $1" + lock, member_id) is not None
 
 
@@ -142,7 +148,6 @@ async def apply_activity(db: Conn, store_id: str, event: dict, now: str) -> None
     counting (captured: the activity's amounts are the ledger's, whatever the hold held)."""
     payload = event["payload"]
     activity_id, member_id = payload["activity_id"], payload["member_id"]
-    await member_exists(db, member_id)   # the member's row locked: its balance, for the flags, is this one's
     first = await db.fetchval(f"SELECT event_id FROM {POINTS} WHERE activity_id = $1", activity_id)
     if first is not None:
         log.info("member activity applied already", extra={"kv": {"store": store_id, "activity": activity_id,
