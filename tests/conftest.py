@@ -25,6 +25,7 @@ from edge.core.schemas import ReceiptIn
 from edge.store import catalog, db, stock, users
 from protocol.barcodes import gtin_check_digit
 from protocol.changes import ProductIn
+from tests.hub_database import HUB_DB
 
 RAM_DISK = Path("/dev/shm")
 RAM_DISK_ROOM = 2 << 30  # a test writes a few MiB; leave the machine its memory
@@ -266,7 +267,6 @@ def hub_db(request) -> str | None:
     return request.getfixturevalue("postgres_url")
 
 
-HUB_DB: dict[str, str | None] = {"url": None}   # the running test's hub database URL; None: SQLite
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from edge.core.sqlite import Store
 from hub.admission import RETRY_AFTER_MAX, Admission
 from hub.app import build_hub_app
 from hub.errors import HubError
-from tests.conftest import HUB_DB
+from tests.hub_database import HUB_DB
 from tests.test_hub import ADMIN, Clock, Hub, event, product, start_hub
 
 

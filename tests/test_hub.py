@@ -37,7 +37,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.app import build_hub_app
-from tests.conftest import HUB_DB as DB
+from tests.hub_database import HUB_DB as DB
 
 ADMIN = "test-admin-token"
 REPO = Path(__file__).resolve().parent.parent

@@ -7,6 +7,7 @@ In-process, as tests/test_hub.py: the hub's app on a temporary folder with a fro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -149,6 +150,30 @@ async def test_an_activity_for_an_unknown_member_or_anothers_hold_is_rejected_an
 
 
 # -- holds ----------------------------------------------------------------------------------------------------
+
+async def test_holds_asked_at_once_never_grant_more_than_the_balance(members, monkeypatch, hub_db):
+    """Ten tills ask at the same moment for 300 of the member's 1000 points: three holds, seven refusals,
+    on SQLite (one writer) as on PostgreSQL (parallel connections: the member's row is locked per hold).
+    On PostgreSQL each hold dawdles after reading the balance, so without the lock all ten would read
+    1000 free and be granted."""
+    if hub_db is not None:
+        import hub.member_holds  # noqa: PLC0415
+
+        read_balances = hub.member_holds.balances
+
+        async def slow_balances(db, *args):
+            free = await read_balances(db, *args)
+            await asyncio.sleep(0.05)
+            return free
+
+        monkeypatch.setattr(hub.member_holds, "balances", slow_balances)
+    answers = await asyncio.gather(*(members.hub.call("POST", SYNC.format("s1"), {
+        "hold_id": hold_id(), "member_id": "m-1", "points": 300, "amount_fen": 0}, token=members.hub.tokens["s1"])
+        for _ in range(10)))
+    codes = sorted(code for code, _ in answers)
+    assert codes == [201] * 3 + [409] * 7, answers
+    assert all(data["error"] == "insufficient_points" for code, data in answers if code == 409)
+
 
 async def test_a_hold_sets_aside_what_a_sale_will_spend_and_the_same_hold_again_is_the_same(members):
     hub = members.hub
