@@ -137,6 +137,11 @@ class Simulation:
         elapsed = time.monotonic() - started
         user_stopped = stop_all.is_set()
         self.sim_stop.set()
+        # a till in the middle of a sale finishes it (its next sleep sees the stop): cancelled mid-request, the
+        # store could record a sale the demo never counted, and the shift and member checks would disagree
+        tills = [task for task in self.tasks if task.get_name() == "tills"]
+        if tills:
+            await asyncio.wait(tills, timeout=30)
         for task in list(self.tasks):
             if task.get_name() != "link":
                 task.cancel()
