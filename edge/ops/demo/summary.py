@@ -132,8 +132,11 @@ def print_summary(out, s: dict, printer_dir) -> None:
     p(f"  pickups verified   {s['pickups_verified']} ({s['pickups_provisional']} provisional, offline); "
       f"by serial scanner {s['pickups_by']['serial']}, camera {s['pickups_by']['camera']}, "
       f"typed code {s['pickups_by']['typed']}; {s['pickups_at_cloud']} picked up at the cloud")
-    p(f"  till sales         {s['sales']}, ￥{s['sales_fen'] / 100:.2f} (cash ￥"
-      f"{s['sales_by_method_fen']['cash'] / 100:.2f}, WeChat ￥{s['sales_by_method_fen']['wechat'] / 100:.2f})")
+    paid = s["sales_by_method_fen"]
+    p(f"  till sales         {s['sales']}, ￥{s['sales_fen'] / 100:.2f} (" + ", ".join(
+        f"{label} ￥{paid[method] / 100:.2f}" for method, label in (
+            ("cash", "cash"), ("wechat", "WeChat"), ("points", "points"), ("stored_value", "stored value"))
+        if paid.get(method)) + ")")
     p(f"  receipts printed   {s['receipts_printed']} (in {printer_dir}/)")
     by = s["member_sales_by"]
     p(f"  member sales       {s['member_sales']} ({s['member_sales_offline']} offline; code at the till {by['till']}, "
