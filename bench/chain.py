@@ -366,8 +366,9 @@ def run(quick: bool = False, base: Path | None = None, hub_args: list[str] | Non
     return {"benchmark": "chain", "quick": quick, **result, "met": met(result)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.chain", description=__doc__.splitlines()[0])
+def from_args(argv: list[str] | None = None) -> dict:
+    """The run the command line asks for (`python -m bench chain …` hands its options here)."""
+    parser = argparse.ArgumentParser(prog="python -m bench chain", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="200 steady stores at 500 events/s, a 200 x 500 storm")
     parser.add_argument("--steady-stores", type=int, help="stores keeping a hint socket and uploading steadily")
     parser.add_argument("--rate", type=float, help="events a second the steady stores offer, all together")
@@ -385,7 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     shape = {key: getattr(args, key) for key in ("steady_stores", "rate", "upload_every", "order_every",
                                                  "storm_stores", "events", "before", "after")}
-    print(json.dumps(run(args.quick, args.base, args.hub_arg, args.postgresql, **shape), ensure_ascii=False))
+    return run(args.quick, args.base, args.hub_arg, args.postgresql, **shape)
+
+
+def main(argv: list[str] | None = None) -> int:
+    print(json.dumps(from_args(argv), ensure_ascii=False))
     return 0
 
 
