@@ -162,7 +162,8 @@ def within(samples, start: float, end: float) -> list[float]:
     return [value for at, value in samples if start <= at < end]
 
 
-def phase_report(clock: Clock, phase: str, steady: Steady, storm: Tally, book: OrderBook, storm_uploads) -> dict:
+def phase_report(clock: Clock, phase: str, steady: Steady, storm: Tally, book: OrderBook, storm_uploads,
+                 lags: list[tuple[float, float]]) -> dict:
     start, end, hub_cpu, pg_cpu = clock.span(phase)
     seconds = end - start
     steady_events = sum(within(steady.acks, start, end))
@@ -172,6 +173,7 @@ def phase_report(clock: Clock, phase: str, steady: Steady, storm: Tally, book: O
     pulled = [(order.pulled - order.started) * 1000 for order in orders if order.pulled]
     uploads = within(steady.uploads, start, end)
     storm_ms = within(storm_uploads, start, end)
+    lag = within(lags, start, end)
     return {
         "seconds": round(seconds, 1), "events_per_s": round(events / seconds, 1),
         "steady_events_per_s": round(steady_events / seconds, 1),
@@ -184,6 +186,7 @@ def phase_report(clock: Clock, phase: str, steady: Steady, storm: Tally, book: O
         "hub_cpu_ms_per_event": round(hub_cpu * 1000 / events, 3) if events else None,
         **({"postgres_cpu_ms_per_event": round(pg_cpu * 1000 / events, 3) if events else None}
            if clock.pg_folder else {}),
+        "load_loop_lag_ms_p99": pct(lag, 99),
     }
 
 
@@ -278,8 +281,8 @@ async def run_phases(session, hubs: list[Proc], urls: list[str], shape: dict, db
         "order_every_s": shape["order_every"], "storm_stores": shape["storm_stores"],
         "events_per_store": shape["events"], "batch": BATCH, "timeout_s": TIMEOUT, "back_pressure": modern,
         "hub_processes": processes, "database": "postgresql" if db_url else "sqlite",
-        "phases": {phase: phase_report(clock, phase, stats, tally, book, storm_upload_samples(tally, storm_started))
-                   for phase in PHASES},
+        "phases": {phase: phase_report(clock, phase, stats, tally, book, storm_upload_samples(tally, storm_started),
+                                       lags) for phase in PHASES},
         "storm": {"drain_s": round(drained - storm_started, 1), "amplification": round(tally.worked / queued, 2),
                   "posted_ratio": round(tally.posted / queued, 2), "skipped_by_asking": tally.skipped,
                   "uploads": len(tally.upload_ms), "refused": tally.refused, "timeouts": tally.timeouts,
