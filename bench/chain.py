@@ -267,10 +267,11 @@ async def run_phases(session, hubs: list[Proc], urls: list[str], shape: dict, db
         listener.cancel()
     await asyncio.gather(*listeners, return_exceptions=True)
     rss = [peak_rss_mb(proc.popen.pid) for proc in hubs]
+    unheard = sum(await at_most(SETUP_AT_ONCE, [store.settle() for store in stores]))
     held = await applied_pg(db_url) if db_url else await asyncio.to_thread(applied, folder / "hub" / "hub.db")
 
     queued = shape["storm_stores"] * shape["events"]
-    confirmed = sum(store.next_seq - 2 for store in stores)   # the steady events the hub confirmed
+    confirmed = sum(store.next_seq - 2 for store in stores)   # the steady events the hub holds
     hub_cpu, pg_cpu = (clock.marks[-1][k] - clock.marks[0][k] for k in (2, 3))
     first, last = clock.marks[0][1], clock.marks[-1][1]
     events = sum(within(stats.acks, first, last)) + sum(within(tally.acks, first, last))
@@ -288,7 +289,7 @@ async def run_phases(session, hubs: list[Proc], urls: list[str], shape: dict, db
                   "uploads": len(tally.upload_ms), "refused": tally.refused, "timeouts": tally.timeouts,
                   "upload_ms_p50": pct(tally.upload_ms, 50), "upload_ms_p99": pct(tally.upload_ms, 99)},
         "steady": {"refused": stats.refused, "failed": stats.failed, "hint_sockets_lost": stats.sockets_lost,
-                   "pulls_failed": stats.pull_failed},
+                   "pulls_failed": stats.pull_failed, "applied_unheard": unheard},
         "hub_cpu_s": round(hub_cpu, 1), "hub_cpu_ms_per_event": round(hub_cpu * 1000 / events, 3),
         **({"postgres_cpu_s": round(pg_cpu, 1), "postgres_cpu_ms_per_event": round(pg_cpu * 1000 / events, 3)}
            if pg_folder else {}),
@@ -297,7 +298,7 @@ async def run_phases(session, hubs: list[Proc], urls: list[str], shape: dict, db
         "load": {"loop_lag_ms_p99": pct(lag, 99), "loop_lag_ms_max": round(max(lag), 1) if lag else None,
                  "cpu_pct": round(100 * load_cpu / wall, 1),
                  "upload_late_ms_p50": pct(lateness, 50), "upload_late_ms_p99": pct(lateness, 99),
-                 "offered_events": int(shape["rate"] * wall), "confirmed_events": confirmed},
+                 "offered_events": int(shape["rate"] * wall), "steady_events_held": confirmed},
     }
 
 

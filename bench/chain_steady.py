@@ -179,6 +179,15 @@ class SteadyStore:
                 attempt += 1
 
 
+    async def settle(self) -> int:
+        """After the run: how many of the events it sent the hub applied without the store hearing it (an
+        upload that timed out near the end), so the hub's count can be checked against the stores'."""
+        async with self.session.get(self.base + "/state", headers=self.headers) as resp:
+            held = (await resp.json(content_type=None))["next_seq"]
+        unheard, self.next_seq = held - self.next_seq, held
+        return unheard
+
+
 async def order_pusher(session: aiohttp.ClientSession, url: str, admin_token: str, stores: list[SteadyStore],
                        book: OrderBook, every: float, stop: asyncio.Event, rng: random.Random) -> None:
     """An online order for a steady store every `every` seconds, each on its own (a slow answer does
