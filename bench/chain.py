@@ -247,6 +247,7 @@ def phase_report(clock: Clock, phase: str, steady: Steady, storm: Tally, book: O
         **({"storm_upload_ms_p50": pct(storm_ms, 50), "storm_upload_ms_p99": pct(storm_ms, 99)} if storm_ms else {}),
         "orders": len(orders), "orders_failed": sum(1 for order in orders if order.status != 201),
         "orders_not_hinted": sum(1 for order in orders if order.status == 201 and not order.hinted),
+        "orders_not_pulled": sum(1 for order in orders if order.status == 201 and not order.pulled),
         "order_push_ms_p50": pct(push, 50), "order_push_ms_p99": pct(push, 99),
         "order_pulled_ms_p50": pct(pulled, 50), "order_pulled_ms_p99": pct(pulled, 99),
         "hub_cpu_ms_per_event": round(hub_cpu * 1000 / events, 3) if events else None,
@@ -327,6 +328,7 @@ async def run_phases(session, hubs: list[Proc], urls: list[str], shape: dict, db
     clock.mark("end")
     stop.set()
     await asyncio.gather(*workers)
+    await book.heard(timeout=10)
     load_cpu = time.process_time() - load_cpu
     wall = clock.marks[-1][1] - started
     for listener in listeners:

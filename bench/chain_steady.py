@@ -66,6 +66,14 @@ class OrderBook:
         order.hinted = at
         order.store.waiting.remove(order)
 
+    async def heard(self, timeout: float) -> None:
+        """Until every order created was hinted and pulled (or `timeout`): the last ones' hints may come
+        after the admin's answer, and the run must not close the sockets before them."""
+        end = time.perf_counter() + timeout
+        while time.perf_counter() < end and any(order.status == 201 and not (order.hinted and order.pulled)
+                                                for order in self.orders.values()):
+            await asyncio.sleep(0.05)
+
     def pulled(self, order_id: str, at: float) -> None:
         order = self.orders.get(order_id)
         if order is not None and order.pulled is None:

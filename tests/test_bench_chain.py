@@ -5,21 +5,23 @@ from __future__ import annotations
 
 from bench import chain
 
-TINY = {"steady_stores": 4, "rate": 40.0, "upload_every": 0.5, "order_every": 0.2, "storm_stores": 3,
-        "events": 450, "before": 1.5, "after": 1.0}
+# orders often enough that even the storm's short phase (about half a second here) holds several
+TINY = {"steady_stores": 4, "rate": 40.0, "upload_every": 0.5, "order_every": 0.05, "storm_stores": 4,
+        "events": 900, "before": 1.5, "after": 1.0}
 
 
 def check_report(result: dict) -> None:
-    assert result["events_held"] == result["events_expected"] == 4 + result["load"]["steady_events_held"] + 3 * 450
+    assert result["events_held"] == result["events_expected"] == 4 + result["load"]["steady_events_held"] + 4 * 900
     storm = result["storm"]
     assert storm["amplification"] == 1.0 and storm["timeouts"] == 0
-    assert storm["uploads"] >= 3 * 3          # 450 events in batches of the daemon's 200: three uploads each
+    assert storm["uploads"] >= 4 * 5          # 900 events in batches of the daemon's 200: five uploads each
     for name in chain.PHASES:
         phase = result["phases"][name]
         assert phase["orders"] > 0 and phase["orders_failed"] == 0, (name, phase)
-        # each order was heard on its store's hint socket, then found in the page the store pulled
-        assert phase["orders_not_hinted"] == 0
-        assert 0 < phase["order_push_ms_p50"] <= phase["order_pulled_ms_p50"]
+        # each order was heard on its store's hint socket and found in a page the store pulled (maybe the
+        # page of an earlier order's hint: then before its own hint)
+        assert phase["orders_not_hinted"] == 0 and phase["orders_not_pulled"] == 0
+        assert phase["order_push_ms_p50"] > 0 and phase["order_pulled_ms_p50"] > 0
         assert phase["hub_cpu_ms_per_event"] > 0
     for name in ("before", "after"):
         phase = result["phases"][name]
