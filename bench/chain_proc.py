@@ -9,10 +9,13 @@ from pathlib import Path
 import asyncpg
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
+def cpu_s(pid: int, ended_children: bool = False) -> float:
+    """User + system CPU seconds of a process so far (and of its children that ended and were reaped)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime, stime in clock ticks (100 a second on Linux)
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime in clock ticks (100 a second on Linux)
+    if ended_children:
+        ticks += int(fields[13]) + int(fields[14])   # cutime, cstime
+    return ticks / 100
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -23,13 +26,15 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def server_cpu_s(folder: Path) -> float:
-    """CPU seconds of the PostgreSQL server's processes (those whose command line names its folder)."""
+    """CPU seconds of the PostgreSQL server's processes: the postmaster (its command line names the
+    folder) with the backends that ended (a hub's pool closes some), and its live children."""
     total = 0.0
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if str(folder) in (proc / "cmdline").read_bytes().decode(errors="replace") or \
-                        _parent_in(proc, folder):
+                if str(folder) in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    total += cpu_s(int(proc.name), ended_children=True)
+                elif _parent_in(proc, folder):
                     total += cpu_s(int(proc.name))
             except OSError:
                 continue
