@@ -55,10 +55,10 @@ def _member(quick: bool) -> dict:
     return member.run(quick=quick)
 
 
-def _chain(quick: bool) -> dict:
+def _chain(quick: bool, options: list[str] = ()) -> dict:
     from bench import chain  # noqa: PLC0415 (imported when asked for)
 
-    return chain.run(quick=quick)
+    return chain.from_args([*options, *(["--quick"] if quick else [])])
 
 
 BENCHMARKS = {"ledger": _ledger, "sync": _sync, "print": _print, "scan": _scan, "dashboard": _dashboard,
@@ -67,16 +67,19 @@ ALL = [name for name in BENCHMARKS if name != "chain"]  # the storm of a chain's
 
 
 def main(argv: list[str] | None = None) -> int:
-    top = argparse.ArgumentParser(prog="python -m bench", description="store-edge benchmarks")
+    top = argparse.ArgumentParser(prog="python -m bench", description="store-edge benchmarks",
+                                  epilog="chain takes options of its own: python -m bench.chain --help")
     top.add_argument("benchmark", choices=(*BENCHMARKS, "all"), help="which benchmark to run ('all': every one)")
     top.add_argument("--quick", action="store_true", help="fewer requests (same dataset); under a minute")
-    args = top.parse_args(argv)
+    args, options = top.parse_known_args(argv)
+    if options and args.benchmark != "chain":  # only chain has options of its own (python -m bench chain --help)
+        top.error(f"unrecognized arguments: {' '.join(options)}")
 
     names = ALL if args.benchmark == "all" else [args.benchmark]
     results = []
     for name in names:
         try:
-            results.append(BENCHMARKS[name](args.quick))
+            results.append(BENCHMARKS[name](args.quick, options) if options else BENCHMARKS[name](args.quick))
         except Exception as exc:  # noqa: BLE001 (reported, and the exit status says it failed)
             print(f"benchmark {name} FAILED: {exc}", file=sys.stderr)
             print(json.dumps({"benchmark": name, "error": str(exc), "quick": args.quick}, ensure_ascii=False))
