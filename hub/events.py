@@ -179,13 +179,16 @@ async def apply_pickup_verified(db: Conn, event: dict, now: str) -> None:
     # a whole new row (a hand-over after a reversal): every column set, the reversal's back to NULL
     await db.execute(
         "INSERT INTO order_pickups (order_id, verified_at, operator, method, device, provisional, jti, manual_reason, "
-        "event_id, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (order_id) DO UPDATE "
+        "event_id, received_at, member_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+        "ON CONFLICT (order_id) DO UPDATE "
         "SET verified_at = excluded.verified_at, operator = excluded.operator, method = excluded.method, "
         "device = excluded.device, provisional = excluded.provisional, jti = excluded.jti, "
         "manual_reason = excluded.manual_reason, event_id = excluded.event_id, received_at = excluded.received_at, "
+        "member_id = excluded.member_id, "
         "reversed_at = NULL, reversed_by = NULL, reverse_reason = NULL, reverse_event_id = NULL",
         order_id, verified_at, operator, payload["method"], clean(payload["device"], 200),
-        int(payload["provisional"]), payload.get("jti"), manual and clean(manual, 500), event["id"], now)
+        int(payload["provisional"]), payload.get("jti"), manual and clean(manual, 500), event["id"], now,
+        payload.get("member_id"))
     await db.execute("UPDATE orders SET state = CASE WHEN state IN ('cancelled', 'refunded') THEN state ELSE "
                      "'picked_up' END, conflict = coalesce($1, conflict), received_at = coalesce(received_at, $2), "
                      "updated_at = $2 WHERE order_id = $3", conflict, now, order_id)

@@ -134,7 +134,8 @@ async def order_view(db: Conn, row) -> dict:
     order["prints"] = sorted(prints, key=lambda p: PRINT_KINDS.index(p["kind"]))   # the latest of each kind
     order["printed"] = bool(prints) and all(p["result"] in PRINTED_RESULTS for p in prints)
     pickup = await db.fetchrow("SELECT verified_at, operator, method, device, provisional, jti, manual_reason, "
-                               "event_id, received_at, reversed_at, reversed_by, reverse_reason, reverse_event_id "
+                               "member_id, event_id, received_at, reversed_at, reversed_by, reverse_reason, "
+                               "reverse_event_id "
                                "FROM order_pickups WHERE order_id = $1", order["order_id"])
     order["pickup"] = None if pickup is None else {**dict(pickup), "provisional": bool(pickup["provisional"])}
     return order

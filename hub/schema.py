@@ -352,6 +352,12 @@ INSERT INTO member_value_ledger (member_id, activity_id, kind, delta, balance_af
     FROM members WHERE balance_fen <> 0;
 """
 
+# The member an online order was handed over to, when the cashier's screen carried one (pickup.verified's
+# optional member_id, issue 12 part 5). The PostgreSQL twin is hub/sql/postgresql/003_pickup_member.sql.
+PICKUP_MEMBER = """
+ALTER TABLE order_pickups ADD COLUMN member_id TEXT;
+"""
+
 HUB_MIGRATIONS: list[tuple[str, str]] = [
     ("hub: stores, catalog, events, balances, changes, orders", INITIAL),
     ("hub: print results of online orders", ORDER_PRINTS),
@@ -359,4 +365,5 @@ HUB_MIGRATIONS: list[tuple[str, str]] = [
     ("hub: customers' phone last four digits, hand-overs without the code", CASHIER),
     ("hub: members and their phones' certificates", MEMBERS),
     ("hub: members' points and stored-value ledgers, holds, programmes", MEMBER_LEDGERS),
+    ("hub: the member a hand-over was made to", PICKUP_MEMBER),
 ]

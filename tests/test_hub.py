@@ -776,7 +776,7 @@ async def test_a_hub_database_of_schema_1_is_migrated(tmp_path):
         await hub.close()
     check = sqlite3.connect(data_dir / "hub.db")
     try:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == len(HUB_MIGRATIONS) == 6
+        assert check.execute("PRAGMA user_version").fetchone()[0] == len(HUB_MIGRATIONS) == 7
     finally:
         check.close()
 
@@ -1385,7 +1385,8 @@ async def test_hand_overs_reversals_and_redemptions_are_recorded(hub):
     got = await hub.admin("GET", f"/orders/{oid}")
     assert (got["state"], got["conflict"]) == ("picked_up", None)
     assert got["pickup"] == {"verified_at": CREATED_AT, "operator": "小王", "method": "token", "device": "till-1",
-                             "provisional": True, "jti": "p-abc", "manual_reason": None, "event_id": verified["id"],
+                             "provisional": True, "jti": "p-abc", "manual_reason": None, "member_id": None,
+                             "event_id": verified["id"],
                              "received_at": "2026-11-21T08:00:00.000Z", "reversed_at": None, "reversed_by": None,
                              "reverse_reason": None, "reverse_event_id": None}
     assert (await hub.sync("s1", "balances"))["balances"] == [{"sku": "DRK-001", "on_hand": 7, "reserved": 0},
@@ -1521,6 +1522,17 @@ async def test_a_hand_over_without_the_code_is_recorded_with_its_reason(hub):
     got = await hub.admin("GET", f"/orders/{oid}")
     assert got["state"] == "picked_up" and got["pickup"]["method"] == "code"
     assert got["pickup"]["manual_reason"] == "顾客手机没电，已核对身份" and got["pickup"]["jti"] is None
+
+
+async def test_a_hand_over_to_a_member_keeps_the_member(hub):
+    """The cashier's screen carried the member who collected (pickup.verified's optional member_id)."""
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 10, "receipt")])])
+    oid = (await hub.order("s1", [("DRK-001", 2)]))["order_id"]
+    data = await hub.ok_upload("s1", [
+        event("s1", 2, [("DRK-001", 2, "reserve")], "order.received", order_id=oid, short=[]),
+        hand_over("s1", 3, oid, [("DRK-001", 2)], member_id="m-000123")])
+    assert [r["status"] for r in data["results"]] == ["applied", "applied"]
+    assert (await hub.admin("GET", f"/orders/{oid}"))["pickup"]["member_id"] == "m-000123"
 
 
 async def test_a_hand_over_after_a_refund_is_applied_and_flagged(hub):

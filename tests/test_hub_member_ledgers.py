@@ -366,7 +366,8 @@ async def test_the_programme_and_member_prices_are_published_for_every_store(mem
 async def test_members_made_before_the_ledgers_open_them_with_their_amounts(tmp_path):
     data = tmp_path / "hub"
     data.mkdir()
-    conn = open_db(data / "hub.db", HUB_MIGRATIONS[:-1])
+    before = [name for name, _ in HUB_MIGRATIONS].index("hub: members' points and stored-value ledgers, holds, programmes")
+    conn = open_db(data / "hub.db", HUB_MIGRATIONS[:before])
     conn.execute("INSERT INTO members (member_id, name, phone, level, points, balance_fen, created_at, updated_at) "
                  "VALUES ('m-old', '王五', '13700000000', '普通', 300, 0, '2026-11-01T00:00:00.000Z', "
                  "'2026-11-01T00:00:00.000Z')")

@@ -1,7 +1,6 @@
 -- Members' points and stored-value ledgers, holds and programmes (issue 12 parts 3-5): the PostgreSQL twin of
 -- hub/schema.py's MEMBER_LEDGERS migration, with the same tables, columns and meaning (read the comments there).
 -- Times are TEXT (ISO 8601, as the SQLite schema keeps them, so the same SQL compares them); booleans INTEGER 0/1.
--- Numbered 900 to sort last until the merge gives it its place.
 
 CREATE TABLE member_points_ledger (
     id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
