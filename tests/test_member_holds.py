@@ -9,16 +9,14 @@ import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from edge.app import build_app
-from edge.core import config as config_mod
 from edge.core.clock import iso, utcnow
 from edge.ops.demo.phone import Phone
-from edge.services.app_keys import STORE, SYNC
+from edge.services.app_keys import STORE
 from edge.store import members
 from hub.app import build_hub_app
-from tests.conftest import CATALOG, Api, ledger_mismatches, query, seed
+from tests.conftest import CATALOG, Api, ledger_mismatches, query
 from tests.test_member_sales import PROGRAM
-from tests.test_sync_e2e import ADMIN, FAST, Hub, products, queue_empty, until
+from tests.test_sync_e2e import ADMIN, Hub, edge_linked, products, queue_empty, until
 
 CHAIN = "chain-1"
 
@@ -52,27 +50,14 @@ async def linked(tmp_path):
     await hub.admin("POST", "/members", {"member_id": "m-1", "name": "张三", "phone": "13812345678", "level": "金卡",
                                          "points": 1000, "balance_fen": 5000})
     await hub.admin("PUT", "/member-program", PROGRAM)
-    (tmp_path / "cloud-token").write_text(token)
-    (tmp_path / "config.toml").write_text(
-        f'[store]\nid = "test-store"\nname = "测试门店"\nchain = "{CHAIN}"\ndata_dir = "var"\n'
-        f'[cloud]\nurl = "{hub.url}"\ntoken = {{ file = "cloud-token" }}\nreconcile_minutes = 0\n',
-        encoding="utf-8")
-    config = config_mod.load(tmp_path / "config.toml")
-    seed(config.db_path)
-    app = build_app(config)
-    edge_server = TestServer(app)
-    await edge_server.start_server()
-    app[SYNC].timing.__dict__.update(FAST.__dict__)
-    client_session = ClientSession(base_url=str(edge_server.make_url("")))
-    linked = Linked(hub, Api(client_session), app, config, hub_server)
-    # the store has the hub's key and the programme once the feed came down
-    await until(lambda: query(config.db_path, "SELECT count(*) FROM member_program")[0][0] == 1
-                and query(config.db_path, "SELECT count(*) FROM verification_keys")[0][0] >= 1, what="the feed")
     try:
-        yield linked
+        async with edge_linked(tmp_path, hub.url, token, chain=CHAIN) as (edge, app, config):
+            # the store has the hub's key and the programme once the feed came down
+            await until(lambda: query(config.db_path, "SELECT count(*) FROM member_program")[0][0] == 1
+                        and query(config.db_path, "SELECT count(*) FROM verification_keys")[0][0] >= 1,
+                        what="the feed")
+            yield Linked(hub, edge, app, config, hub_server)
     finally:
-        await client_session.close()
-        await edge_server.close()
         await session.close()
         await hub_server.close()
     assert ledger_mismatches(config.db_path) == []

@@ -72,11 +72,13 @@ async def linked(tmp_path, hub_db):
 
 
 @contextlib.asynccontextmanager
-async def edge_linked(folder, hub_url: str, token: str, timing: Timing = FAST):
-    """The store's daemon app (seeded, in `folder`) syncing with the hub at hub_url as test-store."""
+async def edge_linked(folder, hub_url: str, token: str, timing: Timing = FAST, chain: str | None = None):
+    """The store's daemon app (seeded, in `folder`) syncing with the hub at hub_url as test-store (of `chain`,
+    for member codes, when given)."""
     (folder / "cloud-token").write_text(token)
     (folder / "config.toml").write_text(
         '[store]\nid = "test-store"\nname = "测试门店"\ndata_dir = "var"\n'
+        + (f'chain = "{chain}"\n' if chain else "") +
         f'[cloud]\nurl = "{hub_url}"\ntoken = {{ file = "cloud-token" }}\nreconcile_minutes = 0\n',
         encoding="utf-8")
     config = config_mod.load(folder / "config.toml")
