@@ -48,7 +48,6 @@ import re
 import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -57,7 +56,7 @@ from pathlib import Path
 import aiohttp
 
 from bench import ledger
-from bench.ledger import BenchError, cached, free_port, load_at_start, percentile, stats, write_config
+from bench.ledger import BenchError, cached, free_port, load_at_start, percentile, scratch_folder, stats, write_config
 from bench.sync import STORE_ID, TZ, Http, Proc, start_edge, start_hub, wait_until
 from edge.core.clock import business_date
 from edge.core.context import WriteContext
@@ -676,16 +675,8 @@ def run(quick: bool = False, browser: bool | None = None) -> dict:
     load_start = load_at_start(progress)
     cached, seed_s = seeded_database()
 
-    folder = Path(tempfile.mkdtemp(prefix="store-edge-bench-dashboard-"))
-    ok = False
-    try:
+    with scratch_folder("store-edge-bench-dashboard-", progress) as folder:
         got = asyncio.run(linked_run(folder, cached, counts, browser))
-        ok = True
-    finally:
-        if ok:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
-            progress(f"kept {folder} for a look")
 
     pages, screen, facts = got["pages"], got["screen"], got["facts"]
     overview = stats(pages["overview"])

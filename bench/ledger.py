@@ -16,6 +16,7 @@ hash of the migrations' SQL), so only the first run pays for seeding; each run w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -405,6 +406,19 @@ def stop(proc: subprocess.Popen, log: Path) -> None:
 
 
 # -- the run --------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def scratch_folder(prefix: str, say):
+    """A temporary folder for a benchmark's run: removed when the run succeeds, kept (and said where) when it
+    fails, so its logs and databases can be looked at."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    except BaseException:
+        say(f"kept {folder} for a look")
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+
 
 def load_at_start(say=None) -> float:
     """The load average, with a warning when other work will skew the figures."""

@@ -22,7 +22,6 @@ import os
 import random
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -35,6 +34,7 @@ from bench.ledger import (
     BenchError,
     free_port,
     percentile,
+    scratch_folder,
     seed_catalog,
     seeded_database,
     stats,
@@ -146,9 +146,7 @@ async def _drive(base: str, proc, log: Path, phones: list[Phone], skus: list[str
 
 def run(quick: bool, progress) -> dict:
     n = COUNTS[quick]
-    folder = Path(tempfile.mkdtemp(prefix="bench-member-sale-"))
-    ok = False
-    try:
+    with scratch_folder("bench-member-sale-", progress) as folder:
         (folder / "data").mkdir()
         path = folder / "data" / "store.db"
         if quick:
@@ -192,12 +190,6 @@ def run(quick: bool, progress) -> dict:
             conn.close()
         if events != WARMUP + n:
             raise BenchError(f"{events} member.activity events for {WARMUP + n} member sales")
-        ok = True
-    finally:
-        if ok:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
-            progress(f"kept {folder} for a look")
     p99 = percentile(result["ms"], 99)
     progress(f"member sale: p50 {percentile(result['ms'], 50):.2f} ms, p99 {p99:.2f} ms "
              f"({n} sales, {result['spent']} points spent, {result['earned']} earned); the same sales without a "

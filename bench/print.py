@@ -32,7 +32,6 @@ import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -40,7 +39,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.document_samples import sample
-from bench.ledger import BenchError, free_port, load_at_start, percentile, stats, write_config
+from bench.ledger import BenchError, free_port, load_at_start, percentile, scratch_folder, stats, write_config
 from bench.sync import (
     SEED,
     SKUS,
@@ -352,16 +351,8 @@ def run(quick: bool = False) -> dict:
     rendered = render_all(counts)
     cached, seed_s = seeded_database(1)  # bench/sync.py's store: catalog and opening stock
 
-    folder = Path(tempfile.mkdtemp(prefix="store-edge-bench-print-"))
-    ok = False
-    try:
+    with scratch_folder("store-edge-bench-print-", progress) as folder:
         timed = asyncio.run(orders_run(folder, cached, counts))
-        ok = True
-    finally:
-        if ok:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
-            progress(f"kept {folder} for a look")
 
     single, burst = summarise(timed["single"]), summarise(timed["burst"])
     target = TARGETS["order_to_ticket_p99_ms"]

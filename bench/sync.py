@@ -34,14 +34,22 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from bench.ledger import BenchError, cached, free_port, load_at_start, percentile, store_edge, write_config
+from bench.ledger import (
+    BenchError,
+    cached,
+    free_port,
+    load_at_start,
+    percentile,
+    scratch_folder,
+    store_edge,
+    write_config,
+)
 from edge.core.config import CloudSection
 from edge.core.context import make as make_context
 from edge.core.schemas import ReceiptIn, SaleIn
@@ -593,19 +601,11 @@ def run(quick: bool = False) -> dict:
     load_start = load_at_start(progress)
     cached, seed_s = seeded_database(counts["backlog"])
 
-    folder = Path(tempfile.mkdtemp(prefix="store-edge-bench-sync-"))
-    ok = False
-    try:
+    with scratch_folder("store-edge-bench-sync-", progress) as folder:
         (folder / "main").mkdir()
         (folder / "batch500").mkdir()
         main = asyncio.run(main_run(folder / "main", cached, counts))
         drain500 = asyncio.run(drain_run(folder / "batch500", cached, counts["backlog"], MAX_BATCH))
-        ok = True
-    finally:
-        if ok:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
-            progress(f"kept {folder} for a look")
 
     backlog = counts["backlog"]
     drain_s = main["drain"]["drain_s"]
