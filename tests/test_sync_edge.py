@@ -2,6 +2,7 @@
 dead letters, reconciliation maths, and the client's classification of answers."""
 
 import asyncio
+import contextlib
 import hashlib
 import json
 
@@ -197,6 +198,22 @@ def test_reconcile_expectation_leaves_out_rejected_events(conn, db_path):
 
 # -- the client's classification -----------------------------------------------------------------------
 
+@contextlib.asynccontextmanager
+async def cloud_answering(method: str, path: str, handler):
+    """A CloudClient for store s1 talking to a stub cloud whose one route answers with `handler`."""
+    app = web.Application()
+    app.router.add_route(method, path, handler)
+    server = TestServer(app)
+    await server.start_server()
+    client = CloudClient(str(server.make_url("/")), "s1", "t", timeout=5)
+    await client.open()
+    try:
+        yield client
+    finally:
+        await client.close()
+        await server.close()
+
+
 @pytest.mark.parametrize("status, body, headers, error, retry", [
     (500, {"epoch": "e"}, {}, RetryLater, None),
     (502, "<html>bad gateway</html>", {}, RetryLater, None),
@@ -216,20 +233,11 @@ async def test_client_classifies_answers(status, body, headers, error, retry):
             return web.json_response(body, status=status, headers=headers)
         return web.Response(text=body, status=status, headers=headers)
 
-    app = web.Application()
-    app.router.add_post("/sync/v1/stores/s1/events", handler)
-    server = TestServer(app)
-    await server.start_server()
-    client = CloudClient(str(server.make_url("/")), "s1", "t", timeout=5)
-    await client.open()
-    try:
+    async with cloud_answering("POST", "/sync/v1/stores/s1/events", handler) as client:
         with pytest.raises(error) as info:
             await client.post_events([{"seq": 1}])
         if retry is not None:
             assert info.value.retry_after == retry
-    finally:
-        await client.close()
-        await server.close()
 
 
 @pytest.mark.parametrize("body, problem", [
@@ -245,21 +253,12 @@ async def test_the_held_answer_is_read_by_its_protocol_model(body, problem):
     async def handler(request):
         return web.json_response(body)
 
-    app = web.Application()
-    app.router.add_get("/sync/v1/stores/s1/events", handler)
-    server = TestServer(app)
-    await server.start_server()
-    client = CloudClient(str(server.make_url("/")), "s1", "t", timeout=5)
-    await client.open()
-    try:
+    async with cloud_answering("GET", "/sync/v1/stores/s1/events", handler) as client:
         if problem is None:
             assert (await client.get_held(1, 10)).body == body
         else:
             with pytest.raises(RetryLater, match=problem):
                 await client.get_held(1, 10)
-    finally:
-        await client.close()
-        await server.close()
 
 
 async def test_network_errors_are_retried_later(unused_tcp_port):
