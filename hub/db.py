@@ -98,6 +98,7 @@ class Database(Protocol):
     """Where the hub keeps its data: SqliteDatabase, or PostgresDatabase (hub/db_postgres.py)."""
     dialect: str
     where: str       # for the log: a path, or a URL without its password
+    slice_events: int  # an upload's events applied per transaction (hub/events.py)
 
     async def open(self) -> None: ...
 
@@ -115,6 +116,8 @@ class Database(Protocol):
 class SqliteDatabase:
     """The embedded default: DIR/hub.db behind edge.core.sqlite.Store's writer and readers."""
     dialect = "sqlite"
+    # the one writer serves admin writes too: an order waits for at most one slice of an upload
+    slice_events = 50
 
     def __init__(self, path: Path, migrations: list[tuple[str, str]]):
         self.store = Store(path, migrations=migrations)

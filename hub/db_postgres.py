@@ -166,6 +166,10 @@ class BulkTurns:
 
 class PostgresDatabase:
     dialect = "postgresql"
+    # Orders never wait for an upload here (they have the main pool), so a slice only bounds what an
+    # abandoned upload finishes: 200 events, the store daemon's batch, is one transaction and one
+    # commit where slices of 50 were four (the reconnect storm's drain, bench/chain.py)
+    slice_events = 200
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE, bulk_pool_size: int = BULK_POOL_SIZE,
                  files: list[tuple[int, str, str]] | None = None):

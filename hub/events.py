@@ -1,5 +1,5 @@
 """Uploads (protocol section 2): a store's batch of events, checked, applied in seq order in slices
-of SLICE_EVENTS, each one transaction, and answered event by event. The events' shapes are protocol.events'; what is checked
+of the database's slice size, each one transaction, and answered event by event. The events' shapes are protocol.events'; what is checked
 here is what only the hub's data can tell (the catalog, its orders and coupons)."""
 
 from __future__ import annotations
@@ -33,12 +33,10 @@ from protocol.stock import RESERVATION_REASONS
 
 log = logging.getLogger(__name__)
 
-# A batch is applied in slices of this many events, each its own transaction in the writer's bulk
-# lane: an admin write (an order) waits for at most one slice, not a whole 500-event batch. The
-# sequence numbers keep it exactly once: a slice advances next_seq with its events, so an upload
-# cut short (its store went away, the hub stopped) is answered `duplicate` for the slices already
-# committed when the store sends it again, as after a 409 that stopped mid-batch.
-SLICE_EVENTS = 50
+# A batch is applied in slices of `Database.slice_events` events (hub/db.py), each its own
+# transaction. The sequence numbers keep it exactly once: a slice advances next_seq with its events,
+# so an upload cut short (its store went away, the hub stopped) is answered `duplicate` for the
+# slices already committed when the store sends it again, as after a 409 that stopped mid-batch.
 
 
 def check_batch(data: Any) -> list[dict]:
@@ -323,7 +321,7 @@ async def process_batch(db: Conn, store_id: str, events: list[dict], now: str) -
 async def post_events(request: web.Request) -> web.Response:
     """An upload passes the admission gate (hub/admission.py) before its body is read or its token
     looked up: beyond the hub's bounds it is answered 429/503 with Retry-After at once. Then it is
-    applied in slices (SLICE_EVENTS), and abandoned between them if its store went away."""
+    applied in slices (`hub.db.slice_events`), and abandoned between them if its store went away."""
     hub = request.app[HUB]
     path_store = request.match_info["store_id"]
     ticket = hub.admission.admit(path_store, request.content_length)
@@ -338,9 +336,10 @@ async def post_events(request: web.Request) -> web.Response:
         done = {"results": [], "rejected": [], "event_row": 0}
         place = hub.db.bulk_place()  # its slices keep its place: uploads finish in turn, not all at the end
         try:
-            for start in range(0, len(events), SLICE_EVENTS):
+            size = hub.db.slice_events
+            for start in range(0, len(events), size):
                 part = await unless_gone(request, hub.db.write_bulk(
-                    process_batch, store_id, events[start:start + SLICE_EVENTS], iso(hub.now()), place=place))
+                    process_batch, store_id, events[start:start + size], iso(hub.now()), place=place))
                 done = {**part, "results": done["results"] + part["results"],
                         "rejected": done["rejected"] + part["rejected"]}
                 hub.metrics.events(part["results"])
