@@ -332,6 +332,9 @@ class Store:
         except BaseException as exc:  # nothing of the group is committed: every job of it hears why
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if not outcomes:  # BEGIN itself failed: the job that opened the group must hear it too
+                _, _, (_, _, future, loop) = item
+                outcomes.append([future, loop, None, exc])
             for outcome in outcomes:
                 outcome[2:] = [None, exc]
         for future, loop, result, exc in outcomes:
