@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import threading
 
@@ -151,3 +152,37 @@ async def test_the_cache_size_is_set_on_the_writer_and_the_readers(tmp_path):
         assert await store.read_long(cache) == -65536
     with opened(tmp_path) as (store, _):
         assert await store.read(lambda conn: conn.execute("PRAGMA cache_size").fetchone()[0]) == -2000
+
+
+async def test_the_hub_commits_uploads_queued_together_in_one_group_and_answers_each(tmp_path):
+    from hub.state import HUB
+    from tests.test_backpressure import until
+    from tests.test_hub import event, product, start_hub
+
+    hub = await start_hub(tmp_path / "hub")  # SQLite: the hub's Store groups its bulk lane
+    try:
+        stores = ["s1", "s2", "s3", "s4"]
+        for store_id in stores:
+            await hub.add_store(store_id)
+        await hub.add_products(product("DRK-001"))
+        store = hub.client.server.app[HUB].db.store
+        groups, real_group = [], store._write_group
+        store._write_group = lambda conn, item: groups.append(item) or real_group(conn, item)
+        go = threading.Event()
+        blocker = asyncio.create_task(store.write(lambda conn: go.wait(5)))
+        uploads = [asyncio.create_task(hub.upload(s, [event(s, 1, [("DRK-001", n + 2, "receipt")]),
+                                                     event(s, 2, [("DRK-001", -1, "sale")], "sale.recorded")]))
+                   for n, s in enumerate(stores)]
+        await until(lambda: store._queue.qsize() >= len(stores), "every upload queued at the writer")
+        go.set()
+        await blocker
+        answers = await asyncio.gather(*uploads)
+        assert len(groups) == 1  # four uploads, one transaction
+        for n, (status, data) in enumerate(answers):
+            assert status == 200 and [r["status"] for r in data["results"]] == ["applied", "applied"]
+            balances = (await hub.sync(stores[n], "balances"))["balances"]
+            assert balances == [{"sku": "DRK-001", "on_hand": n + 1, "reserved": 0}]
+        mark = json.loads((tmp_path / "hub" / "hub.highwater").read_text())
+        assert mark["event_row"] == 8  # answered after the file covered every upload's rows
+    finally:
+        await hub.close()
