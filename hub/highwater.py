@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
+from concurrent.futures import Executor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -64,3 +66,52 @@ class HighWater:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+class SharedWrites:
+    """Raising the high-water mark from many committers at once with few file writes.
+
+    Each write costs two fsyncs; one a committed upload, one at a time, was a queue of its own behind
+    the writer. A caller returns only once a write covering its values is on disk, but callers that
+    arrive while a write is in flight raise the wanted values together and share the next write:
+    one write in flight, at most one pending, however many callers."""
+
+    def __init__(self, highwater: HighWater, pool: Executor):
+        self.highwater = highwater
+        self.pool = pool  # the thread that does every write of the file
+        self._wanted: tuple[int, int, str | None] = (0, 0, None)
+        self._next: asyncio.Future | None = None  # settled by the write that will cover _wanted
+        self._writing: asyncio.Task | None = None
+
+    async def raise_to(self, cursor: int = 0, event_row: int = 0, epoch: str | None = None) -> None:
+        """Return once the file covers these values; the write's OSError if it failed."""
+        wanted_cursor, wanted_row, wanted_epoch = self._wanted
+        # the later epoch wins, as it would written one after the other
+        self._wanted = (max(wanted_cursor, cursor), max(wanted_row, event_row), epoch or wanted_epoch)
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        waiter = self._next
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write_pending())
+        await asyncio.shield(waiter)  # a caller that gives up must not cancel the others' write
+
+    async def _write_pending(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._next is not None:
+                done, self._next = self._next, None
+                wanted, self._wanted = self._wanted, (0, 0, None)
+                try:
+                    await loop.run_in_executor(self.pool, self.highwater.raise_to, *wanted)
+                except asyncio.CancelledError:
+                    done.cancel()
+                    raise
+                except Exception as exc:  # every waiter of this write hears it (OSError: logged, goes on)
+                    done.set_exception(exc)
+                else:
+                    done.set_result(None)
+        finally:
+            if self._next is not None and not self._next.done():  # cancelled: nobody will write it
+                self._next.cancel()
+                self._next = None
+            self._writing = None

@@ -23,7 +23,7 @@ from aiohttp import WSCloseCode, web
 from hub.admission import Admission
 from hub.db import Conn, Database, SqliteDatabase
 from hub.errors import sha256
-from hub.highwater import HighWater
+from hub.highwater import HighWater, SharedWrites
 from hub.metrics import HubMetrics
 from hub.schema import HUB_MIGRATIONS
 from protocol.fields import show
@@ -59,6 +59,7 @@ class Hub:
         self.admin_hash = sha256(self.admin_token)
         self.highwater = HighWater(self.data_dir / "hub.highwater")
         self.hw_pool = ThreadPoolExecutor(1, thread_name_prefix="hub-highwater")
+        self.hw_writes = SharedWrites(self.highwater, self.hw_pool)
 
     def now(self) -> datetime:
         return self.clock()
@@ -121,8 +122,7 @@ class Hub:
     async def committed(self, cursor: int = 0, event_row: int = 0, epoch: str | None = None) -> None:
         if cursor or event_row or epoch:
             try:
-                await asyncio.get_running_loop().run_in_executor(self.hw_pool, self.highwater.raise_to, cursor,
-                                                                 event_row, epoch)
+                await self.hw_writes.raise_to(cursor, event_row, epoch)  # shared with concurrent committers
             except OSError as exc:  # the write is committed: answer it; a restore may go unnoticed until fixed
                 log.error("high-water file not written", extra={"kv": {"path": self.highwater.path,
                                                                        "error": str(exc)}})

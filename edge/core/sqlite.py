@@ -14,6 +14,10 @@ The writer serves two lanes: `write` (a sale, an admin order) always goes before
 one bulk transaction already running, never by the whole queue. Bulk work whose caller stopped
 waiting (its coroutine was cancelled: the client went away) is skipped if it has not started; a
 `write` always runs once queued (a cancelled shutdown must not lose, say, a print job's outcome).
+
+A Store made with `group_bulk` > 1 (the hub's) commits queued bulk jobs together: one transaction, each
+job in its own SAVEPOINT (a job that raises is undone alone), one COMMIT (one fsync) for the group, and
+no job of it reported done before that COMMIT succeeded.
 """
 
 from __future__ import annotations
@@ -56,6 +60,12 @@ class ReadTimeout(Exception):
 # SQLite calls the progress handler every this many virtual-machine instructions: often enough to
 # stop within milliseconds of the limit, rarely enough to cost nothing measurable.
 PROGRESS_STEPS = 1000
+
+# A bulk group takes no more jobs after this long: a write queued meanwhile waits at most this and
+# one job. Measured on the dev machine, 10-row inserts into a table of 3 indexes: 0.48 ms a job one a
+# transaction, 0.28 grouped by 4, 0.27 by 16, 0.25 by 64: the saving is had by a handful of jobs,
+# so a short budget costs the hub little and keeps an admin order's wait under a person's notice.
+GROUP_SECONDS = 0.02
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -178,8 +188,14 @@ class Store:
 
     def __init__(self, path: str | Path, migrations: list[tuple[str, str]], readers: int = 2,
                  read_limit: float | None = None,
-                 steps: Mapping[int, Callable[[sqlite3.Connection], None]] | None = None):
+                 steps: Mapping[int, Callable[[sqlite3.Connection], None]] | None = None,
+                 group_bulk: int = 1, group_seconds: float = GROUP_SECONDS, cache_kib: int | None = None):
         self.path = Path(path)
+        # bulk jobs at most per transaction (1: each its own, the store's way) and the time after which
+        # a group takes no more, so a write arriving meanwhile waits for a short group only
+        self.group_bulk = group_bulk
+        self.group_seconds = group_seconds
+        self.cache_kib = cache_kib  # page cache of every connection; None: SQLite's default (2 MB)
         self.migrations = migrations
         self.steps = steps
         self._readers = readers
@@ -199,12 +215,18 @@ class Store:
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
         conn = open_db(self.path, self.migrations, self.steps)
+        self._tune(conn)
         self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="store-writer",
                                         daemon=True)
         self._writer.start()
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="store-reader")
         # one thread: long jobs queue behind each other rather than compete for the disk
         self._long = ThreadPoolExecutor(1, thread_name_prefix="store-long-reader")
+
+    def _tune(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        if self.cache_kib is not None:
+            conn.execute(f"PRAGMA cache_size = {-int(self.cache_kib)}")  # negative: KiB, not pages
+        return conn
 
     def close(self) -> None:
         if self._writer is not None:
@@ -253,10 +275,17 @@ class Store:
         return result
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
+        held = None  # an item a bulk group took out of the queue and left to run next
         try:
-            while (item := self._queue.get())[2] is not None:
+            while True:
+                item, held = held or self._queue.get(), None
+                if item[2] is None:
+                    break
                 lane, _, (fn, args, future, loop) = item
                 if lane == 1 and future.cancelled():  # bulk work nobody waits for any more is not begun
+                    continue
+                if lane == 1 and self.group_bulk > 1:
+                    held = self._write_group(conn, item)
                     continue
                 try:
                     with transaction(conn):
@@ -267,6 +296,50 @@ class Store:
                     loop.call_soon_threadsafe(_settle, future, result, None)
         finally:
             conn.close()
+
+    def _write_group(self, conn: sqlite3.Connection, item: tuple) -> tuple | None:
+        """Run the bulk job `item` and the bulk jobs queued behind it in one transaction; return the
+        item that ended the group (a write, the stop marker) for the loop to run next, or None."""
+        outcomes: list[list] = []  # [future, loop, result, exc] of each job run, in order
+        deadline = time.monotonic() + self.group_seconds
+        held = None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            while True:
+                _, _, (fn, args, future, loop) = item
+                if not future.cancelled():
+                    outcome = [future, loop, None, None]
+                    outcomes.append(outcome)
+                    conn.execute("SAVEPOINT bulk_job")
+                    try:
+                        outcome[2] = fn(conn, *args)
+                    except BaseException as exc:
+                        outcome[3] = exc
+                        if not conn.in_transaction:  # SQLite undid the whole transaction (disk full, I/O)
+                            raise
+                        conn.execute("ROLLBACK TO bulk_job")
+                    conn.execute("RELEASE bulk_job")
+                if len(outcomes) >= self.group_bulk or time.monotonic() >= deadline:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item[0] != 1:  # a write (or the stop marker) runs after this group, never inside it
+                    held = item
+                    break
+            conn.execute("COMMIT")
+        except BaseException as exc:  # nothing of the group is committed: every job of it hears why
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if not outcomes:  # BEGIN itself failed: the job that opened the group must hear it too
+                _, _, (_, _, future, loop) = item
+                outcomes.append([future, loop, None, exc])
+            for outcome in outcomes:
+                outcome[2:] = [None, exc]
+        for future, loop, result, exc in outcomes:
+            loop.call_soon_threadsafe(_settle, future, result, exc)
+        return held
 
     # -- reads -------------------------------------------------------------------------------
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
@@ -285,7 +358,7 @@ class Store:
     def _read(self, fn, args, limit: float | None):
         local = getattr(self._local, "reader", None)
         if local is None:
-            local = self._local.reader = _Reader(connect(self.path))
+            local = self._local.reader = _Reader(self._tune(connect(self.path)))
             with self._lock:
                 self._read_conns.append(local.conn)
         conn = local.conn
