@@ -16,12 +16,12 @@ from protocol.fields import (
     Flag,
     Reported,
     Time,
-    container,
     expect,
     first_error,
     one_of,
     rule,
     sentence,
+    shape,
     show,
     sized,
     text,
@@ -60,9 +60,8 @@ class Batch(Reported):
     """`POST /sync/v1/stores/{store_id}/events`."""
     protocol: Annotated[int, Field(ge=PROTOCOL, le=PROTOCOL), expect(f"must be {PROTOCOL}, the version of the sync "
                                                                       "protocol spoken here")]
-    events: Annotated[list[Annotated[BatchEvent, container("must be an object", lambda v: isinstance(v, dict))]],
-                      container(f"must be a list of 1 to {MAX_BATCH} events",
-                                lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_BATCH)]
+    events: Annotated[list[Annotated[BatchEvent, shape("must be an object", dict)]],
+                      shape(f"must be a list of 1 to {MAX_BATCH} events", list, 1, MAX_BATCH)]
 
     @model_validator(mode="after")
     def _consecutive(self):

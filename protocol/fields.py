@@ -12,8 +12,17 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, GetCoreSchemaHandler, ValidationError, WrapValidator,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+    WrapValidator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError, core_schema
 
 TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$")
@@ -73,8 +82,32 @@ class expect:
                                                custom_error_message=self.message)
 
 
+class shape:
+    """A list or object field: its own shape (a dict; a list of min to max items) is checked first,
+    with the message, and its items' errors keep their own place. Both steps run in pydantic-core (a
+    chain schema): no Python call per event, per move (see `expect`)."""
+
+    def __init__(self, message: str, kind: type, min_length: int | None = None, max_length: int | None = None):
+        self.message = message
+        self.check = (core_schema.dict_schema(strict=True) if kind is dict else
+                      core_schema.list_schema(min_length=min_length, max_length=max_length, strict=True))
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        check = core_schema.custom_error_schema(self.check, custom_error_type="expected",
+                                                custom_error_message=self.message)
+        return core_schema.chain_schema([check, handler(source)])
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> Any:
+        # the documented schema is the field's own, not the shape check's (the chain's first step);
+        # a validator put around the field (`container`) wraps the chain, hence the walk down
+        while schema.get("type") != "chain":
+            schema = schema["schema"]  # type: ignore[typeddict-item]
+        return handler(schema["steps"][1])
+
+
 def container(message: str, fits) -> WrapValidator:
-    """A list or object field: its own shape is checked here, its items' errors keep their own place."""
+    """A list or object field whose shape has rules beyond `shape`'s (`fits` may raise a `rule`): checked
+    here, in Python; its items' errors keep their own place."""
     def wrap(value, handler):
         if not fits(value):
             raise expected(message)

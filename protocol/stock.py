@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from protocol.fields import Reported, Sku, container, expect, one_of, rule
+from protocol.fields import Reported, Sku, container, expect, one_of, rule, shape
 
 MOVE_REASONS = ("sale", "return", "receipt", "adjustment", "count",
                 "reserve", "release", "pickup", "correction")
@@ -30,9 +30,8 @@ class Move(Reported):
     reason: one_of(MOVE_REASONS)  # type: ignore[valid-type]
 
 
-MoveItem = Annotated[Move, container("must be an object {sku, qty, reason}", lambda v: isinstance(v, dict))]
-Moves = Annotated[list[MoveItem], container(f"must be a list (at most {MAX_MOVES})",
-                                            lambda v: isinstance(v, list) and len(v) <= MAX_MOVES),
+MoveItem = Annotated[Move, shape("must be an object {sku, qty, reason}", dict)]
+Moves = Annotated[list[MoveItem], shape(f"must be a list (at most {MAX_MOVES})", list, max_length=MAX_MOVES),
                   Field(description="The ledger moves the event made; reserve and release change reserved, the "
                                     "others on_hand")]
 
