@@ -235,6 +235,22 @@ async def test_a_lower_seq_holding_another_event_is_seq_taken(hub):
     assert await db_dump(hub.data_dir) == before
 
 
+async def test_an_event_without_a_usable_id_is_recognised_by_its_digest_when_resent(hub):
+    """No id to go by: the same envelope again at its seq gets the same rejection; another one is seq_taken."""
+    idless = {k: v for k, v in event("s1", 1, [("DRK-001", 1, "receipt")]).items() if k != "id"}
+    first = await hub.ok_upload("s1", [idless])
+    assert first["results"][0]["status"] == "rejected" and first["next_seq"] == 2
+    again = await hub.ok_upload("s1", [idless])                                  # its answer was lost
+    assert again["results"] == first["results"] and again["next_seq"] == 2
+    before = await db_dump(hub.data_dir)
+    code, data = await hub.upload("s1", [dict(idless, created_at="2026-11-21T09:00:00.000Z")])
+    assert (code, data["error"], data["expected_seq"]) == (409, "seq_taken", 2)
+    assert await db_dump(hub.data_dir) == before
+    await hub.ok_upload("s1", [event("s1", 2, [("DRK-001", 1, "receipt")])])   # an event with an id at seq 2 ...
+    code, data = await hub.upload("s1", [{k: v for k, v in event("s1", 2).items() if k != "id"}])
+    assert (code, data["error"]) == (409, "seq_taken")                          # ... is not an id-less one's
+
+
 async def test_rejected_events_keep_their_seq_and_are_validated_again_when_resent(hub):
     good = event("s1", 1, [("DRK-001", 10, "receipt")])
     bad = [
