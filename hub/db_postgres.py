@@ -91,6 +91,16 @@ async def migrate(conn: asyncpg.Connection, files: list[tuple[int, str, str]]) -
         return done
 
 
+class PooledConnection(asyncpg.Connection):
+    """A pool's connection given back as it is, without asyncpg's reset query (a round trip per use:
+    RESET ALL, UNLISTEN *, CLOSE ALL, pg_advisory_unlock_all). Hub code leaves nothing of that on a
+    connection: its locks are transaction-scoped, it sets nothing for the session, its cursors live in
+    their transaction and LISTEN has a connection of its own. An open transaction is still ended."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PgConn:
     """hub/db.py's Conn on an asyncpg connection inside a transaction."""
     dialect = "postgresql"
@@ -195,8 +205,10 @@ class PostgresDatabase:
             await conn.close()
         if done:
             log.info("database migrated", extra={"kv": {"database": self.where, "applied": ",".join(done)}})
-        self.pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
-        self.bulk_pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.bulk_pool_size)
+        self.pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size,
+                                              connection_class=PooledConnection)
+        self.bulk_pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.bulk_pool_size,
+                                                   connection_class=PooledConnection)
 
     async def close(self) -> None:
         if self.listener is not None:
