@@ -169,8 +169,7 @@ async def admin_products(request: web.Request) -> web.Response:
         return cursors
 
     cursors = await hub.db.write(upsert, iso(hub.now()))
-    await hub.committed(cursor=cursors[-1])
-    await hub.notify(body.store_id, {"type": "changes", "cursor": cursors[-1]})
+    await hub.changed((body.store_id, cursors[-1]))
     log.info("products published", extra={"kv": {"count": len(cursors), "store": body.store_id or "all",
                                                   "cursor": cursors[-1]}})
     return answer(request, {"upserted": len(cursors), "first_cursor": cursors[0], "last_cursor": cursors[-1]})
@@ -188,8 +187,7 @@ async def admin_correction(request: web.Request) -> web.Response:
         return await add_change(db, store_id, "stock.correction", body.model_dump(), now)
 
     cursor, change_id = await hub.db.write(correct, iso(hub.now()))
-    await hub.committed(cursor=cursor)
-    await hub.notify(store_id, {"type": "changes", "cursor": cursor})
+    await hub.changed((store_id, cursor))
     log.info("correction published", extra={"kv": {"store": store_id, "sku": body.sku, "qty": body.qty}})
     return answer(request, {"change_id": change_id, "cursor": cursor}, 201)
 
@@ -204,8 +202,7 @@ async def admin_change(request: web.Request) -> web.Response:
         return await add_change(db, body.store_id, body.type, body.payload, now)
 
     cursor, change_id = await hub.db.write(publish, iso(hub.now()))
-    await hub.committed(cursor=cursor)
-    await hub.notify(body.store_id, {"type": "changes", "cursor": cursor})
+    await hub.changed((body.store_id, cursor))
     log.info("change published", extra={"kv": {"type": body.type, "store": body.store_id or "all", "cursor": cursor}})
     return answer(request, {"change_id": change_id, "cursor": cursor}, 201)
 

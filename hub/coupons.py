@@ -82,9 +82,7 @@ async def admin_define_coupon(request: web.Request) -> web.Response:
         return {**await coupon_summary(db, await _coupon_row(db, body.coupon_id)), "cursors": cursors}
 
     done = await hub.db.write(define, iso(hub.now()))
-    await hub.committed(cursor=max(done["cursors"]))
-    for store_id, cursor in zip(body.store_ids or [None], done["cursors"]):
-        await hub.notify(store_id, {"type": "changes", "cursor": cursor})
+    await hub.changed(*zip(body.store_ids or [None], done["cursors"]))
     log.info("coupon defined", extra={"kv": {"coupon": body.coupon_id, "stores": len(body.store_ids or ()) or "all"}})
     return answer(request, done, 201)
 
@@ -170,8 +168,6 @@ async def admin_revoke_coupon(request: web.Request) -> web.Response:
         return {"coupon_id": coupon_id, "revoked_at": now, "stores": stores, "cursors": cursors}
 
     done = await hub.db.write(revoke, iso(hub.now()))
-    await hub.committed(cursor=max(done["cursors"]))
-    for store_id, cursor in zip(done.pop("stores"), done["cursors"]):
-        await hub.notify(store_id, {"type": "changes", "cursor": cursor})
+    await hub.changed(*zip(done.pop("stores"), done["cursors"]))
     log.info("coupon revoked", extra={"kv": {"coupon": coupon_id}})
     return answer(request, done)

@@ -96,8 +96,7 @@ async def admin_rotate_key(request: web.Request) -> web.Response:
     hub = auth_admin(request)
     moment = hub.now()
     key = await hub.db.write(create_signing_key, moment, iso(moment))
-    await hub.committed(cursor=key["cursor"])
-    await hub.notify(None, {"type": "changes", "cursor": key["cursor"]})
+    await hub.changed((None, key["cursor"]))
     log.info("signing key rotated", extra={"kv": {"kid": key["kid"], "cursor": key["cursor"]}})
     return answer(request, {**key, "signing": True}, 201)
 
@@ -126,8 +125,7 @@ async def admin_revoke_key(request: web.Request) -> web.Response:
                 "signing_kid": (await current_key(db))[0]}
 
     done = await hub.db.write(revoke, iso(hub.now()))
-    await hub.committed(cursor=done["cursor"])
-    await hub.notify(None, {"type": "changes", "cursor": done["cursor"]})
+    await hub.changed((None, done["cursor"]))
     log.warning("signing key revoked", extra={"kv": {"kid": kid, "cursor": done["cursor"]}})
     return answer(request, done)
 

@@ -62,8 +62,7 @@ async def publish_prices(db: Conn, prices: dict, now: str) -> tuple[int, str]:
 
 async def published(request: web.Request, hub: Hub, change: tuple[int, str], what: dict) -> web.Response:
     cursor, change_id = change
-    await hub.committed(cursor=cursor)
-    await hub.notify(None, {"type": "changes", "cursor": cursor})
+    await hub.changed((None, cursor))
     log.info("member change published", extra={"kv": {"cursor": cursor, **what}})
     return answer(request, {"change_id": change_id, "cursor": cursor}, 201)
 

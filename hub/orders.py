@@ -105,8 +105,7 @@ async def admin_create_order(request: web.Request) -> web.Response:
                 "cursor": cursor}
 
     order = await hub.db.write(create, iso(moment))
-    await hub.committed(cursor=order["cursor"])
-    await hub.notify(store_id, {"type": "changes", "cursor": order["cursor"]})
+    await hub.changed((store_id, order["cursor"]))
     log.info("order created", extra={"kv": {"store": store_id, "order": order_id, "number": order["number"],
                                             "lines": len(order["lines"]), "total_fen": order["total_fen"]}})
     return answer(request, order, 201)
@@ -224,8 +223,7 @@ def close_order(to: str):
                     "cursor": cursor}
 
         done = await hub.db.write(close, iso(hub.now()))
-        await hub.committed(cursor=done["cursor"])
-        await hub.notify(done["store_id"], {"type": "changes", "cursor": done["cursor"]})
+        await hub.changed((done["store_id"], done["cursor"]))
         log.info(f"order {to}", extra={"kv": {"store": done["store_id"], "order": order_id}})
         return answer(request, done)
 

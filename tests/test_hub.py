@@ -9,6 +9,7 @@ on PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import http.client
@@ -37,6 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hub.app import build_hub_app
+from hub.highwater import HighWater
 from tests.hub_database import HUB_DB as DB
 
 ADMIN = "test-admin-token"
@@ -574,6 +576,33 @@ def print_result(store: str, seq: int, order_id: str | None, result: str = "prin
 
 
 DROP = object()
+
+
+async def test_an_order_s_hint_does_not_wait_for_the_high_water_file_but_its_answer_does(hub, monkeypatch):
+    """The file is fsynced twice on a disk that may be busy (a reconnect storm): the store is hinted at
+    once, as it would find the order by polling; the admin's answer still comes after the file."""
+    ws = await hub.client.ws_connect("/sync/v1/stores/s1/hints",
+                                     headers={"Authorization": f"Bearer {hub.tokens['s1']}"})
+    assert (await ws.receive_json(timeout=5))["type"] == "hello"
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 5, "receipt")])])
+    gate, entered, real_write = threading.Event(), threading.Event(), HighWater._write
+
+    def slow_write(highwater):
+        entered.set()
+        gate.wait(5)
+        real_write(highwater)
+
+    monkeypatch.setattr(HighWater, "_write", slow_write)
+    try:
+        order = asyncio.create_task(hub.order("s1", [("DRK-001", 1)]))
+        hint = await ws.receive_json(timeout=5)
+        assert hint["type"] == "changes"
+        assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 5)   # the file's write held
+        assert not order.done()
+    finally:
+        gate.set()
+    assert (await order)["cursor"] == hint["cursor"]
+    await ws.close()
 
 
 async def order_prints(data_dir: Path) -> list[tuple]:
