@@ -118,7 +118,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.chain_proc import applied, applied_pg, cpu_s, peak_rss_mb, server_cpu_s
+from bench.chain_proc import applied, applied_pg, cpu_s, peak_rss_mb, server_cpu_s, settle_pg
 from bench.chain_steady import OrderBook, Steady, SteadyStore, loop_lag, order_pusher
 from bench.chain_storm import BATCH, SKU, TIMEOUT, Tally, envelope, store_sim
 from bench.ledger import BenchError, free_port, percentile, store_edge
@@ -302,6 +302,8 @@ async def run_phases(session, hubs: list[Proc], urls: list[str], shape: dict, db
     async with session.get(f"{url}/sync/v1/stores/{storm_names[0]}/events",
                            headers={"Authorization": f"Bearer {storm_tokens[0]}"}) as resp:
         modern = resp.status == 200   # a hub that answers "how far did you get" also has back-pressure
+    if db_url:
+        await settle_pg(db_url)
     progress(f"set up in {time.perf_counter() - set_up:.1f} s: {len(stores)} steady stores at {shape['rate']:g} "
              f"events/s, uploads every {shape['upload_every']:g} s; storm {len(storm_names)} x {shape['events']} "
              f"events, batch {BATCH}, timeout {TIMEOUT:g} s; {processes} hub process(es) on "
