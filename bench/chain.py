@@ -32,77 +32,16 @@ LISTEN/NOTIFY). `--base DIR` runs the hub of another checkout, and the storm's s
 version's edge did, to measure before and after on the same machine. `--quick`: 200 steady stores at
 500 events/s and a 200 × 500 storm. The last stdout line is one JSON object.
 
-Measured 2026-12-06 on the shared 2-core machine (load average 2.6-3.3 and 0.9-2.5 for the quick
-runs, 0.2-4.3 for the full ones, from other sessions' work; the hubs, the server and the load generator on the same
-2 cores):
-
-| figure | `--quick`, SQLite | `--quick`, PostgreSQL x 2 | full, SQLite | full, PostgreSQL x 2 |
-|---|---|---|---|---|
-| steady events/s applied, before / during / after (offered) | 479 / 499 / 516 (500) | 480 / 500 / 507 (500) | 2,280 / 2,499 / 2,564 (2,500) | 2,476 / 2,492 / 2,582 (2,500) |
-| all events/s applied during the storm | 3,733 | 3,958 | 4,791 | 5,358 |
-| steady upload p50 / p99 before, ms | 11 / 65 | 12 / 47 | 1,225 / 4,173 | 21 / 143 |
-| steady upload p50 / p99 during, ms | 144 / 6,512 | 64 / 3,642 | 1,643 / 4,106 | 1,994 / 5,658 |
-| steady upload p50 / p99 after, ms | 8 / 26 | 20 / 52 | 711 / 1,631 | 108 / 604 |
-| order push p50 / p99 before, ms (until pulled) | 9 / 46 (12 / 54) | 57 / 566 (60 / 658) | 304 / 1,374 (309 / 1,385) | 63 / 150 (75 / 164) |
-| order push p50 / p99 during, ms (until pulled) | 22 / 517 (33 / 1,002) | 88 / 1,033 (130 / 1,582) | 22 / 804 (33 / 815) | 149 / 1,335 (209 / 2,384) |
-| order push p50 / p99 after, ms (until pulled) | 6 / 15 (10 / 17) | 57 / 76 (60 / 80) | 32 / 266 (48 / 274) | 88 / 211 (114 / 274) |
-| storm drain, s | 30.9 | 28.9 | 218.1 | 174.4 |
-| amplification (posted ÷ queued) | 1.00 (1.27) | 1.00 (1.26) | 1.00 (1.79) | 1.00 (1.97) |
-| storm upload p50 / p99, ms | 1,219 / 7,545 | 1,782 / 6,827 | 2,696 / 9,416 | 3,019 / 6,701 |
-| refused with Retry-After: storm / steady; timeouts | 137 / 168; 0 | 134 / 133; 0 | 2,167 / 8,868; 0 | 2,626 / 4,521; 0 |
-| hub CPU ms per event (PostgreSQL's) | 0.160 | 0.189 (+0.108) | 0.216 | 0.208 (+0.018: too low, see below) |
-| peak RSS per hub process, MB | 137 | 89 / 95 | 199 | 142 / 129 |
-| load generator: loop lag p99 / max ms, CPU % | 16 / 761, 9 % | 31 / 536, 10 % | 46 / 3,067, 31 % | 322 / 2,142, 30 % |
-
-Met: PostgreSQL x 2 sustains the 2,500 events/s outside the storm (upload p99 <= 1 s, order push p99
-<= 500 ms), amplification and peak RSS on both, order push p99 <= 1 s during the storm on SQLite.
-Missed: the drain (<= 120 s) on both, the order push during the storm on PostgreSQL, and SQLite's one
-process falls behind 2,500 events/s. Earlier full runs at load average 5-10 missed all but
-amplification and RSS (SQLite drained in 472 s, PostgreSQL in 416 s with 110 timeouts, the generator's
-loop up to 5.9 s late). PostgreSQL's CPU in the full run is too low: only the server's live processes
-were summed then (the backends a pool closed took their CPU with them; the postmaster's reaped
-children count now). "posted" counts the bodies of uploads refused with Retry-After (sent, unread).
-
-The storm alone, by this benchmark's earlier version (no steady stores; orders every 0.25 s for a
-store outside the storm), 2026-12-06 on the same machine, 1,000 stores x 500 events:
-
-| | before (d40d948) | after |
-|---|---|---|
-| drain_s | 310.6 | 98.5 |
-| amplification (events worked ÷ queued) | 3.86 | 1.00 |
-| uploads timed out / sent | 7,246 / 10,246 | 0 / 4,942 (1,942 refused with Retry-After) |
-| upload_ms p50 / p99 | 10,387 / 11,831 | 2,411 / 6,704 |
-| order_ms p50 / p99 during the storm | 5.7 / 6,432 | 16.3 / 145.3 |
-| hub_peak_rss_mb | 1,457 | 163 |
-| hub CPU s | 116.8 | 88.3 |
-
-`--quick` (200 stores): drain 19.3 s before, 17.7 s after; orders p50/p99 3,391/8,209 ms before,
-15.9/335 ms after; no timeouts either way.
-
-PostgreSQL with two hub processes, `--quick --postgresql 2`, 2026-12-06 on the same shared 2-core
-machine (load average 2-3 from other work; the server, both hubs and the 200 stores on its 2 cores),
-against SQLite's one process right after it:
-
-| | SQLite, 1 process | PostgreSQL, 2 processes |
-|---|---|---|
-| drain_s | 18.2 | 33.4 |
-| amplification | 1.00 | 1.00 |
-| timeouts / refused with Retry-After | 0 / 137 | 0 / 112 |
-| upload_ms p50 / p99 | 2,097 / 3,618 | 2,064 / 6,536 |
-| order_ms p50 / p99 during the storm | 26.0 / 404.6 | 19.6 / 932.6 |
-| hub CPU s (all processes) | 11.0 | 13.3 (+ 8.8 in PostgreSQL) |
-| peak RSS of a hub process, MB | 106.3 | 97.1 |
-
-The whole storm, 1,000 stores x 500 events, `--postgresql 2` (load average 3.5 from other work):
-drain 113.4 s, amplification 1.00, 0 timeouts (1,652 refused with Retry-After), upload p50/p99
-2,976 / 7,386 ms, orders during the storm p50/p99 175 / 2,192 ms (the target is p99 <= 1 s: missed
-here, with both hubs, the server and the stores on 2 cores), peak RSS 112 MB per hub process, hub CPU
-65.6 s for both and 39.2 s in PostgreSQL.
+The figures of the last runs, and which of issue 13's targets they meet: README, "Performance"; the
+storm before and after the hub's back-pressure (`--base`): docs/sync-protocol.md 2.5. On PostgreSQL
+the set-up's thousands of stores are followed by ANALYZE and CHECKPOINT (settle_pg) before the
+steady traffic is measured.
 
 Two cores cannot show PostgreSQL's point (more cores, more processes): here its server and a second
-hub take the same cores, and every statement is a round trip. Before the slices looked their events
-up once per slice (hub/events.py), the same run took 90.8 s with 115 timeouts, and 173.7 s before the
-bulk pool served uploads in turn (hub/db_postgres.py BulkTurns).
+hub take the same cores as the load generator, and every statement is a round trip. The storm alone
+(1,000 x 500, no steady stores, `--postgresql 2`) drained in 113.4 s on 2026-12-06; before the slices
+looked their events up once per slice (hub/events.py) the same run took 90.8 s with 115 timeouts, and
+173.7 s before the bulk pool served uploads in turn (hub/db_postgres.py BulkTurns).
 """
 
 from __future__ import annotations
