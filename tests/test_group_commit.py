@@ -52,6 +52,16 @@ async def behind_a_write(store, queue_work):
     return gate, blocker, tasks
 
 
+async def queued_together(store, outside, count: int, odd: dict) -> list:
+    """Queue `count` bulk jobs behind a write (job n: odd[n], else an insert of "b<n>"), let them go
+    as one group, and return what each was answered (an exception as such)."""
+    gate, blocker, tasks = await behind_a_write(store, lambda: [
+        asyncio.create_task(store.write_bulk(odd.get(n) or insert(outside, f"b{n}"))) for n in range(count)])
+    gate.set()
+    await blocker
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def test_queued_bulk_jobs_commit_together_and_are_answered_after_the_commit(tmp_path):
     with opened(tmp_path, group_bulk=16, group_seconds=10) as (store, outside):
         async def bulk(n):
@@ -76,12 +86,7 @@ async def test_a_job_that_fails_in_a_group_is_undone_alone(tmp_path):
             conn.execute("INSERT INTO t VALUES ('bad')")
             raise ValueError("this upload is wrong")
 
-        gate, blocker, tasks = await behind_a_write(store, lambda: [
-            asyncio.create_task(store.write_bulk(failing if n == 2 else insert(outside, f"b{n}")))
-            for n in range(5)])
-        gate.set()
-        await blocker
-        done = await asyncio.gather(*tasks, return_exceptions=True)
+        done = await queued_together(store, outside, 5, {2: failing})
         assert isinstance(done[2], ValueError) and str(done[2]) == "this upload is wrong"
         assert [done[n] for n in (0, 1, 3, 4)] == [0, 0, 0, 0]  # one group, committed without it
         assert rows(outside) == ["b0", "b1", "b3", "b4"]
@@ -92,12 +97,7 @@ async def test_a_failed_commit_fails_every_job_of_the_group_and_commits_none(tmp
         def orphan(conn):  # a deferred foreign key: the statement passes, the COMMIT is refused
             conn.execute("INSERT INTO child VALUES (42)")
 
-        gate, blocker, tasks = await behind_a_write(store, lambda: [
-            asyncio.create_task(store.write_bulk(orphan if n == 1 else insert(outside, f"b{n}")))
-            for n in range(3)])
-        gate.set()
-        await blocker
-        done = await asyncio.gather(*tasks, return_exceptions=True)
+        done = await queued_together(store, outside, 3, {1: orphan})
         assert all(isinstance(d, sqlite3.IntegrityError) and "FOREIGN KEY" in str(d) for d in done), done
         assert rows(outside) == [] and outside.execute("SELECT count(*) FROM child").fetchone()[0] == 0
         # the writer goes on: the next group commits
