@@ -256,7 +256,7 @@ async def write_balances(db: Conn, store_id: str, moved: dict[str, list[int]], n
                          [(store_id, sku, on_hand, reserved, now) for sku, (on_hand, reserved) in moved.items()])
 
 
-async def process_batch(db: Conn, store_id: str, events: list[dict], now: str) -> dict:
+async def process_batch(db: Conn, store_id: str, events: list[dict], now: str, catalog: set[str]) -> dict:
     """docs/sync-protocol.md 2.2, in the caller's (one) transaction. What each event needs looked up
     (is its id applied already, are its SKUs in the catalog) is looked up for the whole slice at once,
     and the events and balances are written once at its end: on PostgreSQL each statement is a round
@@ -272,8 +272,10 @@ async def process_batch(db: Conn, store_id: str, events: list[dict], now: str) -
     applied = "+status" if db.dialect == "sqlite" else "status"
     done_ids = await _among(db, f"SELECT DISTINCT event_id FROM events WHERE store_id = $1 AND {applied} = 'applied' "
                             "AND event_id IN ({})", [store_id], _named(events, lambda e: [e["id"]]))
-    catalog = await _among(db, "SELECT sku FROM products WHERE sku IN ({})", [],
-                           _named(events, lambda e: [m["sku"] for m in e["payload"].get("moves") or ()]))
+    # `catalog`: the SKUs this hub has found in the catalog so far (Hub.catalog): only the others are looked up
+    skus = _named(events, lambda e: [m["sku"] for m in e["payload"].get("moves") or ()])
+    catalog.update(await _among(db, "SELECT sku FROM products WHERE sku IN ({})", [],
+                                [sku for sku in skus if sku not in catalog]))
     results, stop, rejected = [], None, []
     rows, written, moved = [], {}, {}
     for event in events:
@@ -343,7 +345,7 @@ async def post_events(request: web.Request) -> web.Response:
             size = hub.db.slice_events
             for start in range(0, len(events), size):
                 part = await unless_gone(request, hub.db.write_bulk(
-                    process_batch, store_id, events[start:start + size], iso(hub.now()), place=place))
+                    process_batch, store_id, events[start:start + size], iso(hub.now()), hub.catalog, place=place))
                 done = {**part, "results": done["results"] + part["results"],
                         "rejected": done["rejected"] + part["rejected"]}
                 hub.metrics.events(part["results"])

@@ -54,6 +54,9 @@ class Hub:
     auth_logged: dict[str, float] = field(default_factory=dict)
     admission: Admission = field(default_factory=Admission)
     metrics: HubMetrics = field(default_factory=HubMetrics)
+    # SKUs found in the chain's catalog. Products are upserted, never removed, so a SKU found once is
+    # in it for good, and an upload's slice looks up only the others: on PostgreSQL a round trip less
+    catalog: set[str] = field(default_factory=set)
 
     def __post_init__(self):
         self.admin_hash = sha256(self.admin_token)

@@ -487,11 +487,11 @@ async def test_an_order_goes_between_the_slices_of_a_large_upload(small_hub, mon
     await hub.ok_upload("s4", [event("s4", 1, [("DRK-001", 10, "receipt")])])
     real, go, seen = uploads.process_batch, threading.Event(), []
 
-    async def watched(db, store_id, events, now):
+    async def watched(db, store_id, events, now, catalog):
         seen.append((events[0]["seq"], len(events), await db.fetchval("SELECT count(*) FROM orders")))
         if len(seen) == 1:
             go.wait(5)                            # the first slice is running when the order comes
-        return await real(db, store_id, events, now)
+        return await real(db, store_id, events, now, catalog)
 
     monkeypatch.setattr(uploads, "process_batch", watched)
     store = hub.client.server.app[hub_key()].db.store  # SQLite's: its writer thread and queue

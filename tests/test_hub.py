@@ -253,6 +253,28 @@ async def test_an_event_without_a_usable_id_is_recognised_by_its_digest_when_res
     assert (code, data["error"]) == (409, "seq_taken")                          # ... is not an id-less one's
 
 
+async def test_a_sku_found_in_the_catalog_is_not_looked_up_again_and_an_unknown_one_always_is(hub, monkeypatch):
+    import hub.events as uploads
+
+    real, looked_up = uploads._among, []
+
+    async def among(db, sql, first, values):
+        if "FROM products" in sql:
+            looked_up.append(sorted(values))
+        return await real(db, sql, first, values)
+
+    monkeypatch.setattr(uploads, "_among", among)
+    await hub.ok_upload("s1", [event("s1", 1, [("DRK-001", 5, "receipt")])])
+    await hub.ok_upload("s1", [event("s1", 2, [("DRK-001", 1, "receipt"), ("NEW-001", 1, "receipt")])])
+    assert looked_up == [["DRK-001"], ["NEW-001"]]
+    assert (await hub.ok_upload("s1", [event("s1", 3, [("NEW-001", 1, "receipt")])]))["results"][0]["status"] \
+        == "rejected"
+    await hub.add_products(product("NEW-001"))                      # products are added, never removed
+    assert (await hub.ok_upload("s1", [event("s1", 4, [("NEW-001", 1, "receipt")])]))["results"][0]["status"] \
+        == "applied"
+    assert looked_up[2:] == [["NEW-001"], ["NEW-001"]]
+
+
 async def test_rejected_events_keep_their_seq_and_are_validated_again_when_resent(hub):
     good = event("s1", 1, [("DRK-001", 10, "receipt")])
     bad = [

@@ -326,10 +326,10 @@ async def test_an_order_goes_through_while_uploads_hold_every_bulk_connection(tm
         await hub.ok_upload("s0", [event("s0", 1, [("DRK-001", 10, "receipt")])])
         real, release, held = uploads.process_batch, asyncio.Event(), []
 
-        async def holding(db, store_id, events, now):
+        async def holding(db, store_id, events, now, catalog):
             held.append(store_id)
             await release.wait()                  # the slice's transaction stays open, its connection taken
-            return await real(db, store_id, events, now)
+            return await real(db, store_id, events, now, catalog)
 
         monkeypatch.setattr(uploads, "process_batch", holding)
         sent = [asyncio.create_task(hub.upload(store, [event(store, 1, [("DRK-001", 1, "receipt")])]))
@@ -355,8 +355,8 @@ async def test_one_stores_batch_sent_to_two_processes_at_once_applies_once(tmp_p
         await a.add_products(product("DRK-001", 200))
         real, inside, release = uploads.process_batch, asyncio.Event(), asyncio.Event()
 
-        async def commits_when_told(db, store_id, events, now):
-            done = await real(db, store_id, events, now)
+        async def commits_when_told(db, store_id, events, now, catalog):
+            done = await real(db, store_id, events, now, catalog)
             if not inside.is_set():             # the first slice holds its transaction (and the row) open
                 inside.set()
                 await release.wait()
