@@ -116,13 +116,11 @@ class Database(Protocol):
 # Upload slices queued together commit together: one COMMIT (one fsync) for up to this many, or what
 # edge.core.sqlite.GROUP_SECONDS lets in (0.48 ms a 10-event job alone, 0.27 grouped by 16, measured).
 GROUP_BULK = 16
-# The page cache of the hub's connections (Store's cache_kib): left at SQLite's 2 MB. Measured with
-# bench/chain.py (1,000 stores, 2,500 events/s, 30 s), 64 MB on the writer and readers cost more than
-# it saved: 0.35-0.37 ms of hub CPU an event against 0.32, upload p99 200-330 ms against 114, 37 MB
-# more memory; on the writer alone no better. The pages the inserts miss come from the OS's page
-# cache cheaply, and a reader's cache is emptied whenever the writer commits (WAL), so it never pays.
+# SQLite's own page cache (2 MB) is kept: measured with bench/chain.py (1,000 stores, 2,500 events/s,
+# 30 s), 64 MB on the writer and readers cost more than it saved (0.35-0.37 ms of hub CPU an event
+# against 0.32, upload p99 200-330 ms against 114, 37 MB more memory). The pages the inserts miss
+# come cheaply from the OS's cache, and a reader's cache is emptied whenever the writer commits (WAL).
 # Worth measuring again when hub.db outgrows the machine's memory.
-CACHE_KIB: int | None = None
 
 
 class SqliteDatabase:
@@ -132,7 +130,7 @@ class SqliteDatabase:
     slice_events = 50
 
     def __init__(self, path: Path, migrations: list[tuple[str, str]]):
-        self.store = Store(path, migrations=migrations, group_bulk=GROUP_BULK, cache_kib=CACHE_KIB)
+        self.store = Store(path, migrations=migrations, group_bulk=GROUP_BULK)
         self.path = path
         self.where = str(path)
 

@@ -144,16 +144,6 @@ async def test_a_group_is_bounded_by_count_and_by_time(tmp_path, bound, groups_s
         assert await asyncio.gather(*tasks) == groups_seen
 
 
-async def test_the_cache_size_is_set_on_the_writer_and_the_readers(tmp_path):
-    with opened(tmp_path, cache_kib=65536) as (store, _):
-        cache = lambda conn: conn.execute("PRAGMA cache_size").fetchone()[0]  # noqa: E731
-        assert await store.write(cache) == -65536
-        assert await store.read(cache) == -65536
-        assert await store.read_long(cache) == -65536
-    with opened(tmp_path) as (store, _):
-        assert await store.read(lambda conn: conn.execute("PRAGMA cache_size").fetchone()[0]) == -2000
-
-
 async def test_the_hub_commits_uploads_queued_together_in_one_group_and_answers_each(tmp_path):
     from hub.state import HUB
     from tests.test_backpressure import until

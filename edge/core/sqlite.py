@@ -189,13 +189,12 @@ class Store:
     def __init__(self, path: str | Path, migrations: list[tuple[str, str]], readers: int = 2,
                  read_limit: float | None = None,
                  steps: Mapping[int, Callable[[sqlite3.Connection], None]] | None = None,
-                 group_bulk: int = 1, group_seconds: float = GROUP_SECONDS, cache_kib: int | None = None):
+                 group_bulk: int = 1, group_seconds: float = GROUP_SECONDS):
         self.path = Path(path)
         # bulk jobs at most per transaction (1: each its own, the store's way) and the time after which
         # a group takes no more, so a write arriving meanwhile waits for a short group only
         self.group_bulk = group_bulk
         self.group_seconds = group_seconds
-        self.cache_kib = cache_kib  # page cache of every connection; None: SQLite's default (2 MB)
         self.migrations = migrations
         self.steps = steps
         self._readers = readers
@@ -215,18 +214,12 @@ class Store:
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
         conn = open_db(self.path, self.migrations, self.steps)
-        self._tune(conn)
         self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="store-writer",
                                         daemon=True)
         self._writer.start()
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="store-reader")
         # one thread: long jobs queue behind each other rather than compete for the disk
         self._long = ThreadPoolExecutor(1, thread_name_prefix="store-long-reader")
-
-    def _tune(self, conn: sqlite3.Connection) -> sqlite3.Connection:
-        if self.cache_kib is not None:
-            conn.execute(f"PRAGMA cache_size = {-int(self.cache_kib)}")  # negative: KiB, not pages
-        return conn
 
     def close(self) -> None:
         if self._writer is not None:
@@ -358,7 +351,7 @@ class Store:
     def _read(self, fn, args, limit: float | None):
         local = getattr(self._local, "reader", None)
         if local is None:
-            local = self._local.reader = _Reader(self._tune(connect(self.path)))
+            local = self._local.reader = _Reader(connect(self.path))
             with self._lock:
                 self._read_conns.append(local.conn)
         conn = local.conn
