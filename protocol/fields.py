@@ -73,7 +73,7 @@ class expect:
     pydantic-core replaces the field's errors itself (a custom-error schema), so a valid value costs
     no Python call here. Every field of every uploaded event passes through this: in a reconnect storm
     validation was over a quarter of the hub's Python time (py-spy, bench/chain.py), with a Python
-    validator called per field, and about half that after."""
+    validator called per field."""
 
     def __init__(self, message: str):
         self.message = message
