@@ -300,6 +300,15 @@ def inprocess_verify(path: Path) -> tuple[float, int]:
     return elapsed, moves
 
 
+def store_prices(path: Path) -> dict[str, int]:
+    """sku -> price_fen of every product in the store database at `path`."""
+    conn = db.connect(path, readonly=True)
+    try:
+        return dict(conn.execute("SELECT sku, price_fen FROM products").fetchall())
+    finally:
+        conn.close()
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
@@ -446,11 +455,7 @@ def run(quick: bool = False) -> dict:
         config = write_config(folder, port)
         progress(f"copied the dataset to {folder}")
 
-        conn = db.connect(path, readonly=True)
-        try:
-            prices = dict(conn.execute("SELECT sku, price_fen FROM products").fetchall())
-        finally:
-            conn.close()
+        prices = store_prices(path)
         skus = sorted(prices)
 
         verify_s, moves = inprocess_verify(path)

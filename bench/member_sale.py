@@ -40,6 +40,7 @@ from bench.ledger import (
     stats,
     stop,
     store_edge,
+    store_prices,
     wait_ready,
     write_config,
 )
@@ -156,11 +157,7 @@ def run(quick: bool, progress) -> dict:
             cached, _ = seeded_database()
             shutil.copyfile(cached, path)
             store = "the ledger benchmark's store: 100,000 SKUs, 1,000,000 stock moves"
-        conn = db.connect(path, readonly=True)
-        try:
-            prices = dict(conn.execute("SELECT sku, price_fen FROM products").fetchall())
-        finally:
-            conn.close()
+        prices = store_prices(path)
         skus = sorted(prices)
         private, public = jws.new_key()
         kid = "k-202612-bench1"
