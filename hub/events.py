@@ -349,6 +349,7 @@ async def post_events(request: web.Request) -> web.Response:
                 done = {**part, "results": done["results"] + part["results"],
                         "rejected": done["rejected"] + part["rejected"]}
                 hub.metrics.events(part["results"])
+                hub.admission.progress(ticket, size / len(events))  # the gate's pace counts it slice by slice
                 if part["stop"] is not None:
                     break
         except (ConnectionResetError, asyncio.CancelledError):

@@ -253,6 +253,30 @@ def test_retry_after_spreads_the_refused_over_the_hub_s_pace():
     assert len(set(waits)) > 30  # spread, not all told the same second
 
 
+def test_a_burst_worked_on_in_turn_is_paced_by_its_slices_not_by_its_first_finish():
+    """A storm's first uploads are admitted together and their slices worked on in turn: few finish
+    in the first second. Their slices count as they commit, so the pace stays one upload's work
+    and the refused are not booked far ahead of a hub that will soon be idle."""
+    now = [0.0]
+    g = Admission(max_uploads=100, max_wait=60.0, clock=lambda: now[0])
+    tickets = [g.admit(f"s{n}", 10_000) for n in range(100)]
+    for _ in range(3):                       # three of each upload's four slices, 5 ms each, in turn
+        for ticket in tickets:
+            now[0] += 0.005
+            g.progress(ticket, 0.25)
+    now[0] += 0.005
+    g.done("s0", tickets[0])                 # the first to finish, after 1.5 s of the burst
+    assert 0.019 < g.per_upload < 0.021      # 20 ms an upload, not 1.5 s
+    g.admit("s0", 10_000)                    # its next batch takes the place it gave back
+    waits = []
+    for n in range(100):
+        with pytest.raises(HubError) as info:
+            g.admit(f"x{n}", 10_000)
+        waits.append(int(info.value.headers["Retry-After"]))
+    # 100 uploads ahead (~0.5 s of work left, counted as whole uploads: ~2 s), then 100 x 20 ms
+    assert waits[0] in (2, 3) and waits[-1] in (4, 5)
+
+
 # -- the writer's lanes ------------------------------------------------------------------------------
 
 async def test_a_write_goes_before_queued_bulk_writes_and_abandoned_bulk_work_never_runs(tmp_path):
