@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, WithJsonSchema, model_validator
 
 from protocol import PROTOCOL
 from protocol.fields import (
@@ -51,24 +51,37 @@ class Envelope(Reported):
     payload: Annotated[dict, expect("must be an object")]
 
 
+# the events' schema as published; Batch._events checks it, in one pass over the batch
 class BatchEvent(Reported):
     """What the batch as a whole needs of an event (the rest is checked event by event)."""
     seq: Seq
+
+
+SEQ_EXPECTED = f"must be a whole number from 1 to {MAX_SEQ}"   # Seq's words
 
 
 class Batch(Reported):
     """`POST /sync/v1/stores/{store_id}/events`."""
     protocol: Annotated[int, Field(ge=PROTOCOL, le=PROTOCOL), expect(f"must be {PROTOCOL}, the version of the sync "
                                                                       "protocol spoken here")]
-    events: Annotated[list[Annotated[BatchEvent, shape("must be an object", dict)]],
+    events: Annotated[list[Annotated[Any, WithJsonSchema(BatchEvent.model_json_schema(mode="validation"))]],
                       shape(f"must be a list of 1 to {MAX_BATCH} events", list, 1, MAX_BATCH)]
 
     @model_validator(mode="after")
-    def _consecutive(self):
-        first = self.events[0].seq
+    def _events(self):
+        """Each event an object with a Seq, in the words a BatchEvent model per event gave (the first
+        wrong one), then the seqs consecutive. In one Python pass: a model per event was 2.8 µs an
+        event, 13 % of the hub's busy time in a storm (py-spy)."""
         for index, event in enumerate(self.events):
-            if event.seq != first + index:
-                raise rule("invalid_request", f"events[{index}].seq is {event.seq}, expected {first + index}: "
+            if not isinstance(event, dict):
+                raise rule("invalid_request", f"events[{index}] must be an object (got {show(event)})")
+            seq = event.get("seq")
+            if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+                raise rule("invalid_request", f"events[{index}].seq {SEQ_EXPECTED} (got {show(seq)})")
+        first = self.events[0]["seq"]
+        for index, event in enumerate(self.events):
+            if event["seq"] != first + index:
+                raise rule("invalid_request", f"events[{index}].seq is {event['seq']}, expected {first + index}: "
                                               "the seq of a batch's events must be consecutive")
         return self
 
