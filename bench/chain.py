@@ -17,8 +17,9 @@ One load process (asyncio and aiohttp, many connections) simulates the chain's s
 
 Reported per phase (before, during, after the storm): events/s applied (every event the hub
 confirmed in the phase, and the steady stores' alone), upload p50/p99, order push p50/p99 (and until
-pulled), hub CPU ms per event; overall: hub CPU ms per event from /proc/<pid>/stat (the hub
-processes' sum; PostgreSQL's own apart), peak RSS per hub process (VmHWM), the storm's amplification
+pulled; `order_answer`: until the admin's POST was answered, the hub's write alone), hub CPU ms per
+event; overall: hub CPU ms per event from /proc/<pid>/stat (the hub processes' sum; PostgreSQL's own
+apart), peak RSS per hub process (VmHWM), the storm's amplification
 (events in the uploads the hub worked on ÷ queued), its drain time, refusals and timeouts. `load`
 says how far behind schedule the load generator ran: its own event loop's lag and CPU, and how late
 steady uploads went out (a late upload waited for the hub's previous answer, or for the loop): if
@@ -180,6 +181,7 @@ def phase_report(clock: Clock, phase: str, steady: Steady, storm: Tally, book: O
     events = steady_events + sum(within(storm.acks, start, end))
     orders = [order for order in book.orders.values() if start <= order.started < end]
     push = [(order.hinted - order.started) * 1000 for order in orders if order.hinted]
+    answered = [(order.answered - order.started) * 1000 for order in orders if order.status == 201]
     pulled = [(order.pulled - order.started) * 1000 for order in orders if order.pulled]
     uploads = within(steady.uploads, start, end)
     storm_ms = within(storm_uploads, start, end)
@@ -193,6 +195,7 @@ def phase_report(clock: Clock, phase: str, steady: Steady, storm: Tally, book: O
         "orders_not_hinted": sum(1 for order in orders if order.status == 201 and not order.hinted),
         "orders_not_pulled": sum(1 for order in orders if order.status == 201 and not order.pulled),
         "order_push_ms_p50": pct(push, 50), "order_push_ms_p99": pct(push, 99),
+        "order_answer_ms_p50": pct(answered, 50), "order_answer_ms_p99": pct(answered, 99),
         "order_pulled_ms_p50": pct(pulled, 50), "order_pulled_ms_p99": pct(pulled, 99),
         "hub_cpu_ms_per_event": round(hub_cpu * 1000 / events, 3) if events else None,
         **({"postgres_cpu_ms_per_event": round(pg_cpu * 1000 / events, 3) if events else None}
