@@ -1,9 +1,13 @@
 """The hub on PostgreSQL (issue 13): hub/db.py's interface over asyncpg, on the event loop.
 
-- `write`: one transaction on a pooled connection of the main pool (admin writes, the hub's own).
-- `write_bulk`: the same on a pool of its own, smaller: uploads' slices can take all of it and queue
-  for it, while orders and cancellations always find a connection in the main pool, never behind them.
-- `read`: a read-only REPEATABLE READ transaction: a page of the feed or a store's state is one snapshot.
+- `write`: one transaction on a pooled connection of the write pool (admin writes, the hub's own).
+- `write_bulk`: the same on a pool of its own: uploads' slices can take all of it and queue for it,
+  while orders and cancellations always find a connection in the write pool, never behind them.
+- `read`: a read-only REPEATABLE READ transaction on the read pool: a page of the feed or a store's
+  state is one snapshot. `fetchval`: one statement on the read pool, without a transaction (one round
+  trip, not three): every request's token. In a reconnect storm those reads alone keep a pool of 8
+  busy (hundreds a second, each several round trips on a loaded machine): writes have a pool of their
+  own, so an order never waits behind them.
 
 Migrations are plain SQL files, hub/sql/postgresql/NNN_name.sql, applied at start in number order in
 one transaction, recorded in schema_migrations; a database holding a migration this code does not know
@@ -40,8 +44,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "sql" / "postgresql"
 MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 MIGRATE_LOCK = 0x68756231      # pg_advisory_xact_lock keys of the hub ("hub1"): its migrations at start
 CHANNEL = "hub_changes"         # NOTIFY channel of committed changes and epochs
-POOL_SIZE = 8                   # reads and admin writes
-BULK_POOL_SIZE = 4              # uploads' slices at once; more wait for one of these, not for the main pool
+POOL_SIZE = 8                   # reads
+WRITE_POOL_SIZE = 2             # admin writes (orders, cancellations, the catalog): a few a second
+BULK_POOL_SIZE = 4              # uploads' slices at once; more wait for one of these, not for the others
 LISTEN_RETRY = 1.0              # seconds before a lost LISTEN connection is opened again
 
 
@@ -181,14 +186,15 @@ class PostgresDatabase:
     # commit where slices of 50 were four (the reconnect storm's drain, bench/chain.py)
     slice_events = 200
 
-    def __init__(self, url: str, *, pool_size: int = POOL_SIZE, bulk_pool_size: int = BULK_POOL_SIZE,
-                 files: list[tuple[int, str, str]] | None = None):
+    def __init__(self, url: str, *, pool_size: int = POOL_SIZE, write_pool_size: int = WRITE_POOL_SIZE,
+                 bulk_pool_size: int = BULK_POOL_SIZE, files: list[tuple[int, str, str]] | None = None):
         self.url = url
         self.where = shown_url(url)
-        self.pool_size, self.bulk_pool_size = pool_size, bulk_pool_size
+        self.pool_size, self.write_pool_size, self.bulk_pool_size = pool_size, write_pool_size, bulk_pool_size
         self.files = files
         self.origin = secrets.token_hex(6)
         self.pool: asyncpg.Pool | None = None
+        self.write_pool: asyncpg.Pool | None = None
         self.bulk_pool: asyncpg.Pool | None = None
         self.turns = BulkTurns(bulk_pool_size)
         self.listener: asyncio.Task | None = None
@@ -205,28 +211,30 @@ class PostgresDatabase:
             await conn.close()
         if done:
             log.info("database migrated", extra={"kv": {"database": self.where, "applied": ",".join(done)}})
-        self.pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size,
-                                              connection_class=PooledConnection)
-        self.bulk_pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.bulk_pool_size,
-                                                   connection_class=PooledConnection)
+        self.pool, self.write_pool, self.bulk_pool = [
+            await asyncpg.create_pool(self.url, min_size=1, max_size=size, connection_class=PooledConnection)
+            for size in (self.pool_size, self.write_pool_size, self.bulk_pool_size)]
 
     async def close(self) -> None:
         if self.listener is not None:
             self.listener.cancel()
             await asyncio.gather(self.listener, return_exceptions=True)
             self.listener = None
-        for pool in (self.pool, self.bulk_pool):
+        for pool in (self.pool, self.write_pool, self.bulk_pool):
             if pool is not None:
                 await pool.close()
-        self.pool = self.bulk_pool = None
+        self.pool = self.write_pool = self.bulk_pool = None
 
     async def read(self, fn: Work[T], *args: Any) -> T:
         async with self.pool.acquire() as conn:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 return await fn(PgConn(conn, self.origin), *args)
 
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self.pool.fetchval(sql, *args)
+
     async def write(self, fn: Work[T], *args: Any) -> T:
-        async with self.pool.acquire() as conn:
+        async with self.write_pool.acquire() as conn:
             async with conn.transaction():
                 return await fn(PgConn(conn, self.origin), *args)
 

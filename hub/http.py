@@ -16,7 +16,6 @@ from pydantic import BaseModel, ValidationError
 from edge.core.clock import iso
 from edge.core.errors import validation_fields
 from edge.core.serving import client_gone
-from hub.db import Conn
 from hub.errors import HubError, bad_request, dumps, sha256
 from hub.state import HUB, Hub
 from protocol.fields import show
@@ -87,10 +86,6 @@ async def unless_gone(request: web.Request, work: Awaitable[T], poll: float = GO
     return task.result()  # it finished meanwhile: its result stands
 
 
-async def token_owner(db: Conn, token_hash: str) -> str | None:
-    return await db.fetchval("SELECT store_id FROM stores WHERE token_hash = $1", token_hash)
-
-
 def bearer(request: web.Request) -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip()
@@ -105,7 +100,7 @@ async def auth_store(request: web.Request) -> str:
     if token is None:
         hub.auth_refused(request, f"none:{request.remote}", "no token")
         raise HubError(401, "unauthorized", "send 'Authorization: Bearer <store token>'")
-    owner = await hub.db.read(token_owner, sha256(token))
+    owner = await hub.db.fetchval("SELECT store_id FROM stores WHERE token_hash = $1", sha256(token))
     if owner is None:
         hub.auth_refused(request, f"unknown:{request.remote}", "unknown token")
         raise HubError(401, "unauthorized", "unknown store token (rotated or never issued)")

@@ -44,5 +44,7 @@ async def test_write_then_read_in_one_transaction_each(tmp_path):
                 "SELECT n FROM t WHERE k = $1", "zz")
 
         assert await db.read(rows) == ([{"k": "a", "n": 3}, {"k": "a2", "n": 6}], None)  # the failed one rolled back
+        assert await db.fetchval("SELECT n FROM t WHERE k = $1", "a2") == 6
+        assert await db.fetchval("SELECT n FROM t WHERE k = $1", "zz") is None
     finally:
         await db.close()

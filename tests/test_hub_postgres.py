@@ -26,7 +26,7 @@ import hub.orders as hub_orders
 from edge.services.app_keys import SYNC
 from hub.app import build_hub_app
 from hub.changes import add_change
-from hub.db_postgres import BULK_POOL_SIZE, PostgresDatabase, migrations, shown_url
+from hub.db_postgres import BULK_POOL_SIZE, POOL_SIZE, PostgresDatabase, migrations, shown_url
 from hub.state import HUB
 from sync.engine import Timing
 from tests.conftest import CATALOG
@@ -339,6 +339,33 @@ async def test_an_order_goes_through_while_uploads_hold_every_bulk_connection(tm
         assert order["state"] == "created" and len(held) == BULK_POOL_SIZE   # no upload finished meanwhile
         release.set()
         assert [status for status, _ in await asyncio.gather(*sent)] == [200] * BULK_POOL_SIZE
+    finally:
+        await hub.close()
+
+
+async def test_an_order_goes_through_while_reads_hold_every_read_connection(tmp_path, postgres_url):
+    """Every upload reads its token first: in a storm the reads keep the read pool busy, and an order
+    must not wait behind them (the write pool is its own)."""
+    hub = await in_process_hub(tmp_path / "hub", postgres_url)
+    try:
+        await hub.add_store("s0")
+        await hub.add_products(product("DRK-001", 200))
+        await hub.ok_upload("s0", [event("s0", 1, [("DRK-001", 10, "receipt")])])
+        db = hub.client.server.app[HUB].db
+        release, held = asyncio.Event(), []
+
+        async def holding(conn):
+            held.append(await conn.fetchval("SELECT 1"))
+            await release.wait()                  # the read's transaction stays open, its connection taken
+
+        reads = [asyncio.create_task(db.read(holding)) for _ in range(POOL_SIZE)]
+        try:
+            await until(lambda: len(held) == POOL_SIZE, what="every read connection held")
+            order = await asyncio.wait_for(hub.order("s0", [("DRK-001", 1)]), 10)
+            assert order["state"] == "created" and not any(read.done() for read in reads)
+        finally:
+            release.set()
+            await asyncio.gather(*reads)
     finally:
         await hub.close()
 
