@@ -155,7 +155,7 @@ class Proc:
     With SYNC_BENCH_PROFILE=DIR in the environment each process runs under cProfile and writes
     DIR/{name}-{run}-{time}.prof when it stops (slower: for finding where the time goes, not for figures)."""
 
-    def __init__(self, name: str, argv: list[str], folder: Path):
+    def __init__(self, name: str, argv: list[str], folder: Path, nice: int = 0):
         self.name = name
         self.log = folder / f"{name}.log"
         profile = os.environ.get("SYNC_BENCH_PROFILE")
@@ -165,7 +165,7 @@ class Proc:
             argv = [sys.executable, "-m", "cProfile", "-o", str(out), *argv]
         with open(self.log, "ab") as out:
             self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                          cwd=folder)
+                                          cwd=folder, preexec_fn=(lambda: os.nice(nice)) if nice else None)
         self.started = time.perf_counter()
 
     def tail(self) -> str:
