@@ -55,15 +55,15 @@ import os
 import random
 import sys
 import tempfile
-import threading
 import time
+from asyncio.subprocess import PIPE
 from pathlib import Path
 
 import aiohttp
 
 from bench.chain_proc import applied, applied_pg, cpu_s, peak_rss_mb, server_cpu_s, settle_pg
 from bench.chain_steady import OrderBook, Steady, SteadyStore, loop_lag, order_pusher
-from bench.chain_storm import BATCH, SKU, TIMEOUT, Tally, envelope, store_sim
+from bench.chain_storm import BATCH, SKU, TIMEOUT, Tally, envelope
 from bench.ledger import BenchError, free_port, percentile, store_edge
 from bench.sync import Proc, wait_until
 
@@ -241,7 +241,7 @@ async def run_phases(session, hubs: list[Proc], urls: list[str], shape: dict, db
     steady_tokens, storm_tokens = tokens[:len(steady_names)], tokens[len(steady_names):]
     await at_most(SETUP_AT_ONCE, [stock(session, urls[i % processes], name, i, token)
                                   for i, (name, token) in enumerate(zip(steady_names, steady_tokens))])
-    stats, book, tally = Steady(), OrderBook(), Tally()
+    stats, book = Steady(), OrderBook()
     stores = [SteadyStore(name, i, token, urls[i % processes], session, stats, book)
               for i, (name, token) in enumerate(zip(steady_names, steady_tokens))]
     listeners = [asyncio.create_task(store.listen()) for store in stores]
@@ -272,16 +272,11 @@ async def run_phases(session, hubs: list[Proc], urls: list[str], shape: dict, db
     await watch(hubs, workers, shape["before"])
     progress("the storm")
     storm_started = clock.mark("during")
-    storm = StormThread([store_sim(urls[i % processes], name, 100_000 + i, token, shape["events"], tally, modern,
-                                   random.Random(100_000 + i))
-                         for i, (name, token) in enumerate(zip(storm_names, storm_tokens))])
-    try:
-        while not storm.finished.wait(0):
-            await asyncio.to_thread(storm.finished.wait, 1.0)
-            check(hubs, workers)
-    finally:
-        storm.stop()
-    drained = storm.result()
+    tally = await run_storm(hubs, workers, {
+        "events": shape["events"], "modern": modern,
+        "stores": [(urls[i % processes], name, 100_000 + i, token)
+                   for i, (name, token) in enumerate(zip(storm_names, storm_tokens))]})
+    drained = tally.drained
     clock.mark("after", drained)
     progress(f"drained in {drained - storm_started:.1f} s; steady traffic goes on")
     await watch(hubs, workers, shape["after"])
@@ -289,7 +284,7 @@ async def run_phases(session, hubs: list[Proc], urls: list[str], shape: dict, db
     stop.set()
     await asyncio.gather(*workers)
     await book.heard(timeout=10)
-    load_cpu = time.process_time() - load_cpu
+    load_cpu = time.process_time() - load_cpu + tally.cpu_s   # the storm's process too
     wall = clock.marks[-1][1] - started
     for listener in listeners:
         listener.cancel()
@@ -339,48 +334,24 @@ def storm_upload_samples(tally: Tally, storm_started: float) -> list[tuple[float
     return [(storm_started, ms) for ms in tally.upload_ms]
 
 
-class StormThread:
-    """The storm's stores on a thread and event loop of their own. On the steady stores' loop their
-    bursts (a thousand batches of 200 events encoded at once as the storm starts) held that loop for
-    up to a second: the clocks of the orders' pushes and the steady uploads stopped with it. On a
-    thread of their own they take the interpreter for at most its switch interval at a time."""
-
-    def __init__(self, sims: list):
-        self.finished = threading.Event()
-        self.outcome: list[float] | BaseException | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.main: asyncio.Task | None = None
-        started = threading.Event()
-
-        async def run() -> None:
-            self.loop, self.main = asyncio.get_running_loop(), asyncio.current_task()
-            started.set()
-            self.outcome = await asyncio.gather(*sims)
-
-        def thread() -> None:
-            try:
-                asyncio.run(run())
-            except BaseException as exc:  # noqa: BLE001 (handed to the benchmark's own thread)
-                self.outcome = exc
-            finally:
-                started.set()
-                self.finished.set()
-
-        self.thread = threading.Thread(target=thread, name="storm", daemon=True)
-        self.thread.start()
-        started.wait()
-
-    def stop(self) -> None:
-        """Cancel the stores still draining (the benchmark failed) and wait for the thread."""
-        if not self.finished.is_set() and self.loop is not None:
-            self.loop.call_soon_threadsafe(self.main.cancel)
-        self.thread.join(30)
-
-    def result(self) -> float:
-        """When the last store's queue was empty (perf_counter)."""
-        if isinstance(self.outcome, BaseException):
-            raise self.outcome
-        return max(self.outcome)
+async def run_storm(hubs: list[Proc], workers: list[asyncio.Task], spec: dict) -> Tally:
+    """The storm's stores in a process of their own (bench/chain_storm.py). On the steady stores' loop,
+    and even on a thread of their own, their bursts (a thousand batches of 200 events encoded at once)
+    held that loop up to a second: the clocks of the orders' pushes and the steady uploads stopped with it."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bench.chain_storm", stdin=PIPE, stdout=PIPE,
+                                                cwd=Path(__file__).resolve().parent.parent)
+    answer = asyncio.create_task(proc.communicate(json.dumps(spec).encode()))
+    try:
+        while not answer.done():
+            await asyncio.wait({answer}, timeout=1.0)
+            check(hubs, workers)
+    finally:
+        if not answer.done():
+            proc.kill()
+            await asyncio.wait({answer})
+    if proc.returncode != 0:
+        raise BenchError(f"the storm's process exited with {proc.returncode}")
+    return Tally(**json.loads(answer.result()[0]))
 
 
 def check(hubs: list[Proc], workers: list[asyncio.Task]) -> None:

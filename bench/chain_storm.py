@@ -1,11 +1,17 @@
 """The reconnect storm's stores: each drains the queue it kept while offline as the store daemon's
 uploader does (sync.client.CloudClient, the daemon's default batch and timeout, the engine's backoff
-and Retry-After jitter, and the protocol's "how far did you get" after an answer it never read)."""
+and Retry-After jitter, and the protocol's "how far did you get" after an answer it never read).
+
+`python -m bench.chain_storm` runs them in a process of their own (bench/chain.py starts it): the
+storm's stores, given on stdin as JSON, and their tally on stdout as JSON. The times are
+time.perf_counter()'s, CLOCK_MONOTONIC on Linux: one clock for the benchmark's processes."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import sys
 import time
 import uuid
 
@@ -26,10 +32,13 @@ def envelope(store: str, index: int, seq: int, qty: int = 1) -> dict:
 
 
 class Tally:
-    def __init__(self):
+    def __init__(self, **saved):
         self.posted = self.worked = self.refused = self.timeouts = self.asked = self.skipped = 0
         self.upload_ms: list[float] = []
         self.acks: list[tuple[float, int]] = []   # (when, events the hub newly confirmed): applied per phase
+        self.drained = 0.0                        # when the last store's queue was empty
+        self.cpu_s = 0.0                          # the CPU time of the process that ran the storm
+        self.__dict__.update(saved)               # a tally read back from a storm process (`vars` of one)
 
 
 async def store_sim(url: str, store: str, index: int, token: str, events: int, tally: Tally, modern: bool,
@@ -89,3 +98,24 @@ async def store_sim(url: str, store: str, index: int, token: str, events: int, t
         return time.perf_counter()
     finally:
         await client.close()
+
+
+async def storm(spec: dict) -> Tally:
+    """Every store of the spec draining its queue at once (as they all come back after an outage)."""
+    tally = Tally()
+    ends = await asyncio.gather(*(store_sim(url, name, index, token, spec["events"], tally, spec["modern"],
+                                            random.Random(index))
+                                  for url, name, index, token in spec["stores"]))
+    tally.drained = max(ends)
+    return tally
+
+
+def main() -> int:
+    tally = asyncio.run(storm(json.load(sys.stdin)))
+    tally.cpu_s = time.process_time()
+    json.dump(vars(tally), sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
