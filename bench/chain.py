@@ -1,7 +1,9 @@
 """The chain benchmark: steady traffic from many stores, and a reconnect storm in the middle of it,
 against a real `store-edge hub` (SQLite, one process; or PostgreSQL with several, `--postgresql N`).
 
-One load process (asyncio and aiohttp, many connections) simulates the chain's stores:
+Two load processes (asyncio and aiohttp, many connections) simulate the chain's stores, at a
+higher priority than the hubs and PostgreSQL (SERVER_NICE, run_storm: the generator stands for
+the stores' own machines, and its clocks time the hub):
 
 - steady stores (`--steady-stores`, 1,000): each keeps its hint WebSocket open (GET …/hints, as
   sync/client.py's hints() does) and uploads what its tills made every few seconds (`--upload-every`,
@@ -9,11 +11,11 @@ One load process (asyncio and aiohttp, many connections) simulates the chain's s
   for one of them every `--order-every` seconds (0.5). An order's push time runs from the admin's POST
   until its store's hint socket hears the hint for it (`push`), and until the page of changes the
   store then pulls holds the order (`pulled`);
-- storm stores (`--storm-stores` × `--events`, 1,000 × 500): after `--before` seconds of steady
-  traffic they all come back at once and drain their queues as the store daemon's uploader does
-  (bench/chain_storm.py: the daemon's default batch and timeout, its backoff and Retry-After jitter,
-  the protocol's "how far did you get"), while the steady traffic goes on; `--after` seconds of steady
-  traffic follow the storm's drain.
+- storm stores (`--storm-stores` × `--events`, 1,000 × 500), in the second process: after `--before`
+  seconds of steady traffic they all come back at once and drain their queues as the store daemon's
+  uploader does (bench/chain_storm.py: the daemon's default batch and timeout, its backoff and
+  Retry-After jitter, the protocol's "how far did you get"), while the steady traffic goes on;
+  `--after` seconds of steady traffic follow the storm's drain.
 
 Reported per phase (before, during, after the storm): events/s applied (every event the hub
 confirmed in the phase, and the steady stores' alone), upload p50/p99, order push p50/p99 (and until
