@@ -26,6 +26,7 @@ from protocol.fields import (
     sized,
     text,
     whole,
+    whole_words,
 )
 from protocol.members import HOLD_ID, MAX_AMOUNT, MEMBER_ID
 from protocol.orders import PICKUP_METHODS, PRINT_KINDS, PRINT_RESULTS, STORE_ORDER_STATES, CloudModel
@@ -57,9 +58,6 @@ class BatchEvent(Reported):
     seq: Seq
 
 
-SEQ_EXPECTED = f"must be a whole number from 1 to {MAX_SEQ}"   # Seq's words
-
-
 class Batch(Reported):
     """`POST /sync/v1/stores/{store_id}/events`."""
     protocol: Annotated[int, Field(ge=PROTOCOL, le=PROTOCOL), expect(f"must be {PROTOCOL}, the version of the sync "
@@ -77,7 +75,7 @@ class Batch(Reported):
                 raise rule("invalid_request", f"events[{index}] must be an object (got {show(event)})")
             seq = event.get("seq")
             if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
-                raise rule("invalid_request", f"events[{index}].seq {SEQ_EXPECTED} (got {show(seq)})")
+                raise rule("invalid_request", f"events[{index}].seq {whole_words(1, MAX_SEQ)} (got {show(seq)})")
         first = self.events[0]["seq"]
         for index, event in enumerate(self.events):
             if event["seq"] != first + index:

@@ -147,8 +147,12 @@ def one_of(choices: tuple[str, ...]) -> Any:
 Flag = Annotated[bool, expect("must be true or false")]
 
 
+def whole_words(low: int, high: int) -> str:
+    return f"must be a whole number from {low} to {high}"
+
+
 def whole(low: int, high: int) -> Any:
-    return Annotated[int, Field(ge=low, le=high), expect(f"must be a whole number from {low} to {high}")]
+    return Annotated[int, Field(ge=low, le=high), expect(whole_words(low, high))]
 
 
 class Wire(BaseModel):
