@@ -248,12 +248,61 @@ async def _among(db: Conn, sql: str, first: list, values: list[str]) -> set[str]
     return {r[0] for r in await db.fetch(sql.format(marks), *first, *values)}
 
 
-async def write_balances(db: Conn, store_id: str, moved: dict[str, list[int]], now: str) -> None:
-    # balances.x: PostgreSQL finds a bare column name ambiguous beside excluded's
+async def start_slice(db: Conn, store_id: str, ids: list[str]) -> tuple[int, set[str]]:
+    """The store's next_seq, and which of these event ids it has applied already. On PostgreSQL the
+    store's row is locked for the slice, so two uploads of one store (a retry beside its original)
+    apply one after the other while other stores' go on in parallel; SQLite's one writer does that."""
+    if db.dialect == "postgresql":
+        # one round trip: the lock, then the ids read once it is held (004_slice_start.sql says why)
+        row = await db.fetchrow("SELECT next_seq, applied FROM hub_slice_start($1, $2)", store_id, ids)
+        return row["next_seq"], set(row["applied"])
+    expected = await db.fetchval("SELECT next_seq FROM stores WHERE store_id = $1", store_id)
+    # "+status": not an index term, so the lookup uses events_id; on events_status (store_id, status)
+    # it scanned every applied event of the store, for each event uploaded (a backlog drained in O(n^2))
+    return expected, await _among(db, "SELECT DISTINCT event_id FROM events WHERE store_id = $1 AND "
+                                  "+status = 'applied' AND event_id IN ({})", [store_id], ids)
+
+
+# A slice's writes on PostgreSQL, in one statement (one round trip, one execution): its event rows,
+# its balance moves and the store's next_seq. The highest event row it wrote is for the high-water file.
+END_SLICE_POSTGRESQL = """
+WITH written AS (
+    INSERT INTO events (store_id, seq, event_id, type, created_at, payload, digest, status, reason, received_at)
+    SELECT $1::text, e.*, $2::text FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+                                               $8::text[], $9::text[], $10::text[]) AS e
+    RETURNING event_row
+), moved AS (
+    INSERT INTO balances AS b (store_id, sku, on_hand, reserved, updated_at)
+    SELECT $1::text, m.*, $2::text FROM unnest($11::text[], $12::bigint[], $13::bigint[]) AS m
+    ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = b.on_hand + excluded.on_hand,
+        reserved = b.reserved + excluded.reserved, updated_at = excluded.updated_at
+)
+UPDATE stores SET next_seq = $14, last_upload_at = coalesce($15, last_upload_at) WHERE store_id = $1
+RETURNING (SELECT coalesce(max(event_row), 0) FROM written)"""
+
+
+async def end_slice(db: Conn, store_id: str, rows: list[tuple], moved: dict[str, list[int]], next_seq: int,
+                    now: str, *, finished: bool) -> int:
+    """Write the slice's event rows (store_id, seq, event_id, type, created_at, payload, digest, status,
+    reason, received_at), its balance moves (sku -> [on_hand, reserved]) and the store's next_seq; a
+    slice that did not stop early is the store's last upload. An event row at least as high as the
+    slice's last, for the high-water file (0: it wrote none, on PostgreSQL)."""
+    uploaded_at = now if finished else None
+    if db.dialect == "postgresql":
+        columns = list(zip(*(row[1:9] for row in rows))) or [()] * 8
+        skus = list(moved)
+        return await db.fetchval(END_SLICE_POSTGRESQL, store_id, now, *columns, skus,
+                                 [moved[sku][0] for sku in skus], [moved[sku][1] for sku in skus],
+                                 next_seq, uploaded_at)
+    await db.executemany("INSERT INTO events (store_id, seq, event_id, type, created_at, payload, digest, status, "
+                         "reason, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", rows)
     await db.executemany("INSERT INTO balances (store_id, sku, on_hand, reserved, updated_at) VALUES ($1, $2, $3, $4, "
                          "$5) ON CONFLICT (store_id, sku) DO UPDATE SET on_hand = balances.on_hand + excluded.on_hand, "
                          "reserved = balances.reserved + excluded.reserved, updated_at = excluded.updated_at",
                          [(store_id, sku, on_hand, reserved, now) for sku, (on_hand, reserved) in moved.items()])
+    return await db.fetchval("UPDATE stores SET next_seq = $1, last_upload_at = coalesce($2, last_upload_at) "
+                             "WHERE store_id = $3 RETURNING (SELECT coalesce(max(event_row), 0) FROM events)",
+                             next_seq, uploaded_at, store_id)
 
 
 async def process_batch(db: Conn, store_id: str, events: list[dict], now: str, catalog: set[str]) -> dict:
@@ -261,17 +310,7 @@ async def process_batch(db: Conn, store_id: str, events: list[dict], now: str, c
     (is its id applied already, are its SKUs in the catalog) is looked up for the whole slice at once,
     and the events and balances are written once at its end: on PostgreSQL each statement is a round
     trip, and one per event made a slice several times slower than on SQLite."""
-    # PostgreSQL: the store's row locked for the slice, so two uploads of one store (a retry beside the
-    # original) apply one after the other; other stores' go on in parallel. SQLite's one writer does it.
-    # NO KEY UPDATE, not UPDATE: rows that reference the store (a member's hold, say) only take a KEY SHARE
-    # lock on it, and must not wait for the slice while it waits for them (a deadlock PostgreSQL found).
-    lock = " FOR NO KEY UPDATE" if db.dialect == "postgresql" else ""
-    expected = await db.fetchval("SELECT next_seq FROM stores WHERE store_id = $1" + lock, store_id)
-    # "+status" on SQLite: not an index term, so the lookup uses events_id; on events_status (store_id,
-    # status) it scanned every applied event of the store, for each event uploaded (a backlog drained in O(n^2))
-    applied = "+status" if db.dialect == "sqlite" else "status"
-    done_ids = await _among(db, f"SELECT DISTINCT event_id FROM events WHERE store_id = $1 AND {applied} = 'applied' "
-                            "AND event_id IN ({})", [store_id], _named(events, lambda e: [e["id"]]))
+    expected, done_ids = await start_slice(db, store_id, _named(events, lambda e: [e["id"]]))
     # `catalog`: the SKUs this hub has found in the catalog so far (Hub.catalog): only the others are looked up
     skus = _named(events, lambda e: [m["sku"] for m in e["payload"].get("moves") or ()])
     catalog.update(await _among(db, "SELECT sku FROM products WHERE sku IN ({})", [],
@@ -314,13 +353,7 @@ async def process_batch(db: Conn, store_id: str, events: list[dict], now: str, c
             result["reason"] = reason
             rejected.append((seq, event_id, etype, reason))
         results.append(result)
-    await db.executemany("INSERT INTO events (store_id, seq, event_id, type, created_at, payload, digest, status, "
-                         "reason, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", rows)
-    await write_balances(db, store_id, moved, now)
-    # with the highest event row, for the high-water file: one round trip, not two
-    event_row = await db.fetchval("UPDATE stores SET next_seq = $1, last_upload_at = coalesce($2, last_upload_at) "
-                                  "WHERE store_id = $3 RETURNING (SELECT coalesce(max(event_row), 0) FROM events)",
-                                  expected, now if stop is None else None, store_id)
+    event_row = await end_slice(db, store_id, rows, moved, expected, now, finished=stop is None)
     return {"results": results, "next_seq": expected, "stop": stop, "rejected": rejected, "event_row": event_row}
 
 
