@@ -116,9 +116,11 @@ class Database(Protocol):
 
     async def write(self, fn: Work[T], *args: Any) -> T: ...
 
-    async def write_bulk(self, fn: Work[T], *args: Any, place: int | None = None) -> T: ...
+    async def write_bulk(self, fn: Work[T], *args: Any, place: tuple[float, int] | None = None) -> T:
+        """As `write`, behind every admin write, for uploads' slices; bulk work runs by `place`."""
 
-    def bulk_place(self) -> int: ...
+    def bulk_place(self, due: float | None = None) -> tuple[float, int]:
+        """A place for bulk work: earliest `due` (time.monotonic(); None: now) first, then first taken."""
 
 
 # Upload slices queued together commit together: one COMMIT (one fsync) for up to this many, or what
@@ -157,8 +159,8 @@ class SqliteDatabase:
     async def write(self, fn: Work[T], *args: Any) -> T:
         return await self.store.write(on_sqlite(fn), *args)
 
-    async def write_bulk(self, fn: Work[T], *args: Any, place: int | None = None) -> T:
+    async def write_bulk(self, fn: Work[T], *args: Any, place: tuple[float, int] | None = None) -> T:
         return await self.store.write_bulk(on_sqlite(fn), *args, place=place)
 
-    def bulk_place(self) -> int:
-        return self.store.bulk_place()
+    def bulk_place(self, due: float | None = None) -> tuple[float, int]:
+        return self.store.bulk_place(due)

@@ -27,6 +27,7 @@ import json
 import logging
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -141,20 +142,22 @@ Notice = Callable[[dict], Awaitable[None]]
 
 
 class BulkTurns:
-    """The bulk pool's connections handed out by place, lowest first, as SQLite's bulk lane does: an
-    upload's later slices keep the place of its first, so uploads finish one after another (each in a
-    few slices' time) instead of all of them slice by slice and all at the end, past their stores'
-    timeout. The admission gate's Retry-After counts on uploads finishing in turn."""
+    """The bulk pool's connections handed out by place, earliest due first, as SQLite's bulk lane
+    does (edge/core/sqlite.py, `Store.bulk_place`): an upload's later slices keep the place of its
+    first, so uploads finish one after another (each in a few slices' time) instead of all of them
+    slice by slice and all at the end, past their stores' timeout. The admission gate's Retry-After
+    counts on uploads finishing in turn."""
 
     def __init__(self, size: int):
         self.free = size
-        self.waiting: list[tuple[int, int, asyncio.Future]] = []
+        self.waiting: list[tuple[tuple[float, int], int, asyncio.Future]] = []
         self.order = itertools.count()
 
-    def place(self) -> int:
-        return next(self.order)
+    def place(self, due: float | None = None) -> tuple[float, int]:
+        """(due, order): earliest due (time.monotonic()) first, then in the order taken. None: due now."""
+        return (time.monotonic() if due is None else due, next(self.order))
 
-    async def take(self, place: int | None) -> None:
+    async def take(self, place: tuple[float, int] | None) -> None:
         if self.free and not self.waiting:
             self.free -= 1
             return
@@ -238,7 +241,7 @@ class PostgresDatabase:
             async with conn.transaction():
                 return await fn(PgConn(conn, self.origin), *args)
 
-    async def write_bulk(self, fn: Work[T], *args: Any, place: int | None = None) -> T:
+    async def write_bulk(self, fn: Work[T], *args: Any, place: tuple[float, int] | None = None) -> T:
         await self.turns.take(place)
         try:
             async with self.bulk_pool.acquire() as conn:
@@ -247,8 +250,8 @@ class PostgresDatabase:
         finally:
             self.turns.give()
 
-    def bulk_place(self) -> int:
-        return self.turns.place()
+    def bulk_place(self, due: float | None = None) -> tuple[float, int]:
+        return self.turns.place(due)
 
     def listen(self, on_notice: Notice) -> None:
         """Hand every other hub process's NOTIFY to on_notice, over a connection of its own, opened again

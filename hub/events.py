@@ -8,12 +8,14 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from edge.core.clock import iso
+from hub.admission import DUE_PER_EVENT
 from hub.db import Conn
 from hub.errors import HubError, bad_request, clean, stored_json
 from hub.http import answer, auth_store, json_body, query_int, unless_gone
@@ -373,7 +375,9 @@ async def post_events(request: web.Request) -> web.Response:
                            "events per batch")
         events = check_batch(await json_body(request))
         done = {"results": [], "rejected": [], "event_row": 0}
-        place = hub.db.bulk_place()  # its slices keep its place: uploads finish in turn, not all at the end
+        # its slices keep its place: uploads finish in turn, not all at the end; the fewer its events,
+        # the sooner it is due (hub/admission.py, DUE_PER_EVENT)
+        place = hub.db.bulk_place(due=time.monotonic() + len(events) * DUE_PER_EVENT)
         try:
             size = hub.db.slice_events
             for start in range(0, len(events), size):

@@ -531,6 +531,43 @@ async def test_an_order_goes_between_the_slices_of_a_large_upload(small_hub, mon
     assert seen == [(1, 50, 0), (51, 50, 1), (101, 20, 1)]  # the order was written after the first slice
 
 
+@pytest.mark.sqlite_only("SQLite's writer queue; test_hub_db.py has PostgreSQL's bulk turns")
+async def test_a_store_s_few_events_go_ahead_of_a_large_batch_that_came_just_before(tmp_path, hub_database,
+                                                                                   monkeypatch):
+    """Uploads are worked on earliest due first, an upload due DUE_PER_EVENT seconds an event after it
+    was read: a till's fresh events do not wait behind a reconnecting store's batch of 200."""
+    import hub.events as uploads
+
+    hub = await start_hub(tmp_path / "hub")
+    try:
+        for store in ("s1", "s2", "s3"):
+            await hub.add_store(store)
+        await hub.add_products(product("DRK-001", 200))
+        real, go, seen = uploads.process_batch, threading.Event(), []
+
+        async def watched(db, store_id, events, now, catalog):
+            seen.append((store_id, events[0]["seq"]))
+            if len(seen) == 1:
+                go.wait(5)                        # the writer is busy while the others queue
+            return await real(db, store_id, events, now, catalog)
+
+        monkeypatch.setattr(uploads, "process_batch", watched)
+        queue = hub.client.server.app[hub_key()].db.store._queue
+        busy = asyncio.create_task(hub.upload("s3", [event("s3", 1, [("DRK-001", 1, "receipt")])]))
+        await until(lambda: len(seen) == 1, "the writer busy")
+        batch = asyncio.create_task(hub.upload("s1", [event("s1", seq, [("DRK-001", 1, "receipt")])
+                                                      for seq in range(1, 201)]))
+        await until(lambda: queue.qsize() == 1, "the batch queued")
+        few = asyncio.create_task(hub.upload("s2", [event("s2", seq, [("DRK-001", 1, "receipt")])
+                                                    for seq in (1, 2, 3)]))
+        await until(lambda: queue.qsize() == 2, "the few events queued behind it")
+        go.set()
+        assert [status for status, _ in await asyncio.gather(busy, batch, few)] == [200, 200, 200]
+        assert seen == [("s3", 1), ("s2", 1), ("s1", 1), ("s1", 51), ("s1", 101), ("s1", 151)]
+    finally:
+        await hub.close()
+
+
 def test_the_gate_is_bounded_by_the_work_ahead_as_well_as_by_count():
     g = Admission(max_uploads=100, max_body_bytes=10_000, max_wait=1.0, clock=lambda: 0.0)
     g.per_upload = 0.5                          # as measured: half a second of the hub's work each

@@ -5,6 +5,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -176,3 +177,23 @@ async def test_the_hub_commits_uploads_queued_together_in_one_group_and_answers_
         assert mark["event_row"] == 8  # answered after the file covered every upload's rows
     finally:
         await hub.close()
+
+
+async def test_bulk_jobs_run_earliest_due_first_then_in_the_order_their_places_were_taken(tmp_path):
+    with opened(tmp_path) as (store, outside):
+        now = time.monotonic()
+        places = {"late": store.bulk_place(due=now + 10), "soon": store.bulk_place(due=now + 5),
+                  "soon too": store.bulk_place(due=now + 5), "unplaced": None}
+        ran = []
+
+        def job(name):
+            def run(conn):
+                ran.append(name)
+            return run
+
+        gate, blocker, tasks = await behind_a_write(store, lambda: [
+            asyncio.create_task(store.write_bulk(job(name), place=place)) for name, place in places.items()])
+        gate.set()
+        await blocker
+        await asyncio.gather(*tasks)
+        assert ran == ["unplaced", "soon", "soon too", "late"]   # a job without a place is due when queued

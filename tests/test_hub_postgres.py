@@ -13,6 +13,7 @@ import contextlib
 import json
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import aiohttp
@@ -26,7 +27,7 @@ import hub.orders as hub_orders
 from edge.services.app_keys import SYNC
 from hub.app import build_hub_app
 from hub.changes import add_change
-from hub.db_postgres import BULK_POOL_SIZE, POOL_SIZE, PostgresDatabase, migrations, shown_url
+from hub.db_postgres import BULK_POOL_SIZE, POOL_SIZE, BulkTurns, PostgresDatabase, migrations, shown_url
 from hub.state import HUB
 from sync.engine import Timing
 from tests.conftest import CATALOG
@@ -290,6 +291,29 @@ async def test_migrations_apply_once_in_order_and_a_newer_database_is_refused(po
     (bad / "2_no_padding.sql").write_text("SELECT 1")
     with pytest.raises(ValueError, match="NNN_name.sql"):
         migrations(bad)
+
+
+async def test_the_bulk_pool_s_turns_go_earliest_due_first_then_in_the_order_taken():
+    """SQLite's bulk lane's order (test_group_commit.py) on PostgreSQL's bulk pool."""
+    turns = BulkTurns(1)
+    await turns.take(None)                          # the one connection is taken: the rest wait
+    now, got = time.monotonic(), []
+
+    async def wait(name, place):
+        await turns.take(place)
+        got.append(name)
+
+    waiting = [asyncio.create_task(wait(name, place)) for name, place in [
+        ("late", turns.place(due=now + 10)), ("soon", turns.place(due=now + 5)),
+        ("soon too", turns.place(due=now + 5)), ("unplaced", None)]]
+    await until(lambda: len(turns.waiting) == 4)
+    for expected in (["unplaced"], ["unplaced", "soon"], ["unplaced", "soon", "soon too"]):
+        turns.give()                                # one connection back: the earliest due takes it
+        await until(lambda: len(got) == len(expected))
+        assert got == expected
+    turns.give()
+    await asyncio.gather(*waiting)
+    assert got[-1] == "late" and turns.free == 0
 
 
 def test_the_hub_refuses_a_url_that_is_not_postgresql(tmp_path):

@@ -199,8 +199,9 @@ class Store:
         self.steps = steps
         self._readers = readers
         self.read_limit = read_limit  # seconds a read may take on the request readers; None: no limit
-        # (lane, order, item): lane 0 before lane 1 (bulk), FIFO within a lane; the stop marker's
-        # lane 2 lets everything queued before close() finish first
+        # (lane, (due, order), item): lane 0 before lane 1 (bulk); within a lane the earliest due
+        # first (time.monotonic(); a job without a place is due when it is queued), then FIFO; the
+        # stop marker's lane 2 lets everything queued before close() finish first
         self._queue: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
         self._writer: threading.Thread | None = None
@@ -223,7 +224,7 @@ class Store:
 
     def close(self) -> None:
         if self._writer is not None:
-            self._queue.put((2, next(self._order), None))
+            self._queue.put((2, self.bulk_place(), None))
             self._writer.join()
             self._writer = None
         for pool in (self._pool, self._long):
@@ -253,15 +254,18 @@ class Store:
         at once, interleaved part by part."""
         return await self._submit(1, fn, args, place)
 
-    def bulk_place(self) -> int:
-        return next(self._order)
+    def bulk_place(self, due: float | None = None) -> tuple[float, int]:
+        """A place in the bulk lane: jobs run earliest `due` (time.monotonic()) first, the same due
+        in the order the places were taken. None: due now."""
+        return (time.monotonic() if due is None else due, next(self._order))
 
-    async def _submit(self, lane: int, fn: Callable[..., T], args: tuple, place: int | None = None) -> T:
+    async def _submit(self, lane: int, fn: Callable[..., T], args: tuple,
+                      place: tuple[float, int] | None = None) -> T:
         if self._writer is None:
             raise RuntimeError("store is not open")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put((lane, next(self._order) if place is None else place, (fn, args, future, loop)))
+        self._queue.put((lane, self.bulk_place() if place is None else place, (fn, args, future, loop)))
         result = await future
         for listener in self.listeners:
             listener()
