@@ -118,12 +118,22 @@ async def availability(db: Conn, hub: Hub, store_id: str, skus: list[str] | None
     # an empty queue only pulls changes (every few minutes), and must not drop to zero online.
     last = max(filter(None, (row[0], hub.last_seen.get(store_id))), default=None)
     stale = row[0] is None or (hub.now() - parse_time(last)).total_seconds() > hub.stale_after
-    products = dict(await db.fetch("SELECT sku, active FROM products"))
+    # an order's few SKUs only, not the whole catalog and every balance of the store for each order
+    only = [] if skus is None else list(skus)
+
+    def among(column: str, first: int) -> str:
+        """The condition of the SKUs asked about, their placeholders from $first; every row if none were named."""
+        if skus is None:
+            return "1 = 1"
+        return f"{column} IN ({', '.join(f'${n}' for n in range(first, first + len(only))) or 'NULL'})"
+
+    products = dict(await db.fetch("SELECT sku, active FROM products WHERE " + among("sku", 1), *only))
     balances = {r[0]: r[1] - r[2] for r in await db.fetch(
-        "SELECT sku, on_hand, reserved FROM balances WHERE store_id = $1", store_id)}
+        "SELECT sku, on_hand, reserved FROM balances WHERE store_id = $1 AND " + among("sku", 2), store_id, *only)}
     pending = dict(await db.fetch(
         "SELECT l.sku, sum(l.qty) FROM order_lines l JOIN orders o USING (order_id) WHERE o.store_id = $1 AND "
-        "o.state = 'created' AND o.received_at IS NULL GROUP BY l.sku", store_id))
+        "o.state = 'created' AND o.received_at IS NULL AND " + among("l.sku", 2) + " GROUP BY l.sku",
+        store_id, *only))
     items = []
     for sku in skus if skus is not None else sorted(set(products) | set(balances), key=str.encode):
         available, held = balances.get(sku, 0), pending.get(sku, 0)
