@@ -12,7 +12,7 @@ from aiohttp import WSCloseCode, web
 from edge.core.clock import iso
 from hub.bodies import ChangeIn, CorrectionIn, ProductsIn, StoreIn
 from hub.changes import add_change, feed_cursor
-from hub.db import Conn
+from hub.db import Conn, placeholders
 from hub.errors import HubError, bad_request, not_found, sha256
 from hub.http import answer, auth_admin, model_body, query_int
 from hub.state import Hub, new_epoch, set_epoch
@@ -125,7 +125,7 @@ async def availability(db: Conn, hub: Hub, store_id: str, skus: list[str] | None
         """The condition of the SKUs asked about, their placeholders from $first; every row if none were named."""
         if skus is None:
             return "1 = 1"
-        return f"{column} IN ({', '.join(f'${n}' for n in range(first, first + len(only))) or 'NULL'})"
+        return f"{column} IN ({placeholders(first, len(only))})"
 
     products = dict(await db.fetch("SELECT sku, active FROM products WHERE " + among("sku", 1), *only))
     balances = {r[0]: r[1] - r[2] for r in await db.fetch(

@@ -76,6 +76,12 @@ class SqliteConn:
         self.conn.executemany(sqlite_sql(sql), rows)
 
 
+def placeholders(first: int, count: int) -> str:
+    """`$first, …` for `count` values, as a list inside `IN (…)` or `VALUES (…)` takes them; NULL for none
+    (`IN (NULL)` is no row)."""
+    return ", ".join(f"${n}" for n in range(first, first + count)) or "NULL"
+
+
 async def _fetchval(db: Conn, sql: str, *args: Any) -> Any:
     return await db.fetchval(sql, *args)
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from edge.core.clock import iso
 from hub.admission import DUE_PER_EVENT
-from hub.db import Conn
+from hub.db import Conn, placeholders
 from hub.errors import HubError, bad_request, clean, stored_json
 from hub.http import answer, auth_store, json_body, query_int, unless_gone
 from hub.member_ledgers import activity_problem, apply_activity
@@ -246,8 +246,7 @@ async def _among(db: Conn, sql: str, first: list, values: list[str]) -> set[str]
     """The values of the list that `sql` (its last condition `… IN ({})`) finds: one query, not one per event."""
     if not values:
         return set()
-    marks = ", ".join(f"${n}" for n in range(len(first) + 1, len(first) + len(values) + 1))
-    return {r[0] for r in await db.fetch(sql.format(marks), *first, *values)}
+    return {r[0] for r in await db.fetch(sql.format(placeholders(len(first) + 1, len(values))), *first, *values)}
 
 
 async def start_slice(db: Conn, store_id: str, ids: list[str]) -> tuple[int, set[str]]:

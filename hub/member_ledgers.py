@@ -18,7 +18,7 @@ import json
 import logging
 import uuid
 
-from hub.db import Conn
+from hub.db import Conn, placeholders
 from hub.errors import HubError, clean, not_found
 from protocol.fields import show
 
@@ -99,8 +99,8 @@ async def add_entry(db: Conn, ledger: str, member_id: str, activity_id: str, kin
     if parts is not None:
         columns += ["earned", "spent"]
         values += list(parts)
-    marks = ", ".join(f"${n}" for n in range(1, len(values) + 1))
-    row_id = await db.fetchval(f"INSERT INTO {ledger} ({', '.join(columns)}) VALUES ({marks}) RETURNING id", *values)
+    row_id = await db.fetchval(f"INSERT INTO {ledger} ({', '.join(columns)}) VALUES "
+                               f"({placeholders(1, len(values))}) RETURNING id", *values)
     return {"id": row_id, "ledger": LEDGER_NAMES[ledger], "delta": delta, "balance_after": after, "flags": flags}
 
 

@@ -13,7 +13,7 @@ from pydantic import ConfigDict
 
 from edge.core.clock import iso
 from hub.changes import add_change
-from hub.db import Conn
+from hub.db import Conn, placeholders
 from hub.errors import HubError, not_found
 from hub.http import answer, auth_admin, model_body
 from hub.state import Hub
@@ -53,8 +53,8 @@ async def current_program(db: Conn) -> dict | None:
 
 async def publish_prices(db: Conn, prices: dict, now: str) -> tuple[int, str]:
     skus = sorted({price["sku"] for price in prices["prices"]})
-    marks = ", ".join(f"${n}" for n in range(1, len(skus) + 1))
-    known = {r[0] for r in await db.fetch(f"SELECT sku FROM products WHERE sku IN ({marks})", *skus)}
+    known = {r[0] for r in await db.fetch(f"SELECT sku FROM products WHERE sku IN ({placeholders(1, len(skus))})",
+                                          *skus)}
     if unknown := [sku for sku in skus if sku not in known]:
         raise HubError(400, "unknown_sku", f"not in the chain catalog: {', '.join(unknown[:10])}", skus=unknown)
     return await add_change(db, None, "member.prices", prices, now)
