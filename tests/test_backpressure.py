@@ -531,7 +531,7 @@ async def test_an_order_goes_between_the_slices_of_a_large_upload(small_hub, mon
     assert seen == [(1, 50, 0), (51, 50, 1), (101, 20, 1)]  # the order was written after the first slice
 
 
-@pytest.mark.sqlite_only("SQLite's writer queue; test_hub_db.py has PostgreSQL's bulk turns")
+@pytest.mark.sqlite_only("SQLite's writer queue; test_hub_postgres.py has PostgreSQL's bulk turns")
 async def test_a_store_s_few_events_go_ahead_of_a_large_batch_that_came_just_before(tmp_path, hub_database,
                                                                                    monkeypatch):
     """Uploads are worked on earliest due first, an upload due DUE_PER_EVENT seconds an event after it
