@@ -63,7 +63,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.chain_proc import applied, applied_pg, cpu_s, peak_rss_mb, server_cpu_s, settle_pg
+from bench.chain_proc import applied, applied_pg, cpu_s, parent_pid, peak_rss_mb, server_cpu_s, settle_pg
 from bench.chain_steady import OrderBook, Steady, SteadyStore, loop_lag, order_pusher
 from bench.chain_storm import BATCH, SKU, TIMEOUT, Tally, envelope
 from bench.ledger import BenchError, free_port, percentile, store_edge
@@ -76,6 +76,7 @@ SHAPES = {False: {"steady_stores": 1000, "rate": 2500.0, "storm_stores": 1000, "
 UPLOAD_EVERY = 4.0
 ORDER_EVERY = 0.5
 SETUP_AT_ONCE = 16          # admin calls in flight while the stores are created and stocked
+SETUP_TRIES = 20            # a store's stocking upload refused with Retry-After this often is an error
 ADMIN = "bench-admin-token"
 LATE_LOOP_MS = 100          # the generator's loop later than this at p99: it, not the hub, set the pace
 # The hubs and PostgreSQL run at this niceness: the load generator stands for the stores' own machines,
@@ -123,12 +124,20 @@ async def create_store(session, url: str, store: str) -> str:
 
 
 async def stock(session, url: str, store: str, index: int, token: str) -> None:
-    """seq 1: enough stock that the admin's orders never run the store short."""
-    async with session.post(f"{url}/sync/v1/stores/{store}/events",
-                            json={"protocol": 1, "events": [envelope(store, index, 1, qty=1_000_000)]},
-                            headers={"Authorization": f"Bearer {token}"}) as resp:
-        if resp.status != 200:
-            raise BenchError(f"stocking {store}: {resp.status} {await resp.text()}")
+    """seq 1: enough stock that the admin's orders never run the store short. Sent again after
+    Retry-After when the hub's gate refuses it, as a store does: SETUP_AT_ONCE uploads at a hub that
+    has not measured its pace yet can be more than --max-upload-wait of work."""
+    for _ in range(SETUP_TRIES):
+        async with session.post(f"{url}/sync/v1/stores/{store}/events",
+                                json={"protocol": 1, "events": [envelope(store, index, 1, qty=1_000_000)]},
+                                headers={"Authorization": f"Bearer {token}"}) as resp:
+            if resp.status == 200:
+                return
+            if resp.status not in (429, 503) or "Retry-After" not in resp.headers:
+                raise BenchError(f"stocking {store}: {resp.status} {await resp.text()}")
+            wait = int(resp.headers["Retry-After"])
+        await asyncio.sleep(wait)
+    raise BenchError(f"stocking {store}: refused {SETUP_TRIES} times")
 
 
 async def start_hubs(folder: Path, base: Path | None, hub_args: list[str], db_url: str | None,
@@ -375,17 +384,10 @@ async def watch(hubs: list[Proc], workers: list[asyncio.Task], seconds: float) -
 def nice_tree(pid: int, nice: int) -> None:
     """The process and its children (PostgreSQL's postmaster and its background workers; the backends it
     forks later inherit it)."""
-    pids = [pid] + [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _parent(d) == pid]
+    pids = [pid] + [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and parent_pid(d) == pid]
     for each in pids:
         with contextlib.suppress(ProcessLookupError):
             os.setpriority(os.PRIO_PROCESS, each, nice)
-
-
-def _parent(proc: Path) -> int | None:
-    try:
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def postgres_chain(folder: Path, shape: dict, base: Path | None, hub_args: list[str], processes: int) -> dict:

@@ -41,9 +41,19 @@ def server_cpu_s(folder: Path) -> float:
     return total
 
 
+def parent_pid(proc: Path) -> int | None:
+    """The parent of /proc/<pid> (None if it is gone or unreadable)."""
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _parent_in(proc: Path, folder: Path) -> bool:
     """A backend's command line is "postgres: user db ...": it counts if its parent is the postmaster."""
-    ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    ppid = parent_pid(proc)
+    if ppid is None:
+        return False
     try:
         return str(folder) in Path(f"/proc/{ppid}/cmdline").read_bytes().decode(errors="replace")
     except OSError:
