@@ -68,8 +68,8 @@ class Batch(Reported):
     @model_validator(mode="after")
     def _events(self):
         """Each event an object with a Seq, in the words a BatchEvent model per event gave (the first
-        wrong one), then the seqs consecutive. In one Python pass: a model per event was 2.8 µs an
-        event, 13 % of the hub's busy time in a storm (py-spy)."""
+        wrong one), then the seqs consecutive. In plain Python: a model per event was 2.8 µs an event,
+        13 % of the hub's busy time in a storm (py-spy)."""
         for index, event in enumerate(self.events):
             if not isinstance(event, dict):
                 raise rule("invalid_request", f"events[{index}] must be an object (got {show(event)})")
